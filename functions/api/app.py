@@ -1,0 +1,36 @@
+"""/api.php and /apiXML.php: the pingPostLead API as published, dispatching on Mode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from pingpost import edge
+from pingpost.observability import logger, metrics, tracer
+
+app = APIGatewayHttpResolver()
+edge.install_error_handlers(app)
+
+
+@app.route("/api.php", method=["GET", "POST"])
+def api() -> Response[str]:
+    return edge.answer(app, path_mode=None)
+
+
+@app.post("/apiXML.php")
+def api_xml() -> Response[str]:
+    return edge.answer(app, path_mode=None)
+
+
+@app.get("/response.xsl")
+def stylesheet() -> Response[str]:
+    return edge.stylesheet()
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,26 @@
+"""/full: the pingPostLead API in full mode (a Mode, if sent, must say full)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from pingpost import edge
+from pingpost.observability import logger, metrics, tracer
+
+app = APIGatewayHttpResolver()
+edge.install_error_handlers(app)
+
+
+@app.route("/full", method=["GET", "POST"])
+def full() -> Response[str]:
+    return edge.answer(app, path_mode="full")
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,1 @@
+"""pingpost: the core of a serverless ping/post lead exchange (pingPostLead API)."""

@@ -1,0 +1,37 @@
+"""Settings from the environment, validated once when a container starts."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    """The environment a function runs with (template.yaml sets it; defaults suit local runs)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    leads_table: str = "LeadsTable"
+    vendors_table: str = "VendorsTable"
+    partners_table: str = "PartnersTable"
+    counters_table: str = "CountersTable"
+    delivery_queue_url: str = ""
+    ping_ttl_hours: int = Field(default=72, ge=1)
+    # How long a container trusts its copy of the vendors and partners.
+    cache_seconds: float = Field(default=30, ge=0)
+    # Lead IDs are taken from the counter this many at a time, so no item is written per ping.
+    lead_id_block: int = Field(default=100, ge=1, le=100_000)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Seconds a post waits for a concurrent post of the same lead to finish.
+    post_wait_seconds: float = Field(default=5, ge=0)
+
+
+@cache
+def settings() -> Settings:
+    """The settings of this process."""
+    names = Settings.model_fields
+    return Settings.model_validate(
+        {key.lower(): value for key, value in os.environ.items() if key.lower() in names}
+    )

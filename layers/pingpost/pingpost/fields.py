@@ -1,0 +1,339 @@
+"""The pingPostLead field table (Home Improvement, TYPE=7): the one place each field is named.
+
+Models, request decoding, error messages, the README table and test fixtures are all derived
+from `FIELDS`. Values lists are reconstructed from the published specification, whose text
+extraction ran the words of each list together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    """How a field's value is checked and normalised (see `pingpost.validation`)."""
+
+    TEXT = "text"  # Varchar(max_len)
+    KEY = "key"  # the vendor's API key
+    ACTION = "action"  # API_Action: pingPostLead
+    MODE = "mode"  # ping | post | full
+    MONEY = "money"  # real number; <= 0 means "not sent"
+    COUNT = "count"  # whole number >= 1
+    INTEGER = "integer"  # any whole number
+    CHOICE = "choice"  # one of `values`, matched case-insensitively
+    FLAG = "flag"  # 1 (0 is accepted as "not set")
+    LEAD_TYPE = "lead_type"  # TYPE: 7
+    ID_LIST = "id_list"  # comma-delimited partner IDs
+    URL = "url"  # http(s) URL
+    IP = "ip"  # IPv4 or IPv6 address
+    STATE = "state"  # US state abbreviation
+    ZIP = "zip"  # existing 5-digit ZIP code
+    EMAIL = "email"
+    PHONE = "phone"  # 10-digit North American number
+    DATE = "date"  # m/d/Y
+
+
+class Need(StrEnum):
+    """Whether a mode requires a field."""
+
+    YES = "yes"
+    NO = "no"
+    DYNAMIC_PRICING = "only if the vendor is on dynamic pricing"
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One row of the specification's field table."""
+
+    name: str
+    ping: Need
+    post: bool
+    kind: Kind
+    max_len: int
+    example: str
+    values: tuple[str, ...] = ()
+    control: bool = False  # a top-level tag of the XML Request rather than one inside <Data>
+    note: str = ""
+
+    def required(self, mode: str) -> Need:
+        """What `mode` (ping, post or full) asks of this field; full is ping plus post but Lead_ID."""
+        if mode == "ping":
+            return self.ping
+        if mode == "post":
+            return Need.YES if self.post else Need.NO
+        if self.name == LEAD_ID:
+            return Need.NO
+        if self.post:
+            return Need.YES
+        return self.ping
+
+
+LEAD_ID = "Lead_ID"
+LEAD_TYPE = "7"
+API_ACTION = "pingPostLead"
+MODES = ("ping", "post", "full")
+HASH_TYPES = ("sha1", "md5")
+# A vendor's own <Matches> may also carry values in clear.
+MATCH_HASH_TYPES = ("plain", *HASH_TYPES)
+HASH_VALUE_TYPES = ("email", "phone", "company", "promotionCode", "partnerGroup")
+
+YES_NO = ("Yes", "No")
+PRODUCTS = (
+    "Bathroom Remodel",
+    "Cabinet Refacing",
+    "Decks",
+    "Fences",
+    "Flooring",
+    "Garage Doors",
+    "Gutters",
+    "Home Insulation",
+    "In Ground Swimming Pools",
+    "Kitchen Remodel",
+    "Painting - Interior",
+    "Painting - Exterior",
+    "Sunrooms",
+    "Tex-Cote",
+    "Landscaping",
+    "Additions",
+    "Patio Covers",
+    "Pest Control",
+    "Solar Electric",
+    "Solar Thermal",
+    "Roofing - Asphalt Shingle",
+    "Roofing - Composite",
+    "Roofing - Metal",
+    "Roofing - Tile",
+    "HVAC - New A/C",
+    "HVAC - New Furnace",
+    "HVAC - New Heat Pump",
+    "Siding - Vinyl",
+    "Siding - Wood",
+    "Siding - Fiber Cement",
+    "Replacement Windows - 1 or 2",
+    "Replacement Windows - 3 to 5",
+    "Replacement Windows - 6 to 9",
+    "Replacement Windows - 10+",
+    "Basement Remodel",
+    "Flooring - Carpet",
+    "Flooring - Hardwood",
+    "Flooring - Laminate",
+    "Flooring - Tile",
+    "Flooring - Linoleum",
+    "Countertops",
+    "Home Security",
+    "Plumbing",
+    "Electrical",
+    "Fences - Wood",
+    "Fences - Vinyl",
+    "HVAC - A/C Repair",
+    "HVAC - Heater Repair",
+    "Painting - Interior 1 or 2 Rooms",
+    "Painting - Interior 3 or 4 Rooms",
+    "Painting - Interior 5 + Rooms",
+    "Roof Repair - Metal",
+    "Roof Repair - Tile or Shingle",
+    "Window - Repair",
+    "Window Glass - Repair",
+    "Cable and Satellite TV",
+    "Carpenters",
+    "Contractors",
+    "Disabled Persons",
+    "Emergency",
+    "Handyman",
+    "Home Inspection",
+    "Lawn and Garden",
+    "Moving",
+    "Patio, Porches and Enclosures",
+    "Storage",
+    "Tile and Stone",
+    "Home Warranty",
+    "Maids and Cleaning Services",
+    "Doors",
+    # The published list has a "-----" separator here (a drop-down divider, not a product).
+    "Plumbing - Drain Cleaning",
+    "Plumbing - Fixtures",
+    "Plumbing - Gas Piping",
+    "Plumbing - Contractors",
+    "Plumbing - Septic System Install",
+    "Plumbing - Septic System Repair",
+    "Plumbing - Septic Tank Pump",
+    "Plumbing - Sewer Pipe",
+    "Electrical Switches, Outlets and Fixtures",
+    "Electrical for Home Additional or Remodel",
+    "Electrical Wiring or Panel Upgrade",
+    "Pest Control - Termites",
+    "Pest Control - Bugs and/or Rodents",
+    "Moving - Local",
+    "Moving - Long Distance",
+    "Replacement Window - 1",
+    "Replacement Window - 2",
+    "Install Granite Countertops",
+    "Install Laminate Countertops",
+    "Install Marble Countertops",
+    "Install Tile Countertops",
+    "Interior Painting: 5-6 Rooms",
+    "Interior Painting: 7-8 Rooms",
+    "Interior Painting: 9+ Rooms",
+    "Painting - Interior 2-3 Rooms",
+    "Siding - Brick or Stone",
+    "Siding - Traditional Stucco",
+    "HVAC - New Boiler",
+    "Home Security - Existing System",
+    "Home Security - New Install",
+)
+
+Y, N, DP = Need.YES, Need.NO, Need.DYNAMIC_PRICING
+
+
+def _control(
+    name: str,
+    ping: Need,
+    post: bool,
+    kind: Kind,
+    example: str,
+    max_len: int,
+    values: tuple[str, ...] = (),
+    note: str = "",
+) -> Field:
+    return Field(name, ping, post, kind, max_len, example, values, control=True, note=note)
+
+
+def _text(name: str, max_len: int = 100, example: str | None = None) -> Field:
+    return Field(name, N, False, Kind.TEXT, max_len, example if example is not None else name)
+
+
+def _choice(name: str, values: tuple[str, ...]) -> Field:
+    return Field(name, N, False, Kind.CHOICE, max(map(len, values)), values[0], values)
+
+
+def _zip(name: str, ping: Need = N) -> Field:
+    return Field(name, ping, False, Kind.ZIP, 5, "60610")
+
+
+FIELDS: tuple[Field, ...] = (
+    _control("Key", Y, True, Kind.KEY, "c65KcIcVojZ_odK5ojoW9x-J8sfJ-.GjvxUEcjo.cg-JoW5_9d3uFePP",
+             max_len=256, note="string (provided by site admin)"),
+    _control("API_Action", Y, True, Kind.ACTION, API_ACTION, max_len=64, values=(API_ACTION,)),
+    _control("Mode", Y, True, Kind.MODE, "ping", max_len=4, values=MODES),
+    _control("Cost", N, False, Kind.MONEY, "2.55", max_len=20,
+             note="ping only; ignored on post and when <= 0"),
+    _control(LEAD_ID, N, True, Kind.COUNT, "1234", max_len=18,
+             note="the lead_id a ping answered"),
+    _control("Allowed_Times_Sold", N, False, Kind.COUNT, "2", max_len=4),
+    _control("Return_Hash_Type", N, False, Kind.CHOICE, "sha1", max_len=4, values=HASH_TYPES,
+             note="only together with Return_Hash_Value_Type"),
+    _control("Return_Hash_Value_Type", N, False, Kind.CHOICE, "email", max_len=13,
+             values=HASH_VALUE_TYPES, note="only together with Return_Hash_Type"),
+    _control("Skip_Partner_ID", N, False, Kind.ID_LIST, "142,1543,225", max_len=2000),
+    _control("Return_Best_Price", DP, False, Kind.FLAG, "1", max_len=1),
+    _control("TYPE", Y, True, Kind.LEAD_TYPE, LEAD_TYPE, max_len=2, values=(LEAD_TYPE,)),
+    _control("Test_Lead", N, False, Kind.FLAG, "1", max_len=1),
+    _control("Skip_XSL", N, False, Kind.FLAG, "1", max_len=1),
+    _control("Match_With_Partner_ID", N, False, Kind.ID_LIST, "22,456", max_len=2000),
+    _control("Redirect_URL", N, False, Kind.URL, "http://www.yoursite.com/", max_len=2048),
+    _text("C_Extension"),
+    _text("C_LocPhys"),
+    _text("C_LocIntr"),
+    _text("C_MatchType"),
+    _text("C_Device"),
+    _text("C_Ace"),
+    _text("C_AdPos"),
+    _text("HTTP_User_Agent"),
+    _text("Is_Complete"),
+    _text("Lead_Submit_Product_Type"),
+    _text("Originating_Product"),
+    _text("Originating_QF"),
+    _text("Form_Start_Date"),
+    _text("Form_Complete_Date"),
+    _text("Esource_ID"),
+    _text("DNS_Host_Name"),
+    _text("C_Term"),
+    _text("C_Source"),
+    _text("C_Name"),
+    _text("C_Method"),
+    _text("C_Content"),
+    _text("Webpage_Query_Vid"),
+    _text("Template_ID"),
+    _text("Version"),
+    _text("Webpage_Name"),
+    _text("Ad_Type_ID"),
+    _text("Webpage_Query_800_Num"),
+    _text("Webpage_Query_C_Channel"),
+    _text("Webpage_Query_I_Code"),
+    _text("Webpage_Query_Promo"),
+    _text("Ad_Pxl"),
+    # The spec says Varchar(30), which an IPv6 address can exceed; 45 holds every form.
+    Field("IP_Address", N, True, Kind.IP, 45, "75.2.92.149"),
+    Field("SRC", Y, False, Kind.TEXT, 100, "test", note="assigned by the exchange"),
+    Field("Landing_Page", N, True, Kind.TEXT, 255, "landing", note="assigned by the exchange"),
+    _text("Sub_ID", example="12"),
+    _text("Pub_ID", example="12345"),
+    _text("Phone_Type"),
+    _choice("Phone_Consent", YES_NO),
+    _text("Consent_Language", 1000),
+    _text("Home_Service_Schedule"),
+    _text("Requested_City", example="Chicago"),
+    Field("Requested_State", N, False, Kind.STATE, 2, "IL"),
+    _zip("Requested_Zip"),
+    Field("First_Name", N, True, Kind.TEXT, 100, "John"),
+    Field("Last_Name", N, True, Kind.TEXT, 100, "Doe"),
+    Field("Address", N, True, Kind.TEXT, 100, "123 Main St."),
+    Field("City", N, True, Kind.TEXT, 100, "Chicago"),
+    Field("State", Y, False, Kind.STATE, 2, "IL",
+          note="not required on ping when a valid Zip is sent: looked up from the Zip"),
+    _zip("Zip", Y),
+    Field("Email", N, True, Kind.EMAIL, 100, "test@nags.us"),
+    Field("Home_Phone", N, True, Kind.PHONE, 10, "3125556491"),
+    Field("Cell_Phone", N, False, Kind.PHONE, 10, "3125559682"),
+    _choice("Best_Time_To_Contact", ("Morning", "Afternoon", "Evening")),
+    Field("Home_Improvement_Product", Y, False, Kind.CHOICE, max(map(len, PRODUCTS)),
+          "Bathroom Remodel", PRODUCTS),
+    _choice("Prospect_Owns_Property", YES_NO),
+    _choice("Need_Financing", YES_NO),
+    Field("Score", Y, False, Kind.INTEGER, 10, "12"),
+    _text("Average_Electric_Bill"),
+    _text("Roof_Shade", 255),
+    _zip("Pickup_Zip_Code"),
+    Field("Move_Date", N, False, Kind.DATE, 10, "12/23/1980"),
+    _zip("Delivery_Zip_Code"),
+    _choice("Time_Frame", ("Immediately", "1-6 Months", "Don't Know")),
+    _choice("HVAC_Type", ("Natural gas fired", "Propane gas fired", "Oil fired", "Electric fired")),
+    _choice("Bathroom_Change_Floorplan", YES_NO),
+    _choice("Bathroom_Remodel_Shower_Bath", YES_NO),
+    _choice("Bathroom_Remodel_Toilet", YES_NO),
+    _choice("Bathroom_Remodel_Cabinets_Vanity", YES_NO),
+    _choice("Bathroom_Remodel_Countertops", YES_NO),
+    _choice("Bathroom_Remodel_Sinks", YES_NO),
+    _choice("Bathroom_Remodel_Flooring", YES_NO),
+    _choice("Handyman_Location", ("Home/Residence", "Business")),
+    _choice("Project_Budget", ("$2,000 - $5,000", "$6,000 - $9,000", "$10,000+")),
+    _choice("Kitchen_Update_Cabinets", YES_NO),
+    _choice("Kitchen_Move_Appliances", YES_NO),
+    _choice("Kitchen_Update_Countertops", YES_NO),
+    _choice("Kitchen_Update_Sinks", YES_NO),
+    _choice("Kitchen_Update_Flooring", YES_NO),
+    _choice("Kitchen_Update_Lighting", YES_NO),
+    _choice("Kitchen_Change_Floorplan", YES_NO),
+    _choice("Siding_Project", ("Replace existing siding", "Siding for new addition",
+                               "Siding for new home", "Repair sections")),
+    _choice("Siding_Asbestos_Removal", YES_NO),
+    _choice("Siding_Floors_Above_Ground", ("One", "Two", "Three or more")),
+    _choice("Roofing_Main_Floor", (
+        "Less than five hundred",
+        "Five hundred to thousand",
+        "Thousand sq ft to fifteen hundred",
+        "Fifteen hundred to two thousand",
+        "Two thousand to twenty five hundred",
+        "Greater than twenty five hundred",
+    )),
+    _choice("Roofing_Project", ("Replace", "Install", "Repair")),
+    _choice("Roofing_Steepest_Part", ("Flat", "Pitched")),
+    _choice("HVAC_Need", ("Consultation", "Information", "Quotes")),
+    _choice("HVAC_Financing", YES_NO),
+    _text("Comments", 255),
+)
+
+BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
+CONTROL_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.control)
+DATA_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if not f.control)

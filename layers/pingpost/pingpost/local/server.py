@@ -1,0 +1,297 @@
+"""Serve a SAM template's HTTP API on 127.0.0.1, with moto standing in for AWS when needed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, Final
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from pingpost.local.gateway import MAX_BODY_BYTES, Gateway, HttpRequest, HttpResponse
+from pingpost.local.gateway import message_response as _message_response
+from pingpost.local.template import Route, create_resources, load_template, parameter_values
+
+LOOPBACK: Final = "127.0.0.1"
+# Idle keep-alive connections are dropped after this long so threads don't pile up.
+IDLE_TIMEOUT_SECONDS: Final = 60.0
+
+
+def start_aws_endpoint() -> tuple[ThreadedMotoServer, str]:
+    """Start moto's server mode on a free loopback port; return the server and its URL."""
+    server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    return server, f"http://{host}:{port}"
+
+
+class _ExchangeHTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer carrying the gateway its handlers dispatch to."""
+
+    daemon_threads = True
+    # stop() must not wait for idle keep-alive connections to end.
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], gateway: Gateway, quiet: bool) -> None:
+        super().__init__(address, _RequestHandler)
+        self.gateway = gateway
+        self.quiet = quiet
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    """Reads one request (Content-Length or chunked), hands it to the gateway, writes the answer."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "pingpost-local"
+    timeout = IDLE_TIMEOUT_SECONDS
+    server: _ExchangeHTTPServer
+
+    def _dispatch(self) -> None:
+        body = self._read_body()
+        if body is None:
+            # The body was not read, so the connection can't be reused for another request.
+            self.close_connection = True
+            response = _message_response(413, "Request Entity Too Large")
+            response.headers.append(("connection", "close"))
+            self._send(response)
+            return
+        request = HttpRequest(
+            method=self.command,
+            target=self.path,
+            headers=list(self.headers.items()),
+            body=body,
+            source_ip=self.client_address[0],
+            protocol=self.request_version,
+            server_port=self.server.server_address[1],
+        )
+        self._send(self.server.gateway.handle(request))
+
+    do_GET = _dispatch
+    do_POST = _dispatch
+    do_PUT = _dispatch
+    do_DELETE = _dispatch
+    do_PATCH = _dispatch
+    do_HEAD = _dispatch
+    do_OPTIONS = _dispatch
+
+    def _read_body(self) -> bytes | None:
+        """The request body, or None when it exceeds the HTTP API limit."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._read_chunked()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            return None
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _read_chunked(self) -> bytes | None:
+        """Decode a chunked body, stopping once it passes the size limit."""
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                # Skip trailers up to the blank line that ends the message.
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            total += size
+            if total > MAX_BODY_BYTES:
+                return None
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+
+    def _send(self, response: HttpResponse) -> None:
+        self.send_response(response.status)
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Access log to stderr like sam local, unless the server is quiet."""
+        if not self.server.quiet:
+            super().log_message(format, *args)
+
+
+class LocalExchange:
+    """The template's HTTP API on a loopback port, served from a background thread."""
+
+    def __init__(
+        self,
+        template_path: Path,
+        port: int = 0,
+        *,
+        host: str = LOOPBACK,
+        physical: Mapping[str, str] | None = None,
+        parameters: Mapping[str, str] | None = None,
+        quiet: bool = False,
+        serialize_invocations: bool = True,
+    ) -> None:
+        self.gateway = Gateway(
+            template_path,
+            physical=physical,
+            parameters=parameters,
+            serialize_invocations=serialize_invocations,
+        )
+        self._address = (host, port)
+        self._quiet = quiet
+        self._server: _ExchangeHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def routes(self) -> list[Route]:
+        """The routes served."""
+        return self.gateway.routes
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. http://127.0.0.1:3000 (the real port when 0 was asked for)."""
+        if self._server is None:
+            raise RuntimeError("LocalExchange is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        """Bind the port and serve in a daemon thread."""
+        if self._server is not None:
+            return
+        self._server = _ExchangeHTTPServer(self._address, self.gateway, self._quiet)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="pingpost-local-http", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting, close the socket and join the serving thread."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> LocalExchange:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class _Environment:
+    """os.environ changes that can be undone, so serve() leaves the process as it found it."""
+
+    def __init__(self) -> None:
+        self._saved: dict[str, str | None] = {}
+
+    def set(self, name: str, value: str) -> None:
+        self._saved.setdefault(name, os.environ.get(name))
+        os.environ[name] = value
+
+    def setdefault(self, name: str, value: str) -> None:
+        if not os.environ.get(name):
+            self.set(name, value)
+
+    def restore(self) -> None:
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved.clear()
+
+
+def _banner(url: str, endpoint: str, embedded: bool, routes: list[Route]) -> str:
+    """What serve() prints once listening: URL, AWS endpoint, routes."""
+    source = "embedded moto" if embedded else "from AWS_ENDPOINT_URL"
+    width = max((len(route.path) for route in routes), default=0)
+    lines = [
+        f"pingpost local exchange listening on {url}",
+        f"AWS endpoint: {endpoint} ({source})",
+        "Routes:",
+        *(f"  {route.method:<7} {route.path:<{width}}  -> {route.function_id}" for route in routes),
+    ]
+    return "\n".join(lines)
+
+
+def serve(
+    port: int,
+    template_path: Path,
+    seed: Callable[[], None] | None = None,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+    host: str = LOOPBACK,
+    stop_event: threading.Event | None = None,
+) -> None:
+    """Create the template's resources, export its environment, seed, then serve until stopped.
+
+    Stops on Ctrl-C or SIGTERM (main thread only) or when stop_event is set.
+    """
+    stop = stop_event or threading.Event()
+    environment = _Environment()
+    moto: ThreadedMotoServer | None = None
+    exchange: LocalExchange | None = None
+    previous_handlers: dict[int, Any] = {}
+    try:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        if not endpoint:
+            moto, endpoint = start_aws_endpoint()
+            environment.set("AWS_ENDPOINT_URL", endpoint)
+            environment.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+            # moto accepts any credentials, but the SDK refuses to sign without some.
+            environment.setdefault("AWS_ACCESS_KEY_ID", "testing")
+            environment.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+
+        template = load_template(template_path)
+        parameters = parameter_values(template)
+        physical = create_resources(
+            template, boto3.client("dynamodb"), boto3.client("sqs"), parameters
+        )
+        exchange = LocalExchange(
+            template_path, port, host=host, physical=physical, parameters=parameters
+        )
+        for name, value in exchange.gateway.environment().items():
+            environment.set(name, value)
+        if seed is not None:
+            seed()
+
+        if threading.current_thread() is threading.main_thread():
+
+            def request_stop(signum: int, frame: FrameType | None) -> None:
+                stop.set()
+
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                previous_handlers[signum] = signal.signal(signum, request_stop)
+
+        exchange.start()
+        print(_banner(exchange.url, endpoint, moto is not None, exchange.routes), flush=True)
+        if on_ready is not None:
+            on_ready(exchange.url)
+        # A bounded wait keeps the main thread responsive to signals on every platform.
+        while not stop.wait(timeout=0.5):
+            pass
+        print("pingpost local exchange stopping", file=sys.stderr, flush=True)
+    finally:
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
+        if exchange is not None:
+            exchange.stop()
+        if moto is not None:
+            moto.stop()
+        environment.restore()

@@ -1,0 +1,69 @@
+"""The only code that talks to DynamoDB: one small module per table."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+@cache
+def dynamodb() -> DynamoDBClient:
+    """A DynamoDB client for whatever endpoint the standard AWS environment names."""
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=2,
+        read_timeout=5,
+        max_pool_connections=50,
+    )
+    return boto3.client("dynamodb", config=config)
+
+
+def to_item(values: Mapping[str, Any]) -> dict[str, AttributeValueTypeDef]:
+    """A DynamoDB item from plain values (None values are left out)."""
+    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}  # type: ignore[misc]
+
+
+def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """Plain values from a DynamoDB item (numbers come back as Decimal)."""
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
+class Expiring[K, V]:
+    """A per-container copy of values that may be a few seconds stale, shared by threads."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._seconds = seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._values: dict[K, tuple[float, V]] = {}
+
+    def get(self, key: K, load: Callable[[], V]) -> V:
+        """The cached value of `key`, loaded again once it is older than the time allowed."""
+        now = self._clock()
+        with self._lock:
+            hit = self._values.get(key)
+        if hit is not None and now - hit[0] < self._seconds:
+            return hit[1]
+        value = load()
+        with self._lock:
+            self._values[key] = (now, value)
+        return value
+
+    def clear(self) -> None:
+        """Forget everything (after a write this container made)."""
+        with self._lock:
+            self._values.clear()

@@ -1,0 +1,45 @@
+"""The counters table: lead IDs, handed out in blocks so no item is written on every ping."""
+
+from __future__ import annotations
+
+import threading
+
+from pingpost.config import settings
+from pingpost.store import dynamodb
+
+LEAD_ID = "lead_id"
+
+
+class LeadIds:
+    """Unique lead ID numbers for this container: one counter write per block of IDs."""
+
+    def __init__(self, block: int | None = None) -> None:
+        self._block = block or settings().lead_id_block
+        self._lock = threading.Lock()
+        self._next = 0
+        self._end = 0
+
+    def next(self) -> int:
+        """A lead ID no other request anywhere has been given."""
+        with self._lock:
+            if self._next >= self._end:
+                last = self._reserve()
+                self._next, self._end = last - self._block + 1, last + 1
+            lead_id = self._next
+            self._next += 1
+            return lead_id
+
+    def _reserve(self) -> int:
+        # ADD is atomic: concurrent containers each get a different block.
+        response = dynamodb().update_item(
+            TableName=settings().counters_table,
+            Key={"counter": {"S": LEAD_ID}},
+            UpdateExpression="ADD #v :block",
+            ExpressionAttributeNames={"#v": "value"},
+            ExpressionAttributeValues={":block": {"N": str(self._block)}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(response["Attributes"]["value"]["N"])
+
+
+lead_ids = LeadIds()

@@ -1,0 +1,33 @@
+"""The partners table: buyers, read whole and kept in the container for a few seconds."""
+
+from __future__ import annotations
+
+from pingpost.config import settings
+from pingpost.models import Partner
+from pingpost.store import Expiring, dynamodb, from_item, to_item
+
+_cache: Expiring[str, tuple[Partner, ...]] = Expiring(settings().cache_seconds)
+
+
+def active() -> tuple[Partner, ...]:
+    """The active partners, from this container's copy when it is fresh."""
+    return _cache.get("active", lambda: tuple(p for p in all_partners() if p.active))
+
+
+def all_partners() -> list[Partner]:
+    """Every partner, read from the table."""
+    pages = dynamodb().get_paginator("scan").paginate(TableName=settings().partners_table)
+    return [_partner(from_item(item)) for page in pages for item in page.get("Items", [])]
+
+
+def _partner(item: dict[str, object]) -> Partner:
+    item["id"] = item.pop("partner_id")
+    return Partner.model_validate(item)
+
+
+def put(partner: Partner) -> None:
+    """Create or replace a partner."""
+    item = partner.model_dump(mode="python")
+    item["partner_id"] = item.pop("id")
+    dynamodb().put_item(TableName=settings().partners_table, Item=to_item(item))
+    _cache.clear()

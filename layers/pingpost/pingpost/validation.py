@@ -1,0 +1,344 @@
+"""Checks and normalises every field of a request, as the field table says.
+
+A Pydantic model is generated from `FIELDS` (one validator per kind), so the table is the only
+place a field is described. Every message names the field, as publishers expect:
+"Required value First_Name is missing", "Invalid value for Zip: ...".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError, create_model
+from pydantic_core import PydanticCustomError
+
+from pingpost.errors import InvalidRequest
+from pingpost.fields import (
+    API_ACTION,
+    BY_NAME,
+    FIELDS,
+    LEAD_TYPE,
+    MODES,
+    Field,
+    Kind,
+    Need,
+)
+from pingpost.geography import US_STATES, state_for_zip
+
+# Limits on what the table does not describe: fields we keep but do not know.
+MAX_EXTRA_FIELDS = 100
+MAX_EXTRA_NAME = 64
+MAX_EXTRA_VALUE = 1000
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
+_PHONE_PUNCTUATION = re.compile(r"[\s().+-]")
+_NANP = re.compile(r"^[2-9]\d{2}[2-9]\d{6}$")
+_INTEGER = re.compile(r"^[+-]?\d{1,9}$")
+_COUNT = re.compile(r"^\+?\d{1,15}$")
+_DATE = re.compile(r"^\d{1,2}/\d{1,2}/\d{4}$")
+_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_MAX_MONEY = Decimal("1000000")
+
+
+def _invalid(reason: str) -> PydanticCustomError:
+    return PydanticCustomError("pingpost", reason)
+
+
+def _folded(value: str) -> str:
+    return " ".join(value.split()).casefold()
+
+
+def _choice(field: Field) -> Callable[[str], str]:
+    canonical = {_folded(v): v for v in field.values}
+    if len(field.values) <= 12:
+        reason = "must be one of: " + ", ".join(field.values)
+    else:
+        reason = "not one of the allowed values (see the field table)"
+
+    def check(value: str) -> str:
+        try:
+            return canonical[_folded(value)]
+        except KeyError:
+            raise _invalid(reason) from None
+
+    return check
+
+
+def _text(value: str) -> str:
+    if _CONTROL_CHARS.search(value):
+        raise _invalid("contains control characters")
+    return value
+
+
+def _money(value: str) -> Decimal | None:
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise _invalid("must be a number such as 2.55") from None
+    if not amount.is_finite() or amount >= _MAX_MONEY:
+        raise _invalid("must be a number such as 2.55")
+    # The spec: a cost of zero or less is ignored, as if it had not been sent.
+    return amount if amount > 0 else None
+
+
+def _count(value: str) -> int:
+    if not _COUNT.match(value) or int(value) < 1:
+        raise _invalid("must be a whole number of 1 or more")
+    return int(value)
+
+
+def _integer(value: str) -> int:
+    if not _INTEGER.match(value):
+        raise _invalid("must be a whole number")
+    return int(value)
+
+
+def _flag(value: str) -> bool:
+    if value not in ("0", "1"):
+        raise _invalid("must be 1 (or 0 for not set)")
+    return value == "1"
+
+
+def _id_list(value: str) -> tuple[int, ...]:
+    ids: list[int] = []
+    for part in value.split(","):
+        item = part.strip()
+        if not item:
+            continue
+        if not item.isascii() or not item.isdigit() or len(item) > 15:
+            raise _invalid("must be a comma-delimited list of partner ID numbers, e.g. 142,1543")
+        ids.append(int(item))
+    return tuple(dict.fromkeys(ids))
+
+
+def _url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or " " in value:
+        raise _invalid("must be an http or https URL")
+    return value
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise _invalid("must be an IPv4 or IPv6 address") from None
+
+
+def _state(value: str) -> str:
+    code = value.upper()
+    if code not in US_STATES:
+        raise _invalid("must be a US state abbreviation such as IL")
+    return code
+
+
+def _zip(value: str) -> str:
+    if len(value) != 5 or not value.isascii() or not value.isdigit():
+        raise _invalid("must be 5 digits")
+    if state_for_zip(value) is None:
+        raise _invalid("is not an existing US ZIP code")
+    return value
+
+
+def _email(value: str) -> str:
+    if not _EMAIL.match(value):
+        raise _invalid("must be a valid email address")
+    return value
+
+
+def _phone(value: str) -> str:
+    digits = _PHONE_PUNCTUATION.sub("", value)
+    if len(digits) == 11 and digits.startswith("1"):
+        digits = digits[1:]
+    if not _NANP.match(digits):
+        raise _invalid("must be a valid 10-digit US phone number")
+    return digits
+
+
+def _date(value: str) -> str:
+    try:
+        if not _DATE.match(value):
+            raise ValueError(value)
+        parsed = datetime.strptime(value, "%m/%d/%Y")  # noqa: DTZ007 - a calendar date, no time
+    except ValueError:
+        raise _invalid("must be a date as m/d/Y, e.g. 12/23/1980") from None
+    return f"{parsed.month:02d}/{parsed.day:02d}/{parsed.year:04d}"
+
+
+def _constant(expected: str, reason: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value.casefold() != expected.casefold():
+            raise _invalid(reason)
+        return expected
+
+    return check
+
+
+def _mode(value: str) -> str:
+    mode = value.casefold()
+    if mode not in MODES:
+        raise _invalid("must be one of: " + ", ".join(MODES))
+    return mode
+
+
+_CHECKS: dict[Kind, Callable[[str], object]] = {
+    Kind.TEXT: _text,
+    Kind.KEY: _text,
+    Kind.ACTION: _constant(API_ACTION, f"must be {API_ACTION}"),
+    Kind.MODE: _mode,
+    Kind.MONEY: _money,
+    Kind.COUNT: _count,
+    Kind.INTEGER: _integer,
+    Kind.FLAG: _flag,
+    Kind.LEAD_TYPE: _constant(
+        LEAD_TYPE, f"this exchange takes Home Improvement leads, TYPE={LEAD_TYPE}"
+    ),
+    Kind.ID_LIST: _id_list,
+    Kind.URL: _url,
+    Kind.IP: _ip,
+    Kind.STATE: _state,
+    Kind.ZIP: _zip,
+    Kind.EMAIL: _email,
+    Kind.PHONE: _phone,
+    Kind.DATE: _date,
+}
+
+
+def _validator(field: Field) -> Callable[[Any], object]:
+    check = _choice(field) if field.kind is Kind.CHOICE else _CHECKS[field.kind]
+    too_long = f"must be at most {field.max_len} characters"
+
+    def validate(value: Any) -> object:
+        if not isinstance(value, str):
+            raise _invalid("must be text")
+        if len(value) > field.max_len:
+            raise _invalid(too_long)
+        return check(value)
+
+    return validate
+
+
+@cache
+def request_model() -> type[BaseModel]:
+    """The Pydantic model of a pingPostLead request, built once from the field table."""
+    definitions: dict[str, Any] = {
+        f.name: (Annotated[Any, PlainValidator(_validator(f))], None) for f in FIELDS
+    }
+    return create_model(  # type: ignore[no-any-return]
+        "PingPostLeadRequest",
+        __config__=ConfigDict(extra="ignore", frozen=True),
+        **definitions,
+    )
+
+
+def present(raw: Mapping[str, str]) -> dict[str, str]:
+    """The sent values with surrounding blanks removed; an empty value counts as not sent."""
+    out: dict[str, str] = {}
+    for name, value in raw.items():
+        stripped = value.strip()
+        if stripped:
+            out[name] = stripped
+    return out
+
+
+def parse(values: Mapping[str, str]) -> dict[str, object]:
+    """Typed, normalised values of the known fields in `values` (already `present`)."""
+    known = {name: value for name, value in values.items() if name in BY_NAME}
+    try:
+        model = request_model().model_validate(known)
+    except ValidationError as exc:
+        messages = [_message(error) for error in exc.errors(include_url=False)]
+        raise InvalidRequest(_in_table_order(messages)) from None
+    return {name: value for name, value in model.model_dump().items() if value is not None}
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    name = str(error["loc"][0]) if error.get("loc") else "request"
+    return f"Invalid value for {name}: {error['msg']}"
+
+
+_ORDER = {f.name: i for i, f in enumerate(FIELDS)}
+
+
+def _in_table_order(messages: list[str]) -> list[str]:
+    def position(message: str) -> int:
+        name = message.removeprefix("Invalid value for ").split(":", 1)[0]
+        name = name.removeprefix("Required value ").removesuffix(" is missing")
+        return _ORDER.get(name, len(_ORDER))
+
+    return sorted(messages, key=position)
+
+
+def missing(values: Mapping[str, str], mode: str, *, dynamic_pricing: bool) -> list[str]:
+    """Messages for the fields `mode` requires that `values` (already `present`) lacks."""
+    out = []
+    for field in FIELDS:
+        need = field.required(mode)
+        if need is Need.NO or field.name in values:
+            continue
+        if need is Need.DYNAMIC_PRICING and not dynamic_pricing:
+            continue
+        if field.name == "State" and "Zip" in values:
+            continue  # looked up from the Zip (an invalid Zip is reported on its own)
+        out.append(f"Required value {field.name} is missing")
+    return out
+
+
+def extras(raw: Mapping[str, str]) -> dict[str, str]:
+    """Fields the table does not know: kept with the lead, within limits, never an error."""
+    out: dict[str, str] = {}
+    for name, value in raw.items():
+        if name in BY_NAME or not _FIELD_NAME.match(name) or len(name) > MAX_EXTRA_NAME:
+            continue
+        if len(out) == MAX_EXTRA_FIELDS:
+            break
+        out[name] = _CONTROL_CHARS.sub("", value)[:MAX_EXTRA_VALUE]
+    return out
+
+
+def cross_check(values: dict[str, object]) -> list[str]:
+    """Rules between fields; fills State from Zip. Returns messages for what breaks them."""
+    problems = []
+    hash_type, value_type = values.get("Return_Hash_Type"), values.get("Return_Hash_Value_Type")
+    if (hash_type is None) != (value_type is None):
+        problems.append(
+            "Return_Hash_Type and Return_Hash_Value_Type must be used together"
+        )
+    zip_code = values.get("Zip")
+    if isinstance(zip_code, str):
+        zip_state = state_for_zip(zip_code)
+        state = values.get("State")
+        if state is None:
+            values["State"] = zip_state
+        elif state != zip_state:
+            problems.append(f"Invalid value for State: Zip {zip_code} is in {zip_state}, not {state}")
+    return problems
+
+
+def validate(raw: Mapping[str, str], mode: str, *, dynamic_pricing: bool) -> dict[str, object]:
+    """Every check of a request in `mode`: required fields, each value, the rules between them."""
+    values = present(raw)
+    problems = missing(values, mode, dynamic_pricing=dynamic_pricing)
+    try:
+        parsed = parse(values)
+    except InvalidRequest as exc:
+        problems.extend(exc.messages)
+        parsed = {}
+    if parsed or not problems:
+        problems.extend(cross_check(parsed))
+    if problems:
+        raise InvalidRequest(_in_table_order(problems))
+    if mode == "post":
+        parsed.pop("Cost", None)  # the spec: Cost is ignored on post
+    return parsed

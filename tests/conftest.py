@@ -1,0 +1,56 @@
+"""Shared fixtures: the embedded AWS endpoint with the template's own tables and queues."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+EVENTS = ROOT / "events"
+DEMO_SEED = ROOT / "demo" / "seed.json"
+
+# Before any pingpost module reads its settings: nothing cached, so each test sees its seed.
+os.environ["CACHE_SECONDS"] = "0"
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_DEV", "false")
+
+
+@pytest.fixture(scope="session")
+def aws() -> Iterator[str]:
+    """An embedded AWS endpoint (moto server mode) holding every table and queue of template.yaml."""
+    import boto3
+
+    from pingpost.local.server import start_aws_endpoint
+    from pingpost.local.template import (
+        create_resources,
+        function_environment,
+        function_ids,
+        load_template,
+        parameter_values,
+    )
+
+    saved = dict(os.environ)
+    server, url = start_aws_endpoint()
+    os.environ.update(
+        AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing"
+    )
+    template = load_template(TEMPLATE)
+    parameters = parameter_values(template)
+    physical = create_resources(
+        template, boto3.client("dynamodb"), boto3.client("sqs"), parameters
+    )
+    for function_id in function_ids(template):
+        os.environ.update(function_environment(template, function_id, physical, parameters))
+    os.environ["CACHE_SECONDS"] = "0"
+    try:
+        yield url
+    finally:
+        server.stop()
+        os.environ.clear()
+        os.environ.update(saved)
