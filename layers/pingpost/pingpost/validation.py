@@ -218,11 +218,13 @@ _CHECKS: dict[Kind, Callable[[str], object]] = {
 def _validator(field: Field) -> Callable[[Any], object]:
     check = _choice(field) if field.kind is Kind.CHOICE else _CHECKS[field.kind]
     too_long = f"must be at most {field.max_len} characters"
+    # A phone may arrive formatted, "+1 (312) 555-6491": its 10 digits are what the limit means.
+    limit = field.max_len + (10 if field.kind is Kind.PHONE else 0)
 
     def validate(value: Any) -> object:
         if not isinstance(value, str):
             raise _invalid("must be text")
-        if len(value) > field.max_len:
+        if len(value) > limit:
             raise _invalid(too_long)
         return check(value)
 

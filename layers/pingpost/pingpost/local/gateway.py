@@ -43,8 +43,10 @@ MAX_BODY_BYTES: Final = 10 * 1024 * 1024
 API_ID: Final = "local"
 STAGE: Final = "$default"
 # HTTP API hands these to Lambda as UTF-8 text; every other type (form posts included) as base64.
-TEXT_MEDIA_TYPES: Final = frozenset({"application/json", "application/xml", "application/javascript"})
-_MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+TEXT_MEDIA_TYPES: Final = frozenset(
+    {"application/json", "application/xml", "application/javascript"}
+)
+_MONTHS: Final = "JanFebMarAprMayJunJulAugSepOctNovDec"
 # Framing headers belong to this hop; the server computes its own Content-Length.
 _HOP_HEADERS: Final = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 
@@ -130,7 +132,8 @@ def _trace_id(now: datetime) -> str:
 
 def _clf_time(now: datetime) -> str:
     """Time in the CLF form of requestContext.time, English month whatever the locale."""
-    return f"{now:%d}/{_MONTHS[now.month - 1]}/{now:%Y:%H:%M:%S} +0000"
+    month = _MONTHS[3 * (now.month - 1) : 3 * now.month]
+    return f"{now:%d}/{month}/{now:%Y:%H:%M:%S} +0000"
 
 
 def build_event(
@@ -200,9 +203,7 @@ def build_event(
     if request.body:
         text = _as_text(request.body, headers.get("content-type"))
         encoded = text is None
-        event["body"] = (
-            base64.b64encode(request.body).decode("ascii") if text is None else text
-        )
+        event["body"] = base64.b64encode(request.body).decode("ascii") if text is None else text
     else:
         encoded = False
     if path_parameters:
@@ -241,8 +242,8 @@ def to_http_response(result: Any) -> HttpResponse:
     payload = _runtime_json(result)
     if not (isinstance(payload, dict) and "statusCode" in payload):
         # No statusCode: 200, application/json, and the result itself is the body.
-        body = payload if isinstance(payload, str) else json.dumps(payload)
-        return HttpResponse(200, [("content-type", "application/json")], body.encode())
+        text = payload if isinstance(payload, str) else json.dumps(payload)
+        return HttpResponse(200, [("content-type", "application/json")], text.encode())
 
     status = payload["statusCode"]
     if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
@@ -355,7 +356,9 @@ class LocalFunction:
     def _import(self) -> Handler:
         module_path, _, attribute = self.handler_name.rpartition(".")
         if not module_path:
-            raise ValueError(f"{self.function_id}: Handler {self.handler_name!r} is not module.func")
+            raise ValueError(
+                f"{self.function_id}: Handler {self.handler_name!r} is not module.func"
+            )
         relative = Path(*module_path.split("."))
         source = self.code_dir / relative.with_suffix(".py")
         if not source.is_file():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -26,6 +27,10 @@ IDLE_TIMEOUT_SECONDS: Final = 60.0
 
 def start_aws_endpoint() -> tuple[ThreadedMotoServer, str]:
     """Start moto's server mode on a free loopback port; return the server and its URL."""
+    werkzeug_log = logging.getLogger("werkzeug")
+    if werkzeug_log.level == logging.NOTSET:
+        # moto logs every AWS call through werkzeug; that would drown the exchange's own log.
+        werkzeug_log.setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -116,7 +121,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(response.body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Access log to stderr like sam local, unless the server is quiet."""
         if not self.server.quiet:
             super().log_message(format, *args)
@@ -276,8 +281,8 @@ def serve(
             def request_stop(signum: int, frame: FrameType | None) -> None:
                 stop.set()
 
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                previous_handlers[signum] = signal.signal(signum, request_stop)
+            for stop_signal in (signal.SIGINT, signal.SIGTERM):
+                previous_handlers[stop_signal] = signal.signal(stop_signal, request_stop)
 
         exchange.start()
         print(_banner(exchange.url, endpoint, moto is not None, exchange.routes), flush=True)

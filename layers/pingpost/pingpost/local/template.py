@@ -12,14 +12,16 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import yaml  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import PointInTimeRecoverySpecificationTypeDef
     from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
 
 ACCOUNT_ID: Final = "123456789012"
 STACK_NAME: Final = "pingpost-local"
@@ -463,7 +465,9 @@ def table_request(name: str, props: Mapping[str, Any]) -> dict[str, Any]:
     if "DeletionProtectionEnabled" in props:
         request["DeletionProtectionEnabled"] = _to_bool(props["DeletionProtectionEnabled"])
     if props.get("Tags"):
-        request["Tags"] = [{"Key": tag["Key"], "Value": to_text(tag["Value"])} for tag in props["Tags"]]
+        request["Tags"] = [
+            {"Key": tag["Key"], "Value": to_text(tag["Value"])} for tag in props["Tags"]
+        ]
     return request
 
 
@@ -492,17 +496,20 @@ def _create_table(
         if not already:
             client.update_time_to_live(
                 TableName=name,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": str(ttl["AttributeName"])},
+                TimeToLiveSpecification={
+                    "Enabled": True,
+                    "AttributeName": str(ttl["AttributeName"]),
+                },
             )
 
     pitr = props.get("PointInTimeRecoverySpecification")
     if pitr:
-        spec: dict[str, Any] = {
+        spec: PointInTimeRecoverySpecificationTypeDef = {
             "PointInTimeRecoveryEnabled": _to_bool(pitr.get("PointInTimeRecoveryEnabled"))
         }
         if "RecoveryPeriodInDays" in pitr:
             spec["RecoveryPeriodInDays"] = int(pitr["RecoveryPeriodInDays"])
-        client.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification=spec)  # type: ignore[arg-type]
+        client.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification=spec)
 
     physical[logical_id] = name
     physical[f"{logical_id}.Arn"] = table["TableArn"]
@@ -531,19 +538,22 @@ def _create_queue(
     """Create (or reuse and re-attribute) one queue and record its URL, name and ARN."""
     fifo = _to_bool(props.get("FifoQueue", False))
     name = str(props.get("QueueName") or (f"{logical_id}.fifo" if fifo else logical_id))
-    attributes = queue_attributes(props)
+    # The attribute names come from CloudFormation's, which are the API's own.
+    attributes = cast("dict[QueueAttributeNameType, str]", queue_attributes(props))
     try:
         url = client.get_queue_url(QueueName=name)["QueueUrl"]
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") not in _MISSING_QUEUE_CODES:
             raise
         tags = {tag["Key"]: to_text(tag["Value"]) for tag in props.get("Tags") or []}
-        url = client.create_queue(QueueName=name, Attributes=attributes, tags=tags)["QueueUrl"]  # type: ignore[arg-type]
+        url = client.create_queue(QueueName=name, Attributes=attributes, tags=tags)["QueueUrl"]
     else:
         # An existing queue takes the template's settings; FifoQueue can't change after creation.
-        changeable = {key: value for key, value in attributes.items() if key != "FifoQueue"}
+        changeable: dict[QueueAttributeNameType, str] = {
+            key: value for key, value in attributes.items() if key != "FifoQueue"
+        }
         if changeable:
-            client.set_queue_attributes(QueueUrl=url, Attributes=changeable)  # type: ignore[arg-type]
+            client.set_queue_attributes(QueueUrl=url, Attributes=changeable)
     found = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
     physical[logical_id] = url
     physical[f"{logical_id}.Arn"] = found["Attributes"]["QueueArn"]

@@ -1,0 +1,39 @@
+# Two commands do all the set-up: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell p="$$(pyenv root 2>/dev/null)/versions/3.13.0/bin/python3.13"; \
+                  [ -x "$$p" ] && echo "$$p" || command -v python3.13)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 3000
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: run test lint typecheck pytest sam clean
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.13 is needed (pyenv install 3.13.0)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## make run: the whole exchange on http://127.0.0.1:$(PORT) with a demo vendor and partners
+run: $(STAMP)
+	$(BIN)/pingpost serve --port $(PORT) --seed demo/seed.json
+
+## make test: lint, types, and every test suite (unit, integration, end-to-end, SAM build)
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# pytest exits 5 when it collects no test: that fails the run like any other non-zero code.
+pytest: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,77 @@
+"""The XML answers, byte for byte as the specification's examples show them."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from lxml import etree
+
+from pingpost.responses import Answer, Hash, answer_xml, error_xml, money, stylesheet_xsl
+
+DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
+PI = '<?xml-stylesheet type="text/xsl" href="response.xsl"?>\n'
+
+
+def test_matched_with_price() -> None:
+    xml = answer_xml(Answer("Matched", 874, price=Decimal("25.00")), stylesheet=False)
+    assert xml.decode() == DECLARATION + (
+        "<response>\n  <status>Matched</status>\n  <lead_id>874</lead_id>\n"
+        "  <price>25</price>\n</response>\n"
+    )
+
+
+def test_matched_with_allowed_times_sold() -> None:
+    xml = answer_xml(Answer("Matched", 874, matches=5), stylesheet=False)
+    assert xml.decode() == DECLARATION + (
+        "<response>\n  <status>Matched</status>\n  <lead_id>874</lead_id>\n"
+        "  <matches>5</matches>\n</response>\n"
+    )
+
+
+def test_matched_with_hashes() -> None:
+    digest = "8561c83bb23a3f77345fa2b6b50b1f4e"
+    answer = Answer("Matched", 348, hashes=(Hash("email", "md5", digest),) * 2)
+    assert answer_xml(answer, stylesheet=False).decode() == DECLARATION + (
+        "<response>\n  <status>Matched</status>\n  <lead_id>348</lead_id>\n  <hashes>\n"
+        f'    <hash ValueType="email" HashType="md5">{digest}</hash>\n'
+        f'    <hash ValueType="email" HashType="md5">{digest}</hash>\n'
+        "  </hashes>\n</response>\n"
+    )
+
+
+def test_unmatched() -> None:
+    assert answer_xml(Answer("Unmatched", 874), stylesheet=False).decode() == DECLARATION + (
+        "<response>\n  <status>Unmatched</status>\n  <lead_id>874</lead_id>\n</response>\n"
+    )
+
+
+def test_error_escapes_its_message() -> None:
+    assert error_xml("Required value First_Name is missing", stylesheet=False).decode() == (
+        DECLARATION + "<response>\n  <status>Error</status>\n"
+        "  <error>Required value First_Name is missing</error>\n</response>\n"
+    )
+    assert b"<error>a &lt;b&gt; &amp; c</error>" in error_xml("a <b> & c")
+
+
+def test_the_stylesheet_instruction_comes_unless_skipped() -> None:
+    assert answer_xml(Answer("Unmatched", 1)).decode().startswith(DECLARATION + PI)
+    assert PI not in answer_xml(Answer("Unmatched", 1), stylesheet=False).decode()
+
+
+def test_the_stylesheet_renders_an_answer_as_a_page() -> None:
+    transform = etree.XSLT(etree.fromstring(stylesheet_xsl()))
+    page = transform(etree.fromstring(answer_xml(Answer("Matched", 874, price=Decimal(25)))))
+    assert page.xpath("string(//*[@id='status'])") == "Matched"
+    assert page.xpath("string(//*[@id='lead_id'])") == "874"
+    assert page.xpath("string(//*[@id='price'])") == "25"
+
+
+def test_money_is_written_as_the_spec_writes_it() -> None:
+    assert [money(Decimal(v)) for v in ("25", "25.5", "2.55", "0.1")] == [
+        "25", "25.50", "2.55", "0.10"
+    ]
+
+
+def test_an_answer_survives_storage() -> None:
+    answer = Answer("Matched", 9, Decimal("2.5"), 2, (Hash("phone", "sha1", "ab"),))
+    assert Answer.restored(answer.stored()) == answer

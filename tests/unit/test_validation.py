@@ -1,0 +1,110 @@
+"""Validation of whole requests: required fields per mode and the rules between fields."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from pingpost.errors import InvalidRequest
+from pingpost.fields import FIELDS, Need
+from pingpost.validation import extras, validate
+
+
+def example(mode: str, *, dynamic: bool = False) -> dict[str, str]:
+    """The spec's example value of every field `mode` requires."""
+    out = {}
+    for field in FIELDS:
+        need = field.required(mode)
+        if need is Need.YES or (need is Need.DYNAMIC_PRICING and dynamic):
+            out[field.name] = field.example
+    out["Mode"] = mode
+    return out
+
+
+def refusal(raw: dict[str, str], mode: str, *, dynamic: bool = False) -> list[str]:
+    with pytest.raises(InvalidRequest) as refused:
+        validate(raw, mode, dynamic_pricing=dynamic)
+    return refused.value.messages
+
+
+@pytest.mark.parametrize("mode", ["ping", "post", "full"])
+def test_each_required_field_left_out_is_named(mode: str) -> None:
+    complete = example(mode)
+    validate(complete, mode, dynamic_pricing=False)
+    for name in complete:
+        if name == "State":
+            continue  # comes from the Zip
+        raw = {k: v for k, v in complete.items() if k != name}
+        assert refusal(raw, mode) == [f"Required value {name} is missing"]
+
+
+def test_an_empty_value_counts_as_missing() -> None:
+    raw = example("post") | {"First_Name": "   "}
+    assert refusal(raw, "post") == ["Required value First_Name is missing"]
+
+
+def test_state_is_looked_up_from_the_zip_on_ping() -> None:
+    raw = {k: v for k, v in example("ping").items() if k != "State"}
+    assert validate(raw, "ping", dynamic_pricing=False)["State"] == "IL"
+
+
+def test_state_must_agree_with_the_zip() -> None:
+    raw = example("ping") | {"State": "CA"}
+    assert refusal(raw, "ping") == ["Invalid value for State: Zip 60610 is in IL, not CA"]
+
+
+def test_return_best_price_is_required_of_dynamic_pricing_vendors_only() -> None:
+    raw = example("ping")
+    validate(raw, "ping", dynamic_pricing=False)
+    assert refusal(raw, "ping", dynamic=True) == ["Required value Return_Best_Price is missing"]
+    validate(raw | {"Return_Best_Price": "1"}, "ping", dynamic_pricing=True)
+
+
+def test_hash_options_go_together() -> None:
+    expected = ["Return_Hash_Type and Return_Hash_Value_Type must be used together"]
+    assert refusal(example("ping") | {"Return_Hash_Type": "md5"}, "ping") == expected
+    assert refusal(example("ping") | {"Return_Hash_Value_Type": "email"}, "ping") == expected
+
+
+def test_cost_of_zero_or_less_is_ignored_and_cost_is_ignored_on_post() -> None:
+    assert "Cost" not in validate(example("ping") | {"Cost": "0"}, "ping", dynamic_pricing=False)
+    assert "Cost" not in validate(example("ping") | {"Cost": "-3"}, "ping", dynamic_pricing=False)
+    ping = validate(example("ping") | {"Cost": "2.55"}, "ping", dynamic_pricing=False)
+    assert ping["Cost"] == Decimal("2.55")
+    assert "Cost" not in validate(example("post") | {"Cost": "2.55"}, "post", dynamic_pricing=False)
+
+
+def test_values_are_normalised() -> None:
+    raw = example("full") | {
+        "Home_Phone": "(312) 555-6491",
+        "Cell_Phone": "+1 312.555.9682",
+        "State": "il",
+        "Home_Improvement_Product": "roofing  -  METAL",
+        "Skip_Partner_ID": " 142, 1543,,142 ",
+        "Move_Date": "1/2/2027",
+        "Score": "+12",
+    }
+    values = validate(raw, "full", dynamic_pricing=False)
+    assert values["Home_Phone"] == "3125556491"
+    assert values["Cell_Phone"] == "3125559682"
+    assert values["State"] == "IL"
+    assert values["Home_Improvement_Product"] == "Roofing - Metal"
+    assert values["Skip_Partner_ID"] == (142, 1543)
+    assert values["Move_Date"] == "01/02/2027"
+    assert values["Score"] == 12
+
+
+def test_every_problem_is_reported_in_table_order() -> None:
+    raw = example("post") | {"Email": "nope", "Home_Phone": "12"}
+    del raw["First_Name"]
+    assert refusal(raw, "post") == [
+        "Required value First_Name is missing",
+        "Invalid value for Email: must be a valid email address",
+        "Invalid value for Home_Phone: must be a valid 10-digit US phone number",
+    ]
+
+
+def test_unknown_fields_are_kept_but_bounded() -> None:
+    kept = extras({"Key": "k", "Utm_Campaign": "spring", "bad name": "x", "Big": "y" * 5000})
+    assert kept == {"Utm_Campaign": "spring", "Big": "y" * 1000}
