@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 import boto3
 import pytest
+from mypy_boto3_dynamodb.client import DynamoDBClient
+from mypy_boto3_sqs.client import SQSClient
 
 from pingpost.local.gateway import HttpRequest, build_event, to_http_response
 from pingpost.local.server import LocalExchange, serve, start_aws_endpoint
@@ -31,9 +33,19 @@ def aws_endpoint() -> Iterator[str]:
         server.stop()
 
 
-def _client(service: str, endpoint: str) -> Any:
+def _dynamodb(endpoint: str) -> DynamoDBClient:
     return boto3.client(
-        service,
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def _sqs(endpoint: str) -> SQSClient:
+    return boto3.client(
+        "sqs",
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="testing",
@@ -43,9 +55,7 @@ def _client(service: str, endpoint: str) -> Any:
 
 @pytest.fixture(scope="module")
 def created(aws_endpoint: str) -> dict[str, str]:
-    return create_resources(
-        load_template(TEMPLATE), _client("dynamodb", aws_endpoint), _client("sqs", aws_endpoint)
-    )
+    return create_resources(load_template(TEMPLATE), _dynamodb(aws_endpoint), _sqs(aws_endpoint))
 
 
 def test_start_aws_endpoint_is_loopback_on_an_ephemeral_port(aws_endpoint: str) -> None:
@@ -55,7 +65,7 @@ def test_start_aws_endpoint_is_loopback_on_an_ephemeral_port(aws_endpoint: str) 
 
 
 def test_tables_match_the_template(aws_endpoint: str, created: dict[str, str]) -> None:
-    dynamodb = _client("dynamodb", aws_endpoint)
+    dynamodb = _dynamodb(aws_endpoint)
     resources = load_template(TEMPLATE)["Resources"]
     for logical_id in TABLES:
         props = resources[logical_id]["Properties"]
@@ -84,10 +94,10 @@ def test_tables_match_the_template(aws_endpoint: str, created: dict[str, str]) -
 def test_delivery_queue_redrives_to_the_dead_letter_queue(
     aws_endpoint: str, created: dict[str, str]
 ) -> None:
-    sqs = _client("sqs", aws_endpoint)
-    attributes = sqs.get_queue_attributes(QueueUrl=created["DeliveryQueue"], AttributeNames=["All"])[
-        "Attributes"
-    ]
+    sqs = _sqs(aws_endpoint)
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=created["DeliveryQueue"], AttributeNames=["All"]
+    )["Attributes"]
     dead = sqs.get_queue_attributes(
         QueueUrl=created["DeliveryDeadLetterQueue"], AttributeNames=["QueueArn"]
     )["Attributes"]["QueueArn"]
@@ -102,9 +112,7 @@ def test_delivery_queue_redrives_to_the_dead_letter_queue(
 def test_create_resources_twice_reuses_everything(
     aws_endpoint: str, created: dict[str, str]
 ) -> None:
-    again = create_resources(
-        load_template(TEMPLATE), _client("dynamodb", aws_endpoint), _client("sqs", aws_endpoint)
-    )
+    again = create_resources(load_template(TEMPLATE), _dynamodb(aws_endpoint), _sqs(aws_endpoint))
     assert again == created
 
 
@@ -207,7 +215,7 @@ def test_headers_are_lower_cased_and_duplicates_joined(exchange: LocalExchange) 
 
 
 def test_form_post_arrives_base64_encoded(exchange: LocalExchange) -> None:
-    form = "Name=J%C3%B6rg&Zip=12345&Zip=67890".encode()
+    form = b"Name=J%C3%B6rg&Zip=12345&Zip=67890"
     event = _echo(
         exchange,
         "POST",
@@ -296,9 +304,7 @@ def test_keep_alive_serves_several_requests_on_one_connection(exchange: LocalExc
     conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
     try:
         for index in range(3):
-            status, _response, body = _request(
-                exchange, "GET", f"/echo?n={index}", connection=conn
-            )
+            status, _response, body = _request(exchange, "GET", f"/echo?n={index}", connection=conn)
             assert status == 200
             assert json.loads(body)["event"]["queryStringParameters"] == {"n": str(index)}
         status, _response, _body = _request(exchange, "GET", "/missing", connection=conn)
@@ -417,7 +423,7 @@ def test_serve_uses_the_given_endpoint_and_creates_resources(
     seeded: list[str] = []
     thread, stop, _url = _run_serve(TEMPLATE, seeded)
     try:
-        names = _client("dynamodb", aws_endpoint).list_tables()["TableNames"]
+        names = _dynamodb(aws_endpoint).list_tables()["TableNames"]
         assert set(TABLES) <= set(names)
     finally:
         stop.set()

@@ -64,9 +64,7 @@ def test_short_form_tags_become_long_forms(tmp_path: Path) -> None:
     assert props["If"] == {"Fn::If": ["IsProd", 1, 2]}
     assert props["Equals"] == {"Fn::Equals": ["a", "b"]}
     assert props["Not"] == {"Fn::Not": [{"Condition": "IsProd"}]}
-    assert props["And"] == {
-        "Fn::And": [{"Condition": "IsProd"}, {"Fn::Equals": ["a", "a"]}]
-    }
+    assert props["And"] == {"Fn::And": [{"Condition": "IsProd"}, {"Fn::Equals": ["a", "a"]}]}
     assert props["Or"] == {"Fn::Or": [{"Condition": "IsProd"}, {"Fn::Equals": ["a", "a"]}]}
     assert props["FindInMap"] == {"Fn::FindInMap": ["Map", "Top", "Second"]}
     assert props["Split"] == {"Fn::Split": [",", "a,b"]}
@@ -102,8 +100,12 @@ def test_ref_resolves_parameters_resources_and_pseudo_parameters(
 
 
 def test_get_att_reads_recorded_values_and_derives_queue_name_and_url() -> None:
-    assert resolve({"Fn::GetAtt": ["LeadsTable", "Arn"]}, PHYSICAL, {}) == PHYSICAL["LeadsTable.Arn"]
-    assert resolve({"Fn::GetAtt": "DeliveryQueue.Arn"}, PHYSICAL, {}) == PHYSICAL["DeliveryQueue.Arn"]
+    assert (
+        resolve({"Fn::GetAtt": ["LeadsTable", "Arn"]}, PHYSICAL, {}) == PHYSICAL["LeadsTable.Arn"]
+    )
+    assert (
+        resolve({"Fn::GetAtt": "DeliveryQueue.Arn"}, PHYSICAL, {}) == PHYSICAL["DeliveryQueue.Arn"]
+    )
     assert resolve({"Fn::GetAtt": ["DeliveryQueue", "QueueName"]}, PHYSICAL, {}) == "DeliveryQueue"
     assert (
         resolve({"Fn::GetAtt": ["DeliveryQueue", "QueueUrl"]}, PHYSICAL, {})
@@ -117,12 +119,18 @@ def test_sub_join_select_split_if(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_REGION", "us-west-2")
     parameters = {"Stage": "dev"}
     assert (
-        resolve({"Fn::Sub": "${LeadsTable}/${LeadsTable.Arn}/${AWS::Region}/${Stage}"}, PHYSICAL, parameters)
+        resolve(
+            {"Fn::Sub": "${LeadsTable}/${LeadsTable.Arn}/${AWS::Region}/${Stage}"},
+            PHYSICAL,
+            parameters,
+        )
         == f"LeadsTable/{PHYSICAL['LeadsTable.Arn']}/us-west-2/dev"
     )
     assert resolve({"Fn::Sub": "${!Literal}-${Stage}"}, {}, parameters) == "${Literal}-dev"
     assert (
-        resolve({"Fn::Sub": ["${Name}:${Stage}", {"Name": {"Ref": "LeadsTable"}}]}, PHYSICAL, parameters)
+        resolve(
+            {"Fn::Sub": ["${Name}:${Stage}", {"Name": {"Ref": "LeadsTable"}}]}, PHYSICAL, parameters
+        )
         == "LeadsTable:dev"
     )
     assert resolve({"Fn::Join": ["-", ["a", {"Ref": "Stage"}, 3]]}, {}, parameters) == "a-dev-3"
@@ -134,7 +142,12 @@ def test_sub_join_select_split_if(monkeypatch: pytest.MonkeyPatch) -> None:
     }
     assert resolve({"Fn::If": ["IsDev", "yes", "no"]}, {}, parameters, template=template) == "yes"
     assert (
-        resolve({"Fn::FindInMap": ["Sizes", {"Ref": "Stage"}, "Memory"]}, {}, parameters, template=template)
+        resolve(
+            {"Fn::FindInMap": ["Sizes", {"Ref": "Stage"}, "Memory"]},
+            {},
+            parameters,
+            template=template,
+        )
         == 128
     )
 

@@ -15,7 +15,7 @@ from pingpost.matching import Criteria, HashedValue, match, partner_hash
 from pingpost.models import Partner, Vendor
 from pingpost.responses import MATCHED, UNMATCHED, Answer, Hash
 from pingpost.store import leads, partners, vendors
-from pingpost.store.counters import lead_ids
+from pingpost.store.counters import LeadIds, lead_ids
 from pingpost.store.leads import DONE, PINGED, Lead
 from pingpost.validation import cross_check, extras, parse, present, validate
 
@@ -149,11 +149,12 @@ def ping(
     values: dict[str, object],
     kept: dict[str, str],
     matches: Sequence[HashedValue] = (),
+    ids: LeadIds = lead_ids,
 ) -> Answer:
     """Match a partial lead, store it to await its post, and say whether it can be sold."""
     cost = _cost(values, vendor)
     found = match(Criteria.of(values, cost, vendor_matches=tuple(matches)), partners.active())
-    lead_id = lead_ids.next()
+    lead_id = ids.next()
     answer = _answer(vendor, lead_id, values, found, cost)
     now = _now_ms()
     leads.add(
@@ -179,12 +180,13 @@ def full(
     values: dict[str, object],
     kept: dict[str, str],
     matches: Sequence[HashedValue] = (),
+    ids: LeadIds = lead_ids,
 ) -> Answer:
     """Ping and post in one request: match the whole lead and sell it."""
     cost = _cost(values, vendor)
     found = match(Criteria.of(values, cost, vendor_matches=tuple(matches)), partners.active())
     sold = found[: _allowed(values, vendor)]
-    lead_id = lead_ids.next()
+    lead_id = ids.next()
     answer = _answer(vendor, lead_id, values, found, cost, sold=len(sold))
     leads.add(
         Lead(

@@ -354,6 +354,7 @@ class LocalFunction:
             return self._handler
 
     def _import(self) -> Handler:
+        """Load the handler's module from CodeUri under a module name unique to this function."""
         module_path, _, attribute = self.handler_name.rpartition(".")
         if not module_path:
             raise ValueError(
@@ -499,6 +500,7 @@ class Gateway:
         return response
 
     def _respond(self, request: HttpRequest, request_id: str) -> HttpResponse:
+        """Route, invoke and convert; every failure becomes API Gateway's own error response."""
         if len(request.body) > MAX_BODY_BYTES:
             return message_response(413, "Request Entity Too Large")
         raw_path, _query = split_target(request.target)

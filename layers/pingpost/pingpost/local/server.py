@@ -59,6 +59,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server: _ExchangeHTTPServer
 
     def _dispatch(self) -> None:
+        """Serve one request of any method."""
         body = self._read_body()
         if body is None:
             # The body was not read, so the connection can't be reused for another request.
@@ -113,6 +114,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.rfile.readline()
 
     def _send(self, response: HttpResponse) -> None:
+        """Write status, headers and (except for HEAD) the body, framed by Content-Length."""
         self.send_response(response.status)
         for name, value in response.headers:
             self.send_header(name, value)
@@ -187,6 +189,7 @@ class LocalExchange:
         self._thread = None
 
     def __enter__(self) -> LocalExchange:
+        """Start serving for the duration of a with block."""
         self.start()
         return self
 
@@ -196,6 +199,7 @@ class LocalExchange:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Stop serving."""
         self.stop()
 
 
@@ -206,14 +210,17 @@ class _Environment:
         self._saved: dict[str, str | None] = {}
 
     def set(self, name: str, value: str) -> None:
+        """Set a variable, remembering its earlier value."""
         self._saved.setdefault(name, os.environ.get(name))
         os.environ[name] = value
 
     def setdefault(self, name: str, value: str) -> None:
+        """Set a variable only when it is unset or empty."""
         if not os.environ.get(name):
             self.set(name, value)
 
     def restore(self) -> None:
+        """Put every variable back as it was."""
         for name, value in self._saved.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -348,6 +348,7 @@ class _Resolver:
         return self._conditions[name]
 
     def _section(self, section: str) -> Mapping[str, Any]:
+        """A top-level template section (Mappings, Conditions)."""
         if self.template is None:
             raise ValueError(f"resolving against {section} needs the template")
         found: Mapping[str, Any] = self.template.get(section) or {}

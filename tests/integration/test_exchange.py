@@ -1,0 +1,219 @@
+"""The handlers with the events of events/, against the embedded AWS endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from lxml import etree
+
+from tests.conftest import DEMO_SEED, EVENTS, ROOT
+
+KEY = "demo-key-0123456789abcdef"
+OTHER_KEY = "demo-dynamic-key-0123456789"
+FUNCTIONS = {"ping": "PingFunction", "post": "PostFunction", "full": "FullFunction",
+             "api": "ApiFunction", "apixml": "ApiFunction", "response": "ApiFunction"}
+
+
+@pytest.fixture(scope="module")
+def exchange(aws: str) -> Iterator[None]:
+    from pingpost import seed
+
+    seed.apply(seed.load(DEMO_SEED))
+    yield
+
+
+def handler(name: str) -> Any:
+    from pingpost.local.gateway import LocalFunction
+
+    return LocalFunction(
+        FUNCTIONS[name], ROOT / "functions" / name.replace("apixml", "api").replace(
+            "response", "api"), "app.lambda_handler", dict(os.environ), serialize=False,
+    )
+
+
+def event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+def invoke(name: str, payload: dict[str, Any]) -> tuple[int, etree._Element]:
+    result = handler(name.split("-")[0]).invoke(payload)
+    assert result["headers"]["Content-Type"].startswith("application/xml")
+    assert not result.get("isBase64Encoded")
+    return result["statusCode"], etree.fromstring(result["body"].encode())
+
+
+def text(xml: etree._Element, tag: str) -> str | None:
+    node = xml.find(tag)
+    return None if node is None else node.text
+
+
+def with_query(payload: dict[str, Any], **changes: str) -> dict[str, Any]:
+    from urllib.parse import parse_qsl
+
+    fields = dict(parse_qsl(payload["rawQueryString"])) | changes
+    fields = {k: v for k, v in fields.items() if v != ""}
+    return payload | {"rawQueryString": urlencode(fields), "queryStringParameters": fields}
+
+
+def ping_id() -> int:
+    status, xml = invoke("ping-get", event("ping-get"))
+    assert status == 200
+    return int(text(xml, "lead_id") or 0)
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in EVENTS.glob("*.json")))
+def test_every_event_file_gets_an_answer(exchange: None, name: str) -> None:
+    payload = event(name)
+    if name.startswith("post"):
+        # A post event needs a lead that was pinged first.
+        payload = json.loads(json.dumps(payload).replace("Lead_ID=1&", f"Lead_ID={ping_id()}&"))
+    result = handler(name.split("-")[0]).invoke(payload)
+    assert result["statusCode"] == 200, result["body"]
+    if name == "response-xsl":
+        assert result["headers"]["Content-Type"].startswith("text/xsl")
+        return
+    assert text(etree.fromstring(result["body"].encode()), "status") == "Matched"
+
+
+def test_ping_then_post_sells_the_lead_once(exchange: None) -> None:
+    from pingpost.store import leads
+
+    lead_id = ping_id()
+    assert leads.get(lead_id).status == "pinged"  # type: ignore[union-attr]
+    post = with_query(event("post-get"), Lead_ID=str(lead_id))
+    first = invoke("post-get", post)
+    again = invoke("post-get", post)
+    assert first[0] == again[0] == 200
+    assert etree.tostring(first[1]) == etree.tostring(again[1])
+    stored = leads.get(lead_id)
+    assert stored is not None
+    assert stored.status == "sold"
+    assert stored.sales == [{"partner_id": 142, "price": 25}]
+    assert stored.expires_at is None  # a sold lead is kept
+    assert "Key" not in stored.data
+    assert stored.data["First_Name"] == "John" and stored.data["Zip"] == "60610"
+
+
+def test_a_vendor_cannot_post_another_vendors_lead(exchange: None) -> None:
+    lead_id = ping_id()
+    post = with_query(event("post-get"), Lead_ID=str(lead_id), Key=OTHER_KEY)
+    status, xml = invoke("post-get", post)
+    assert status == 404
+    assert text(xml, "error") == f"Lead_ID {lead_id} was not found or has expired"
+
+
+def test_an_expired_ping_cannot_be_posted(exchange: None) -> None:
+    import boto3
+
+    lead_id = ping_id()
+    boto3.client("dynamodb").update_item(
+        TableName=os.environ["LEADS_TABLE"],
+        Key={"lead_id": {"N": str(lead_id)}},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"N": "1000"}},
+    )
+    status, _ = invoke("post-get", with_query(event("post-get"), Lead_ID=str(lead_id)))
+    assert status == 404
+
+
+@pytest.mark.parametrize(
+    ("changes", "status", "error"),
+    [
+        ({"Key": ""}, 401, "Required value Key is missing"),
+        ({"Key": "not-a-key-of-anyone"}, 401, "Invalid Key"),
+        ({"Mode": "post"}, 400, "Invalid value for Mode: this is the /ping endpoint; send "
+         "Mode=ping or leave Mode out"),
+        ({"TYPE": "5"}, 400, "Invalid value for TYPE: this exchange takes Home Improvement "
+         "leads, TYPE=7"),
+        ({"Zip": "", "State": ""}, 400, "Required value State is missing; Required value Zip "
+         "is missing"),
+        ({"API_Action": "getLead"}, 400, "Invalid value for API_Action: must be pingPostLead"),
+    ],
+)
+def test_refusals_name_the_problem_with_a_fitting_status(
+    exchange: None, changes: dict[str, str], status: int, error: str
+) -> None:
+    answer = invoke("ping-get", with_query(event("ping-get"), **changes))
+    assert answer[0] == status
+    assert text(answer[1], "status") == "Error"
+    assert text(answer[1], "error") == error
+
+
+def test_unknown_lead_id_is_404(exchange: None) -> None:
+    status, xml = invoke("post-get", with_query(event("post-get"), Lead_ID="999999999"))
+    assert (status, text(xml, "error")) == (404, "Lead_ID 999999999 was not found or has expired")
+
+
+def test_a_disabled_vendor_is_403(exchange: None) -> None:
+    from pingpost import seed
+
+    document = seed.load(DEMO_SEED)
+    disabled = document.vendors[0].model_copy(
+        update={"id": "disabled", "key": "disabled-key-0123456789", "active": False}
+    )
+    seed.apply(seed.Seed(vendors=[disabled]))
+    status, xml = invoke("ping-get", with_query(event("ping-get"), Key="disabled-key-0123456789"))
+    assert (status, text(xml, "error")) == (403, "This Key's vendor account is disabled")
+
+
+def test_50_concurrent_pings_from_many_containers_get_50_distinct_ids(exchange: None) -> None:
+    from pingpost import exchange as core
+    from pingpost.store import counters
+
+    fields = dict(
+        Key=KEY, API_Action="pingPostLead", Mode="ping", TYPE="7", SRC="test", Zip="60610",
+        Home_Improvement_Product="Gutters", Score="3",
+    )
+    vendor = core._vendor(KEY)
+    values = core.validate(fields, "ping", dynamic_pricing=False)
+    # Each thread is a container of its own, drawing its own blocks from the shared counter.
+    containers = [counters.LeadIds(block=3) for _ in range(50)]
+
+    def ping(container: counters.LeadIds) -> int:
+        return core.ping(vendor, dict(values), {}, ids=container).lead_id
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        ids = list(pool.map(ping, containers))
+    assert len(set(ids)) == 50
+
+
+def test_10_concurrent_posts_of_one_lead_sell_it_once(exchange: None) -> None:
+    from pingpost import exchange as core
+    from pingpost.decoding import Request
+    from pingpost.store import leads
+
+    lead_id = ping_id()
+    post = dict(
+        Key=KEY, API_Action="pingPostLead", Mode="post", TYPE="7", Lead_ID=str(lead_id),
+        IP_Address="75.2.92.149", Landing_Page="landing", First_Name="John", Last_Name="Doe",
+        Address="123 Main St.", City="Chicago", Email="test@nags.us", Home_Phone="3125556491",
+    )
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        answers = list(pool.map(lambda _: core.submit(Request(post)), range(10)))
+    assert {a.status for a in answers} == {"Matched"}
+    assert len(set(answers)) == 1
+    stored = leads.get(lead_id)
+    assert stored is not None and stored.status == "sold"
+    assert len(stored.sales) == 1
+
+
+def test_skip_xsl_leaves_out_the_stylesheet_even_on_errors(exchange: None) -> None:
+    payload = with_query(event("ping-get"), Skip_XSL="1", Zip="00000")
+    result = handler("ping").invoke(payload)
+    assert result["statusCode"] == 400
+    assert "xml-stylesheet" not in result["body"]
+    result = handler("ping").invoke(with_query(event("ping-get"), Zip="00000"))
+    assert '<?xml-stylesheet type="text/xsl" href="response.xsl"?>' in result["body"]
+
+
+def test_events_are_real_files(exchange: None) -> None:
+    assert {Path(p).stem.split("-")[0] for p in EVENTS.glob("*.json")} >= {
+        "ping", "post", "full", "api", "apixml", "response"
+    }
