@@ -23,7 +23,7 @@ os.environ.setdefault("POWERTOOLS_DEV", "false")
 
 @pytest.fixture(scope="session")
 def aws() -> Iterator[str]:
-    """An embedded AWS endpoint (moto server mode) holding every table and queue of template.yaml."""
+    """An embedded AWS endpoint (moto server mode) with every table and queue of template.yaml."""
     import boto3
 
     from pingpost.local.server import start_aws_endpoint
@@ -42,9 +42,7 @@ def aws() -> Iterator[str]:
     )
     template = load_template(TEMPLATE)
     parameters = parameter_values(template)
-    physical = create_resources(
-        template, boto3.client("dynamodb"), boto3.client("sqs"), parameters
-    )
+    physical = create_resources(template, boto3.client("dynamodb"), boto3.client("sqs"), parameters)
     for function_id in function_ids(template):
         os.environ.update(function_environment(template, function_id, physical, parameters))
     os.environ["CACHE_SECONDS"] = "0"

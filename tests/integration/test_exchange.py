@@ -17,8 +17,14 @@ from tests.conftest import DEMO_SEED, EVENTS, ROOT
 
 KEY = "demo-key-0123456789abcdef"
 OTHER_KEY = "demo-dynamic-key-0123456789"
-FUNCTIONS = {"ping": "PingFunction", "post": "PostFunction", "full": "FullFunction",
-             "api": "ApiFunction", "apixml": "ApiFunction", "response": "ApiFunction"}
+FUNCTIONS = {
+    "ping": "PingFunction",
+    "post": "PostFunction",
+    "full": "FullFunction",
+    "api": "ApiFunction",
+    "apixml": "ApiFunction",
+    "response": "ApiFunction",
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +39,11 @@ def handler(name: str) -> Any:
     from pingpost.local.gateway import LocalFunction
 
     return LocalFunction(
-        FUNCTIONS[name], ROOT / "functions" / name.replace("apixml", "api").replace(
-            "response", "api"), "app.lambda_handler", dict(os.environ), serialize=False,
+        FUNCTIONS[name],
+        ROOT / "functions" / name.replace("apixml", "api").replace("response", "api"),
+        "app.lambda_handler",
+        dict(os.environ),
+        serialize=False,
     )
 
 
@@ -43,7 +52,7 @@ def event(name: str) -> dict[str, Any]:
 
 
 def invoke(name: str, payload: dict[str, Any]) -> tuple[int, etree._Element]:
-    result = handler(name.split("-")[0]).invoke(payload)
+    result = handler(name.split("-", maxsplit=1)[0]).invoke(payload)
     assert result["headers"]["Content-Type"].startswith("application/xml")
     assert not result.get("isBase64Encoded")
     return result["statusCode"], etree.fromstring(result["body"].encode())
@@ -74,7 +83,7 @@ def test_every_event_file_gets_an_answer(exchange: None, name: str) -> None:
     if name.startswith("post"):
         # A post event needs a lead that was pinged first.
         payload = json.loads(json.dumps(payload).replace("Lead_ID=1&", f"Lead_ID={ping_id()}&"))
-    result = handler(name.split("-")[0]).invoke(payload)
+    result = handler(name.split("-", maxsplit=1)[0]).invoke(payload)
     assert result["statusCode"] == 200, result["body"]
     if name == "response-xsl":
         assert result["headers"]["Content-Type"].startswith("text/xsl")
@@ -128,12 +137,21 @@ def test_an_expired_ping_cannot_be_posted(exchange: None) -> None:
     [
         ({"Key": ""}, 401, "Required value Key is missing"),
         ({"Key": "not-a-key-of-anyone"}, 401, "Invalid Key"),
-        ({"Mode": "post"}, 400, "Invalid value for Mode: this is the /ping endpoint; send "
-         "Mode=ping or leave Mode out"),
-        ({"TYPE": "5"}, 400, "Invalid value for TYPE: this exchange takes Home Improvement "
-         "leads, TYPE=7"),
-        ({"Zip": "", "State": ""}, 400, "Required value State is missing; Required value Zip "
-         "is missing"),
+        (
+            {"Mode": "post"},
+            400,
+            "Invalid value for Mode: this is the /ping endpoint; send Mode=ping or leave Mode out",
+        ),
+        (
+            {"TYPE": "5"},
+            400,
+            "Invalid value for TYPE: this exchange takes Home Improvement leads, TYPE=7",
+        ),
+        (
+            {"Zip": "", "State": ""},
+            400,
+            "Required value State is missing; Required value Zip is missing",
+        ),
         ({"API_Action": "getLead"}, 400, "Invalid value for API_Action: must be pingPostLead"),
     ],
 )
@@ -168,8 +186,14 @@ def test_50_concurrent_pings_from_many_containers_get_50_distinct_ids(exchange: 
     from pingpost.store import counters
 
     fields = dict(
-        Key=KEY, API_Action="pingPostLead", Mode="ping", TYPE="7", SRC="test", Zip="60610",
-        Home_Improvement_Product="Gutters", Score="3",
+        Key=KEY,
+        API_Action="pingPostLead",
+        Mode="ping",
+        TYPE="7",
+        SRC="test",
+        Zip="60610",
+        Home_Improvement_Product="Gutters",
+        Score="3",
     )
     vendor = core._vendor(KEY)
     values = core.validate(fields, "ping", dynamic_pricing=False)
@@ -191,9 +215,19 @@ def test_10_concurrent_posts_of_one_lead_sell_it_once(exchange: None) -> None:
 
     lead_id = ping_id()
     post = dict(
-        Key=KEY, API_Action="pingPostLead", Mode="post", TYPE="7", Lead_ID=str(lead_id),
-        IP_Address="75.2.92.149", Landing_Page="landing", First_Name="John", Last_Name="Doe",
-        Address="123 Main St.", City="Chicago", Email="test@nags.us", Home_Phone="3125556491",
+        Key=KEY,
+        API_Action="pingPostLead",
+        Mode="post",
+        TYPE="7",
+        Lead_ID=str(lead_id),
+        IP_Address="75.2.92.149",
+        Landing_Page="landing",
+        First_Name="John",
+        Last_Name="Doe",
+        Address="123 Main St.",
+        City="Chicago",
+        Email="test@nags.us",
+        Home_Phone="3125556491",
     )
     with ThreadPoolExecutor(max_workers=10) as pool:
         answers = list(pool.map(lambda _: core.submit(Request(post)), range(10)))
@@ -215,5 +249,10 @@ def test_skip_xsl_leaves_out_the_stylesheet_even_on_errors(exchange: None) -> No
 
 def test_events_are_real_files(exchange: None) -> None:
     assert {Path(p).stem.split("-")[0] for p in EVENTS.glob("*.json")} >= {
-        "ping", "post", "full", "api", "apixml", "response"
+        "ping",
+        "post",
+        "full",
+        "api",
+        "apixml",
+        "response",
     }

@@ -87,11 +87,22 @@ def test_required_fields_per_mode_follow_the_spec() -> None:
 
     control = {"Key", "API_Action", "Mode", "TYPE"}
     assert required("ping") == control | {
-        "SRC", "State", "Zip", "Home_Improvement_Product", "Score"
+        "SRC",
+        "State",
+        "Zip",
+        "Home_Improvement_Product",
+        "Score",
     }
     assert required("post") == control | {
-        "Lead_ID", "IP_Address", "Landing_Page", "First_Name", "Last_Name", "Address", "City",
-        "Email", "Home_Phone",
+        "Lead_ID",
+        "IP_Address",
+        "Landing_Page",
+        "First_Name",
+        "Last_Name",
+        "Address",
+        "City",
+        "Email",
+        "Home_Phone",
     }
     assert required("full") == (required("ping") | required("post")) - {"Lead_ID"}
     dynamic = {f.name for m in MODES for f in FIELDS if f.required(m) is Need.DYNAMIC_PRICING}

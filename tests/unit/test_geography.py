@@ -9,6 +9,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
 from pingpost.geography import US_STATES, state_for_zip
 
 BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "build_zip_states.py"

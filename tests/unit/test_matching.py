@@ -38,7 +38,9 @@ def test_each_filter_excludes_with_its_reason() -> None:
     assert exclusion(partner(1, 20, products=["Decks"]), LEAD) == "product"
     assert exclusion(partner(1, 20, min_score=13), LEAD) == "score below minimum"
     assert exclusion(partner(1, 9.99), LEAD) == "price below cost"
-    assert exclusion(partner(1, 20, states=["IL"], zips=["60610"], products=["Gutters"]), LEAD) is None
+    assert (
+        exclusion(partner(1, 20, states=["IL"], zips=["60610"], products=["Gutters"]), LEAD) is None
+    )
     inactive = partner(1, 20).model_copy(update={"active": False})
     assert exclusion(inactive, LEAD) == "inactive"
 

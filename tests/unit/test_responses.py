@@ -68,7 +68,10 @@ def test_the_stylesheet_renders_an_answer_as_a_page() -> None:
 
 def test_money_is_written_as_the_spec_writes_it() -> None:
     assert [money(Decimal(v)) for v in ("25", "25.5", "2.55", "0.1")] == [
-        "25", "25.50", "2.55", "0.10"
+        "25",
+        "25.50",
+        "2.55",
+        "0.10",
     ]
 
 

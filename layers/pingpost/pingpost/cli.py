@@ -23,7 +23,7 @@ def _demo_key(document: seed.Seed) -> str | None:
 
 
 def _banner(url: str, key: str | None) -> None:
-    print(f"\npingpost is listening on {url}")
+    print()
     if key is None:
         print("No vendor was seeded: add one with `pingpost seed FILE`.")
         return

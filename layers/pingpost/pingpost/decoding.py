@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
+from typing import Any
 from urllib.parse import parse_qsl
 
 from lxml import etree
@@ -102,13 +103,19 @@ def _hashed(
                 [f"Invalid {tag}: ValueType must be one of: {', '.join(HASH_VALUE_TYPES)}"]
             )
         if hash_type not in hash_types:
-            raise InvalidRequest([f"Invalid {tag}: HashType must be one of: {', '.join(hash_types)}"])
+            raise InvalidRequest(
+                [f"Invalid {tag}: HashType must be one of: {', '.join(hash_types)}"]
+            )
         if not value:
             raise InvalidRequest([f"Invalid {tag}: the value is empty"])
         out.append(HashedValue(value_type, hash_type, value))
         if len(out) > MAX_HASHED_VALUES:
             raise InvalidRequest([f"Too many {tag} values: at most {MAX_HASHED_VALUES}"])
     return tuple(out)
+
+
+def _text_of(node: etree._Element) -> str:
+    return "".join(str(part) for part in node.itertext())
 
 
 def xml(body: bytes) -> Request:
@@ -119,8 +126,8 @@ def xml(body: bytes) -> Request:
         root = etree.fromstring(body, parser=_PARSER)
     except etree.XMLSyntaxError as error:
         raise InvalidRequest([f"The XML request is not well-formed: {error.msg}"]) from None
-    doctype = root.getroottree().docinfo
-    if doctype.doctype or doctype.internalDTD is not None:
+    info: Any = root.getroottree().docinfo
+    if info.doctype or info.internalDTD is not None:
         raise InvalidRequest(["The XML request may not have a DOCTYPE"])
     if root.tag != "Request":
         raise InvalidRequest(["The XML root element must be <Request>"])
@@ -131,13 +138,13 @@ def xml(body: bytes) -> Request:
         if not isinstance(node.tag, str):
             continue
         if node.tag == "Data":
-            pairs.extend((c.tag, "".join(c.itertext())) for c in node if isinstance(c.tag, str))
+            pairs.extend((c.tag, _text_of(c)) for c in node if isinstance(c.tag, str))
         elif node.tag == "Matches":
             matches = _hashed(node, "Match", MATCH_HASH_TYPES)
         elif node.tag == "Match_With_Partner_Hashes":
             selected = _hashed(node, "Selected_Partner_Hash", HASH_TYPES)
         else:
-            pairs.append((node.tag, "".join(node.itertext())))
+            pairs.append((node.tag, _text_of(node)))
     return Request(_pairs(pairs), matches, selected)
 
 

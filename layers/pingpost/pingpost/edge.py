@@ -80,7 +80,7 @@ def install_error_handlers(app: APIGatewayHttpResolver) -> None:
         metrics.add_metric(name="Refused", unit=MetricUnit.Count, value=1)
         return _xml(error_xml(error.message, stylesheet=_wants_stylesheet(app)), error.status)
 
-    @app.exception_handler((ClientError, BotoCoreError))
+    @app.exception_handler([ClientError, BotoCoreError])
     def storage_failed(error: Exception) -> Response[str]:
         logger.exception("storage failed")
         metrics.add_metric(name="StorageFailed", unit=MetricUnit.Count, value=1)

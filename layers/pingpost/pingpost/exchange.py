@@ -27,8 +27,8 @@ _WAIT_STEP = 0.05
 def submit(request: Request, path_mode: str | None = None) -> Answer:
     """Handle one pingPostLead request; `path_mode` is the mode its route implies, if any."""
     fields = present(request.fields)
-    mode = _mode(fields, path_mode)
     vendor = _vendor(fields.get("Key"))
+    mode = _mode(fields, path_mode)
     values = validate(fields, mode, dynamic_pricing=vendor.dynamic_pricing)
     kept = extras(request.fields)
     if mode == "ping":
@@ -48,8 +48,10 @@ def _mode(fields: dict[str, str], path_mode: str | None) -> str:
         return sent.casefold()
     if sent is not None and sent.casefold() != path_mode:
         raise InvalidRequest(
-            [f"Invalid value for Mode: this is the /{path_mode} endpoint; send Mode={path_mode}"
-             " or leave Mode out"]
+            [
+                f"Invalid value for Mode: this is the /{path_mode} endpoint; send Mode={path_mode}"
+                " or leave Mode out"
+            ]
         )
     fields["Mode"] = path_mode
     return path_mode
@@ -133,7 +135,9 @@ def _cost(values: Mapping[str, object], vendor: Vendor) -> Decimal:
 
 
 def _stored(values: Sequence[HashedValue]) -> list[dict[str, str]]:
-    return [{"value_type": v.value_type, "hash_type": v.hash_type, "value": v.value} for v in values]
+    return [
+        {"value_type": v.value_type, "hash_type": v.hash_type, "value": v.value} for v in values
+    ]
 
 
 def _restored(values: Sequence[Mapping[str, str]]) -> tuple[HashedValue, ...]:
@@ -234,13 +238,18 @@ def _merged(lead: Lead, values: Mapping[str, object]) -> dict[str, object]:
 
 
 def _check_selected(lead: Lead, selected: Sequence[HashedValue]) -> None:
-    hash_type, value_type = lead.data.get("Return_Hash_Type"), lead.data.get("Return_Hash_Value_Type")
+    hash_type, value_type = (
+        lead.data.get("Return_Hash_Type"),
+        lead.data.get("Return_Hash_Value_Type"),
+    )
     for value in selected:
         if (value.hash_type, value.value_type) != (hash_type, value_type):
             raise InvalidRequest(
-                ["Invalid Selected_Partner_Hash: HashType and ValueType must be those the ping "
-                 f"asked for with Return_Hash_Type and Return_Hash_Value_Type ({hash_type}, "
-                 f"{value_type})"]
+                [
+                    "Invalid Selected_Partner_Hash: HashType and ValueType must be those the ping "
+                    f"asked for with Return_Hash_Type and Return_Hash_Value_Type ({hash_type}, "
+                    f"{value_type})"
+                ]
             )
 
 
@@ -264,9 +273,7 @@ def post(
     if not leads.claim(lead_id, vendor.id, token, _now_ms(), stale_ms=max(wait_ms * 6, 30_000)):
         return _outcome(lead_id, vendor)
     all_matches = (*_restored(lead.matches), *matches)
-    criteria = Criteria.of(
-        merged, lead.cost, vendor_matches=all_matches, selected=tuple(selected)
-    )
+    criteria = Criteria.of(merged, lead.cost, vendor_matches=all_matches, selected=tuple(selected))
     found = match(criteria, partners.active())
     sold = found[: _allowed(merged, vendor)]
     answer = _answer(vendor, lead_id, merged, found, lead.cost, sold=len(sold))

@@ -43,8 +43,8 @@ def _load() -> _Lookup:
     """Read and unpack the bundled table, caching it for the life of the process."""
     global _lookup  # noqa: PLW0603
     # Imported here, not at the top, to keep module import cheap on Lambda cold starts.
-    import zlib  # noqa: PLC0415
-    from importlib.resources import files  # noqa: PLC0415
+    import zlib
+    from importlib.resources import files
 
     raw = files("pingpost").joinpath("data", "zip_states.bin").read_bytes()
     _source, codes, packed = raw.split(b"\n", 2)

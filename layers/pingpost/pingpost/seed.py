@@ -1,4 +1,4 @@
-"""Seed files: vendors and partners as JSON, upserted into whatever endpoint the environment names."""
+"""Seed files: vendors and partners as JSON, upserted where the AWS environment points."""
 
 from __future__ import annotations
 

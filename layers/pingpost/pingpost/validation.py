@@ -170,7 +170,7 @@ def _date(value: str) -> str:
     try:
         if not _DATE.match(value):
             raise ValueError(value)
-        parsed = datetime.strptime(value, "%m/%d/%Y")  # noqa: DTZ007 - a calendar date, no time
+        parsed = datetime.strptime(value, "%m/%d/%Y")
     except ValueError:
         raise _invalid("must be a date as m/d/Y, e.g. 12/23/1980") from None
     return f"{parsed.month:02d}/{parsed.day:02d}/{parsed.year:04d}"
@@ -237,7 +237,7 @@ def request_model() -> type[BaseModel]:
     definitions: dict[str, Any] = {
         f.name: (Annotated[Any, PlainValidator(_validator(f))], None) for f in FIELDS
     }
-    return create_model(  # type: ignore[no-any-return]
+    return create_model(
         "PingPostLeadRequest",
         __config__=ConfigDict(extra="ignore", frozen=True),
         **definitions,
@@ -314,9 +314,7 @@ def cross_check(values: dict[str, object]) -> list[str]:
     problems = []
     hash_type, value_type = values.get("Return_Hash_Type"), values.get("Return_Hash_Value_Type")
     if (hash_type is None) != (value_type is None):
-        problems.append(
-            "Return_Hash_Type and Return_Hash_Value_Type must be used together"
-        )
+        problems.append("Return_Hash_Type and Return_Hash_Value_Type must be used together")
     zip_code = values.get("Zip")
     if isinstance(zip_code, str):
         zip_state = state_for_zip(zip_code)
@@ -324,7 +322,9 @@ def cross_check(values: dict[str, object]) -> list[str]:
         if state is None:
             values["State"] = zip_state
         elif state != zip_state:
-            problems.append(f"Invalid value for State: Zip {zip_code} is in {zip_state}, not {state}")
+            problems.append(
+                f"Invalid value for State: Zip {zip_code} is in {zip_state}, not {state}"
+            )
     return problems
 
 

@@ -34,7 +34,7 @@ def dynamodb() -> DynamoDBClient:
 
 def to_item(values: Mapping[str, Any]) -> dict[str, AttributeValueTypeDef]:
     """A DynamoDB item from plain values (None values are left out)."""
-    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}  # type: ignore[misc]
+    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
 
 
 def from_item(item: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,353 @@
+"""The whole exchange over HTTP, as `pingpost serve` runs it: the spec's examples and more."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+from lxml import etree
+
+from pingpost.fields import FIELDS, Kind, Need
+from tests.conftest import DEMO_SEED, ROOT
+from tests.unit.test_fields import REJECTED
+
+pytestmark = pytest.mark.e2e
+
+KEY = "demo-key-0123456789abcdef"
+DYNAMIC_KEY = "demo-dynamic-key-0123456789"
+SPEC_KEY = "c65KeXaMpLe_odU5ojoW9x-J9sfJ-GjoxUEcjo.cg-JoW5_9d3uFePP"
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    aws: str
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    """`pingpost serve --port 0 --seed demo/seed.json` in a process of its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+    env |= {"PYTHONUNBUFFERED": "1", "POWERTOOLS_METRICS_DISABLED": "true"}
+    for name in ("LEADS_TABLE", "VENDORS_TABLE", "PARTNERS_TABLE", "COUNTERS_TABLE"):
+        env.pop(name, None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pingpost.cli", "serve", "--port", "0", "--seed", str(DEMO_SEED)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    url = aws = ""
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if found := re.search(r"AWS endpoint: (\S+)", line):
+            aws = found.group(1)
+        if found := re.search(r"listening on (\S+)", line):
+            url = found.group(1)
+        if "curl" in line:
+            break
+    assert url and aws, "".join(seen)
+    # Keep reading its output, or the server blocks once the pipe is full.
+    threading.Thread(target=seen.extend, args=(process.stdout,), daemon=True).start()
+    try:
+        yield Server(url, aws)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def complete(mode: str, **changes: str) -> dict[str, str]:
+    """Every field `mode` requires, at the spec's example values, with changes."""
+    fields = {
+        f.name: f.example
+        for f in FIELDS
+        if f.required(mode) is Need.YES and f.name not in ("State", "Lead_ID")
+    }
+    fields |= {"Key": KEY, "Mode": mode, "Home_Improvement_Product": "Roofing - Metal"}
+    fields |= changes
+    return {k: v for k, v in fields.items() if v != ""}
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    xml: etree._Element
+    body: str
+
+    def __getitem__(self, tag: str) -> str | None:
+        node = self.xml.find(tag)
+        return None if node is None else node.text
+
+
+def reply(response: requests.Response) -> Reply:
+    assert response.headers["Content-Type"] == "application/xml; charset=UTF-8"
+    return Reply(response.status_code, etree.fromstring(response.content), response.text)
+
+
+def get(server: Server, path: str, fields: dict[str, str]) -> Reply:
+    return reply(requests.get(server.url + path, params=fields, timeout=30))
+
+
+def form(server: Server, path: str, fields: dict[str, str]) -> Reply:
+    return reply(requests.post(server.url + path, data=fields, timeout=30))
+
+
+def xml_request(fields: dict[str, str], extra: str = "") -> bytes:
+    """The spec's XML structure: control tags at the top, lead fields in <Data>."""
+    request = etree.Element("Request")
+    data = etree.Element("Data")
+    for f in FIELDS:
+        if f.name in fields:
+            etree.SubElement(request if f.control else data, f.name).text = fields[f.name]
+    request.append(data)
+    body = etree.tostring(request, xml_declaration=True, encoding="UTF-8")
+    return body.replace(b"</Request>", extra.encode() + b"</Request>")
+
+
+def xml(server: Server, fields: dict[str, str], extra: str = "") -> Reply:
+    body = xml_request(fields, extra)
+    return reply(
+        requests.post(
+            server.url + "/apiXML.php", data=body, headers={"Content-Type": "text/xml"}, timeout=30
+        )
+    )
+
+
+def lead(server: Server, lead_id: str | None) -> dict[str, Any]:
+    import boto3
+    from boto3.dynamodb.types import TypeDeserializer
+
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=server.aws,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    item = client.get_item(TableName="LeadsTable", Key={"lead_id": {"N": str(lead_id)}})["Item"]
+    return {k: TypeDeserializer().deserialize(v) for k, v in item.items()}
+
+
+# The specification's examples.
+
+
+def test_spec_get_request_example(server: Server) -> None:
+    # Given the spec's GET example as printed (its Key is an example, not a vendor's)
+    query = f"Key={SPEC_KEY}&API_Action=pingPostLead&Mode=post&First_Name=John&Last_Name=Doe"
+    answer = reply(requests.get(f"{server.url}/api.php?{query}", timeout=30))
+    assert (answer.status, answer["status"], answer["error"]) == (401, "Error", "Invalid Key")
+    # With a vendor's Key the same request lacks the other post-required fields
+    answer = reply(requests.get(f"{server.url}/api.php?{query.replace(SPEC_KEY, KEY)}", timeout=30))
+    assert answer.status == 400
+    assert answer["error"] == (
+        "Required value Lead_ID is missing; Required value TYPE is missing; "
+        "Required value IP_Address is missing; Required value Landing_Page is missing; "
+        "Required value Address is missing; Required value City is missing; "
+        "Required value Email is missing; Required value Home_Phone is missing"
+    )
+
+
+def test_spec_xml_request_with_every_tag_empty(server: Server) -> None:
+    template = (ROOT / "tests" / "e2e" / "spec_request.xml").read_bytes()
+    answer = reply(
+        requests.post(
+            server.url + "/apiXML.php",
+            data=template,
+            timeout=30,
+            headers={"Content-Type": "text/xml"},
+        )
+    )
+    assert (answer.status, answer["error"]) == (401, "Required value Key is missing")
+    with_key = template.replace(b"<Key></Key>", f"<Key>{KEY}</Key>".encode())
+    with_key = with_key.replace(b"<Mode></Mode>", b"<Mode>ping</Mode>")
+    answer = reply(requests.post(server.url + "/apiXML.php", data=with_key, timeout=30))
+    assert answer.status == 400
+    assert answer["error"] == (
+        "Required value API_Action is missing; Required value TYPE is missing; "
+        "Required value SRC is missing; Required value State is missing; "
+        "Required value Zip is missing; Required value Home_Improvement_Product is missing; "
+        "Required value Score is missing"
+    )
+
+
+def test_spec_xml_request_ping_then_post(server: Server) -> None:
+    ping = xml(server, complete("ping"))
+    assert (ping.status, ping["status"]) == (200, "Matched")
+    post = xml(server, complete("post", Lead_ID=ping["lead_id"] or ""))
+    assert (post.status, post["status"], post["lead_id"]) == (200, "Matched", ping["lead_id"])
+    assert lead(server, ping["lead_id"])["status"] == "sold"
+
+
+def test_response_matched_with_price(server: Server) -> None:
+    # Bath Masters pays 32.50; the dynamic-pricing vendor's margin is 2.50.
+    fields = complete(
+        "ping", Key=DYNAMIC_KEY, Home_Improvement_Product="Bathroom Remodel", Return_Best_Price="1"
+    )
+    answer = get(server, "/api.php", fields)
+    assert (answer.status, answer["status"], answer["price"]) == (200, "Matched", "30")
+    assert answer["lead_id"] and answer["lead_id"].isdigit()
+
+
+def test_response_matched_with_allowed_times_sold(server: Server) -> None:
+    fields = complete("ping", Home_Improvement_Product="Bathroom Remodel", Allowed_Times_Sold="5")
+    answer = get(server, "/api.php", fields)
+    # Bath Masters and Everything Home buy bathroom leads at or above the vendor's cost of 10.
+    assert (answer["status"], answer["matches"]) == ("Matched", "2")
+
+
+def test_response_matched_with_hashes(server: Server) -> None:
+    fields = complete(
+        "ping",
+        Home_Improvement_Product="Bathroom Remodel",
+        Return_Hash_Type="md5",
+        Return_Hash_Value_Type="email",
+    )
+    answer = get(server, "/api.php", fields)
+    hashes = answer.xml.findall("hashes/hash")
+    assert [(h.get("ValueType"), h.get("HashType"), h.text) for h in hashes] == [
+        ("email", "md5", hashlib.md5(b"leads@bath.example").hexdigest()),
+        ("email", "md5", hashlib.md5(b"buy@everything.example").hexdigest()),
+    ]
+
+
+def test_response_unmatched(server: Server) -> None:
+    answer = get(server, "/api.php", complete("ping", Zip="90210", Cost="50"))
+    assert (answer.status, answer["status"]) == (200, "Unmatched")
+    assert answer["lead_id"] and answer["lead_id"].isdigit()
+    assert answer.xml.find("price") is None and answer.xml.find("matches") is None
+
+
+def test_response_error(server: Server) -> None:
+    answer = get(server, "/api.php", complete("full", First_Name=""))
+    assert answer.status == 400
+    assert answer.body.endswith(
+        "<response>\n  <status>Error</status>\n"
+        "  <error>Required value First_Name is missing</error>\n</response>\n"
+    )
+
+
+# The same request every way it can be sent.
+
+
+def test_get_form_and_xml_give_the_same_result(server: Server) -> None:
+    fields = complete("full", Home_Improvement_Product="Gutters", Allowed_Times_Sold="3")
+    answers = [
+        get(server, "/api.php", fields),
+        form(server, "/api.php", fields),
+        xml(server, fields),
+    ]
+    assert {(a.status, a["status"], a["matches"]) for a in answers} == {(200, "Matched", "2")}
+    assert len({a["lead_id"] for a in answers}) == 3
+
+
+def test_mode_routes_imply_the_mode(server: Server) -> None:
+    ping = form(server, "/ping", {k: v for k, v in complete("ping").items() if k != "Mode"})
+    assert ping["status"] == "Matched"
+    post = get(server, "/post", complete("post", Lead_ID=ping["lead_id"] or ""))
+    assert (post.status, post["status"]) == (200, "Matched")
+    full = get(server, "/full", complete("full", Mode=""))
+    assert full["status"] == "Matched"
+    wrong = get(server, "/full", complete("ping"))
+    assert wrong.status == 400
+    assert wrong["error"] == (
+        "Invalid value for Mode: this is the /full endpoint; send Mode=full or leave Mode out"
+    )
+
+
+def test_a_repeated_post_answers_as_the_first_and_sells_nothing_again(server: Server) -> None:
+    ping = get(server, "/api.php", complete("ping"))
+    post = complete("post", Lead_ID=ping["lead_id"] or "")
+    first, second = form(server, "/api.php", post), form(server, "/api.php", post)
+    assert first.body == second.body
+    assert len(lead(server, ping["lead_id"])["sales"]) == 1
+
+
+# Each field of the table, through HTTP.
+
+
+@pytest.mark.parametrize("field", FIELDS, ids=lambda f: f.name)
+def test_each_field_accepts_a_good_value_and_refuses_a_bad_one(server: Server, field: Any) -> None:
+    if field.name == "Lead_ID":
+        ping = get(server, "/api.php", complete("ping"))
+        base, good = complete("post"), ping["lead_id"] or ""
+    else:
+        base, good = complete("full"), field.example
+    # Fields that the spec says go in pairs are sent with their partner.
+    base |= {
+        "Return_Hash_Type": {"Return_Hash_Value_Type": "email"},
+        "Return_Hash_Value_Type": {"Return_Hash_Type": "md5"},
+    }.get(field.name, {})
+    if field.name in ("Key", "Mode"):
+        good = base[field.name]
+    if field.kind is Kind.STATE:
+        good = "IL"
+    accepted = get(server, "/api.php", base | {field.name: good})
+    assert accepted.status == 200, accepted.body
+    refused = get(server, "/api.php", base | {field.name: REJECTED[field.kind](field)})
+    assert refused.status in (400, 401), refused.body
+    assert field.name in (refused["error"] or "") or field.name == "Key"
+
+
+# Concurrency over HTTP.
+
+
+def test_50_concurrent_pings_get_50_distinct_lead_ids(server: Server) -> None:
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(lambda _: get(server, "/ping", complete("ping")), range(50)))
+    assert {a.status for a in answers} == {200}
+    assert len({a["lead_id"] for a in answers}) == 50
+
+
+def test_10_concurrent_posts_of_one_lead_sell_it_once(server: Server) -> None:
+    ping = get(server, "/ping", complete("ping"))
+    post = complete("post", Lead_ID=ping["lead_id"] or "")
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        answers = list(pool.map(lambda _: form(server, "/post", post), range(10)))
+    assert {(a.status, a["status"]) for a in answers} == {(200, "Matched")}
+    stored = lead(server, ping["lead_id"])
+    assert stored["status"] == "sold"
+    assert len(stored["sales"]) == 1
+
+
+# Bad requests get an XML error and the right status, never a 500.
+
+
+def test_bad_requests_get_clear_xml_errors(server: Server) -> None:
+    too_big = requests.post(server.url + "/api.php", data={"Comments": "x" * 300_000}, timeout=30)
+    assert reply(too_big).status == 413
+    as_json = requests.post(server.url + "/api.php", json=complete("ping"), timeout=30)
+    assert reply(as_json).status == 415
+    broken = requests.post(server.url + "/apiXML.php", data=b"<Request><Key>", timeout=30)
+    answer = reply(broken)
+    assert answer.status == 400
+    assert (answer["error"] or "").startswith("The XML request is not well-formed")
+    bomb = (
+        b'<!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;">]>'
+        b"<Request>&b;</Request>"
+    )
+    assert reply(requests.post(server.url + "/apiXML.php", data=bomb, timeout=30)).status == 400
+
+
+def test_the_stylesheet_is_served(server: Server) -> None:
+    response = requests.get(server.url + "/response.xsl", timeout=30)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/xsl")
+    etree.XSLT(etree.fromstring(response.content))
