@@ -107,3 +107,14 @@ def test_required_fields_per_mode_follow_the_spec() -> None:
     assert required("full") == (required("ping") | required("post")) - {"Lead_ID"}
     dynamic = {f.name for m in MODES for f in FIELDS if f.required(m) is Need.DYNAMIC_PRICING}
     assert dynamic == {"Return_Best_Price"}
+
+
+def test_the_field_documentation_is_generated_from_the_table() -> None:
+    from pathlib import Path
+
+    from pingpost.fields import markdown
+
+    document = Path(__file__).resolve().parents[2] / "docs" / "fields.md"
+    assert document.read_text() == markdown(), "run: pingpost fields > docs/fields.md"
+    for field in FIELDS:
+        assert f"| {field.name} |" in document.read_text()

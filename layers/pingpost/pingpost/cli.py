@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from pingpost import seed
+from pingpost.fields import markdown
 
 
 def _seed_file(path: Path) -> seed.Seed:
@@ -56,6 +57,11 @@ def seed_command(args: argparse.Namespace) -> None:
     print(f"seeded {count_vendors} vendors and {count_partners} partners")
 
 
+def fields_command(args: argparse.Namespace) -> None:
+    """Print the field table as Markdown."""
+    print(markdown(), end="")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `pingpost` console script."""
     parser = argparse.ArgumentParser(prog="pingpost", description=__doc__)
@@ -72,6 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     load = commands.add_parser("seed", help="upsert vendors and partners from a JSON file")
     load.add_argument("file", type=Path)
     load.set_defaults(handler=seed_command)
+
+    table = commands.add_parser("fields", help="print the pingPostLead field table (Markdown)")
+    table.set_defaults(handler=fields_command)
 
     args = parser.parse_args(argv)
     args.handler(args)
