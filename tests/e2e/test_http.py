@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ SPEC_KEY = "c65KeXaMpLe_odU5ojoW9x-J9sfJ-GjoxUEcjo.cg-JoW5_9d3uFePP"
 class Server:
     url: str
     aws: str
+    output: list[str]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,7 @@ def server() -> Iterator[Server]:
     # Keep reading its output, or the server blocks once the pipe is full.
     threading.Thread(target=seen.extend, args=(process.stdout,), daemon=True).start()
     try:
-        yield Server(url, aws)
+        yield Server(url, aws, seen)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -351,3 +353,15 @@ def test_the_stylesheet_is_served(server: Server) -> None:
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/xsl")
     etree.XSLT(etree.fromstring(response.content))
+
+
+def test_the_server_log_holds_no_key_or_personal_data(server: Server) -> None:
+    fields = complete("full", Email="private.person@example.com", Home_Phone="3125550199")
+    start = len(server.output)  # after the banner, which shows the demo Key on purpose
+    assert get(server, "/api.php", fields).status == 200
+    assert get(server, "/api.php", fields | {"Email": "bad@"}).status == 400
+    time.sleep(0.5)  # the output is read by another thread
+    log = "".join(server.output[start:])
+    assert "/api.php" in log
+    for secret in ("private.person", "3125550199", KEY, "bad@"):
+        assert secret not in log

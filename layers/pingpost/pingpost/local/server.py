@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -127,6 +128,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         """Access log to stderr like sam local, unless the server is quiet."""
         if not self.server.quiet:
             super().log_message(format, *args)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """One line a request, without the query string: it carries keys and personal data."""
+        if isinstance(code, HTTPStatus):
+            code = code.value
+        path = self.path.split("?", 1)[0]
+        self.log_message('"%s %s" %s %s', self.command, path, str(code), str(size))
 
 
 class LocalExchange:
