@@ -46,6 +46,9 @@ def aws() -> Iterator[str]:
     for function_id in function_ids(template):
         os.environ.update(function_environment(template, function_id, physical, parameters))
     os.environ["CACHE_SECONDS"] = "0"
+    from pingpost.config import settings
+
+    settings.cache_clear()
     try:
         yield url
     finally:
