@@ -256,3 +256,56 @@ def test_events_are_real_files(exchange: None) -> None:
         "apixml",
         "response",
     }
+
+
+def _mark_posting(lead_id: int, claimed_at: int) -> None:
+    import boto3
+
+    boto3.client("dynamodb").update_item(
+        TableName=os.environ["LEADS_TABLE"],
+        Key={"lead_id": {"N": str(lead_id)}},
+        UpdateExpression="SET #s = :posting, claim = :c, claimed_at = :t",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={
+            ":posting": {"S": "posting"},
+            ":c": {"S": "crashed"},
+            ":t": {"N": str(claimed_at)},
+        },
+    )
+
+
+def test_a_post_that_died_holding_the_lead_is_taken_over(exchange: None) -> None:
+    import time
+
+    from pingpost.store import leads
+
+    lead_id = ping_id()
+    _mark_posting(lead_id, claimed_at=int(time.time() * 1000) - 3_600_000)
+    status, xml = invoke("post-get", with_query(event("post-get"), Lead_ID=str(lead_id)))
+    assert (status, text(xml, "status")) == (200, "Matched")
+    stored = leads.get(lead_id)
+    assert stored is not None and stored.status == "sold" and len(stored.sales) == 1
+
+
+def test_a_post_under_way_elsewhere_is_a_409_when_it_does_not_finish(
+    exchange: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from pingpost import exchange as core
+    from pingpost.config import settings
+
+    quick = settings().model_copy(update={"post_wait_seconds": 0.2})
+    monkeypatch.setattr(core, "settings", lambda: quick)
+    lead_id = ping_id()
+    _mark_posting(lead_id, claimed_at=int(time.time() * 1000))
+    status, xml = invoke("post-get", with_query(event("post-get"), Lead_ID=str(lead_id)))
+    assert status == 409
+    assert text(xml, "error") == (
+        f"Lead_ID {lead_id} is being posted by another request; retry shortly"
+    )
+
+
+def test_a_test_lead_is_not_sold_to_real_partners(exchange: None) -> None:
+    status, xml = invoke("full-get", with_query(event("full-get"), Test_Lead="1"))
+    assert (status, text(xml, "status")) == (200, "Unmatched")

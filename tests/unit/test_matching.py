@@ -77,3 +77,12 @@ def test_selected_partner_hashes_limit_the_match() -> None:
     chosen = (HashedValue("company", "md5", digest("co 2", "md5")),)
     lead = Criteria("IL", "60610", "Gutters", 12, Decimal(10), selected=chosen)
     assert [p.id for p in match(lead, everyone)] == [2]
+
+
+def test_test_leads_go_to_test_partners_only() -> None:
+    real, test = partner(1, 20), partner(2, 20).model_copy(update={"test": True})
+    assert [p.id for p in match(LEAD, [real, test])] == [1]
+    test_lead = Criteria("IL", "60610", "Gutters", 12, Decimal(10), test=True)
+    assert [p.id for p in match(test_lead, [real, test])] == [2]
+    assert Criteria.of({"Test_Lead": True}, Decimal(1)).test
+    assert not Criteria.of({"Test_Lead": False}, Decimal(1)).test

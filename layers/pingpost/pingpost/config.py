@@ -26,6 +26,8 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     # Seconds a post waits for a concurrent post of the same lead to finish.
     post_wait_seconds: float = Field(default=5, ge=0)
+    # A post that has held a lead this long is presumed dead; another post may take over.
+    claim_seconds: float = Field(default=30, ge=1)
 
 
 @cache

@@ -16,7 +16,7 @@ from pingpost.models import Partner, Vendor
 from pingpost.responses import MATCHED, UNMATCHED, Answer, Hash
 from pingpost.store import leads, partners, vendors
 from pingpost.store.counters import LeadIds, lead_ids
-from pingpost.store.leads import DONE, PINGED, Lead
+from pingpost.store.leads import DONE, PINGED, POSTING, Lead
 from pingpost.validation import cross_check, extras, parse, present, validate
 
 # Fields that are about one request, never part of the lead itself. The Key is a secret.
@@ -264,13 +264,15 @@ def post(
     lead_id = values[LEAD_ID]
     assert isinstance(lead_id, int)  # validated as a count
     lead = _owned(lead_id, vendor)
-    if lead.status != PINGED:
+    stale_ms = int(settings().claim_seconds * 1000)
+    if lead.status in DONE:
+        return Answer.restored(lead.answer)
+    if lead.status == POSTING and (lead.claimed_at or 0) >= _now_ms() - stale_ms:
         return _outcome(lead_id, vendor)
     merged = _merged(lead, values)
     _check_selected(lead, selected)
     token = uuid.uuid4().hex
-    wait_ms = int(settings().post_wait_seconds * 1000)
-    if not leads.claim(lead_id, vendor.id, token, _now_ms(), stale_ms=max(wait_ms * 6, 30_000)):
+    if not leads.claim(lead_id, vendor.id, token, _now_ms(), stale_ms=stale_ms):
         return _outcome(lead_id, vendor)
     all_matches = (*_restored(lead.matches), *matches)
     criteria = Criteria.of(merged, lead.cost, vendor_matches=all_matches, selected=tuple(selected))

@@ -85,6 +85,7 @@ class Criteria:
     only: frozenset[int] | None = None
     vendor_matches: tuple[HashedValue, ...] = ()
     selected: tuple[HashedValue, ...] = ()
+    test: bool = False
 
     @classmethod
     def of(cls, values: Mapping[str, object], cost: Decimal, **kw: object) -> Criteria:
@@ -100,6 +101,7 @@ class Criteria:
             cost=cost,
             skip=frozenset(skip) if isinstance(skip, tuple) else frozenset(),
             only=frozenset(only) if isinstance(only, tuple) else None,
+            test=values.get("Test_Lead") is True,
             **kw,  # type: ignore[arg-type]
         )
 
@@ -113,6 +115,8 @@ def exclusion(partner: Partner, lead: Criteria) -> str | None:
     rules = partner.filters
     if not partner.active:
         return "inactive"
+    if partner.test != lead.test:
+        return "test partner" if partner.test else "not a test partner (Test_Lead)"
     if partner.id in lead.skip:
         return "skipped (Skip_Partner_ID)"
     if lead.only is not None and partner.id not in lead.only:

@@ -91,5 +91,7 @@ class Partner(BaseModel):
     group_id: int | None = None
     price: Money
     active: bool = True
+    # A test partner buys only test leads (Test_Lead=1), and only it does.
+    test: bool = False
     filters: Filters = Filters()
     delivery: Delivery = Delivery()
