@@ -19,14 +19,13 @@ import pytest
 import requests
 from lxml import etree
 
-from pingpost.fields import FIELDS, Kind, Need
+from pingpost.fields import FIELDS, Kind
 from tests.conftest import DEMO_SEED, ROOT
+from tests.leads import DYNAMIC_KEY, KEY, complete
 from tests.unit.test_fields import REJECTED
 
 pytestmark = pytest.mark.e2e
 
-KEY = "demo-key-0123456789abcdef"
-DYNAMIC_KEY = "demo-dynamic-key-0123456789"
 SPEC_KEY = "c65KeXaMpLe_odU5ojoW9x-J9sfJ-GjoxUEcjo.cg-JoW5_9d3uFePP"
 
 
@@ -74,18 +73,6 @@ def server() -> Iterator[Server]:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
-
-
-def complete(mode: str, **changes: str) -> dict[str, str]:
-    """Every field `mode` requires, at the spec's example values, with changes."""
-    fields = {
-        f.name: f.example
-        for f in FIELDS
-        if f.required(mode) is Need.YES and f.name not in ("State", "Lead_ID")
-    }
-    fields |= {"Key": KEY, "Mode": mode, "Home_Improvement_Product": "Roofing - Metal"}
-    fields |= changes
-    return {k: v for k, v in fields.items() if v != ""}
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import pytest
 from lxml import etree
 
 from tests.conftest import DEMO_SEED, EVENTS, ROOT
+from tests.leads import DYNAMIC_KEY as OTHER_KEY
+from tests.leads import KEY, complete
 
-KEY = "demo-key-0123456789abcdef"
-OTHER_KEY = "demo-dynamic-key-0123456789"
 FUNCTIONS = {
     "ping": "PingFunction",
     "post": "PostFunction",
@@ -185,16 +185,7 @@ def test_50_concurrent_pings_from_many_containers_get_50_distinct_ids(exchange: 
     from pingpost import exchange as core
     from pingpost.store import counters
 
-    fields = dict(
-        Key=KEY,
-        API_Action="pingPostLead",
-        Mode="ping",
-        TYPE="7",
-        SRC="test",
-        Zip="60610",
-        Home_Improvement_Product="Gutters",
-        Score="3",
-    )
+    fields = complete("ping", Home_Improvement_Product="Gutters", Score="3")
     vendor = core._vendor(KEY)
     values = core.validate(fields, "ping", dynamic_pricing=False)
     # Each thread is a container of its own, drawing its own blocks from the shared counter.
@@ -214,21 +205,7 @@ def test_10_concurrent_posts_of_one_lead_sell_it_once(exchange: None) -> None:
     from pingpost.store import leads
 
     lead_id = ping_id()
-    post = dict(
-        Key=KEY,
-        API_Action="pingPostLead",
-        Mode="post",
-        TYPE="7",
-        Lead_ID=str(lead_id),
-        IP_Address="75.2.92.149",
-        Landing_Page="landing",
-        First_Name="John",
-        Last_Name="Doe",
-        Address="123 Main St.",
-        City="Chicago",
-        Email="test@nags.us",
-        Home_Phone="3125556491",
-    )
+    post = complete("post", Lead_ID=str(lead_id))
     with ThreadPoolExecutor(max_workers=10) as pool:
         answers = list(pool.map(lambda _: core.submit(Request(post)), range(10)))
     assert {a.status for a in answers} == {"Matched"}

@@ -148,6 +148,41 @@ def _sales(sold: Sequence[Partner]) -> list[dict[str, object]]:
     return [{"partner_id": p.id, "price": p.price} for p in sold]
 
 
+def _new_lead(
+    vendor: Vendor,
+    values: dict[str, object],
+    kept: dict[str, str],
+    matches: Sequence[HashedValue],
+    ids: LeadIds,
+    *,
+    sell: bool,
+) -> Answer:
+    """Match a lead and store it: sold (full), or waiting for its post (ping)."""
+    cost = _cost(values, vendor)
+    found = match(Criteria.of(values, cost, vendor_matches=tuple(matches)), partners.active())
+    sold = found[: _allowed(values, vendor)] if sell else []
+    lead_id = ids.next()
+    answer = _answer(vendor, lead_id, values, found, cost, sold=len(sold) if sell else None)
+    now = _now_ms()
+    leads.add(
+        Lead(
+            lead_id=lead_id,
+            vendor_id=vendor.id,
+            status=(leads.SOLD if sold else leads.UNSOLD) if sell else PINGED,
+            data=_wire(values),
+            cost=cost,
+            created_at=now,
+            answer=answer.stored(),
+            extra=kept,
+            matches=_stored(matches),
+            sales=_sales(sold),
+            test=bool(values.get("Test_Lead")),
+            expires_at=None if sell else now // 1000 + settings().ping_ttl_hours * 3600,
+        )
+    )
+    return answer
+
+
 def ping(
     vendor: Vendor,
     values: dict[str, object],
@@ -156,27 +191,7 @@ def ping(
     ids: LeadIds = lead_ids,
 ) -> Answer:
     """Match a partial lead, store it to await its post, and say whether it can be sold."""
-    cost = _cost(values, vendor)
-    found = match(Criteria.of(values, cost, vendor_matches=tuple(matches)), partners.active())
-    lead_id = ids.next()
-    answer = _answer(vendor, lead_id, values, found, cost)
-    now = _now_ms()
-    leads.add(
-        Lead(
-            lead_id=lead_id,
-            vendor_id=vendor.id,
-            status=PINGED,
-            data=_wire(values),
-            cost=cost,
-            created_at=now,
-            answer=answer.stored(),
-            extra=kept,
-            matches=_stored(matches),
-            test=bool(values.get("Test_Lead")),
-            expires_at=now // 1000 + settings().ping_ttl_hours * 3600,
-        )
-    )
-    return answer
+    return _new_lead(vendor, values, kept, matches, ids, sell=False)
 
 
 def full(
@@ -187,27 +202,7 @@ def full(
     ids: LeadIds = lead_ids,
 ) -> Answer:
     """Ping and post in one request: match the whole lead and sell it."""
-    cost = _cost(values, vendor)
-    found = match(Criteria.of(values, cost, vendor_matches=tuple(matches)), partners.active())
-    sold = found[: _allowed(values, vendor)]
-    lead_id = ids.next()
-    answer = _answer(vendor, lead_id, values, found, cost, sold=len(sold))
-    leads.add(
-        Lead(
-            lead_id=lead_id,
-            vendor_id=vendor.id,
-            status=leads.SOLD if sold else leads.UNSOLD,
-            data=_wire(values),
-            cost=cost,
-            created_at=_now_ms(),
-            answer=answer.stored(),
-            extra=kept,
-            matches=_stored(matches),
-            sales=_sales(sold),
-            test=bool(values.get("Test_Lead")),
-        )
-    )
-    return answer
+    return _new_lead(vendor, values, kept, matches, ids, sell=True)
 
 
 def _owned(lead_id: int, vendor: Vendor) -> Lead:
