@@ -352,3 +352,33 @@ def test_the_server_log_holds_no_key_or_personal_data(server: Server) -> None:
     assert "/api.php" in log
     for secret in ("private.person", "3125550199", KEY, "bad@"):
         assert secret not in log
+
+
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def test_a_browser_posting_a_form_sees_a_readable_page(server: Server) -> None:
+    # Given a browser that posts the lead form (it prefers HTML to XML)
+    response = requests.post(
+        server.url + "/api.php", data=complete("full"), headers={"Accept": BROWSER}, timeout=30
+    )
+    # Then it gets the page the stylesheet makes, without depending on XSLT in the browser
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/html; charset=UTF-8"
+    assert '<p class="status Matched" id="status">Matched</p>' in response.text
+    refused = requests.get(
+        server.url + "/api.php",
+        params=complete("full", Email="x"),
+        headers={"Accept": BROWSER},
+        timeout=30,
+    )
+    assert refused.status_code == 400
+    assert "Invalid value for Email: must be a valid email address" in refused.text
+    # A publisher that asks for the bare XML gets it, browser or not
+    raw = requests.get(
+        server.url + "/api.php",
+        params=complete("full", Skip_XSL="1"),
+        headers={"Accept": BROWSER},
+        timeout=30,
+    )
+    assert reply(raw).status == 200

@@ -78,3 +78,26 @@ def test_money_is_written_as_the_spec_writes_it() -> None:
 def test_an_answer_survives_storage() -> None:
     answer = Answer("Matched", 9, Decimal("2.5"), 2, (Hash("phone", "sha1", "ab"),))
     assert Answer.restored(answer.stored()) == answer
+
+
+CHROME = (
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,"
+    "image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7"
+)
+FIREFOX = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def test_browsers_navigating_get_the_page_and_api_clients_the_xml() -> None:
+    from pingpost.responses import wants_page
+
+    assert wants_page(CHROME) and wants_page(FIREFOX)
+    for api_client in (None, "", "*/*", "application/xml", "text/xml, */*", "text/html, */*"):
+        assert not wants_page(api_client), api_client
+
+
+def test_the_page_is_what_the_stylesheet_makes() -> None:
+    from pingpost.responses import page
+
+    html = page(error_xml("Required value First_Name is missing"))
+    assert "<title>Lead Error</title>" in html
+    assert '<dd id="error">Required value First_Name is missing</dd>' in html

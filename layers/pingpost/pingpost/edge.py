@@ -13,10 +13,18 @@ from pingpost.config import settings
 from pingpost.decoding import decode
 from pingpost.errors import PingPostError, Unavailable
 from pingpost.observability import logger, metrics
-from pingpost.responses import CONTENT_TYPE, answer_xml, error_xml, stylesheet_xsl
+from pingpost.responses import (
+    CONTENT_TYPE,
+    answer_xml,
+    error_xml,
+    page,
+    stylesheet_xsl,
+    wants_page,
+)
 from pingpost.validation import present
 
-_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Vary": "Accept"}
+HTML = "text/html; charset=UTF-8"
 
 
 def _wants_stylesheet(app: APIGatewayHttpResolver) -> bool:
@@ -33,7 +41,12 @@ def _body(app: APIGatewayHttpResolver) -> bytes:
     return event.body.encode()
 
 
-def _xml(body: bytes, status: int) -> Response[str]:
+def _xml(app: APIGatewayHttpResolver, body: bytes, status: int) -> Response[str]:
+    # Browsers are dropping XSLT: one that asks for HTML gets the page the stylesheet makes.
+    stylesheet = _wants_stylesheet(app)
+    if stylesheet and wants_page(app.current_event.headers.get("accept")):
+        html = page(body)
+        return Response(status_code=status, content_type=HTML, body=html, headers=_HEADERS)
     # Text, not bytes: API Gateway then passes it through without base64.
     return Response(
         status_code=status, content_type=CONTENT_TYPE, body=body.decode(), headers=_HEADERS
@@ -57,7 +70,7 @@ def answer(app: APIGatewayHttpResolver, path_mode: str | None) -> Response[str]:
     result = exchange.submit(request, path_mode)
     mode = path_mode or sent.get("Mode", "").casefold()
     metrics.add_metric(name=f"{mode.capitalize()}{result.status}", unit=MetricUnit.Count, value=1)
-    return _xml(answer_xml(result, stylesheet=_wants_stylesheet(app)), 200)
+    return _xml(app, answer_xml(result, stylesheet=_wants_stylesheet(app)), 200)
 
 
 def stylesheet() -> Response[str]:
@@ -78,7 +91,8 @@ def install_error_handlers(app: APIGatewayHttpResolver) -> None:
         # The message names fields, never their values, so it is safe to log.
         logger.info("request refused", extra={"status": error.status, "reason": error.message})
         metrics.add_metric(name="Refused", unit=MetricUnit.Count, value=1)
-        return _xml(error_xml(error.message, stylesheet=_wants_stylesheet(app)), error.status)
+        body = error_xml(error.message, stylesheet=_wants_stylesheet(app))
+        return _xml(app, body, error.status)
 
     @app.exception_handler([ClientError, BotoCoreError])
     def storage_failed(error: Exception) -> Response[str]:
@@ -92,4 +106,4 @@ def install_error_handlers(app: APIGatewayHttpResolver) -> None:
         logger.exception("unexpected failure")
         metrics.add_metric(name="Crashed", unit=MetricUnit.Count, value=1)
         body = error_xml("Internal error; the lead was not accepted. Retry.", stylesheet=False)
-        return _xml(body, 500)
+        return _xml(app, body, 500)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -99,3 +100,41 @@ def error_xml(message: str, *, stylesheet: bool = True) -> bytes:
 def stylesheet_xsl() -> bytes:
     """The XSL that shows an answer as a readable page in a browser."""
     return resources.files("pingpost").joinpath("data", STYLESHEET).read_bytes()
+
+
+@cache
+def _transform() -> etree.XSLT:
+    return etree.XSLT(etree.fromstring(stylesheet_xsl()))
+
+
+def page(document: bytes) -> str:
+    """An answer as the HTML page its stylesheet makes, for browsers that no longer run XSLT."""
+    return str(_transform()(etree.fromstring(document)))
+
+
+def _quality(accept: str) -> dict[str, float]:
+    weights: dict[str, float] = {}
+    for item in accept.split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if media:
+            weights[media.lower()] = max(q, weights.get(media.lower(), 0.0))
+    return weights
+
+
+def wants_page(accept: str | None) -> bool:
+    """Whether the client prefers HTML to XML, as a browser navigating to a form's result does.
+
+    API clients send no Accept, */* or an XML type, and keep getting the XML of the spec.
+    """
+    weights = _quality(accept or "")
+    html = weights.get("text/html", 0.0)
+    xml = max(weights.get(t, 0.0) for t in ("application/xml", "text/xml", "*/*", "application/*"))
+    return html > xml
