@@ -389,17 +389,17 @@ def test_pingpost_seed_upserts_into_the_endpoint_the_environment_names(
 ) -> None:
     import json
 
-    seed = {"vendors": [{"id": "late", "key": "late-vendor-key-0123456789", "cost": 1}]}
     path = tmp_path / "seed.json"
-    path.write_text(json.dumps(seed))
     env = os.environ | {
         "AWS_ENDPOINT_URL": server.aws,
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
     }
-    for _ in range(2):  # idempotent
-        done = subprocess.run(
+
+    def seed(document: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        path.write_text(json.dumps(document))
+        return subprocess.run(
             [sys.executable, "-m", "pingpost.cli", "seed", str(path)],
             env=env,
             cwd=ROOT,
@@ -408,19 +408,14 @@ def test_pingpost_seed_upserts_into_the_endpoint_the_environment_names(
             timeout=60,
             check=False,
         )
+
+    late = {"vendors": [{"id": "late", "key": "late-vendor-key-0123456789", "cost": 1}]}
+    for _ in range(2):  # idempotent
+        done = seed(late)
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == "seeded 1 vendors and 0 partners"
     answer = get(server, "/ping", complete("ping", Key="late-vendor-key-0123456789"))
     assert (answer.status, answer["status"]) == (200, "Matched")
-    path.write_text('{"vendors": [{"id": "x", "key": "short"}]}')
-    bad = subprocess.run(
-        [sys.executable, "-m", "pingpost.cli", "seed", str(path)],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    bad = seed({"vendors": [{"id": "x", "key": "short"}]})
     assert bad.returncode != 0
     assert "cannot read seed file" in bad.stderr and "key" in bad.stderr
