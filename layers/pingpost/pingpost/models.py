@@ -29,7 +29,9 @@ class Vendor(BaseModel):
     key_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
     cost: Money = Decimal(0)
     dynamic_pricing: bool = False
+    # What the exchange keeps of each sale of a dynamic-pricing vendor's lead.
     margin: Money = Decimal(0)
+    margin_type: Literal["amount", "percent"] = "amount"
     allowed_times_sold: int = Field(default=1, ge=1)
     active: bool = True
 
