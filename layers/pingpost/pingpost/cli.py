@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -57,6 +58,53 @@ def seed_command(args: argparse.Namespace) -> None:
     print(f"seeded {count_vendors} vendors and {count_partners} partners")
 
 
+def lead_show(args: argparse.Namespace) -> None:
+    """Print a lead, its timeline, its sales and the decision on every partner considered."""
+    from pingpost.explain import lead_report
+    from pingpost.store import leads, partners
+
+    lead = leads.get(args.lead_id)
+    if lead is None:
+        raise SystemExit(f"pingpost: no lead {args.lead_id}")
+    known = {p.id: p for p in partners.all_partners()}
+    print(lead_report(lead, known, personal=args.pii), end="")
+
+
+def partners_list(args: argparse.Namespace) -> None:
+    """Print every partner: price, filters and caps."""
+    from pingpost.explain import partner_table
+    from pingpost.store import partners
+
+    print(partner_table(partners.all_partners()), end="")
+
+
+def vendors_add(args: argparse.Namespace) -> None:
+    """Create a vendor with a new random Key, printed once: only its hash is stored."""
+    import secrets
+
+    from pingpost.models import Vendor, key_hash
+    from pingpost.store import vendors
+
+    if any(v.id == args.vendor_id for v in vendors.all_vendors()):
+        raise SystemExit(f"pingpost: vendor {args.vendor_id} exists already")
+    key = secrets.token_urlsafe(32)
+    try:
+        vendor = Vendor(
+            id=args.vendor_id,
+            name=args.name or args.vendor_id,
+            key_hash=key_hash(key),
+            cost=args.cost,
+            dynamic_pricing=args.dynamic_pricing,
+            margin=args.margin,
+            margin_type=args.margin_type,
+            allowed_times_sold=args.allowed_times_sold,
+        )
+    except ValidationError as error:
+        raise SystemExit(f"pingpost: {error}") from None
+    vendors.put(vendor)
+    print(f"vendor {vendor.id} created. Its Key (shown only now, store it safely):\n{key}")
+
+
 def fields_command(args: argparse.Namespace) -> None:
     """Print the field table as Markdown."""
     print(markdown(), end="")
@@ -78,6 +126,32 @@ def main(argv: list[str] | None = None) -> None:
     load = commands.add_parser("seed", help="upsert vendors and partners from a JSON file")
     load.add_argument("file", type=Path)
     load.set_defaults(handler=seed_command)
+
+    lead = commands.add_parser("lead", help="look at leads").add_subparsers(
+        dest="what", required=True
+    )
+    show = lead.add_parser("show", help="a lead, its timeline, sales and decisions")
+    show.add_argument("lead_id", type=int)
+    show.add_argument("--pii", action="store_true", help="show personal data in clear")
+    show.set_defaults(handler=lead_show)
+
+    partner = commands.add_parser("partners", help="look at partners")
+    partner.add_subparsers(dest="what", required=True).add_parser(
+        "list", help="every partner with its price, filters and caps"
+    ).set_defaults(handler=partners_list)
+
+    vendor = commands.add_parser("vendors", help="manage vendors")
+    add = vendor.add_subparsers(dest="what", required=True).add_parser(
+        "add", help="create a vendor and print its new Key once"
+    )
+    add.add_argument("vendor_id")
+    add.add_argument("--name", default="")
+    add.add_argument("--cost", type=Decimal, default=Decimal(0), help="lead cost paid per lead")
+    add.add_argument("--dynamic-pricing", action="store_true")
+    add.add_argument("--margin", type=Decimal, default=Decimal(0))
+    add.add_argument("--margin-type", choices=["amount", "percent"], default="amount")
+    add.add_argument("--allowed-times-sold", type=int, default=1)
+    add.set_defaults(handler=vendors_add)
 
     table = commands.add_parser("fields", help="print the pingPostLead field table (Markdown)")
     table.set_defaults(handler=fields_command)

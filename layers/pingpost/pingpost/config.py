@@ -21,6 +21,8 @@ class Settings(BaseModel):
     ping_ttl_hours: int = Field(default=72, ge=1)
     # How long a container trusts its copy of the vendors and partners.
     cache_seconds: float = Field(default=30, ge=0)
+    # How long a container trusts the cap counters it read (a sale always checks them again).
+    usage_cache_seconds: float = Field(default=5, ge=0)
     # Lead IDs are taken from the counter this many at a time, so no item is written per ping.
     lead_id_block: int = Field(default=100, ge=1, le=100_000)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)

@@ -5,23 +5,28 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from pingpost.config import settings
 from pingpost.decoding import Request
 from pingpost.errors import Conflict, Forbidden, InvalidRequest, LeadNotFound, Unauthorized
 from pingpost.fields import LEAD_ID, MODES
-from pingpost.matching import Criteria, HashedValue, match, partner_hash
+from pingpost.matching import Criteria, HashedValue, Outcome, match, partner_hash
 from pingpost.models import Partner, Vendor
 from pingpost.responses import MATCHED, UNMATCHED, Answer, Hash
-from pingpost.store import leads, partners, vendors
+from pingpost.store import leads, partners, sales, vendors
 from pingpost.store.counters import LeadIds, lead_ids
-from pingpost.store.leads import DONE, PINGED, POSTING, Lead
+from pingpost.store.leads import DONE, PINGED, POSTING, SOLD, UNSOLD, Lead
 from pingpost.validation import cross_check, extras, parse, present, validate
 
 # Fields that are about one request, never part of the lead itself. The Key is a secret.
 _NOT_KEPT = frozenset({"Key", "API_Action", "Mode", LEAD_ID})
 _WAIT_STEP = 0.05
+# Fields whose change between ping and post changes which partners match.
+_MATCHED_ON = ("State", "Zip", "Home_Improvement_Product", "Score", "SRC")
+_CENT = Decimal("0.01")
 
 
 def submit(request: Request, path_mode: str | None = None) -> Answer:
@@ -92,38 +97,51 @@ def _allowed(values: Mapping[str, object], vendor: Vendor) -> int:
     return sent if isinstance(sent, int) else vendor.allowed_times_sold
 
 
-def _price(vendor: Vendor, found: Sequence[Partner], cost: Decimal) -> Decimal:
-    """The best price the lead can be accepted at, net of the vendor's margin."""
+def _net(vendor: Vendor, price: Decimal) -> Decimal:
+    """What the vendor gets of one sale at `price`, after the exchange's margin."""
+    if vendor.margin_type == "percent":
+        net = price * (100 - vendor.margin) / 100
+    else:
+        net = price - vendor.margin
+    return max(net, Decimal(0)).quantize(_CENT, rounding=ROUND_HALF_UP)
+
+
+def _price(vendor: Vendor, ranked: Sequence[Partner], cost: Decimal, allowed: int) -> Decimal:
+    """The best price the lead can be accepted at (see the README: Return_Best_Price).
+
+    On dynamic pricing: the sum, over the partners it would be sold to (at most
+    Allowed_Times_Sold, best first), of each price net of the vendor's margin.
+    Otherwise: the vendor's lead cost.
+    """
     if not vendor.dynamic_pricing:
         return cost
-    if not found:
-        return Decimal(0)
-    return max(found[0].price - vendor.margin, Decimal(0))
+    return sum((_net(vendor, p.price) for p in ranked[:allowed]), Decimal(0))
 
 
 def _answer(
     vendor: Vendor,
     lead_id: int,
     values: Mapping[str, object],
-    found: Sequence[Partner],
+    ranked: Sequence[Partner],
     cost: Decimal,
     *,
     sold: int | None = None,
 ) -> Answer:
     """What a request is told: matched or not, and what it asked to be told besides."""
-    count = min(len(found), _allowed(values, vendor)) if sold is None else sold
+    allowed = _allowed(values, vendor)
+    count = min(len(ranked), allowed) if sold is None else sold
     hashes: tuple[Hash, ...] = ()
     hash_type, value_type = values.get("Return_Hash_Type"), values.get("Return_Hash_Value_Type")
     if isinstance(hash_type, str) and isinstance(value_type, str):
         hashes = tuple(
             Hash(value_type, hash_type, h)
-            for p in found
+            for p in ranked
             if (h := partner_hash(p, value_type, hash_type)) is not None
         )
     return Answer(
         status=MATCHED if count else UNMATCHED,
         lead_id=lead_id,
-        price=_price(vendor, found, cost) if values.get("Return_Best_Price") else None,
+        price=_price(vendor, ranked, cost, allowed) if values.get("Return_Best_Price") else None,
         matches=count if "Allowed_Times_Sold" in values else None,
         hashes=hashes,
     )
@@ -144,43 +162,21 @@ def _restored(values: Sequence[Mapping[str, str]]) -> tuple[HashedValue, ...]:
     return tuple(HashedValue(v["value_type"], v["hash_type"], v["value"]) for v in values)
 
 
-def _sales(sold: Sequence[Partner]) -> list[dict[str, object]]:
-    return [{"partner_id": p.id, "price": p.price} for p in sold]
+def _event(at: datetime, event: str, detail: str) -> dict[str, Any]:
+    return {"at": int(at.timestamp() * 1000), "event": event, "detail": detail}
 
 
-def _new_lead(
-    vendor: Vendor,
-    values: dict[str, object],
-    kept: dict[str, str],
-    matches: Sequence[HashedValue],
-    ids: LeadIds,
-    *,
-    sell: bool,
-) -> Answer:
-    """Match a lead and store it: sold (full), or waiting for its post (ping)."""
-    cost = _cost(values, vendor)
-    found = match(Criteria.of(values, cost, vendor_matches=tuple(matches)), partners.active())
-    sold = found[: _allowed(values, vendor)] if sell else []
-    lead_id = ids.next()
-    answer = _answer(vendor, lead_id, values, found, cost, sold=len(sold) if sell else None)
-    now = _now_ms()
-    leads.add(
-        Lead(
-            lead_id=lead_id,
-            vendor_id=vendor.id,
-            status=(leads.SOLD if sold else leads.UNSOLD) if sell else PINGED,
-            data=_wire(values),
-            cost=cost,
-            created_at=now,
-            answer=answer.stored(),
-            extra=kept,
-            matches=_stored(matches),
-            sales=_sales(sold),
-            test=bool(values.get("Test_Lead")),
-            expires_at=None if sell else now // 1000 + settings().ping_ttl_hours * 3600,
-        )
-    )
-    return answer
+def _decisions(outcome: Outcome, verdicts: Mapping[int, str] | None = None) -> list[list[Any]]:
+    """Per partner considered: "sold", "matched", or the rule that excluded it."""
+    verdicts = verdicts or {}
+    return [
+        [d.partner_id, verdicts.get(d.partner_id) or d.reason or "matched"]
+        for d in outcome.decisions
+    ]
+
+
+def _match(lead: Criteria, now: datetime) -> Outcome:
+    return match(lead, partners.current(), now, sales.usage)
 
 
 def ping(
@@ -191,7 +187,30 @@ def ping(
     ids: LeadIds = lead_ids,
 ) -> Answer:
     """Match a partial lead, store it to await its post, and say whether it can be sold."""
-    return _new_lead(vendor, values, kept, matches, ids, sell=False)
+    now = datetime.now(UTC)
+    cost = _cost(values, vendor)
+    outcome = _match(Criteria.of(values, cost, vendor_matches=tuple(matches)), now)
+    lead_id = ids.next()
+    answer = _answer(vendor, lead_id, values, outcome.ranked, cost)
+    summary = f"{len(outcome.ranked)} of {len(outcome.decisions)} partners considered matched"
+    leads.add(
+        Lead(
+            lead_id=lead_id,
+            vendor_id=vendor.id,
+            status=PINGED,
+            data=_wire(values),
+            cost=cost,
+            created_at=int(now.timestamp() * 1000),
+            answer=answer.stored(),
+            extra=kept,
+            matches=_stored(matches),
+            decisions=_decisions(outcome),
+            timeline=[_event(now, "ping", f"{answer.status}: {summary}")],
+            test=values.get("Test_Lead") is True,
+            expires_at=int(now.timestamp()) + settings().ping_ttl_hours * 3600,
+        )
+    )
+    return answer
 
 
 def full(
@@ -202,7 +221,68 @@ def full(
     ids: LeadIds = lead_ids,
 ) -> Answer:
     """Ping and post in one request: match the whole lead and sell it."""
-    return _new_lead(vendor, values, kept, matches, ids, sell=True)
+    now = datetime.now(UTC)
+    token = uuid.uuid4().hex
+    lead = Lead(
+        lead_id=ids.next(),
+        vendor_id=vendor.id,
+        status=POSTING,
+        data=_wire(values),
+        cost=_cost(values, vendor),
+        created_at=int(now.timestamp() * 1000),
+        answer={},
+        extra=kept,
+        matches=_stored(matches),
+        test=values.get("Test_Lead") is True,
+        claim=token,
+        claimed_at=int(now.timestamp() * 1000),
+    )
+    leads.add(lead)
+    criteria = Criteria.of(values, lead.cost, vendor_matches=tuple(matches))
+    return _sell(vendor, lead, token, values, criteria, now, [_event(now, "full", "received")])
+
+
+def _sell(
+    vendor: Vendor,
+    lead: Lead,
+    token: str,
+    values: Mapping[str, object],
+    criteria: Criteria,
+    now: datetime,
+    timeline: list[dict[str, Any]],
+) -> Answer:
+    """Sell a lead this request holds to the best partners that will take it, then record it."""
+    outcome = _match(criteria, now)
+    allowed = _allowed(values, vendor)
+    consumer = {
+        k: str(values[f]) for k, f in (("email", "Email"), ("phone", "Home_Phone")) if f in values
+    }
+    sold: list[Partner] = []
+    verdicts: dict[int, str] = {}
+    for partner in outcome.ranked:
+        if len(sold) == allowed:
+            break
+        why = sales.sell(
+            lead.lead_id, token, partner, now, allowed=allowed, consumer=consumer, test=lead.test
+        )
+        if why is None:
+            sold.append(partner)
+            verdicts[partner.id] = "sold"
+            timeline.append(_event(now, "sale", f"sold to partner {partner.id} at {partner.price}"))
+        elif why in (sales.LOST, sales.TIMES_SOLD):
+            break
+        else:
+            verdicts[partner.id] = f"{why} (at sale)"
+    answer = _answer(vendor, lead.lead_id, values, outcome.ranked, lead.cost, sold=len(sold))
+    lead.status = SOLD if sold else UNSOLD
+    lead.data = _wire(values)
+    lead.answer = answer.stored()
+    lead.decisions = _decisions(outcome, verdicts)
+    lead.timeline = [*timeline, _event(now, "answer", answer.status)]
+    if not leads.finish(lead, token):
+        # Our claim went stale and another post took the lead over: its outcome stands.
+        return _outcome(lead.lead_id, vendor)
+    return answer
 
 
 def _owned(lead_id: int, vendor: Vendor) -> Lead:
@@ -269,21 +349,20 @@ def post(
     token = uuid.uuid4().hex
     if not leads.claim(lead_id, vendor.id, token, _now_ms(), stale_ms=stale_ms):
         return _outcome(lead_id, vendor)
-    all_matches = (*_restored(lead.matches), *matches)
-    criteria = Criteria.of(merged, lead.cost, vendor_matches=all_matches, selected=tuple(selected))
-    found = match(criteria, partners.active())
-    sold = found[: _allowed(merged, vendor)]
-    answer = _answer(vendor, lead_id, merged, found, lead.cost, sold=len(sold))
-    lead.status = leads.SOLD if sold else leads.UNSOLD
-    lead.data = _wire(merged)
+    now = datetime.now(UTC)
+    timeline = [_event(now, "post", "received")]
+    changed = [f for f in _MATCHED_ON if lead.data.get(f) != _wire(merged).get(f)]
+    if changed:
+        timeline.append(
+            _event(now, "rematch", f"the post changed {', '.join(changed)}: matched again")
+        )
+    lead.matches = _stored((*_restored(lead.matches), *matches))
     lead.extra = lead.extra | kept
-    lead.matches = _stored(all_matches)
-    lead.sales = _sales(sold)
-    lead.answer = answer.stored()
-    if not leads.finish(lead, token):
-        # Our claim went stale and another post took the lead over: its outcome stands.
-        return _outcome(lead_id, vendor)
-    return answer
+    lead.test = lead.test or merged.get("Test_Lead") is True
+    criteria = Criteria.of(
+        merged, lead.cost, vendor_matches=_restored(lead.matches), selected=tuple(selected)
+    )
+    return _sell(vendor, lead, token, merged, criteria, now, timeline)
 
 
 def _outcome(lead_id: int, vendor: Vendor) -> Answer:

@@ -55,6 +55,7 @@ class Field:
     values: tuple[str, ...] = ()
     control: bool = False  # a top-level tag of the XML Request rather than one inside <Data>
     note: str = ""
+    pii: bool = False  # personal data: masked in the operator's views, never logged
 
     def required(self, mode: str) -> Need:
         """What `mode` (ping, post or full) asks of this field; full = ping + post but Lead_ID."""
@@ -293,7 +294,7 @@ FIELDS: tuple[Field, ...] = (
     _text("Webpage_Query_Promo"),
     _text("Ad_Pxl"),
     # The spec says Varchar(30), which an IPv6 address can exceed; 45 holds every form.
-    Field("IP_Address", N, True, Kind.IP, 45, "75.2.92.149"),
+    Field("IP_Address", N, True, Kind.IP, 45, "75.2.92.149", pii=True),
     Field("SRC", Y, False, Kind.TEXT, 100, "test", note="assigned by the exchange"),
     Field("Landing_Page", N, True, Kind.TEXT, 255, "landing", note="assigned by the exchange"),
     _text("Sub_ID", example="12"),
@@ -305,9 +306,9 @@ FIELDS: tuple[Field, ...] = (
     _text("Requested_City", example="Chicago"),
     Field("Requested_State", N, False, Kind.STATE, 2, "IL"),
     _zip("Requested_Zip"),
-    Field("First_Name", N, True, Kind.TEXT, 100, "John"),
-    Field("Last_Name", N, True, Kind.TEXT, 100, "Doe"),
-    Field("Address", N, True, Kind.TEXT, 100, "123 Main St."),
+    Field("First_Name", N, True, Kind.TEXT, 100, "John", pii=True),
+    Field("Last_Name", N, True, Kind.TEXT, 100, "Doe", pii=True),
+    Field("Address", N, True, Kind.TEXT, 100, "123 Main St.", pii=True),
     Field("City", N, True, Kind.TEXT, 100, "Chicago"),
     Field(
         "State",
@@ -319,9 +320,9 @@ FIELDS: tuple[Field, ...] = (
         note="not required on ping when a valid Zip is sent: looked up from the Zip",
     ),
     _zip("Zip", Y),
-    Field("Email", N, True, Kind.EMAIL, 100, "test@nags.us"),
-    Field("Home_Phone", N, True, Kind.PHONE, 10, "3125556491"),
-    Field("Cell_Phone", N, False, Kind.PHONE, 10, "3125559682"),
+    Field("Email", N, True, Kind.EMAIL, 100, "test@nags.us", pii=True),
+    Field("Home_Phone", N, True, Kind.PHONE, 10, "3125556491", pii=True),
+    Field("Cell_Phone", N, False, Kind.PHONE, 10, "3125559682", pii=True),
     _choice("Best_Time_To_Contact", ("Morning", "Afternoon", "Evening")),
     Field(
         "Home_Improvement_Product",
@@ -384,7 +385,7 @@ FIELDS: tuple[Field, ...] = (
     _choice("Roofing_Steepest_Part", ("Flat", "Pitched")),
     _choice("HVAC_Need", ("Consultation", "Information", "Quotes")),
     _choice("HVAC_Financing", YES_NO),
-    _text("Comments", 255),
+    Field("Comments", N, False, Kind.TEXT, 255, "Comments", pii=True),
 )
 
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}

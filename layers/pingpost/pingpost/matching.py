@@ -1,13 +1,57 @@
-"""Which partners may buy a lead, best first, and why each of the others may not."""
+"""Which partners may buy a lead, best first, and why each of the others may not.
+
+`exclusion` tries a partner's rules in this order; the first that fails is the reason given:
+
+- ``inactive``: the partner is switched off;
+- ``test partner`` / ``not a test partner (Test_Lead)``: a test partner buys only test leads,
+  and only it does;
+- ``skipped (Skip_Partner_ID)``; ``not listed (Match_With_Partner_ID)``;
+- ``state``; ``zip`` (exact ZIP codes or ZIP prefixes); ``product``;
+- ``score below minimum``;
+- ``SRC denied``; ``SRC not allowed`` (an allow list the lead's SRC is not on, or no SRC);
+- ``schedule closed``: outside the partner's hours, in its time zone;
+- ``price below cost``;
+- ``already sold by the vendor (Matches)``; ``not selected (Match_With_Partner_Hashes)``.
+
+Caps come last, with the partner's usage (`cap_exclusion`): ``daily cap``, ``weekly cap``,
+``monthly cap``, ``daily budget``. Matching is pure: usage is looked up by the caller's function.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+import itertools
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
+from operator import attrgetter
+from typing import Final, Protocol
+from zoneinfo import ZoneInfo
 
-from pingpost.models import Partner
+from pingpost.models import DAYS, Partner, src_key, window_minutes
+
+INACTIVE: Final = "inactive"
+TEST_PARTNER: Final = "test partner"
+NOT_TEST_PARTNER: Final = "not a test partner (Test_Lead)"
+SKIPPED: Final = "skipped (Skip_Partner_ID)"
+NOT_LISTED: Final = "not listed (Match_With_Partner_ID)"
+STATE: Final = "state"
+ZIP: Final = "zip"
+PRODUCT: Final = "product"
+SCORE: Final = "score below minimum"
+SRC_DENIED: Final = "SRC denied"
+SRC_NOT_ALLOWED: Final = "SRC not allowed"
+CLOSED: Final = "schedule closed"
+PRICE: Final = "price below cost"
+ALREADY_SOLD: Final = "already sold by the vendor (Matches)"
+NOT_SELECTED: Final = "not selected (Match_With_Partner_Hashes)"
+DAILY_CAP: Final = "daily cap"
+WEEKLY_CAP: Final = "weekly cap"
+MONTHLY_CAP: Final = "monthly cap"
+DAILY_BUDGET: Final = "daily budget"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +130,7 @@ class Criteria:
     vendor_matches: tuple[HashedValue, ...] = ()
     selected: tuple[HashedValue, ...] = ()
     test: bool = False
+    src: str | None = None
 
     @classmethod
     def of(cls, values: Mapping[str, object], cost: Decimal, **kw: object) -> Criteria:
@@ -102,6 +147,7 @@ class Criteria:
             skip=frozenset(skip) if isinstance(skip, tuple) else frozenset(),
             only=frozenset(only) if isinstance(only, tuple) else None,
             test=values.get("Test_Lead") is True,
+            src=_str(values.get("SRC")),
             **kw,  # type: ignore[arg-type]
         )
 
@@ -110,36 +156,382 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def exclusion(partner: Partner, lead: Criteria) -> str | None:
-    """The first rule that keeps `partner` from buying `lead`, or None when it matches."""
-    rules = partner.filters
-    if not partner.active:
-        return "inactive"
-    if partner.test != lead.test:
-        return "test partner" if partner.test else "not a test partner (Test_Lead)"
-    if partner.id in lead.skip:
-        return "skipped (Skip_Partner_ID)"
-    if lead.only is not None and partner.id not in lead.only:
-        return "not listed (Match_With_Partner_ID)"
-    if rules.states and lead.state not in rules.states:
-        return "state"
-    if rules.zips and lead.zip not in rules.zips:
-        return "zip"
-    if rules.products and lead.product not in rules.products:
-        return "product"
+@dataclass(frozen=True, slots=True)
+class Periods:
+    """The day, ISO week and month a moment falls in, in a partner's time zone."""
+
+    day: str  # 2026-11-28
+    week: str  # 2026-W48
+    month: str  # 2026-11
+
+
+def periods(partner: Partner, now: datetime) -> Periods:
+    """The periods `partner`'s caps count `now` in (`now` must be timezone-aware)."""
+    local = _aware(now).astimezone(ZoneInfo(partner.timezone))
+    year, week, _ = local.isocalendar()
+    return Periods(local.date().isoformat(), f"{year:04d}-W{week:02d}", local.strftime("%Y-%m"))
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a partner has bought in its current periods."""
+
+    daily: int = 0
+    weekly: int = 0
+    monthly: int = 0
+    spent_today: Decimal = Decimal(0)
+
+
+# The usage of many partners in one go (one read, not one per partner); a missing id: none.
+UsageLookup = Callable[[Sequence[Partner], datetime], Mapping[int, Usage]]
+_UNUSED: Final = Usage()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Whether one partner may buy the lead; `reason` is None when it matched."""
+
+    partner_id: int
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The partners that may buy a lead, best first, and the decision on every candidate."""
+
+    ranked: tuple[Partner, ...]
+    decisions: tuple[Decision, ...]  # ordered by partner id
+
+
+class _Head(Protocol):
+    """What the rules read of a partner itself: a `Partner`, or an index entry's copy of it."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def active(self) -> bool: ...
+    @property
+    def test(self) -> bool: ...
+    @property
+    def price(self) -> Decimal: ...
+    @property
+    def timezone(self) -> str: ...
+
+
+class _Filtering(Protocol):
+    """The filters the rules read: a partner's own `Filters`, or the sets an index made of them."""
+
+    @property
+    def states(self) -> Collection[str]: ...
+    @property
+    def zips(self) -> Collection[str]: ...
+    @property
+    def zip_prefixes(self) -> Sequence[str]: ...
+    @property
+    def products(self) -> Collection[str]: ...
+    @property
+    def min_score(self) -> int: ...
+    @property
+    def src_allow(self) -> Collection[str]: ...
+    @property
+    def src_deny(self) -> Collection[str]: ...
+    @property
+    def schedule(self) -> Mapping[str, Sequence[str]] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Indexed:
+    """A partner as the rules read it, made once when a `PartnerSet` is built.
+
+    Filters become sets (O(1) membership) and what the rules read sits in this one object, so
+    a candidate's check seldom touches the `Partner` itself (fewer cache misses).
+    """
+
+    # In the order the rules read them: the first fields share the object's first cache lines.
+    active: bool
+    test: bool
+    id: int
+    states: frozenset[str]
+    zips: frozenset[str]
+    zip_prefixes: tuple[str, ...]
+    products: frozenset[str]
+    min_score: int
+    src_allow: frozenset[str]
+    src_deny: frozenset[str]
+    schedule: Mapping[str, Sequence[str]] | None
+    price: Decimal
+    timezone: str
+    tier: tuple[int, int]  # see `_tier`
+    matched: Decision  # built once: most candidates match
+    partner: Partner
+
+    @classmethod
+    def of(cls, partner: Partner) -> _Indexed:
+        """The indexed form of `partner` as it is now."""
+        f = partner.filters
+        return cls(
+            active=partner.active,
+            test=partner.test,
+            id=partner.id,
+            states=_set(f.states),
+            zips=_set(f.zips),
+            zip_prefixes=tuple(f.zip_prefixes),
+            products=_set(f.products),
+            min_score=f.min_score,
+            src_allow=_set(f.src_allow),
+            src_deny=_set(f.src_deny),
+            schedule=None if f.schedule is None else {d: tuple(w) for d, w in f.schedule.items()},
+            price=partner.price,
+            timezone=partner.timezone,
+            tier=_tier(partner),
+            matched=Decision(partner.id, None),
+            partner=partner,
+        )
+
+    def admits(self, state: str | None, product: str | None) -> bool:
+        """Whether the state and product filters let a lead of `state` and `product` through."""
+        return (not self.states or state in self.states) and (
+            not self.products or product in self.products
+        )
+
+
+# Each empty frozenset is a new 216-byte object: share one (memory, and it stays in cache).
+_NOTHING: Final[frozenset[str]] = frozenset()
+
+
+def _set(values: list[str]) -> frozenset[str]:
+    return frozenset(values) if values else _NOTHING
+
+
+# Bucket key of an empty filter (any state, any product); no state or product is spelt so.
+_ANY: Final = "*"
+# A partner listing many states and many products would fill states x products buckets: past
+# this many it is filed under its longer list alone and its other list checked on lookup.
+_MAX_PAIRS: Final = 64
+_by_id = attrgetter("id")
+
+
+class PartnerSet:
+    """Partners indexed by (state, product), so a lead meets only the partners that can admit it.
+
+    Built once (the exchange keeps one per container); a partner changed afterwards needs a new set.
+    """
+
+    __slots__ = ("_all", "_by_id", "_by_pair", "_wide_by_product", "_wide_by_state")
+
+    def __init__(self, partners: Iterable[Partner]) -> None:
+        indexed = sorted((_Indexed.of(p) for p in partners), key=_by_id)
+        self._by_id: dict[int, _Indexed] = {}
+        by_pair: defaultdict[tuple[str, str], list[_Indexed]] = defaultdict(list)
+        wide_by_state: defaultdict[str, list[_Indexed]] = defaultdict(list)
+        wide_by_product: defaultdict[str, list[_Indexed]] = defaultdict(list)
+        for entry in indexed:
+            if entry.id in self._by_id:
+                raise ValueError(f"partner {entry.id} is given twice")
+            self._by_id[entry.id] = entry
+            states = sorted(entry.states) or [_ANY]
+            products = sorted(entry.products) or [_ANY]
+            if len(states) * len(products) <= _MAX_PAIRS:
+                for state, product in itertools.product(states, products):
+                    by_pair[state, product].append(entry)
+            elif len(states) >= len(products):
+                for state in states:
+                    wide_by_state[state].append(entry)
+            else:
+                for product in products:
+                    wide_by_product[product].append(entry)
+        self._all = tuple(entry.partner for entry in indexed)
+        # Plain dicts from here: a lookup of a missing key must not add an empty bucket.
+        self._by_pair = dict(by_pair)
+        self._wide_by_state = dict(wide_by_state)
+        self._wide_by_product = dict(wide_by_product)
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def all(self) -> tuple[Partner, ...]:
+        """Every partner of the set, by id."""
+        return self._all
+
+    def candidates(self, lead: Criteria) -> list[Partner]:
+        """The partners whose state and product filters (and Match_With_Partner_ID) admit `lead`."""
+        return [entry.partner for entry in self._candidates(lead)]
+
+    def _candidates(self, lead: Criteria) -> list[_Indexed]:
+        state, product = lead.state, lead.product
+        states = (_ANY,) if state is None or state == _ANY else (state, _ANY)
+        products = (_ANY,) if product is None or product == _ANY else (product, _ANY)
+        buckets = [
+            bucket
+            for key in itertools.product(states, products)
+            if (bucket := self._by_pair.get(key)) is not None
+        ]
+        wide = [
+            *(self._wide_by_state.get(state, ()) if state is not None else ()),
+            *(self._wide_by_product.get(product, ()) if product is not None else ()),
+        ]
+        only = lead.only
+        if only is not None and len(only) <= sum(map(len, buckets)) + len(wide):
+            # Cheaper to start from the few partners the vendor named.
+            named = (self._by_id.get(i) for i in sorted(only))
+            return [e for e in named if e is not None and e.admits(state, product)]
+        found = [entry for bucket in buckets for entry in bucket]
+        found += (entry for entry in wide if entry.admits(state, product))
+        if only is not None:
+            found = [entry for entry in found if entry.id in only]
+        if len(buckets) > 1 or wide:
+            found.sort(key=_by_id)
+        return found
+
+
+def _aware(now: datetime) -> datetime:
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware (UTC)")
+    return now
+
+
+# Many partners share a few time zones and one ping shares its `now`: convert once for all.
+@lru_cache(maxsize=256)
+def _local(now: datetime, timezone: str) -> tuple[int, int]:
+    """The weekday (0 = Monday) and minute of the day `now` is in `timezone`."""
+    local = now.astimezone(ZoneInfo(timezone))
+    return local.weekday(), local.hour * 60 + local.minute
+
+
+def _open(schedule: Mapping[str, Sequence[str]], timezone: str, now: datetime) -> bool:
+    """Whether a weekly schedule is open at `now` in `timezone`; a day left out is open all day."""
+    weekday, minute = _local(now, timezone)
+    windows = schedule.get(DAYS[weekday])
+    if windows is None:
+        return True
+    return any(start <= minute < end for start, end in map(window_minutes, windows))
+
+
+def _verdict(
+    partner: Partner,
+    head: _Head,
+    rules: _Filtering,
+    lead: Criteria,
+    now: datetime,
+    *,
+    admitted: bool = False,
+) -> str | None:
+    """The first rule but caps `partner` fails for `lead`; `head` and `rules` are its fields.
+
+    `admitted`: the index has already found that the state and product filters admit the lead.
+    """
+    if not head.active:
+        return INACTIVE
+    if head.test != lead.test:
+        return TEST_PARTNER if head.test else NOT_TEST_PARTNER
+    if lead.skip and head.id in lead.skip:
+        return SKIPPED
+    if lead.only is not None and head.id not in lead.only:
+        return NOT_LISTED
+    if not admitted and rules.states and lead.state not in rules.states:
+        return STATE
+    if (rules.zips or rules.zip_prefixes) and (
+        lead.zip is None
+        or (lead.zip not in rules.zips and not lead.zip.startswith(tuple(rules.zip_prefixes)))
+    ):
+        return ZIP
+    if not admitted and rules.products and lead.product not in rules.products:
+        return PRODUCT
     if rules.min_score and (lead.score is None or lead.score < rules.min_score):
-        return "score below minimum"
-    if partner.price < lead.cost:
-        return "price below cost"
+        return SCORE
+    if rules.src_deny or rules.src_allow:
+        src = src_key(lead.src or "") or None
+        if src in rules.src_deny:
+            return SRC_DENIED
+        if rules.src_allow and src not in rules.src_allow:
+            return SRC_NOT_ALLOWED
+    if rules.schedule is not None and not _open(rules.schedule, head.timezone, now):
+        return CLOSED
+    if head.price < lead.cost:
+        return PRICE
     if lead.vendor_matches and _identified(partner, lead.vendor_matches):
-        return "already sold by the vendor (Matches)"
+        return ALREADY_SOLD
     if lead.selected and not _identified(partner, lead.selected):
-        return "not selected (Match_With_Partner_Hashes)"
+        return NOT_SELECTED
     return None
 
 
-def match(lead: Criteria, partners: Iterable[Partner]) -> list[Partner]:
-    """The partners that may buy `lead`, best price first (ties: lowest partner ID)."""
-    found = [p for p in partners if exclusion(p, lead) is None]
-    found.sort(key=lambda p: (-p.price, p.id))
-    return found
+def exclusion(partner: Partner, lead: Criteria, now: datetime) -> str | None:
+    """The first rule but caps that keeps `partner` from buying `lead` at `now`, or None."""
+    return _verdict(partner, partner, partner.filters, lead, _aware(now))
+
+
+def cap_exclusion(partner: Partner, usage: Usage) -> str | None:
+    """The cap `partner` has reached with `usage`, or None; a cap of 0 is no cap."""
+    caps = partner.caps
+    if caps.daily and usage.daily >= caps.daily:
+        return DAILY_CAP
+    if caps.weekly and usage.weekly >= caps.weekly:
+        return WEEKLY_CAP
+    if caps.monthly and usage.monthly >= caps.monthly:
+        return MONTHLY_CAP
+    if caps.daily_budget and usage.spent_today + partner.price > caps.daily_budget:
+        return DAILY_BUDGET
+    return None
+
+
+def match(
+    lead: Criteria, partners: PartnerSet, now: datetime, usage: UsageLookup | None = None
+) -> Outcome:
+    """Who may buy `lead` at `now`, best first, and why each other candidate may not.
+
+    `usage` is called once, with the partners every other rule let through; without it caps
+    are not checked.
+    """
+    _aware(now)
+    candidates = partners._candidates(lead)
+    # Insertion order is the candidates' order: by partner id.
+    verdicts = {e.id: _verdict(e.partner, e, e, lead, now, admitted=True) for e in candidates}
+    passed = [e for e in candidates if verdicts[e.id] is None]
+    if usage is not None and passed:
+        used = usage([e.partner for e in passed], now)
+        for e in passed:
+            verdicts[e.id] = cap_exclusion(e.partner, used.get(e.id, _UNUSED))
+        passed = [e for e in passed if verdicts[e.id] is None]
+    # Sorting is stable and `passed` is in id order: equals keep it.
+    passed.sort(key=_entry_tier)
+    return Outcome(
+        ranked=tuple(e.partner for e in _in_turn(passed, _entry_tier)),
+        decisions=tuple(
+            e.matched if (reason := verdicts[e.id]) is None else Decision(e.id, reason)
+            for e in candidates
+        ),
+    )
+
+
+# One turn per ranking, shared by the container's threads (next() on a count is atomic under
+# the GIL): equal partners take turns per container, not across the whole exchange.
+_turns = itertools.count()
+
+
+def _tier(partner: Partner) -> tuple[int, int]:
+    """Sort key of the ranking: higher price, then higher priority, as ints (fast to compare)."""
+    # Money has at most 2 decimal places, so cents are exact.
+    return -int(partner.price * 100), -partner.priority
+
+
+_entry_tier = attrgetter("tier")
+
+
+def _in_turn[T](ordered: list[T], tier: Callable[[T], tuple[int, int]]) -> list[T]:
+    """Rotate each run of equal tiers of `ordered`, in place, by this ranking's turn (round-robin)."""
+    turn = next(_turns)
+    start = 0
+    for _, run in itertools.groupby(map(tier, ordered)):
+        size = len(list(run))
+        if size > 1 and (shift := turn % size):
+            end = start + size
+            ordered[start:end] = ordered[start + shift : end] + ordered[start : start + shift]
+        start += size
+    return ordered
+
+
+def rank(partners: Sequence[Partner]) -> list[Partner]:
+    """Best first: higher price, then higher priority, then equals in turn (round-robin)."""
+    # Sorting is stable: by id first, so equals start from the same order whatever the input.
+    return _in_turn(sorted(sorted(partners, key=_by_id), key=_tier), _tier)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from decimal import Decimal
+from functools import cache
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -12,6 +15,34 @@ from pingpost.fields import PRODUCTS
 from pingpost.geography import US_STATES
 
 Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # in date.weekday() order
+_WINDOW = re.compile(r"^([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})$")
+
+
+def src_key(src: str) -> str:
+    """The form SRC values are compared in: trimmed, without regard to case."""
+    return src.strip().casefold()
+
+
+@cache
+def window_minutes(window: str) -> tuple[int, int]:
+    """A schedule window "HH:MM-HH:MM" as minutes since midnight [start, end); end may be 24:00."""
+    text = window.strip()
+    found = _WINDOW.match(text)
+    if found is None:
+        raise ValueError(f"schedule window {window!r} must be HH:MM-HH:MM, e.g. 08:00-20:00")
+    start_h, start_m, end_h, end_m = (int(g) for g in found.groups())
+    if start_h > 23 or end_h > 24 or start_m > 59 or end_m > 59 or (end_h == 24 and end_m):
+        raise ValueError(f"schedule window {window!r} has a time that does not exist")
+    start, end = start_h * 60 + start_m, end_h * 60 + end_m
+    if end < start:
+        raise ValueError(
+            f"schedule window {window!r} runs past midnight: split it into two windows,"
+            f" {text[:5]}-24:00 on one day and 00:00-{text[-5:]} on the next"
+        )
+    if end == start:
+        raise ValueError(f"schedule window {window!r} is empty: its start must be before its end")
+    return start, end
 
 
 def key_hash(key: str) -> str:
@@ -43,8 +74,16 @@ class Filters(BaseModel):
 
     states: list[str] = []
     zips: list[str] = []
+    # ZIP code beginnings (1-4 digits): "606" is Chicago's 606xx; with `zips`, either admits.
+    zip_prefixes: list[str] = []
     products: list[str] = []
     min_score: int = 0
+    # SRC values, trimmed and compared without regard to case; an empty allow list allows any.
+    src_allow: list[str] = []
+    src_deny: list[str] = []
+    # Day (mon..sun) -> "HH:MM-HH:MM" windows in the partner's time zone. No schedule: always
+    # open; a day left out: open all day; a day with no windows: closed all day.
+    schedule: dict[str, list[str]] | None = None
 
     @field_validator("states")
     @classmethod
@@ -57,10 +96,20 @@ class Filters(BaseModel):
     @field_validator("zips")
     @classmethod
     def _five_digit_zips(cls, zips: list[str]) -> list[str]:
-        bad = [z for z in zips if len(z) != 5 or not z.isdigit()]
+        bad = [z for z in zips if len(z) != 5 or not (z.isascii() and z.isdigit())]
         if bad:
             raise ValueError(f"zips must be 5 digits: {bad}")
         return zips
+
+    @field_validator("zip_prefixes")
+    @classmethod
+    def _short_prefixes(cls, prefixes: list[str]) -> list[str]:
+        bad = [z for z in prefixes if not 1 <= len(z) <= 4 or not (z.isascii() and z.isdigit())]
+        if bad:
+            raise ValueError(
+                f"zip_prefixes must be 1 to 4 digits (whole ZIP codes go in zips): {bad}"
+            )
+        return prefixes
 
     @field_validator("products")
     @classmethod
@@ -69,6 +118,39 @@ class Filters(BaseModel):
         if unknown:
             raise ValueError(f"unknown products {unknown}")
         return products
+
+    @field_validator("src_allow", "src_deny")
+    @classmethod
+    def _src_values(cls, values: list[str]) -> list[str]:
+        normalised = [src_key(v) for v in values]
+        if "" in normalised:
+            raise ValueError("SRC values must not be empty")
+        return normalised
+
+    @field_validator("schedule")
+    @classmethod
+    def _weekly_windows(cls, schedule: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        if schedule is None:
+            return None
+        unknown = [day for day in schedule if day not in DAYS]
+        if unknown:
+            raise ValueError(f"unknown days {unknown}: use {', '.join(DAYS)}")
+        for windows in schedule.values():
+            for text in windows:
+                window_minutes(text)
+        return schedule
+
+
+class Caps(BaseModel):
+    """How much a partner buys at most, counted in its time zone; 0 means no limit."""
+
+    model_config = ConfigDict(extra="allow")
+
+    daily: int = Field(default=0, ge=0)
+    weekly: int = Field(default=0, ge=0)
+    monthly: int = Field(default=0, ge=0)
+    # What the partner spends per day at most, at its own price per lead.
+    daily_budget: Money = Decimal(0)
 
 
 class Delivery(BaseModel):
@@ -95,5 +177,23 @@ class Partner(BaseModel):
     active: bool = True
     # A test partner buys only test leads (Test_Lead=1), and only it does.
     test: bool = False
+    # Higher is preferred among partners offering the same price.
+    priority: int = 0
+    timezone: str = "UTC"
+    # The same consumer (email, phone) is not sold to this partner again within this many days;
+    # 0: no window.
+    dedupe_days: int = Field(default=30, ge=0)
     filters: Filters = Filters()
+    caps: Caps = Caps()
     delivery: Delivery = Delivery()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(
+                f"unknown time zone {name!r}: use an IANA name such as America/Chicago"
+            ) from None
+        return name

@@ -26,8 +26,33 @@ LOOPBACK: Final = "127.0.0.1"
 IDLE_TIMEOUT_SECONDS: Final = 60.0
 
 
+_DYNAMODB_LOCK = threading.Lock()
+
+
+def _serialise_dynamodb() -> None:
+    """One DynamoDB call at a time in the embedded endpoint.
+
+    moto's TransactWriteItems snapshots whole tables with deepcopy while other threads write
+    to them, which fails or breaks atomicity under concurrent requests; DynamoDB itself has no
+    such limit, so the exchange's code is unchanged and only the stand-in is made safe.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    if getattr(DynamoHandler.call_action, "_serialised", False):
+        return
+    unlocked = DynamoHandler.call_action
+
+    def call_action(self: DynamoHandler) -> Any:
+        with _DYNAMODB_LOCK:
+            return unlocked(self)
+
+    call_action._serialised = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
 def start_aws_endpoint() -> tuple[ThreadedMotoServer, str]:
     """Start moto's server mode on a free loopback port; return the server and its URL."""
+    _serialise_dynamodb()
     werkzeug_log = logging.getLogger("werkzeug")
     if werkzeug_log.level == logging.NOTSET:
         # moto logs every AWS call through werkzeug; that would drown the exchange's own log.

@@ -63,6 +63,24 @@ class Expiring[K, V]:
             self._values[key] = (now, value)
         return value
 
+    def peek(self, key: K) -> V | None:
+        """The cached value of `key` while it is fresh, else None."""
+        with self._lock:
+            hit = self._values.get(key)
+        if hit is None or self._clock() - hit[0] >= self._seconds:
+            return None
+        return hit[1]
+
+    def put(self, key: K, value: V) -> None:
+        """Remember `value` as of now."""
+        with self._lock:
+            self._values[key] = (self._clock(), value)
+
+    def forget(self, key: K) -> None:
+        """Drop `key` (after this container changed it)."""
+        with self._lock:
+            self._values.pop(key, None)
+
     def clear(self) -> None:
         """Forget everything (after a write this container made)."""
         with self._lock:

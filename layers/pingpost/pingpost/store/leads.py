@@ -6,7 +6,7 @@ Every change is a conditional write, so two requests can never both sell a lead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
@@ -32,23 +32,35 @@ class Lead:
     answer: dict[str, Any]  # the latest answer (ping's, then post's), replayed on a repeat post
     extra: dict[str, str] = field(default_factory=dict)
     matches: list[dict[str, str]] = field(default_factory=list)  # the vendor's XML <Matches>
-    sales: list[dict[str, Any]] = field(default_factory=list)
+    sold_to: dict[str, Decimal] = field(default_factory=dict)  # partner ID -> price, per sale
+    times_sold: int = 0
+    # [partner ID, "matched" | "sold" | the first rule that excluded it], per partner considered
+    decisions: list[list[Any]] = field(default_factory=list)
+    timeline: list[dict[str, Any]] = field(default_factory=list)  # {"at": ms, "event", "detail"}
     test: bool = False
     expires_at: int | None = None  # epoch seconds; only while the lead waits for its post
     claim: str | None = None
     claimed_at: int | None = None  # epoch milliseconds
 
+    @property
+    def sales(self) -> list[dict[str, Any]]:
+        """The sales of this lead, best price first."""
+        ordered = sorted(self.sold_to.items(), key=lambda sale: (-sale[1], int(sale[0])))
+        return [{"partner_id": int(partner), "price": price} for partner, price in ordered]
+
     def item(self) -> dict[str, Any]:
         """The DynamoDB item of this lead."""
-        return to_item(self.__dict__)
+        return to_item({f.name: getattr(self, f.name) for f in fields(self)})
 
     @classmethod
     def of(cls, item: dict[str, Any]) -> Lead:
         """The lead in a DynamoDB item."""
-        values = from_item(item)
-        for name in ("lead_id", "created_at", "expires_at", "claimed_at"):
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in from_item(item).items() if k in known}
+        for name in ("lead_id", "created_at", "expires_at", "claimed_at", "times_sold"):
             if values.get(name) is not None:
                 values[name] = int(values[name])
+        values["decisions"] = [[int(p), verdict] for p, verdict in values.get("decisions", [])]
         return cls(**values)
 
 
@@ -82,7 +94,10 @@ def claim(lead_id: int, vendor_id: str, token: str, now_ms: int, stale_ms: int) 
         dynamodb().update_item(
             TableName=settings().leads_table,
             Key={"lead_id": {"N": str(lead_id)}},
-            UpdateExpression="SET #s = :posting, claim = :token, claimed_at = :now",
+            UpdateExpression=(
+                "SET #s = :posting, claim = :token, claimed_at = :now,"
+                " sold_to = if_not_exists(sold_to, :none)"
+            ),
             ConditionExpression=(
                 "vendor_id = :vendor AND (#s = :pinged OR (#s = :posting AND claimed_at < :stale))"
             ),
@@ -94,6 +109,7 @@ def claim(lead_id: int, vendor_id: str, token: str, now_ms: int, stale_ms: int) 
                 ":now": {"N": str(now_ms)},
                 ":stale": {"N": str(now_ms - stale_ms)},
                 ":vendor": {"S": vendor_id},
+                ":none": {"M": {}},
             },
         )
     except ClientError as error:
@@ -104,14 +120,16 @@ def claim(lead_id: int, vendor_id: str, token: str, now_ms: int, stale_ms: int) 
 
 
 def finish(lead: Lead, token: str) -> bool:
-    """Record a post's outcome (status, data, sales, answer) if this post still holds the claim."""
+    """Record a post's outcome if this post still holds the claim; `lead.timeline` is appended."""
     try:
         dynamodb().update_item(
             TableName=settings().leads_table,
             Key={"lead_id": {"N": str(lead.lead_id)}},
             UpdateExpression=(
-                "SET #s = :status, #d = :data, extra = :extra, sales = :sales, answer = :answer,"
-                " matches = :matches REMOVE expires_at, claim, claimed_at"
+                "SET #s = :status, #d = :data, extra = :extra, answer = :answer,"
+                " matches = :matches, decisions = :decisions, test = :test,"
+                " timeline = list_append(if_not_exists(timeline, :none), :timeline)"
+                " REMOVE expires_at, claim, claimed_at"
             ),
             ConditionExpression="#s = :posting AND claim = :token",
             ExpressionAttributeNames={"#s": "status", "#d": "data"},
@@ -120,9 +138,12 @@ def finish(lead: Lead, token: str) -> bool:
                     ":status": lead.status,
                     ":data": lead.data,
                     ":extra": lead.extra,
-                    ":sales": lead.sales,
                     ":answer": lead.answer,
                     ":matches": lead.matches,
+                    ":decisions": lead.decisions,
+                    ":test": lead.test,
+                    ":timeline": lead.timeline,
+                    ":none": [],
                     ":posting": POSTING,
                     ":token": token,
                 }

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pingpost.config import settings
+from pingpost.matching import PartnerSet
 from pingpost.models import Partner
 from pingpost.store import Expiring, dynamodb, from_item, to_item
 
-_cache: Expiring[str, tuple[Partner, ...]] = Expiring(settings().cache_seconds)
+_cache: Expiring[str, PartnerSet] = Expiring(settings().cache_seconds)
 
 
-def active() -> tuple[Partner, ...]:
-    """The active partners, from this container's copy when it is fresh."""
-    return _cache.get("active", lambda: tuple(p for p in all_partners() if p.active))
+def current() -> PartnerSet:
+    """The active partners, indexed for matching; this container's copy while it is fresh."""
+    return _cache.get("active", lambda: PartnerSet(p for p in all_partners() if p.active))
 
 
 def all_partners() -> list[Partner]:

@@ -1,0 +1,112 @@
+"""What the operator reads about a lead: its data, its timeline, its sales and every decision."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+from pingpost.fields import BY_NAME, FIELDS
+from pingpost.models import Partner
+from pingpost.store.leads import Lead
+
+_PERSONAL = frozenset(f.name for f in FIELDS if f.pii)
+
+
+def mask(value: str) -> str:
+    """Personal data as the operator's views show it: enough to recognise, not to use."""
+    if "@" in value:
+        local, _, domain = value.partition("@")
+        return f"{local[:1]}***@{domain}"
+    if value.isdigit() and len(value) >= 7:
+        return "*" * (len(value) - 4) + value[-4:]
+    if value.count(".") == 3:  # an IPv4 address: keep the network
+        return ".".join([*value.split(".")[:2], "*", "*"])
+    return value[:1] + "".join("*" if c.isalnum() else c for c in value[1:])
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _rows(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        indent
+        + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def lead_report(lead: Lead, partners: Mapping[int, Partner], *, personal: bool = False) -> str:
+    """The lead (personal data masked unless `personal`), its timeline, sales and decisions."""
+    lines = [
+        f"Lead {lead.lead_id}  vendor {lead.vendor_id}  status {lead.status}"
+        f"  test {'yes' if lead.test else 'no'}",
+        f"Created {_when(lead.created_at)} UTC  cost {lead.cost}  times sold {lead.times_sold}",
+        "",
+        "Data" + ("" if personal else " (personal data masked; --pii shows it)"),
+    ]
+    order = {f.name: i for i, f in enumerate(FIELDS)}
+    data = sorted(lead.data.items(), key=lambda item: order.get(item[0], len(order)))
+    shown = [
+        (name, value if personal or name not in _PERSONAL else mask(value))
+        for name, value in data
+        if name in BY_NAME
+    ]
+    shown += [(f"{name} (extra)", value) for name, value in sorted(lead.extra.items())]
+    lines += _rows(shown) if shown else ["  (none)"]
+    lines += ["", "Timeline"]
+    events = [(_when(e["at"]), str(e["event"]), str(e["detail"])) for e in lead.timeline]
+    lines += _rows(events) if events else ["  (none)"]
+    lines += ["", "Sales"]
+    sales = [
+        (f"partner {s['partner_id']}", _company(partners, s["partner_id"]), str(s["price"]))
+        for s in lead.sales
+    ]
+    lines += _rows(sales) if sales else ["  (none)"]
+    lines += ["", "Decisions (every partner considered)"]
+    decisions = [("partner", "company", "decision")] + [
+        (str(pid), _company(partners, int(pid)), str(verdict)) for pid, verdict in lead.decisions
+    ]
+    lines += _rows(decisions) if lead.decisions else ["  (none)"]
+    considered = {int(pid) for pid, _ in lead.decisions}
+    others = sorted(pid for pid in partners if pid not in considered)
+    if others:
+        lines += [
+            "Not considered: their state or product filters exclude this lead:",
+            "  " + ", ".join(str(pid) for pid in others),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _company(partners: Mapping[int, Partner], partner_id: int) -> str:
+    partner = partners.get(int(partner_id))
+    return partner.company if partner is not None else "(unknown partner)"
+
+
+def partner_table(partners: Sequence[Partner]) -> str:
+    """One line a partner: what it buys, at what price, within which caps."""
+    rows = [("id", "company", "price", "active", "test", "priority", "states", "products", "caps")]
+    for p in sorted(partners, key=lambda p: p.id):
+        caps = p.caps
+        rows.append(
+            (
+                str(p.id),
+                p.company,
+                str(p.price),
+                "yes" if p.active else "no",
+                "yes" if p.test else "no",
+                str(p.priority),
+                ",".join(p.filters.states) or "any",
+                _few(p.filters.products),
+                f"d{caps.daily} w{caps.weekly} m{caps.monthly} ${caps.daily_budget}/day",
+            )
+        )
+    return "\n".join(_rows(rows, indent="")) + "\n"
+
+
+def _few(values: Sequence[str], most: int = 3) -> str:
+    if not values:
+        return "any"
+    more = f" (+{len(values) - most})" if len(values) > most else ""
+    return "; ".join(values[:most]) + more

@@ -1,0 +1,230 @@
+"""Sales: the lead, the partner's cap counters and the dedupe records, changed as one.
+
+Every sale is one DynamoDB transaction on the counters and leads tables:
+- the lead: one more time sold, to a partner it was not sold to, while this post holds it;
+- the partner's day, week and month counters (and the day's spend), within its caps;
+- a dedupe record per consumer identity (email, phone) that the partner must not buy again
+  within its window.
+If any condition fails nothing changes, and the reason says which rule stopped the sale.
+A test lead changes the lead alone: it consumes no cap and leaves no dedupe record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from pingpost.config import settings
+from pingpost.matching import Periods, Usage, periods
+from pingpost.models import Partner
+from pingpost.store import Expiring, dynamodb, from_item, to_item
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+LOST = "the post no longer holds the lead"
+ALREADY = "already sold to this partner"
+TIMES_SOLD = "Allowed_Times_Sold reached"
+DEDUPE = "bought this consumer within its dedupe window"
+_ATTEMPTS = 5
+_DAY = 86_400
+# Counters are kept a while after their period ends, for the operator's reports.
+_KEEP_COUNTERS = 40 * _DAY
+
+_usage: Expiring[str, Mapping[str, Decimal]] = Expiring(settings().usage_cache_seconds)
+
+
+def _counter_keys(partner_id: int, when: Periods) -> tuple[str, str, str]:
+    return (
+        f"cap#{partner_id}#day#{when.day}",
+        f"cap#{partner_id}#week#{when.week}",
+        f"cap#{partner_id}#month#{when.month}",
+    )
+
+
+def _dedupe_key(partner_id: int, kind: str, value: str) -> str:
+    # Only a hash of the consumer's email or phone is stored.
+    digest = hashlib.sha256(value.strip().lower().encode()).hexdigest()
+    return f"dedupe#{partner_id}#{kind}#{digest}"
+
+
+def usage(partners: Sequence[Partner], now: datetime) -> dict[int, Usage]:
+    """Each partner's sales in its current day, week and month, and its spend today."""
+    keys = {p.id: _counter_keys(p.id, periods(p, now)) for p in partners}
+    wanted = [k for triple in keys.values() for k in triple]
+    values = {k: v for k in wanted if (v := _usage.peek(k)) is not None}
+    fresh = _read([k for k in wanted if k not in values])
+    for key, counters in fresh.items():
+        _usage.put(key, counters)
+    values |= fresh
+    out = {}
+    for partner_id, (day, week, month) in keys.items():
+        out[partner_id] = Usage(
+            daily=int(values[day].get("sold", 0)),
+            weekly=int(values[week].get("sold", 0)),
+            monthly=int(values[month].get("sold", 0)),
+            spent_today=Decimal(values[day].get("spent", 0)),
+        )
+    return out
+
+
+def _read(keys: Sequence[str]) -> dict[str, Mapping[str, Decimal]]:
+    table = settings().counters_table
+    out: dict[str, Mapping[str, Decimal]] = {key: {} for key in keys}
+    for start in range(0, len(keys), 100):
+        pending: Any = {table: {"Keys": [{"counter": {"S": k}} for k in keys[start : start + 100]]}}
+        while pending:
+            response = dynamodb().batch_get_item(RequestItems=pending)
+            for item in response.get("Responses", {}).get(table, []):
+                values = from_item(item)
+                out[str(values.pop("counter"))] = values
+            pending = response.get("UnprocessedKeys") or None
+    return out
+
+
+def _lead_update(
+    lead_id: int, token: str, partner: Partner, price: Decimal, allowed: int
+) -> TransactWriteItemTypeDef:
+    return {
+        "Update": {
+            "TableName": settings().leads_table,
+            "Key": {"lead_id": {"N": str(lead_id)}},
+            "UpdateExpression": "SET sold_to.#p = :price ADD times_sold :one",
+            "ConditionExpression": (
+                "#s = :posting AND claim = :token AND attribute_not_exists(sold_to.#p)"
+                " AND (attribute_not_exists(times_sold) OR times_sold < :allowed)"
+            ),
+            "ExpressionAttributeNames": {"#s": "status", "#p": str(partner.id)},
+            "ExpressionAttributeValues": to_item(
+                {
+                    ":price": price,
+                    ":one": 1,
+                    ":posting": "posting",
+                    ":token": token,
+                    ":allowed": allowed,
+                }
+            ),
+        }
+    }
+
+
+def _counter_update(
+    key: str, price: Decimal | None, cap: int, budget_left: Decimal | None, expires: int
+) -> TransactWriteItemTypeDef:
+    conditions = []
+    values: dict[str, Any] = {":one": 1, ":expires": expires}
+    update = "ADD sold :one SET expires_at = :expires"
+    if price is not None:
+        update = "ADD sold :one, spent :price SET expires_at = :expires"
+        values[":price"] = price
+    if cap:
+        conditions.append("(attribute_not_exists(sold) OR sold < :cap)")
+        values[":cap"] = cap
+    if budget_left is not None:
+        conditions.append("(attribute_not_exists(spent) OR spent <= :left)")
+        values[":left"] = budget_left
+    item: Any = {
+        "TableName": settings().counters_table,
+        "Key": {"counter": {"S": key}},
+        "UpdateExpression": update,
+        "ExpressionAttributeValues": to_item(values),
+    }
+    if conditions:
+        item["ConditionExpression"] = " AND ".join(conditions)
+    return {"Update": item}
+
+
+def _dedupe_put(key: str, lead_id: int, now: int, days: int) -> TransactWriteItemTypeDef:
+    return {
+        "Put": {
+            "TableName": settings().counters_table,
+            "Item": to_item({"counter": key, "lead_id": lead_id, "expires_at": now + days * _DAY}),
+            "ConditionExpression": "attribute_not_exists(#c) OR expires_at < :now",
+            "ExpressionAttributeNames": {"#c": "counter"},
+            "ExpressionAttributeValues": {":now": {"N": str(now)}},
+        }
+    }
+
+
+def sell(
+    lead_id: int,
+    token: str,
+    partner: Partner,
+    now: datetime,
+    *,
+    allowed: int,
+    consumer: Mapping[str, str],
+    test: bool,
+) -> str | None:
+    """Sell the lead to `partner` at its price; None when sold, else why it was not.
+
+    `consumer` maps "email"/"phone" to the lead's values, for the partner's dedupe window.
+    """
+    price = partner.price
+    items = [_lead_update(lead_id, token, partner, price, allowed)]
+    reasons = ["lead"]
+    if not test:
+        caps = partner.caps
+        epoch = int(now.timestamp())
+        day, week, month = _counter_keys(partner.id, periods(partner, now))
+        left = None
+        if caps.daily_budget:
+            left = caps.daily_budget - price
+            if left < 0:
+                return "daily budget"
+        items.append(_counter_update(day, price, caps.daily, left, epoch + _KEEP_COUNTERS))
+        reasons.append(
+            "daily cap or budget"
+            if caps.daily and caps.daily_budget
+            else ("daily budget" if caps.daily_budget else "daily cap")
+        )
+        items.append(_counter_update(week, None, caps.weekly, None, epoch + _KEEP_COUNTERS))
+        reasons.append("weekly cap")
+        items.append(_counter_update(month, None, caps.monthly, None, epoch + _KEEP_COUNTERS))
+        reasons.append("monthly cap")
+        if partner.dedupe_days:
+            for kind, value in sorted(consumer.items()):
+                if value:
+                    key = _dedupe_key(partner.id, kind, value)
+                    items.append(_dedupe_put(key, lead_id, epoch, partner.dedupe_days))
+                    reasons.append(DEDUPE)
+    for attempt in range(_ATTEMPTS):
+        try:
+            dynamodb().transact_write_items(TransactItems=items)
+        except ClientError as error:
+            reasons_given: Any = error.response.get("CancellationReasons", [])
+            codes = [r.get("Code") for r in reasons_given]
+            if "ConditionalCheckFailed" in codes:
+                return _why(codes, reasons, partner, lead_id)
+            if "TransactionConflict" in codes and attempt < _ATTEMPTS - 1:
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+                continue
+            raise
+        for key in _counter_keys(partner.id, periods(partner, now)):
+            _usage.forget(key)
+        return None
+    raise RuntimeError("unreachable")  # pragma: no cover
+
+
+def _why(
+    codes: Sequence[str | None], reasons: Sequence[str], partner: Partner, lead_id: int
+) -> str:
+    failed = [reasons[i] for i, code in enumerate(codes) if code == "ConditionalCheckFailed"]
+    if "lead" not in failed:
+        return failed[0]
+    # The lead refused: lost claim, already sold to this partner, or sold enough times.
+    from pingpost.store import leads
+
+    lead = leads.get(lead_id)
+    if lead is None or lead.status != "posting":
+        return LOST
+    if str(partner.id) in lead.sold_to:
+        return ALREADY
+    return TIMES_SOLD

@@ -1,0 +1,195 @@
+"""Sales against the embedded AWS endpoint: caps, dedupe and times sold hold under concurrency."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.conftest import DEMO_SEED
+from tests.leads import complete
+
+
+def _partner(id: int, price: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": id,
+        "company": f"Partner {id}",
+        "email": f"buy@p{id}.example",
+        "price": price,
+        "filters": {"products": ["Gutters"]},
+        **extra,
+    }
+
+
+def _clear_partners() -> None:
+    client = boto3.client("dynamodb")
+    table = os.environ["PARTNERS_TABLE"]
+    for item in client.scan(TableName=table, ProjectionExpression="partner_id")["Items"]:
+        client.delete_item(TableName=table, Key=item)
+
+
+@pytest.fixture
+def partners(aws: str) -> Iterator[Any]:
+    from pingpost import seed
+
+    seed.apply(seed.load(DEMO_SEED))
+
+    def install(*documents: dict[str, Any]) -> None:
+        _clear_partners()
+        seed.apply(seed.Seed.model_validate({"partners": list(documents)}))
+
+    yield install
+    _clear_partners()
+    seed.apply(seed.load(DEMO_SEED))
+
+
+def submit(fields: dict[str, str]) -> Any:
+    from pingpost import exchange
+    from pingpost.decoding import Request
+
+    return exchange.submit(Request(fields))
+
+
+def full(**changes: str) -> dict[str, str]:
+    return complete("full", Home_Improvement_Product="Gutters", **changes)
+
+
+def counter(key: str) -> dict[str, Any]:
+    from pingpost.store import from_item
+
+    item = (
+        boto3.client("dynamodb")
+        .get_item(TableName=os.environ["COUNTERS_TABLE"], Key={"counter": {"S": key}})
+        .get("Item")
+    )
+    return from_item(item) if item else {}
+
+
+def day_counters(partner_id: int) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    from pingpost.matching import periods
+    from pingpost.store import partners
+
+    partner = next(p for p in partners.all_partners() if p.id == partner_id)
+    return counter(f"cap#{partner_id}#day#{periods(partner, datetime.now(UTC)).day}")
+
+
+def stored(lead_id: int) -> Any:
+    from pingpost.store import leads
+
+    lead = leads.get(lead_id)
+    assert lead is not None
+    return lead
+
+
+def test_50_concurrent_full_leads_for_a_daily_cap_of_10_sell_exactly_10(partners: Any) -> None:
+    partners(_partner(900, 30, caps={"daily": 10}, dedupe_days=0))
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(lambda _: submit(full()), range(50)))
+    sold = [a for a in answers if a.status == "Matched"]
+    assert len(sold) == 10
+    assert int(day_counters(900)["sold"]) == 10
+    assert sum(len(stored(a.lead_id).sales) for a in answers) == 10
+
+
+def test_concurrent_posts_never_sell_a_lead_more_than_allowed_nor_over_a_cap(
+    partners: Any,
+) -> None:
+    caps = {901: 10, 902: 12, 903: 15}
+    partners(
+        *(
+            _partner(pid, 40 - pid % 900, caps={"daily": cap}, dedupe_days=0)
+            for pid, cap in caps.items()
+        )
+    )
+    pinged = [submit(complete("ping", Home_Improvement_Product="Gutters")) for _ in range(20)]
+
+    def post(lead_id: int) -> Any:
+        return submit(complete("post", Lead_ID=str(lead_id), Allowed_Times_Sold="2"))
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(post, [p.lead_id for p in pinged]))
+    sales = Counter()
+    for answer in answers:
+        lead = stored(answer.lead_id)
+        assert len(lead.sales) <= 2 and lead.times_sold == len(lead.sales)
+        assert answer.matches == len(lead.sales)
+        sales.update(s["partner_id"] for s in lead.sales)
+        if len(lead.sales) < 2:  # then every partner it did not get was full
+            for partner_id, verdict in lead.decisions:
+                assert verdict in ("sold", "daily cap", "daily cap (at sale)"), lead.decisions
+    for pid, cap in caps.items():
+        assert sales[pid] <= cap
+        assert int(day_counters(pid).get("sold", 0)) == sales[pid]
+    # Best price first: the two dearest partners fill up, the third takes what is left.
+    assert (sales[901], sales[902]) == (10, 12)
+
+
+def test_a_partner_never_buys_the_same_consumer_twice_in_its_window(partners: Any) -> None:
+    partners(_partner(910, 30, dedupe_days=30), _partner(911, 20, dedupe_days=30))
+    first = submit(full(Email="same.person@example.com", Home_Phone="3125556491"))
+    second = submit(full(Email="SAME.person@example.com ", Home_Phone="3125550177"))
+    third = submit(full(Email="other@example.com", Home_Phone="(312) 555-6491"))
+    assert [s["partner_id"] for s in stored(first.lead_id).sales] == [910]
+    assert [s["partner_id"] for s in stored(second.lead_id).sales] == [911]
+    decisions = dict(stored(second.lead_id).decisions)
+    assert decisions[910] == "bought this consumer within its dedupe window (at sale)"
+    # the phone of the first lead: 910 has bought it already
+    assert [s["partner_id"] for s in stored(third.lead_id).sales] == [911]
+
+
+def test_a_test_lead_goes_to_test_partners_and_consumes_no_cap(partners: Any) -> None:
+    partners(_partner(920, 30, caps={"daily": 1}), _partner(921, 25, test=True))
+    answer = submit(full(Test_Lead="1"))
+    lead = stored(answer.lead_id)
+    assert lead.test and [s["partner_id"] for s in lead.sales] == [921]
+    assert day_counters(921) == {}
+    assert submit(full()).status == "Matched"  # 920's cap of 1 is still free
+
+
+def test_return_best_price_sums_the_sales_net_of_a_percent_margin(partners: Any) -> None:
+    from pingpost import seed
+
+    partners(_partner(930, 40), _partner(931, 30), _partner(932, 10))
+    dynamic = {
+        "id": "pct",
+        "key": "percent-margin-key-0123456789",
+        "cost": 5,
+        "dynamic_pricing": True,
+        "margin": 10,
+        "margin_type": "percent",
+    }
+    seed.apply(seed.Seed.model_validate({"vendors": [dynamic]}))
+    answer = submit(
+        complete(
+            "ping",
+            Key=dynamic["key"],
+            Home_Improvement_Product="Gutters",
+            Return_Best_Price="1",
+            Allowed_Times_Sold="2",
+        )
+    )
+    assert answer.price == Decimal("63.00")  # (40 + 30) less 10%
+    assert answer.matches == 2
+
+
+def test_a_post_that_changes_the_zip_is_matched_again_and_says_so(partners: Any) -> None:
+    partners(
+        _partner(940, 30, filters={"products": ["Gutters"], "states": ["IL"]}),
+        _partner(941, 20, filters={"products": ["Gutters"], "states": ["CA"]}),
+    )
+    ping = submit(complete("ping", Home_Improvement_Product="Gutters"))
+    post = submit(complete("post", Lead_ID=str(ping.lead_id), Zip="90210"))
+    lead = stored(post.lead_id)
+    assert [s["partner_id"] for s in lead.sales] == [941]
+    assert lead.data["State"] == "CA"
+    assert any(e["event"] == "rematch" and "Zip" in e["detail"] for e in lead.timeline)
+    # The index never considered the Illinois partner for a California lead.
+    assert dict(lead.decisions) == {941: "sold"}
