@@ -10,11 +10,12 @@ absolute times depend on the machine and its load.
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -130,8 +131,7 @@ def indexed(ping: Ping, partners: PartnerSet) -> list[Partner]:
     return list(match(ping.lead, partners, ping.now).ranked)
 
 
-def _elapsed_us(run: object, *args: object) -> float:
-    assert callable(run)
+def _elapsed_us(run: Callable[..., object], *args: object) -> float:
     start = time.perf_counter_ns()
     run(*args)
     return (time.perf_counter_ns() - start) / 1000
@@ -148,11 +148,19 @@ def measure(size: int, rounds: int, seed: int = 1) -> Row:
         if mine != theirs:
             raise AssertionError(f"index and linear scan disagree on {ping.lead}")
     timed = pings[WARM_UP:]
+    # As timeit does: a collection of the whole heap must not land inside one timing.
+    gc.collect()
+    gc.disable()
+    try:
+        index_us = [_elapsed_us(indexed, ping, index) for ping in timed]
+        linear_us = [_elapsed_us(linear, ping, partners) for ping in timed]
+    finally:
+        gc.enable()
     return Row(
         partners=size,
         candidates=statistics.fmean(len(index.candidates(ping.lead)) for ping in timed),
-        index_us=statistics.median(_elapsed_us(indexed, ping, index) for ping in timed),
-        linear_us=statistics.median(_elapsed_us(linear, ping, partners) for ping in timed),
+        index_us=statistics.median(index_us),
+        linear_us=statistics.median(linear_us),
     )
 
 

@@ -15,6 +15,7 @@ DEMO_SEED = ROOT / "demo" / "seed.json"
 
 # Before any pingpost module reads its settings: nothing cached, so each test sees its seed.
 os.environ["CACHE_SECONDS"] = "0"
+os.environ["USAGE_CACHE_SECONDS"] = "0"
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")

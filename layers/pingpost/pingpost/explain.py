@@ -24,8 +24,8 @@ def mask(value: str) -> str:
     return value[:1] + "".join("*" if c.isalnum() else c for c in value[1:])
 
 
-def _when(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+def _when(ms: float) -> str:
+    return datetime.fromtimestamp(int(ms) / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def _rows(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:

@@ -15,6 +15,9 @@
 
 Caps come last, with the partner's usage (`cap_exclusion`): ``daily cap``, ``weekly cap``,
 ``monthly cap``, ``daily budget``. Matching is pure: usage is looked up by the caller's function.
+
+`match` checks only the candidates a `PartnerSet` index finds by state and product, and ranks
+the partners that match by price, then priority; equal ones take turns (per container).
 """
 
 from __future__ import annotations
@@ -241,32 +244,29 @@ class _Filtering(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _Indexed:
-    """A partner as the rules read it, made once when a `PartnerSet` is built.
-
-    Filters become sets (O(1) membership) and what the rules read sits in this one object, so
-    a candidate's check seldom touches the `Partner` itself (fewer cache misses).
-    """
+    """A partner as the rules read it, built once per `PartnerSet`: all they read in one object
+    (filters quick to search), so checking a candidate seldom touches its `Partner` at all."""
 
     # In the order the rules read them: the first fields share the object's first cache lines.
     active: bool
     test: bool
     id: int
-    states: frozenset[str]
-    zips: frozenset[str]
+    states: Collection[str]  # these: frozensets, or tuples of a few (see `_set`)
+    zips: Collection[str]
     zip_prefixes: tuple[str, ...]
-    products: frozenset[str]
+    products: Collection[str]
     min_score: int
-    src_allow: frozenset[str]
-    src_deny: frozenset[str]
+    src_allow: Collection[str]
+    src_deny: Collection[str]
     schedule: Mapping[str, Sequence[str]] | None
     price: Decimal
     timezone: str
-    tier: tuple[int, int]  # see `_tier`
+    tier: int  # the rank of (price, priority) among the set's partners: 0 is the best
     matched: Decision  # built once: most candidates match
     partner: Partner
 
     @classmethod
-    def of(cls, partner: Partner) -> _Indexed:
+    def of(cls, partner: Partner, tier: int) -> _Indexed:
         """The indexed form of `partner` as it is now."""
         f = partner.filters
         return cls(
@@ -283,7 +283,7 @@ class _Indexed:
             schedule=None if f.schedule is None else {d: tuple(w) for d, w in f.schedule.items()},
             price=partner.price,
             timezone=partner.timezone,
-            tier=_tier(partner),
+            tier=tier,
             matched=Decision(partner.id, None),
             partner=partner,
         )
@@ -295,12 +295,13 @@ class _Indexed:
         )
 
 
-# Each empty frozenset is a new 216-byte object: share one (memory, and it stays in cache).
-_NOTHING: Final[frozenset[str]] = frozenset()
+# A frozenset takes 216 bytes however small: a short tuple is as quick to search and a quarter
+# of the size, and () is shared by every empty filter (memory, and it stays in cache).
+_SHORT: Final = 8
 
 
-def _set(values: list[str]) -> frozenset[str]:
-    return frozenset(values) if values else _NOTHING
+def _set(values: list[str]) -> Collection[str]:
+    return tuple(values) if len(values) <= _SHORT else frozenset(values)
 
 
 # Bucket key of an empty filter (any state, any product); no state or product is spelt so.
@@ -313,14 +314,15 @@ _by_id = attrgetter("id")
 
 class PartnerSet:
     """Partners indexed by (state, product), so a lead meets only the partners that can admit it.
-
-    Built once (the exchange keeps one per container); a partner changed afterwards needs a new set.
-    """
+    Built once (the exchange keeps one per container): a partner changed later needs a new set."""
 
     __slots__ = ("_all", "_by_id", "_by_pair", "_wide_by_product", "_wide_by_state")
 
     def __init__(self, partners: Iterable[Partner]) -> None:
-        indexed = sorted((_Indexed.of(p) for p in partners), key=_by_id)
+        given = list(partners)
+        # Small ints for the ranking's sort: faster to compare than (price, priority) tuples.
+        tiers = {tier: n for n, tier in enumerate(sorted({_tier(p) for p in given}))}
+        indexed = sorted((_Indexed.of(p, tiers[_tier(p)]) for p in given), key=_by_id)
         self._by_id: dict[int, _Indexed] = {}
         by_pair: defaultdict[tuple[str, str], list[_Indexed]] = defaultdict(list)
         wide_by_state: defaultdict[str, list[_Indexed]] = defaultdict(list)
@@ -417,9 +419,7 @@ def _verdict(
     admitted: bool = False,
 ) -> str | None:
     """The first rule but caps `partner` fails for `lead`; `head` and `rules` are its fields.
-
-    `admitted`: the index has already found that the state and product filters admit the lead.
-    """
+    `admitted`: the index has already found that the state and product filters admit the lead."""
     if not head.active:
         return INACTIVE
     if head.test != lead.test:
@@ -457,7 +457,7 @@ def _verdict(
 
 
 def exclusion(partner: Partner, lead: Criteria, now: datetime) -> str | None:
-    """The first rule but caps that keeps `partner` from buying `lead` at `now`, or None."""
+    """The first rule (any but caps) that keeps `partner` from buying `lead` at `now`, or None."""
     return _verdict(partner, partner, partner.filters, lead, _aware(now))
 
 
@@ -478,28 +478,26 @@ def cap_exclusion(partner: Partner, usage: Usage) -> str | None:
 def match(
     lead: Criteria, partners: PartnerSet, now: datetime, usage: UsageLookup | None = None
 ) -> Outcome:
-    """Who may buy `lead` at `now`, best first, and why each other candidate may not.
-
-    `usage` is called once, with the partners every other rule let through; without it caps
-    are not checked.
-    """
+    """Who may buy `lead` at `now`, best first, and why each other candidate may not. `usage` is
+    called once, with the partners all other rules let through (if any); without it, no caps."""
     _aware(now)
     candidates = partners._candidates(lead)
-    # Insertion order is the candidates' order: by partner id.
-    verdicts = {e.id: _verdict(e.partner, e, e, lead, now, admitted=True) for e in candidates}
-    passed = [e for e in candidates if verdicts[e.id] is None]
-    if usage is not None and passed:
-        used = usage([e.partner for e in passed], now)
-        for e in passed:
-            verdicts[e.id] = cap_exclusion(e.partner, used.get(e.id, _UNUSED))
-        passed = [e for e in passed if verdicts[e.id] is None]
-    # Sorting is stable and `passed` is in id order: equals keep it.
-    passed.sort(key=_entry_tier)
+    reasons = [_verdict(e.partner, e, e, lead, now, admitted=True) for e in candidates]
+    if usage is not None and None in reasons:
+        passed = [e.partner for e, r in zip(candidates, reasons, strict=True) if r is None]
+        used = usage(passed, now)
+        reasons = [
+            cap_exclusion(e.partner, used.get(e.id, _UNUSED)) if r is None else r
+            for e, r in zip(candidates, reasons, strict=True)
+        ]
+    matched = [e for e, r in zip(candidates, reasons, strict=True) if r is None]
+    # Sorting is stable and the candidates come by id: equals stay in id order.
+    matched.sort(key=_entry_tier)
     return Outcome(
-        ranked=tuple(e.partner for e in _in_turn(passed, _entry_tier)),
+        ranked=tuple(e.partner for e in _in_turn(matched, _entry_tier)),
         decisions=tuple(
-            e.matched if (reason := verdicts[e.id]) is None else Decision(e.id, reason)
-            for e in candidates
+            e.matched if r is None else Decision(e.id, r)
+            for e, r in zip(candidates, reasons, strict=True)
         ),
     )
 
@@ -518,8 +516,8 @@ def _tier(partner: Partner) -> tuple[int, int]:
 _entry_tier = attrgetter("tier")
 
 
-def _in_turn[T](ordered: list[T], tier: Callable[[T], tuple[int, int]]) -> list[T]:
-    """Rotate each run of equal tiers of `ordered`, in place, by this ranking's turn (round-robin)."""
+def _in_turn[T](ordered: list[T], tier: Callable[[T], object]) -> list[T]:
+    """Rotate each run of equal tiers of `ordered` in place by this ranking's turn."""
     turn = next(_turns)
     start = 0
     for _, run in itertools.groupby(map(tier, ordered)):

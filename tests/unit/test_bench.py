@@ -1,0 +1,51 @@
+"""The matching benchmark runs, measures the same work every time, and both ways agree."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from pingpost.matching import PartnerSet
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "matching.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_matching", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being made
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_same_seed_gives_the_same_partners_and_leads(bench: ModuleType) -> None:
+    assert bench.random_partners(50, seed=3) == bench.random_partners(50, seed=3)
+    assert bench.random_partners(50, seed=3) != bench.random_partners(50, seed=4)
+    assert bench.random_pings(20, seed=3) == bench.random_pings(20, seed=3)
+
+
+def test_the_index_matches_the_same_partners_as_the_linear_scan(bench: ModuleType) -> None:
+    partners = bench.random_partners(200)
+    index = PartnerSet(partners)
+    pings = bench.random_pings(100)
+    matched = 0
+    for ping in pings:
+        by_index = {p.id for p in bench.indexed(ping, index)}
+        assert by_index == {p.id for p in bench.linear(ping, partners)}
+        matched += len(by_index)
+    assert matched > 0  # the leads are of a kind the partners buy
+
+
+def test_main_prints_a_markdown_row_per_size(
+    bench: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench.main(["--sizes", "50", "200", "--rounds", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| partners | candidates per ping (mean) | index µs/ping")
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["50", "200"]
