@@ -36,8 +36,15 @@ def test_lead_show_explains_the_lead_with_personal_data_masked(
     demo: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ping = submit(complete("ping"))
-    submit(complete("post", Lead_ID=str(ping.lead_id), Email="jane.roe@example.com",
-                    First_Name="Jane", Home_Phone="3125550142"))
+    submit(
+        complete(
+            "post",
+            Lead_ID=str(ping.lead_id),
+            Email="jane.roe@example.com",
+            First_Name="Jane",
+            Home_Phone="3125550142",
+        )
+    )
     out = run(capsys, "lead", "show", str(ping.lead_id))
     assert f"Lead {ping.lead_id}  vendor demo  status sold" in out
     assert "j***@example.com" in out and "jane.roe" not in out
@@ -60,7 +67,15 @@ def test_lead_show_of_an_unknown_lead_says_so(demo: None) -> None:
 def test_partners_list(demo: None, capsys: pytest.CaptureFixture[str]) -> None:
     out = run(capsys, "partners", "list")
     assert out.splitlines()[0].split() == [
-        "id", "company", "price", "active", "test", "priority", "states", "products", "caps"
+        "id",
+        "company",
+        "price",
+        "active",
+        "test",
+        "priority",
+        "states",
+        "products",
+        "caps",
     ]
     assert re.search(r"142\s+Roof Co\s+25", out)
     assert re.search(r"1543\s+Everything Home\s+12\S*\s+yes\s+no\s+0\s+any\s+any", out)
