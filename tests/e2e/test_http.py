@@ -423,3 +423,84 @@ def test_pingpost_seed_upserts_into_the_endpoint_the_environment_names(
     bad = seed({"vendors": [{"id": "x", "key": "short"}]})
     assert bad.returncode != 0
     assert "cannot read seed file" in bad.stderr and "key" in bad.stderr
+
+
+# Every matching option of the spec, end to end. Roofing in Chicago: Roof Co (142) pays 25,
+# Everything Home (1543) pays 12; the vendor's cost is 10.
+
+
+def sold_to(server: Server, lead_id: str | None) -> list[int]:
+    return sorted(int(p) for p in lead(server, lead_id)["sold_to"])
+
+
+def test_skip_partner_id_and_match_with_partner_id(server: Server) -> None:
+    skipped = get(server, "/full", complete("full", Skip_Partner_ID="142"))
+    assert sold_to(server, skipped["lead_id"]) == [1543]
+    only = get(server, "/full", complete("full", Match_With_Partner_ID="1543,77"))
+    assert sold_to(server, only["lead_id"]) == [1543]
+    nobody = get(server, "/full", complete("full", Match_With_Partner_ID="225"))
+    assert nobody["status"] == "Unmatched"  # Bath Masters buys bathrooms only
+
+
+def test_cost_overrides_the_vendors_cost_on_ping(server: Server) -> None:
+    answer = get(server, "/ping", complete("ping", Cost="20", Allowed_Times_Sold="2"))
+    assert (answer["status"], answer["matches"]) == ("Matched", "1")  # 12 < 20
+    assert (
+        get(server, "/ping", complete("ping", Cost="0", Allowed_Times_Sold="2"))["matches"] == "2"
+    )
+
+
+def test_xml_matches_exclude_the_partners_the_vendor_sold_to(server: Server) -> None:
+    extra = (
+        '<Matches><Match ValueType="promotionCode" HashType="plain"> rc1 </Match>'
+        f'<Match ValueType="email" HashType="sha1">{hashlib.sha1(b"x@y.example").hexdigest()}'
+        "</Match></Matches>"
+    )
+    answer = xml(server, complete("full"), extra)
+    assert sold_to(server, answer["lead_id"]) == [1543]
+
+
+def test_match_with_partner_hashes_selects_among_the_pings_hashes(server: Server) -> None:
+    ping = get(
+        server,
+        "/ping",
+        complete("ping", Return_Hash_Type="md5", Return_Hash_Value_Type="company"),
+    )
+    hashes = {h.text for h in ping.xml.findall("hashes/hash")}
+    everything = hashlib.md5(b"everything home").hexdigest()
+    assert hashes == {hashlib.md5(b"roof co").hexdigest(), everything}
+    selected = (
+        "<Match_With_Partner_Hashes>"
+        f'<Selected_Partner_Hash ValueType="company" HashType="md5">{everything}'
+        "</Selected_Partner_Hash></Match_With_Partner_Hashes>"
+    )
+    post = xml(server, complete("post", Lead_ID=ping["lead_id"] or ""), selected)
+    assert post["status"] == "Matched"
+    assert sold_to(server, ping["lead_id"]) == [1543]
+    wrong = selected.replace('HashType="md5"', 'HashType="sha1"')
+    ping = get(
+        server,
+        "/ping",
+        complete("ping", Return_Hash_Type="md5", Return_Hash_Value_Type="company"),
+    )
+    refused = xml(server, complete("post", Lead_ID=ping["lead_id"] or ""), wrong)
+    assert refused.status == 400
+    assert "HashType and ValueType must be those the ping asked for" in (refused["error"] or "")
+
+
+def test_a_test_lead_is_sold_to_the_test_buyer_only(server: Server) -> None:
+    answer = get(server, "/full", complete("full", Test_Lead="1"))
+    assert answer["status"] == "Matched"
+    stored = lead(server, answer["lead_id"])
+    assert stored["test"] is True and list(stored["sold_to"]) == ["9001"]
+    real = get(server, "/full", complete("full"))
+    assert "9001" not in lead(server, real["lead_id"])["sold_to"]
+
+
+def test_a_post_that_moves_the_lead_is_matched_again(server: Server) -> None:
+    ping = get(server, "/ping", complete("ping"))  # Chicago: Roof Co would buy it
+    post = get(server, "/post", complete("post", Lead_ID=ping["lead_id"] or "", Zip="90210"))
+    assert post["status"] == "Matched"
+    stored = lead(server, ping["lead_id"])
+    assert list(stored["sold_to"]) == ["1543"] and stored["data"]["State"] == "CA"
+    assert any(e["event"] == "rematch" for e in stored["timeline"])
