@@ -288,5 +288,10 @@ def test_a_post_under_way_elsewhere_is_a_409_when_it_does_not_finish(
 
 
 def test_a_test_lead_is_not_sold_to_real_partners(exchange: None) -> None:
+    from pingpost.store import leads
+
     status, xml = invoke("full-get", with_query(event("full-get"), Test_Lead="1"))
-    assert (status, text(xml, "status")) == (200, "Unmatched")
+    assert (status, text(xml, "status")) == (200, "Matched")
+    stored = leads.get(int(text(xml, "lead_id") or 0))
+    assert stored is not None and stored.test
+    assert [s["partner_id"] for s in stored.sales] == [9001]  # the demo's test buyer only

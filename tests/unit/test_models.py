@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +11,6 @@ from pydantic import ValidationError
 from pingpost.models import Caps, Filters, Partner
 from pingpost.store import from_item, to_item
 
-DEMO_SEED = Path(__file__).resolve().parents[2] / "demo" / "seed.json"
 SEED_PARTNER: dict[str, Any] = {
     "id": 510,
     "price": 20.0,
@@ -55,7 +52,20 @@ def test_the_documented_seed_partner_validates() -> None:
 
 
 def test_partners_of_older_seeds_get_the_defaults() -> None:
-    for raw in json.loads(DEMO_SEED.read_text())["partners"]:
+    # The seed format of the first release: none of the newer keys.
+    older = {
+        "id": 142,
+        "company": "Roof Co",
+        "email": "buy@roof.example",
+        "phone": "3125550100",
+        "promotion_code": "RC1",
+        "group_id": 7,
+        "price": 25.0,
+        "active": True,
+        "filters": {"states": ["IL"], "zips": [], "products": ["Roofing - Metal"], "min_score": 0},
+        "delivery": {"url": "http://127.0.0.1:9000/leads", "format": "json"},
+    }
+    for raw in [older]:
         partner = Partner.model_validate(raw)
         assert (partner.priority, partner.timezone, partner.dedupe_days) == (0, "UTC", 30)
         assert partner.caps == Caps()
