@@ -18,6 +18,15 @@ class Settings(BaseModel):
     partners_table: str = "PartnersTable"
     counters_table: str = "CountersTable"
     delivery_queue_url: str = ""
+    dead_letter_queue_url: str = ""
+    # Hosts partners may be reached at over plain http (comma-separated); others need https.
+    delivery_http_hosts: str = ""
+    # A delivery that keeps failing goes back from the dead-letter queue this many times, after
+    # redrive_base_seconds, then twice that, ... (at most 15 minutes), then it is parked.
+    max_redrives: int = Field(default=3, ge=0, le=20)
+    redrive_base_seconds: int = Field(default=60, ge=0, le=900)
+    # A sale whose delivery message may not have reached the queue is re-sent after this long.
+    outbox_grace_seconds: int = Field(default=120, ge=0)
     ping_ttl_hours: int = Field(default=72, ge=1)
     # How long a container trusts its copy of the vendors and partners.
     cache_seconds: float = Field(default=30, ge=0)

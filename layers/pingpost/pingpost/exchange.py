@@ -11,6 +11,7 @@ from typing import Any
 
 from pingpost.config import settings
 from pingpost.decoding import Request
+from pingpost.delivery import enqueue_sales
 from pingpost.errors import Conflict, Forbidden, InvalidRequest, LeadNotFound, Unauthorized
 from pingpost.fields import LEAD_ID, MODES
 from pingpost.matching import Criteria, HashedValue, Outcome, match, partner_hash
@@ -282,6 +283,7 @@ def _sell(
     if not leads.finish(lead, token):
         # Our claim went stale and another post took the lead over: its outcome stands.
         return _outcome(lead.lead_id, vendor)
+    enqueue_sales(lead.lead_id, [p.id for p in sold])
     return answer
 
 

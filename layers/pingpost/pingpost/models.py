@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pingpost.fields import PRODUCTS
+from pingpost.fields import BY_NAME, PRODUCTS
 from pingpost.geography import US_STATES
 
 Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
@@ -154,12 +154,49 @@ class Caps(BaseModel):
 
 
 class Delivery(BaseModel):
-    """Where and how a partner receives its leads."""
+    """Where and how a partner receives its leads, and what answer counts as accepted."""
 
     model_config = ConfigDict(extra="allow")
 
     url: str = ""
+    method: Literal["POST", "PUT"] = "POST"
     format: Literal["json", "form", "xml"] = "json"
+    # Lead field -> the partner's name for it; when empty, every lead field goes as named.
+    fields: dict[str, str] = {}
+    static: dict[str, str] = {}  # fields added to every lead, e.g. a partner's account ID
+    headers: dict[str, str] = {}
+    timeout: float = Field(default=5.0, gt=0, le=25)
+    success_status: list[int] = [200, 201, 202, 204]
+    # Optional, all must hold: a regular expression found in the body; a JSON path "a.b"
+    # whose value equals success_value; an XPath expression that is true of the XML body.
+    success_body: str = ""
+    success_json: str = ""
+    success_value: str = ""
+    success_xpath: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if url and not re.match(r"^https?://[^\s/]+", url):
+            raise ValueError("delivery url must be an http(s) URL")
+        return url
+
+    @field_validator("success_body")
+    @classmethod
+    def _pattern(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"success_body is not a regular expression: {error}") from None
+        return pattern
+
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, fields: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(fields) - {*BY_NAME, "Lead_ID"})
+        if unknown:
+            raise ValueError(f"delivery fields are not lead fields: {unknown}")
+        return fields
 
 
 class Partner(BaseModel):

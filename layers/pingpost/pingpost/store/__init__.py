@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from decimal import Decimal
 from collections.abc import Callable, Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -32,9 +33,20 @@ def dynamodb() -> DynamoDBClient:
     return boto3.client("dynamodb", config=config)
 
 
+def _exact(value: Any) -> Any:
+    # DynamoDB numbers are decimal: a float goes as the decimal it prints as (0.1, not 0.1000…).
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, Mapping):
+        return {k: _exact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_exact(v) for v in value]
+    return value
+
+
 def to_item(values: Mapping[str, Any]) -> dict[str, AttributeValueTypeDef]:
     """A DynamoDB item from plain values (None values are left out)."""
-    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+    return {k: _serializer.serialize(_exact(v)) for k, v in values.items() if v is not None}
 
 
 def from_item(item: Mapping[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,8 @@ class Lead:
     matches: list[dict[str, str]] = field(default_factory=list)  # the vendor's XML <Matches>
     sold_to: dict[str, Decimal] = field(default_factory=dict)  # partner ID -> price, per sale
     times_sold: int = 0
+    # partner ID -> {"state": queued | sending | delivered | failed, "attempts", "detail", "at"}
+    deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)
     # [partner ID, "matched" | "sold" | the first rule that excluded it], per partner considered
     decisions: list[list[Any]] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)  # {"at": ms, "event", "detail"}
@@ -96,7 +98,8 @@ def claim(lead_id: int, vendor_id: str, token: str, now_ms: int, stale_ms: int) 
             Key={"lead_id": {"N": str(lead_id)}},
             UpdateExpression=(
                 "SET #s = :posting, claim = :token, claimed_at = :now,"
-                " sold_to = if_not_exists(sold_to, :none)"
+                " sold_to = if_not_exists(sold_to, :none),"
+                " deliveries = if_not_exists(deliveries, :none)"
             ),
             ConditionExpression=(
                 "vendor_id = :vendor AND (#s = :pinged OR (#s = :posting AND claimed_at < :stale))"

@@ -8,6 +8,7 @@ from pingpost.models import Partner
 from pingpost.store import Expiring, dynamodb, from_item, to_item
 
 _cache: Expiring[str, PartnerSet] = Expiring(settings().cache_seconds)
+_everyone: Expiring[str, dict[int, Partner]] = Expiring(settings().cache_seconds)
 
 
 def current() -> PartnerSet:
@@ -32,3 +33,9 @@ def put(partner: Partner) -> None:
     item["partner_id"] = item.pop("id")
     dynamodb().put_item(TableName=settings().partners_table, Item=to_item(item))
     _cache.clear()
+    _everyone.clear()
+
+
+def by_id(partner_id: int) -> Partner | None:
+    """Any partner, active or not (a sale is delivered even if its buyer was paused since)."""
+    return _everyone.get("all", lambda: {p.id: p for p in all_partners()}).get(partner_id)

@@ -25,6 +25,7 @@ from pingpost.config import settings
 from pingpost.matching import Periods, Usage, periods
 from pingpost.models import Partner
 from pingpost.store import Expiring, dynamodb, from_item, to_item
+from pingpost.store.deliveries import QUEUED, outbox_shard
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
@@ -90,13 +91,16 @@ def _read(keys: Sequence[str]) -> dict[str, Mapping[str, Decimal]]:
 
 
 def _lead_update(
-    lead_id: int, token: str, partner: Partner, price: Decimal, allowed: int
+    lead_id: int, token: str, partner: Partner, price: Decimal, allowed: int, now_ms: int
 ) -> TransactWriteItemTypeDef:
     return {
         "Update": {
             "TableName": settings().leads_table,
             "Key": {"lead_id": {"N": str(lead_id)}},
-            "UpdateExpression": "SET sold_to.#p = :price ADD times_sold :one",
+            "UpdateExpression": (
+                "SET sold_to.#p = :price, deliveries.#p = :queued, outbox = :shard,"
+                " outbox_since = if_not_exists(outbox_since, :now) ADD times_sold :one"
+            ),
             "ConditionExpression": (
                 "#s = :posting AND claim = :token AND attribute_not_exists(sold_to.#p)"
                 " AND (attribute_not_exists(times_sold) OR times_sold < :allowed)"
@@ -109,6 +113,9 @@ def _lead_update(
                     ":posting": "posting",
                     ":token": token,
                     ":allowed": allowed,
+                    ":queued": {"state": QUEUED, "attempts": 0},
+                    ":shard": outbox_shard(lead_id),
+                    ":now": now_ms,
                 }
             ),
         }
@@ -168,7 +175,7 @@ def sell(
     `consumer` maps "email"/"phone" to the lead's values, for the partner's dedupe window.
     """
     price = partner.price
-    items = [_lead_update(lead_id, token, partner, price, allowed)]
+    items = [_lead_update(lead_id, token, partner, price, allowed, int(now.timestamp() * 1000))]
     reasons = ["lead"]
     if not test:
         caps = partner.caps

@@ -1,0 +1,34 @@
+"""Deliver: each SQS message is one sale to deliver to its partner; failures retry alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from pingpost.delivery import deliver
+from pingpost.observability import logger, metrics, tracer
+from pingpost.store.queues import REDRIVES, Delivery
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord) -> str:
+    attribute = record.message_attributes[REDRIVES]
+    redrives = attribute.string_value if attribute is not None else None
+    return deliver(Delivery.parse(record.body, redrives))
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

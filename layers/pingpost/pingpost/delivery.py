@@ -1,0 +1,229 @@
+"""Delivering a sale to its partner: one HTTP request, judged by the partner's success rule.
+
+Every request carries the Idempotency-Key "<lead_id>-<partner_id>", the same on every attempt,
+so a partner can ignore a repeat. Redirects are not followed, answers are read up to a cap,
+and XML answers are parsed without DTDs, entities or network access.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import requests
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import BotoCoreError, ClientError
+from lxml import etree
+
+from pingpost.config import settings
+from pingpost.fields import DATA_FIELDS
+from pingpost.models import Partner
+from pingpost.observability import logger, metrics
+from pingpost.store import deliveries, leads, partners, queues
+from pingpost.store.queues import Delivery
+
+MAX_ANSWER_BYTES = 64 * 1024
+USER_AGENT = "pingpost-delivery/1"
+_CONTENT_TYPES = {
+    "json": "application/json",
+    "form": "application/x-www-form-urlencoded",
+    "xml": "application/xml",
+}
+_XML = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+_local = threading.local()
+
+
+class Permanent(Exception):
+    """A delivery that no retry can make succeed (a URL the exchange may not call)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one request to a partner came to."""
+
+    ok: bool
+    detail: str  # "HTTP 200", "timeout after 5.0 s", ...
+
+
+def idempotency_key(lead_id: int, partner_id: int) -> str:
+    """The key a partner sees on every attempt of the same sale."""
+    return f"{lead_id}-{partner_id}"
+
+
+def _session() -> requests.Session:
+    # One pooled session per thread: connections to a partner are reused across deliveries.
+    session: requests.Session | None = getattr(_local, "session", None)
+    if session is None:
+        session = requests.Session()
+        session.max_redirects = 0
+        _local.session = session
+    return session
+
+
+def check_url(url: str) -> None:
+    """Refuse URLs the exchange may not call: anything but https, except allowed http hosts."""
+    parts = urlsplit(url)
+    allowed = {h.strip().lower() for h in settings().delivery_http_hosts.split(",") if h.strip()}
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname and parts.hostname.lower() in allowed:
+        return
+    raise Permanent(f"delivery URL {parts.scheme}://{parts.hostname} is not allowed (https only)")
+
+
+def lead_fields(
+    partner: Partner, lead_id: int, data: Mapping[str, str], *, test: bool
+) -> dict[str, str]:
+    """The fields a partner receives: the lead's data, renamed and completed as it asked."""
+    sent = {name: data[name] for name in DATA_FIELDS if name in data}
+    sent["Lead_ID"] = str(lead_id)
+    if test:
+        sent["Test_Lead"] = "1"
+    names = partner.delivery.fields
+    if names:
+        sent = {names[k]: v for k, v in sent.items() if k in names}
+    return sent | partner.delivery.static
+
+
+def body(partner: Partner, fields: Mapping[str, str]) -> bytes:
+    """The request body in the partner's format."""
+    kind = partner.delivery.format
+    if kind == "json":
+        return json.dumps(fields).encode()
+    if kind == "form":
+        return urlencode(fields).encode()
+    root = etree.Element("Lead")
+    for name, value in fields.items():
+        etree.SubElement(root, name).text = value
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+def _json_path(document: Any, path: str) -> Any:
+    for step in path.split("."):
+        if isinstance(document, list) and step.isdigit() and int(step) < len(document):
+            document = document[int(step)]
+        elif isinstance(document, dict) and step in document:
+            document = document[step]
+        else:
+            return None
+    return document
+
+
+def judge(partner: Partner, status: int, answer: bytes) -> Attempt:
+    """Whether the partner's answer means it accepted the lead, by its success rule."""
+    rule = partner.delivery
+    if status not in rule.success_status:
+        return Attempt(False, f"HTTP {status}")
+    text = answer.decode("utf-8", "replace")
+    if rule.success_body and not re.search(rule.success_body, text):
+        return Attempt(False, f"HTTP {status}, body does not match {rule.success_body!r}")
+    if rule.success_json:
+        try:
+            found = _json_path(json.loads(text), rule.success_json)
+        except ValueError:
+            return Attempt(False, f"HTTP {status}, body is not JSON")
+        if str(found) != rule.success_value:
+            return Attempt(False, f"HTTP {status}, {rule.success_json} is {found!r}")
+    if rule.success_xpath:
+        try:
+            root = etree.fromstring(answer, parser=_XML)
+            accepted = bool(root.xpath(rule.success_xpath))
+        except (etree.XMLSyntaxError, etree.XPathError):
+            return Attempt(False, f"HTTP {status}, body is not XML the rule can read")
+        if not accepted:
+            return Attempt(False, f"HTTP {status}, {rule.success_xpath} is false")
+    return Attempt(True, f"HTTP {status}")
+
+
+def send(partner: Partner, lead_id: int, data: Mapping[str, str], *, test: bool) -> Attempt:
+    """POST (or PUT) the lead to the partner once and judge the answer; raises Permanent."""
+    rule = partner.delivery
+    check_url(rule.url)
+    headers = {
+        "Content-Type": _CONTENT_TYPES[rule.format],
+        "User-Agent": USER_AGENT,
+        **rule.headers,
+        "Idempotency-Key": idempotency_key(lead_id, partner.id),
+    }
+    payload = body(partner, lead_fields(partner, lead_id, data, test=test))
+    try:
+        with _session().request(
+            rule.method,
+            rule.url,
+            data=payload,
+            headers=headers,
+            timeout=rule.timeout,
+            allow_redirects=False,
+            stream=True,
+        ) as response:
+            answer = response.raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
+            status = response.status_code
+    except requests.Timeout:
+        return Attempt(False, f"timeout after {rule.timeout} s")
+    except requests.RequestException as error:
+        return Attempt(False, f"connection failed: {type(error).__name__}")
+    if len(answer) > MAX_ANSWER_BYTES:
+        return Attempt(False, f"HTTP {status}, answer over {MAX_ANSWER_BYTES} bytes")
+    if 300 <= status < 400:
+        return Attempt(False, f"HTTP {status}: redirects are not followed")
+    return judge(partner, status, answer)
+
+
+class Undelivered(Exception):
+    """This attempt did not deliver the sale; its message goes back to the queue to retry."""
+
+
+def deliver(message: Delivery) -> str:
+    """Deliver one sale unless it is delivered, parked or being sent; returns what happened."""
+    lead = leads.get(message.lead_id)
+    partner = partners.by_id(message.partner_id)
+    now = _now_ms()
+    if lead is None or partner is None:
+        # Nothing can ever deliver it: say so in the log and let the message go.
+        logger.error("delivery of an unknown lead or partner", extra=message.__dict__)
+        return "unknown lead or partner"
+    # The lease outlives one attempt (timeout plus slack), so a live sender is never doubled.
+    lease_ms = int((partner.delivery.timeout + 10) * 1000)
+    taken = deliveries.begin(message.lead_id, message.partner_id, now, lease_ms)
+    if taken == deliveries.BUSY:
+        raise Undelivered("another worker is sending it")
+    if taken != deliveries.STARTED:
+        return taken
+    try:
+        attempt = send(partner, lead.lead_id, lead.data, test=lead.test)
+    except Permanent as error:
+        deliveries.park(lead.lead_id, partner.id, str(error), _now_ms())
+        metrics.add_metric(name="DeliveryParked", unit=MetricUnit.Count, value=1)
+        return "parked"
+    if attempt.ok:
+        deliveries.settle(lead.lead_id, partner.id, deliveries.DELIVERED, attempt.detail, _now_ms())
+        metrics.add_metric(name="Delivered", unit=MetricUnit.Count, value=1)
+        return deliveries.DELIVERED
+    deliveries.settle(lead.lead_id, partner.id, deliveries.QUEUED, attempt.detail, _now_ms())
+    metrics.add_metric(name="DeliveryAttemptFailed", unit=MetricUnit.Count, value=1)
+    raise Undelivered(attempt.detail)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def enqueue_sales(lead_id: int, partner_ids: list[int]) -> None:
+    """Queue the delivery of a post's sales; the outbox keeps whatever SQS did not take."""
+    if not partner_ids:
+        return
+    try:
+        refused = queues.enqueue([Delivery(lead_id, p) for p in partner_ids])
+    except (ClientError, BotoCoreError):
+        logger.exception("delivery queue unavailable; the outbox keeps the sales")
+        return
+    if refused:
+        logger.error("delivery queue refused messages; the outbox keeps them")
+        return
+    deliveries.clear_outbox(lead_id)

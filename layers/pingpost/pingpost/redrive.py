@@ -1,0 +1,103 @@
+"""What the scheduled retry does: redrive dead letters with backoff, park the hopeless, sweep.
+
+A delivery that failed maxReceiveCount times lands in the dead-letter queue. Each run moves it
+back to the delivery queue, delayed redrive_base_seconds x 2^n (at most 15 minutes), until it
+has come back max_redrives times; then its sale is marked failed on the lead (parked), the
+DeliveryParked metric is emitted and the template's alarm fires. The outbox sweep re-queues
+sales whose messages never reached the queue (the post's process died, or SQS refused them).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from pingpost.config import settings
+from pingpost.observability import logger, metrics
+from pingpost.store import deliveries, leads, queues
+from pingpost.store.queues import Delivery
+
+MAX_DELAY_SECONDS = 900  # SQS's longest DelaySeconds
+
+
+@dataclass
+class Report:
+    """What one run did."""
+
+    redriven: int = 0
+    parked: int = 0
+    unreadable: int = 0
+    swept: int = 0
+
+
+def backoff(redrives: int) -> int:
+    """Seconds before the (redrives+1)-th redrive is delivered again."""
+    delay: int = settings().redrive_base_seconds * 2**redrives
+    return min(MAX_DELAY_SECONDS, delay)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def redrive(report: Report, deadline: float) -> None:
+    """Move dead letters back to the queue, or park them after the last redrive."""
+    while time.monotonic() < deadline:
+        letters = queues.dead_letters(10)
+        if not letters:
+            return
+        for letter in letters:
+            _settle(letter, report)
+
+
+def _settle(letter: queues.DeadLetter, report: Report) -> None:
+    try:
+        message = Delivery.parse(letter.body, letter.redrives)
+    except (ValueError, KeyError, TypeError):
+        # No sale can be read from it: nothing to deliver, but never drop it silently.
+        logger.error("unreadable dead letter dropped", extra={"size": len(letter.body)})
+        metrics.add_metric(name="DeadLetterUnreadable", unit=MetricUnit.Count, value=1)
+        report.unreadable += 1
+        queues.forget(letter)
+        return
+    if message.redrives < settings().max_redrives:
+        again = Delivery(message.lead_id, message.partner_id, message.redrives + 1)
+        if queues.enqueue([again], delay_seconds=backoff(message.redrives)):
+            return  # SQS refused it: the dead letter stays for the next run
+        report.redriven += 1
+    else:
+        detail = f"parked after {message.redrives + 1} rounds of delivery attempts"
+        if deliveries.park(message.lead_id, message.partner_id, detail, _now_ms()):
+            metrics.add_metric(name="DeliveryParked", unit=MetricUnit.Count, value=1)
+            report.parked += 1
+    queues.forget(letter)
+
+
+def sweep(report: Report) -> None:
+    """Queue the deliveries of leads left in the outbox longer than the grace period."""
+    before = _now_ms() - settings().outbox_grace_seconds * 1000
+    for lead_id in deliveries.in_outbox(before):
+        lead = leads.get(lead_id)
+        if lead is None:
+            continue
+        queued = [
+            Delivery(lead_id, int(partner))
+            for partner, record in lead.deliveries.items()
+            if record.get("state") == deliveries.QUEUED
+        ]
+        if queued and queues.enqueue(queued):
+            continue  # SQS still refuses: the lead stays in the outbox
+        report.swept += len(queued)
+        deliveries.clear_outbox(lead_id)
+
+
+def run(budget_seconds: float = 100) -> Report:
+    """One scheduled run: the outbox sweep, then the dead letters, within the time budget."""
+    report = Report()
+    deadline = time.monotonic() + budget_seconds
+    sweep(report)
+    redrive(report, deadline)
+    logger.info("retry run", extra=report.__dict__)
+    return report

@@ -1,0 +1,177 @@
+"""The delivery of each sale, kept on its lead: queued -> sending -> delivered | failed.
+
+A worker takes a delivery with a lease (a conditional write), so two workers never send the
+same sale at once; a worker that dies holding it loses the lease when it runs out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from pingpost.config import settings
+from pingpost.store import dynamodb, from_item, to_item
+
+QUEUED, SENDING, DELIVERED, FAILED = "queued", "sending", "delivered", "failed"
+STARTED, DONE, BUSY, MISSING = "started", "done", "busy", "missing"
+OUTBOX_SHARDS = 8
+
+
+def outbox_shard(lead_id: int) -> str:
+    """The outbox partition of a lead (spread so that no index partition runs hot)."""
+    return f"pending#{lead_id % OUTBOX_SHARDS}"
+
+
+def _failed_condition(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _key(lead_id: int) -> dict[str, Any]:
+    return {"lead_id": {"N": str(lead_id)}}
+
+
+def state(lead_id: int, partner_id: int) -> dict[str, Any] | None:
+    """The delivery record of one sale, or None."""
+    response = dynamodb().get_item(
+        TableName=settings().leads_table,
+        Key=_key(lead_id),
+        ProjectionExpression="deliveries.#p",
+        ExpressionAttributeNames={"#p": str(partner_id)},
+        ConsistentRead=True,
+    )
+    deliveries = from_item(response.get("Item", {})).get("deliveries", {})
+    record = deliveries.get(str(partner_id))
+    return dict(record) if record is not None else None
+
+
+def begin(lead_id: int, partner_id: int, now_ms: int, lease_ms: int) -> str:
+    """Take a delivery to send it: STARTED, or DONE (nothing to do), BUSY (leased), MISSING."""
+    try:
+        dynamodb().update_item(
+            TableName=settings().leads_table,
+            Key=_key(lead_id),
+            UpdateExpression=(
+                "SET deliveries.#p.#st = :sending, deliveries.#p.lease_until = :lease"
+                " ADD deliveries.#p.attempts :one"
+            ),
+            ConditionExpression=(
+                "deliveries.#p.#st = :queued"
+                " OR (deliveries.#p.#st = :sending AND deliveries.#p.lease_until < :now)"
+            ),
+            ExpressionAttributeNames={"#p": str(partner_id), "#st": "state"},
+            ExpressionAttributeValues=to_item(
+                {
+                    ":sending": SENDING,
+                    ":queued": QUEUED,
+                    ":lease": now_ms + lease_ms,
+                    ":now": now_ms,
+                    ":one": 1,
+                }
+            ),
+        )
+    except ClientError as error:
+        if not _failed_condition(error):
+            raise
+        record = state(lead_id, partner_id)
+        if record is None:
+            return MISSING
+        return BUSY if record.get("state") == SENDING else DONE
+    return STARTED
+
+
+def settle(lead_id: int, partner_id: int, outcome: str, detail: str, now_ms: int) -> bool:
+    """Record how an attempt ended (DELIVERED, or QUEUED again to retry) while holding it."""
+    return _set(lead_id, partner_id, outcome, detail, now_ms, "=", SENDING)
+
+
+def park(lead_id: int, partner_id: int, detail: str, now_ms: int) -> bool:
+    """Mark a delivery FAILED for good, unless it was delivered meanwhile."""
+    return _set(lead_id, partner_id, FAILED, detail, now_ms, "<>", DELIVERED)
+
+
+def _set(
+    lead_id: int, partner_id: int, outcome: str, detail: str, now_ms: int, test: str, than: str
+) -> bool:
+    """Set the delivery's state if its current state is (=) or is not (<>) `than`."""
+    event = {"at": now_ms, "event": "delivery", "detail": f"partner {partner_id}: {detail}"}
+    condition = f"attribute_exists(deliveries.#p) AND deliveries.#p.#st {test} :than"
+    try:
+        dynamodb().update_item(
+            TableName=settings().leads_table,
+            Key=_key(lead_id),
+            UpdateExpression=(
+                "SET deliveries.#p.#st = :outcome, deliveries.#p.detail = :detail,"
+                " deliveries.#p.#at = :now,"
+                " timeline = list_append(if_not_exists(timeline, :none), :event)"
+                " REMOVE deliveries.#p.lease_until"
+            ),
+            ConditionExpression=condition,
+            ExpressionAttributeNames={"#p": str(partner_id), "#st": "state", "#at": "at"},
+            ExpressionAttributeValues=to_item(
+                {
+                    ":outcome": outcome,
+                    ":detail": detail,
+                    ":now": now_ms,
+                    ":event": [event],
+                    ":none": [],
+                    ":than": than,
+                }
+            ),
+        )
+    except ClientError as error:
+        if _failed_condition(error):
+            return False
+        raise
+    return True
+
+
+def clear_outbox(lead_id: int) -> None:
+    """The lead's delivery messages are all on the queue: take it out of the outbox."""
+    dynamodb().update_item(
+        TableName=settings().leads_table,
+        Key=_key(lead_id),
+        UpdateExpression="REMOVE outbox, outbox_since",
+    )
+
+
+def in_outbox(older_than_ms: int) -> list[int]:
+    """Leads in the outbox since before `older_than_ms` (their messages may have been lost)."""
+    found: list[int] = []
+    for shard in range(OUTBOX_SHARDS):
+        pages = (
+            dynamodb()
+            .get_paginator("query")
+            .paginate(
+                TableName=settings().leads_table,
+                IndexName="by_outbox",
+                KeyConditionExpression="outbox = :shard AND outbox_since < :before",
+                ExpressionAttributeValues={
+                    ":shard": {"S": f"pending#{shard}"},
+                    ":before": {"N": str(older_than_ms)},
+                },
+            )
+        )
+        found += [int(i["lead_id"]["N"]) for page in pages for i in page.get("Items", [])]
+    return found
+
+
+def failed() -> list[tuple[int, int, dict[str, Any]]]:
+    """Every parked delivery: (lead ID, partner ID, record); an operator's scan."""
+    pages = (
+        dynamodb()
+        .get_paginator("scan")
+        .paginate(
+            TableName=settings().leads_table,
+            ProjectionExpression="lead_id, deliveries",
+            FilterExpression="attribute_exists(deliveries)",
+        )
+    )
+    out = []
+    for page in pages:
+        for item in page.get("Items", []):
+            values = from_item(item)
+            for partner, record in values.get("deliveries", {}).items():
+                if record.get("state") == FAILED:
+                    out.append((int(values["lead_id"]), int(partner), dict(record)))
+    return sorted(out)

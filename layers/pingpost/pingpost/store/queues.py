@@ -1,0 +1,100 @@
+"""The only code that talks to SQS: delivery messages in, dead letters out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+from pingpost.config import settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+REDRIVES = "redrives"
+
+
+@cache
+def sqs() -> SQSClient:
+    """An SQS client for whatever endpoint the standard AWS environment names."""
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=25
+    )
+    return boto3.client("sqs", config=config)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One delivery message: a sale to deliver, and how often it came back from dead letters."""
+
+    lead_id: int
+    partner_id: int
+    redrives: int = 0
+
+    def body(self) -> str:
+        """The message body."""
+        return json.dumps({"lead_id": self.lead_id, "partner_id": self.partner_id})
+
+    @classmethod
+    def parse(cls, body: str, redrives: str | None = None) -> Delivery:
+        """The delivery a message body names; ValueError if it names none."""
+        values = json.loads(body)
+        return cls(int(values["lead_id"]), int(values["partner_id"]), int(redrives or 0))
+
+
+def enqueue(deliveries: Sequence[Delivery], delay_seconds: int = 0) -> list[Delivery]:
+    """Put deliveries on the delivery queue; returns those SQS did not take."""
+    refused: list[Delivery] = []
+    for start in range(0, len(deliveries), 10):
+        batch = deliveries[start : start + 10]
+        response = sqs().send_message_batch(
+            QueueUrl=settings().delivery_queue_url,
+            Entries=[
+                {
+                    "Id": str(i),
+                    "MessageBody": d.body(),
+                    "DelaySeconds": delay_seconds,
+                    "MessageAttributes": {
+                        REDRIVES: {"DataType": "Number", "StringValue": str(d.redrives)}
+                    },
+                }
+                for i, d in enumerate(batch)
+            ],
+        )
+        refused += [batch[int(f["Id"])] for f in response.get("Failed", [])]
+    return refused
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message the delivery queue gave up on."""
+
+    receipt: str
+    body: str
+    redrives: str | None
+
+
+def dead_letters(most: int = 10) -> list[DeadLetter]:
+    """Up to `most` (at most 10) messages from the dead-letter queue, without waiting."""
+    response = sqs().receive_message(
+        QueueUrl=settings().dead_letter_queue_url,
+        MaxNumberOfMessages=min(most, 10),
+        WaitTimeSeconds=0,
+        MessageAttributeNames=[REDRIVES],
+    )
+    letters = []
+    for message in response.get("Messages", []):
+        attribute = message.get("MessageAttributes", {}).get(REDRIVES)
+        redrives = attribute.get("StringValue") if attribute else None
+        letters.append(DeadLetter(message["ReceiptHandle"], message.get("Body", ""), redrives))
+    return letters
+
+
+def forget(letter: DeadLetter) -> None:
+    """Delete a dead letter once it is redriven or parked."""
+    sqs().delete_message(QueueUrl=settings().dead_letter_queue_url, ReceiptHandle=letter.receipt)
