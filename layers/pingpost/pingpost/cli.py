@@ -105,6 +105,32 @@ def vendors_add(args: argparse.Namespace) -> None:
     print(f"vendor {vendor.id} created. Its Key (shown only now, store it safely):\n{key}")
 
 
+def deliveries_retry(args: argparse.Namespace) -> None:
+    """Do by hand what the scheduled retry does: sweep the outbox, redrive or park dead letters."""
+    from pingpost import redrive
+
+    report = redrive.run(args.seconds)
+    print(
+        f"redriven {report.redriven}, parked {report.parked}, swept {report.swept},"
+        f" unreadable {report.unreadable}"
+    )
+
+
+def deliveries_failed(args: argparse.Namespace) -> None:
+    """List the parked deliveries: sales no partner answer accepted after the last attempt."""
+    from pingpost.store import deliveries
+
+    parked = deliveries.failed()
+    if not parked:
+        print("no failed deliveries")
+        return
+    for lead_id, partner_id, record in parked:
+        attempts = record.get("attempts", 0)
+        print(
+            f"lead {lead_id}  partner {partner_id}  attempts {attempts}  {record.get('detail', '')}"
+        )
+
+
 def fields_command(args: argparse.Namespace) -> None:
     """Print the field table as Markdown."""
     print(markdown(), end="")
@@ -152,6 +178,13 @@ def main(argv: list[str] | None = None) -> None:
     add.add_argument("--margin-type", choices=["amount", "percent"], default="amount")
     add.add_argument("--allowed-times-sold", type=int, default=1)
     add.set_defaults(handler=vendors_add)
+
+    delivery = commands.add_parser("deliveries", help="deliveries to partners")
+    what = delivery.add_subparsers(dest="what", required=True)
+    retry = what.add_parser("retry", help="redrive the dead-letter queue and sweep the outbox now")
+    retry.add_argument("--seconds", type=float, default=100, help="time budget (default 100)")
+    retry.set_defaults(handler=deliveries_retry)
+    what.add_parser("failed", help="list parked deliveries").set_defaults(handler=deliveries_failed)
 
     table = commands.add_parser("fields", help="print the pingPostLead field table (Markdown)")
     table.set_defaults(handler=fields_command)

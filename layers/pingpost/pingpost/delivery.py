@@ -61,7 +61,6 @@ def _session() -> requests.Session:
     session: requests.Session | None = getattr(_local, "session", None)
     if session is None:
         session = requests.Session()
-        session.max_redirects = 0
         _local.session = session
     return session
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from decimal import Decimal
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from functools import cache
 from typing import TYPE_CHECKING, Any
 

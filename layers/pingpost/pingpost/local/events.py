@@ -1,0 +1,755 @@
+"""SQS and Schedule event sources in-process: what Lambda's pollers and EventBridge do on AWS.
+
+`sam local` has neither; these call the same LocalFunction handlers the HTTP gateway calls.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import boto3
+
+from pingpost.local.gateway import LocalFunction
+from pingpost.local.template import (
+    ACCOUNT_ID,
+    FUNCTION_TYPE,
+    STACK_NAME,
+    function_environment,
+    function_properties,
+    parameter_values,
+    region,
+    resolve,
+    to_text,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueOutputTypeDef, MessageTypeDef
+
+DEFAULT_BATCH_SIZE: Final = 10
+# One ReceiveMessage call returns at most ten messages.
+RECEIVE_LIMIT: Final = 10
+# SQS refuses a visibility timeout over 12 hours.
+MAX_VISIBILITY_SECONDS: Final = 43200
+REPORT_BATCH_ITEM_FAILURES: Final = "ReportBatchItemFailures"
+_RATE: Final = re.compile(r"rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)")
+_UNIT_SECONDS: Final = {"minute": 60, "hour": 3600, "day": 86400}
+# A failing AWS call (the endpoint restarting) is retried after this pause, not in a tight loop.
+_ERROR_PAUSE_SECONDS: Final = 1.0
+
+
+def _report(message: str) -> None:
+    """One line for the person watching the local runner."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def _report_exception(message: str) -> None:
+    """A failure with its traceback; the loop that caught it goes on."""
+    print(message, file=sys.stderr)
+    traceback.print_exc(file=sys.stderr)
+    sys.stderr.flush()
+
+
+def _enabled(value: Any) -> bool:
+    """Enabled may be a YAML boolean or a "true"/"false" string."""
+    if isinstance(value, str):
+        return value.strip().lower() != "false"
+    return value is None or bool(value)
+
+
+def _function_events(
+    template: Mapping[str, Any], types: Sequence[str]
+) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(function id, event name, Type, raw Properties) of every function event of these types."""
+    found: list[tuple[str, str, str, dict[str, Any]]] = []
+    for function_id, resource in (template.get("Resources") or {}).items():
+        if not isinstance(resource, Mapping) or resource.get("Type") != FUNCTION_TYPE:
+            continue
+        events: Mapping[str, Any] = function_properties(template, function_id).get("Events") or {}
+        for event_name, event in events.items():
+            if isinstance(event, Mapping) and event.get("Type") in types:
+                props = dict(event.get("Properties") or {})
+                found.append((function_id, event_name, str(event["Type"]), props))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class SqsSource:
+    """A function's SQS event: which queue, how many messages a batch, partial failures or not."""
+
+    function_id: str
+    event_name: str
+    # The queue's logical id when the template names one, else None and queue_arn is literal.
+    queue_id: str | None
+    queue_arn: str | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    batching_window_seconds: float = 0.0
+    function_response_types: tuple[str, ...] = ()
+    enabled: bool = True
+
+    @property
+    def partial_failures(self) -> bool:
+        """Whether the handler reports failed messages itself (ReportBatchItemFailures)."""
+        return REPORT_BATCH_ITEM_FAILURES in self.function_response_types
+
+    @property
+    def queue_label(self) -> str:
+        """The queue as a person knows it: logical id, else the name in its ARN."""
+        return self.queue_id or str(self.queue_arn).rsplit(":", 1)[-1]
+
+    def describe(self) -> str:
+        """One line for the banner, e.g. "SQS DeliveryQueue -> DeliverFunction (batch 10, ...)"."""
+        details = [f"batch {self.batch_size}"]
+        if self.batching_window_seconds:
+            details.append(f"window {self.batching_window_seconds:g} s")
+        if self.partial_failures:
+            details.append("partial failures")
+        if not self.enabled:
+            details.append("disabled")
+        return f"SQS {self.queue_label} -> {self.function_id} ({', '.join(details)})"
+
+
+def _queue_reference(
+    value: Any, template: Mapping[str, Any], parameters: Mapping[str, str]
+) -> tuple[str | None, str | None]:
+    """(logical id, None) for !GetAtt Q.Arn or !Ref Q; (None, ARN) for anything resolving to one."""
+    resources: Mapping[str, Any] = template.get("Resources") or {}
+    if isinstance(value, Mapping) and len(value) == 1:
+        ((key, argument),) = value.items()
+        if key == "Fn::GetAtt":
+            logical_id = (
+                argument.partition(".")[0] if isinstance(argument, str) else str(argument[0])
+            )
+            return logical_id, None
+        if key == "Ref" and argument in resources:
+            return str(argument), None
+    arn = to_text(resolve(value, {}, parameters, template=template))
+    if not arn.startswith("arn:"):
+        raise ValueError(f"SQS event Queue {value!r} is not a queue ARN")
+    return None, arn
+
+
+def sqs_sources(
+    template: Mapping[str, Any], parameters: Mapping[str, str] | None = None
+) -> list[SqsSource]:
+    """Every function event of Type SQS, in template order."""
+    values = parameter_values(template) if parameters is None else parameters
+    sources: list[SqsSource] = []
+    for function_id, event_name, _kind, raw in _function_events(template, ("SQS",)):
+        if "Queue" not in raw:
+            raise ValueError(f"{function_id}.{event_name}: an SQS event needs a Queue")
+        queue_id, queue_arn = _queue_reference(raw.pop("Queue"), template, values)
+        props = resolve(raw, {}, values, template=template)
+        window = float(props.get("MaximumBatchingWindowInSeconds", 0))
+        sources.append(
+            SqsSource(
+                function_id=function_id,
+                event_name=event_name,
+                queue_id=queue_id,
+                queue_arn=queue_arn,
+                batch_size=int(props.get("BatchSize", DEFAULT_BATCH_SIZE)),
+                batching_window_seconds=window,
+                function_response_types=tuple(
+                    str(kind) for kind in props.get("FunctionResponseTypes") or ()
+                ),
+                enabled=_enabled(props.get("Enabled")),
+            )
+        )
+    return sources
+
+
+def rate_seconds(expression: str) -> float | None:
+    """Seconds between runs of rate(N unit); None for cron(...) and at(...), which have none."""
+    text = expression.strip()
+    if text.startswith(("cron(", "at(")):
+        return None
+    found = _RATE.fullmatch(text)
+    if found is None or int(found.group(1)) < 1:
+        raise ValueError(f"{expression!r} is not rate(N minute|minutes|hour|hours|day|days)")
+    return float(int(found.group(1)) * _UNIT_SECONDS[found.group(2).removesuffix("s")])
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSource:
+    """A function's Schedule or ScheduleV2 event: its expression and the rule that fires it."""
+
+    function_id: str
+    event_name: str
+    expression: str
+    kind: str = "Schedule"
+    enabled: bool = True
+    # A JSON text that replaces the scheduled event, as the rule target's Input does.
+    input: str | None = None
+    name: str | None = None
+    group_name: str | None = None
+
+    @property
+    def interval_seconds(self) -> float | None:
+        """The rate's interval; None for cron and at expressions."""
+        return rate_seconds(self.expression)
+
+    @property
+    def rule_arn(self) -> str:
+        """The ARN of the EventBridge rule (or Scheduler schedule) SAM would create."""
+        name = self.name or f"{STACK_NAME}-{self.function_id}{self.event_name}"
+        if self.kind == "ScheduleV2":
+            group = self.group_name or "default"
+            return f"arn:aws:scheduler:{region()}:{ACCOUNT_ID}:schedule/{group}/{name}"
+        return f"arn:aws:events:{region()}:{ACCOUNT_ID}:rule/{name}"
+
+
+def schedules(
+    template: Mapping[str, Any], parameters: Mapping[str, str] | None = None
+) -> list[ScheduleSource]:
+    """Every function event of Type Schedule or ScheduleV2, in template order."""
+    values = parameter_values(template) if parameters is None else parameters
+    found: list[ScheduleSource] = []
+    kinds = ("Schedule", "ScheduleV2")
+    for function_id, event_name, kind, raw in _function_events(template, kinds):
+        props = resolve(raw, {}, values, template=template)
+        expression = props.get("Schedule") or props.get("ScheduleExpression")
+        if not isinstance(expression, str):
+            raise ValueError(f"{function_id}.{event_name}: a schedule needs its expression")
+        rate_seconds(expression)  # refuse a malformed rate now rather than when it would fire
+        state = str(props.get("State", "ENABLED")).upper()
+        source_input = props.get("Input")
+        found.append(
+            ScheduleSource(
+                function_id=function_id,
+                event_name=event_name,
+                expression=expression,
+                kind=kind,
+                enabled=_enabled(props.get("Enabled")) and state != "DISABLED",
+                input=None if source_input is None else to_text(source_input),
+                name=str(props["Name"]) if props.get("Name") else None,
+                group_name=str(props["GroupName"]) if props.get("GroupName") else None,
+            )
+        )
+    return found
+
+
+def local_function(
+    template_path: Path,
+    template: Mapping[str, Any],
+    function_id: str,
+    physical: Mapping[str, str],
+    parameters: Mapping[str, str],
+) -> LocalFunction:
+    """A template function as a LocalFunction, built the way the HTTP gateway builds its own."""
+    props = function_properties(template, function_id)
+    code_uri, handler = props.get("CodeUri"), props.get("Handler")
+    if not isinstance(code_uri, str) or not isinstance(handler, str):
+        raise ValueError(f"{function_id}: only a local CodeUri directory can run locally")
+    name = props.get("FunctionName")
+    return LocalFunction(
+        function_id,
+        (template_path.parent / code_uri).resolve(),
+        handler,
+        function_environment(template, function_id, physical, parameters),
+        function_name=name if isinstance(name, str) else None,
+        memory_limit_in_mb=int(props.get("MemorySize", 128)),
+        timeout_seconds=float(props.get("Timeout", 3)),
+    )
+
+
+# --- SQS ---------------------------------------------------------------------------------------
+
+
+def _lambda_attribute(value: MessageAttributeValueOutputTypeDef) -> dict[str, Any]:
+    """A message attribute as Lambda shows it: camelCase keys, binary values in base64."""
+    shaped: dict[str, Any] = {}
+    if "StringValue" in value:
+        shaped["stringValue"] = value["StringValue"]
+    if "BinaryValue" in value:
+        shaped["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode("ascii")
+    shaped["stringListValues"] = list(value.get("StringListValues") or [])
+    shaped["binaryListValues"] = [
+        base64.b64encode(item).decode("ascii") for item in value.get("BinaryListValues") or []
+    ]
+    shaped["dataType"] = value["DataType"]
+    return shaped
+
+
+def sqs_record(message: MessageTypeDef, queue_arn: str) -> dict[str, Any]:
+    """One Records entry of the event Lambda's SQS poller sends, from a ReceiveMessage message."""
+    record: dict[str, Any] = {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message.get("Body", ""),
+        "attributes": dict(message.get("Attributes") or {}),
+        "messageAttributes": {
+            name: _lambda_attribute(value)
+            for name, value in (message.get("MessageAttributes") or {}).items()
+        },
+        "md5OfBody": message.get("MD5OfBody", ""),
+    }
+    if "MD5OfMessageAttributes" in message:
+        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
+    arn_region = queue_arn.split(":")[3] if queue_arn.count(":") >= 5 else ""
+    record["eventSource"] = "aws:sqs"
+    record["eventSourceARN"] = queue_arn
+    record["awsRegion"] = arn_region or region()
+    return record
+
+
+def sqs_event(messages: Sequence[MessageTypeDef], queue_arn: str) -> dict[str, Any]:
+    """The whole event: {"Records": [...]} in the order the messages were received."""
+    return {"Records": [sqs_record(message, queue_arn) for message in messages]}
+
+
+def messages_to_keep(
+    result: Any, message_ids: Sequence[str], *, partial_failures: bool
+) -> set[str]:
+    """Ids of the messages a handler's result leaves in the queue, as Lambda reads that result.
+
+    Without ReportBatchItemFailures a returned result means success. With it, a null or empty
+    response or batchItemFailures is success, and a malformed one fails the whole batch.
+    """
+    if not partial_failures or result is None:
+        return set()
+    everything = set(message_ids)
+    if not isinstance(result, Mapping):
+        return everything
+    failures = result.get("batchItemFailures")
+    if failures is None:
+        return set()
+    if not isinstance(failures, list):
+        return everything
+    keep: set[str] = set()
+    for item in failures:
+        identifier = item.get("itemIdentifier") if isinstance(item, Mapping) else None
+        if not isinstance(identifier, str) or identifier not in everything:
+            # An empty, null or unknown itemIdentifier makes Lambda retry the whole batch.
+            return everything
+        keep.add(identifier)
+    return keep
+
+
+@dataclass(slots=True)
+class PollerCounts:
+    """What a poller has done so far, for a person or a test to look at."""
+
+    batches: int = 0
+    deleted: int = 0
+    left: int = 0
+    errors: int = 0
+
+
+class QueuePoller:
+    """Lambda's SQS poller for one event source: receive a batch, invoke, delete what succeeded.
+
+    Messages left behind come back after the queue's VisibilityTimeout, as on AWS, or after
+    retry_seconds (rounded up to whole seconds, as SQS takes them) when that is given.
+    The queue's RedrivePolicy moves a message to its dead-letter queue on the receive after its
+    maxReceiveCount-th, which SQS (and moto, which implements it) does, not the poller.
+    """
+
+    def __init__(
+        self,
+        source: SqsSource,
+        function: LocalFunction,
+        queue_url: str,
+        queue_arn: str | None = None,
+        *,
+        retry_seconds: float | None = None,
+        wait_seconds: int = 1,
+        sqs: SQSClient | None = None,
+        quiet: bool = False,
+    ) -> None:
+        if retry_seconds is not None and not 0 <= retry_seconds <= MAX_VISIBILITY_SECONDS:
+            raise ValueError(f"retry_seconds must be 0..{MAX_VISIBILITY_SECONDS}")
+        if not 1 <= source.batch_size <= 10000:
+            raise ValueError(f"{source.function_id}: BatchSize must be 1..10000")
+        self.source = source
+        self.function = function
+        self.queue_url = queue_url
+        self.retry_seconds = retry_seconds
+        self.wait_seconds = wait_seconds
+        self.quiet = quiet
+        self.counts = PollerCounts()
+        # Created here, on the caller's thread: boto3's default session is not thread-safe.
+        self._sqs: SQSClient = sqs or boto3.session.Session().client("sqs")
+        self.queue_arn = (
+            queue_arn
+            or self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+                "Attributes"
+            ]["QueueArn"]
+        )
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def for_source(
+        cls,
+        source: SqsSource,
+        function: LocalFunction,
+        physical: Mapping[str, str],
+        *,
+        retry_seconds: float | None = None,
+        wait_seconds: int = 1,
+        sqs: SQSClient | None = None,
+        quiet: bool = False,
+    ) -> QueuePoller:
+        """A poller for a source whose queue create_resources made (or that its ARN names)."""
+        client: SQSClient = sqs or boto3.session.Session().client("sqs")
+        if source.queue_id is not None:
+            if source.queue_id not in physical:
+                raise KeyError(f"{source.function_id}: queue {source.queue_id} was not created")
+            url = physical[source.queue_id]
+            arn = physical.get(f"{source.queue_id}.Arn")
+        else:
+            url = client.get_queue_url(QueueName=source.queue_label)["QueueUrl"]
+            arn = source.queue_arn
+        return cls(
+            source,
+            function,
+            url,
+            arn,
+            retry_seconds=retry_seconds,
+            wait_seconds=wait_seconds,
+            sqs=client,
+            quiet=quiet,
+        )
+
+    @property
+    def running(self) -> bool:
+        """Whether the polling thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Poll in a daemon thread until stop()."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run,
+            name=f"pingpost-sqs-{self.source.function_id}-{self.source.event_name}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        """Ask the thread to stop after its current receive or batch, without waiting."""
+        self._stop.set()
+
+    def stop(self) -> None:
+        """Stop polling; returns once the receive or batch in hand (if any) is finished."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        """Receive, invoke, settle, until stopped; AWS errors are reported and retried."""
+        while not self._stop.is_set():
+            try:
+                messages = self._receive_batch()
+                if messages:
+                    self.process(messages)
+            except Exception:
+                self.counts.errors += 1
+                _report_exception(f"SQS {self.source.queue_label} poller failed:")
+                self._stop.wait(_ERROR_PAUSE_SECONDS)
+
+    def _receive(self, count: int, wait_seconds: int) -> list[MessageTypeDef]:
+        """One ReceiveMessage call with every attribute Lambda puts in the event."""
+        response = self._sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=count,
+            WaitTimeSeconds=wait_seconds,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        return list(response.get("Messages") or [])
+
+    def _receive_batch(self) -> list[MessageTypeDef]:
+        """Up to BatchSize messages, gathering for up to MaximumBatchingWindowInSeconds."""
+        batch_size = self.source.batch_size
+        messages = self._receive(min(RECEIVE_LIMIT, batch_size), self.wait_seconds)
+        window = self.source.batching_window_seconds
+        if not messages or window <= 0:
+            return messages
+        deadline = time.monotonic() + window
+        while len(messages) < batch_size and not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            wait = min(self.wait_seconds, max(1, math.ceil(remaining)))
+            count = min(RECEIVE_LIMIT, batch_size - len(messages))
+            messages.extend(self._receive(count, wait))
+        return messages
+
+    def process(self, messages: Sequence[MessageTypeDef]) -> set[str]:
+        """Invoke the function with one batch, delete what succeeded; return the ids left."""
+        ids = [message["MessageId"] for message in messages]
+        self.counts.batches += 1
+        try:
+            result = self.function.invoke(sqs_event(messages, self.queue_arn))
+        except (Exception, SystemExit):
+            _report_exception(
+                f"{self.source.function_id} failed on {len(messages)} message(s) "
+                f"from {self.source.queue_label}; the whole batch stays in the queue:"
+            )
+            keep = set(ids)
+        else:
+            keep = messages_to_keep(result, ids, partial_failures=self.source.partial_failures)
+        done = [message for message in messages if message["MessageId"] not in keep]
+        left = [message for message in messages if message["MessageId"] in keep]
+        self._delete(done)
+        if left and self.retry_seconds is not None:
+            self._make_visible(left, self.retry_seconds)
+        self.counts.deleted += len(done)
+        self.counts.left += len(left)
+        if not self.quiet:
+            when = (
+                "after the queue's VisibilityTimeout"
+                if self.retry_seconds is None
+                else f"in {math.ceil(self.retry_seconds)} s"
+            )
+            retry = f", {len(left)} back {when}" if left else ""
+            _report(
+                f"SQS {self.source.queue_label} -> {self.source.function_id}: "
+                f"{len(messages)} message(s), {len(done)} done{retry}"
+            )
+        return keep
+
+    def _delete(self, messages: Sequence[MessageTypeDef]) -> None:
+        """Delete in batches of ten; a refused entry is reported (it will simply come back)."""
+        for start in range(0, len(messages), RECEIVE_LIMIT):
+            chunk = messages[start : start + RECEIVE_LIMIT]
+            response = self._sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
+                    for index, message in enumerate(chunk)
+                ],
+            )
+            for failed in response.get("Failed") or []:
+                _report(f"SQS {self.source.queue_label}: delete refused: {failed}")
+
+    def _make_visible(self, messages: Sequence[MessageTypeDef], seconds: float) -> None:
+        """Shorten the visibility of messages left behind so a retry comes within seconds."""
+        timeout = min(MAX_VISIBILITY_SECONDS, math.ceil(seconds))
+        for start in range(0, len(messages), RECEIVE_LIMIT):
+            chunk = messages[start : start + RECEIVE_LIMIT]
+            response = self._sqs.change_message_visibility_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {
+                        "Id": str(index),
+                        "ReceiptHandle": message["ReceiptHandle"],
+                        "VisibilityTimeout": timeout,
+                    }
+                    for index, message in enumerate(chunk)
+                ],
+            )
+            for failed in response.get("Failed") or []:
+                _report(f"SQS {self.source.queue_label}: visibility change refused: {failed}")
+
+
+# --- Schedules ---------------------------------------------------------------------------------
+
+
+def scheduled_event(source: ScheduleSource, now: datetime | None = None) -> Any:
+    """The event EventBridge sends a rule's Lambda target (or the rule's Input when it has one)."""
+    if source.input is not None:
+        return json.loads(source.input)
+    moment = now or datetime.now(UTC)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT_ID,
+        "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region(),
+        "resources": [source.rule_arn],
+        "detail": {},
+    }
+
+
+class Scheduler:
+    """Invoke a function every interval seconds with the scheduled event, until stop().
+
+    The interval defaults to the rate's; cron and at expressions have none locally, so the
+    caller gives one. A run longer than the interval skips the ticks it overran (one at a time).
+    """
+
+    def __init__(
+        self,
+        source: ScheduleSource,
+        function: LocalFunction,
+        interval: float | None = None,
+        *,
+        quiet: bool = False,
+    ) -> None:
+        chosen = interval if interval is not None else source.interval_seconds
+        if chosen is None:
+            raise ValueError(
+                f"{source.function_id}: {source.expression} has no fixed interval; give one"
+            )
+        if chosen <= 0:
+            raise ValueError("a schedule's interval must be positive")
+        self.source = source
+        self.function = function
+        self.interval = float(chosen)
+        self.quiet = quiet
+        self.invocations = 0
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def describe(self) -> str:
+        """One line for the banner, e.g. "every 30 s -> RetryFunction (rate(5 minutes) on AWS)"."""
+        source = self.source
+        return f"every {self.interval:g} s -> {source.function_id} ({source.expression} on AWS)"
+
+    @property
+    def running(self) -> bool:
+        """Whether the scheduling thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Run in a daemon thread; the first invocation comes one interval from now."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run,
+            name=f"pingpost-schedule-{self.source.function_id}-{self.source.event_name}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        """Ask the thread to stop after the run in progress, without waiting."""
+        self._stop.set()
+
+    def stop(self) -> None:
+        """Stop scheduling; returns once a run in progress (if any) is finished."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        """Fire on a fixed grid so slow runs don't make the schedule drift."""
+        next_at = time.monotonic() + self.interval
+        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
+            self.fire()
+            next_at += self.interval
+            now = time.monotonic()
+            if next_at < now:
+                next_at += math.ceil((now - next_at) / self.interval) * self.interval
+
+    def fire(self) -> None:
+        """Invoke once; an exception is printed and the schedule goes on."""
+        self.invocations += 1
+        try:
+            self.function.invoke(scheduled_event(self.source))
+        except (Exception, SystemExit):
+            self.errors += 1
+            _report_exception(f"{self.source.function_id} failed on its schedule:")
+        else:
+            if not self.quiet:
+                _report(f"schedule -> {self.source.function_id}: done")
+
+
+# --- Everything a template wires to its functions --------------------------------------------
+
+
+@dataclass(slots=True)
+class EventSources:
+    """The pollers and schedulers of a template, started and stopped together."""
+
+    pollers: list[QueuePoller] = field(default_factory=list)
+    schedulers: list[Scheduler] = field(default_factory=list)
+    # Sources the local runner does not run (disabled, cron without an interval), with why.
+    skipped: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Start every poller and scheduler."""
+        for poller in self.pollers:
+            poller.start()
+        for scheduler in self.schedulers:
+            scheduler.start()
+
+    def stop(self) -> None:
+        """Ask every thread to stop at once, then wait for each, so shutdown takes one wait."""
+        for poller in self.pollers:
+            poller.request_stop()
+        for scheduler in self.schedulers:
+            scheduler.request_stop()
+        for poller in self.pollers:
+            poller.stop()
+        for scheduler in self.schedulers:
+            scheduler.stop()
+
+    def describe(self) -> list[str]:
+        """Banner lines: one per running source, then the skipped ones."""
+        return [
+            *(poller.source.describe() for poller in self.pollers),
+            *(scheduler.describe() for scheduler in self.schedulers),
+            *self.skipped,
+        ]
+
+
+def event_sources(
+    template_path: Path,
+    template: Mapping[str, Any],
+    physical: Mapping[str, str],
+    parameters: Mapping[str, str],
+    functions: MutableMapping[str, LocalFunction],
+    *,
+    retry_seconds: float | None = None,
+    schedule_seconds: float | None = None,
+    quiet: bool = False,
+) -> EventSources:
+    """Pollers and schedulers for every SQS and Schedule event of the template (not started).
+
+    functions is shared: a function the gateway already loaded is reused, others are added.
+    schedule_seconds replaces every schedule's interval; None keeps the rates (cron is skipped).
+    """
+
+    def function(function_id: str) -> LocalFunction:
+        if function_id not in functions:
+            functions[function_id] = local_function(
+                template_path, template, function_id, physical, parameters
+            )
+        return functions[function_id]
+
+    sources = EventSources()
+    for sqs in sqs_sources(template, parameters):
+        if not sqs.enabled:
+            sources.skipped.append(f"{sqs.describe()}: not polled")
+            continue
+        sources.pollers.append(
+            QueuePoller.for_source(
+                sqs, function(sqs.function_id), physical, retry_seconds=retry_seconds, quiet=quiet
+            )
+        )
+    for schedule in schedules(template, parameters):
+        label = f"{schedule.expression} -> {schedule.function_id}"
+        if not schedule.enabled:
+            sources.skipped.append(f"{label}: disabled, not run")
+            continue
+        if schedule_seconds is None and schedule.interval_seconds is None:
+            sources.skipped.append(f"{label}: not run locally (give an interval to run it)")
+            continue
+        sources.schedulers.append(
+            Scheduler(schedule, function(schedule.function_id), schedule_seconds, quiet=quiet)
+        )
+    return sources
