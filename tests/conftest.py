@@ -47,6 +47,8 @@ def aws() -> Iterator[str]:
     for function_id in function_ids(template):
         os.environ.update(function_environment(template, function_id, physical, parameters))
     os.environ["CACHE_SECONDS"] = "0"
+    # The tests' partners listen on loopback over plain http, as the local demo's do.
+    os.environ["DELIVERY_HTTP_HOSTS"] = "127.0.0.1,localhost"
     from pingpost.config import settings
 
     settings.cache_clear()

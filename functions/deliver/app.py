@@ -16,7 +16,9 @@ from pingpost.delivery import deliver
 from pingpost.observability import logger, metrics, tracer
 from pingpost.store.queues import REDRIVES, Delivery
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every delivery failed is reported like any other, item by item: partners being
+# down is routine, not an error of this function (which would also fire its errors alarm).
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SQSRecord) -> str:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,13 +18,23 @@ from typing import Any, Final
 import boto3
 from moto.server import ThreadedMotoServer
 
-from pingpost.local.gateway import MAX_BODY_BYTES, Gateway, HttpRequest, HttpResponse
+from pingpost.local.events import EventSources, event_sources
+from pingpost.local.gateway import (
+    MAX_BODY_BYTES,
+    Gateway,
+    HttpRequest,
+    HttpResponse,
+    LocalFunction,
+)
 from pingpost.local.gateway import message_response as _message_response
+from pingpost.local.partner import DemoPartner
 from pingpost.local.template import Route, create_resources, load_template, parameter_values
 
 LOOPBACK: Final = "127.0.0.1"
 # Idle keep-alive connections are dropped after this long so threads don't pile up.
 IDLE_TIMEOUT_SECONDS: Final = 60.0
+# The local demo delivers over plain http to loopback; everywhere else partners need https.
+LOCAL_DELIVERY_HTTP_HOSTS: Final = "127.0.0.1,localhost"
 
 
 _DYNAMODB_LOCK = threading.Lock()
@@ -262,8 +273,15 @@ class _Environment:
         self._saved.clear()
 
 
-def _banner(url: str, endpoint: str, embedded: bool, routes: list[Route]) -> str:
-    """What serve() prints once listening: URL, AWS endpoint, routes."""
+def _banner(
+    url: str,
+    endpoint: str,
+    embedded: bool,
+    routes: list[Route],
+    events: Sequence[str] = (),
+    notes: Sequence[str] = (),
+) -> str:
+    """What serve() prints once listening: URL, AWS endpoint, routes, event sources, notes."""
     source = "embedded moto" if embedded else "from AWS_ENDPOINT_URL"
     width = max((len(route.path) for route in routes), default=0)
     lines = [
@@ -272,7 +290,83 @@ def _banner(url: str, endpoint: str, embedded: bool, routes: list[Route]) -> str
         "Routes:",
         *(f"  {route.method:<7} {route.path:<{width}}  -> {route.function_id}" for route in routes),
     ]
+    if events:
+        lines += ["Events:", *(f"  {line}" for line in events)]
+    lines += list(notes)
     return "\n".join(lines)
+
+
+def _export_embedded_aws(endpoint: str, environment: _Environment) -> dict[str, str]:
+    """Point the SDK at the embedded endpoint; return what the functions need locally too."""
+    environment.set("AWS_ENDPOINT_URL", endpoint)
+    environment.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    # moto accepts any credentials, but the SDK refuses to sign without some.
+    environment.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    environment.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    environment.setdefault("DELIVERY_HTTP_HOSTS", LOCAL_DELIVERY_HTTP_HOSTS)
+    return {"DELIVERY_HTTP_HOSTS": os.environ["DELIVERY_HTTP_HOSTS"]}
+
+
+def _shut_down(
+    sources: EventSources | None,
+    exchange: LocalExchange | None,
+    partner: DemoPartner | None,
+    moto: ThreadedMotoServer | None,
+) -> None:
+    """Stop whatever serve() started; pollers and schedulers first, as they call the rest."""
+    if sources is not None:
+        sources.stop()
+    if exchange is not None:
+        exchange.stop()
+    if partner is not None:
+        partner.stop()
+    if moto is not None:
+        moto.stop()
+
+
+def _export(
+    functions: Iterable[LocalFunction],
+    local_environment: Mapping[str, str],
+    environment: _Environment,
+) -> None:
+    """Fill local-only values into the functions' environments, then export them all."""
+    for function in functions:
+        for name, value in local_environment.items():
+            # The template leaves these empty for AWS; the local run fills them in.
+            if not function.environment.get(name):
+                function.environment[name] = value
+        for name, value in function.environment.items():
+            environment.set(name, value)
+
+
+def _notes(
+    sources: EventSources, retry_seconds: float | None, partner: DemoPartner | None
+) -> list[str]:
+    """Banner lines after the events: local retry timing and the demo partner."""
+    notes: list[str] = []
+    if sources.pollers and retry_seconds is not None:
+        notes.append(
+            f"Failed SQS messages come back after {math.ceil(retry_seconds)} s locally "
+            "(after the queue's VisibilityTimeout on AWS)"
+        )
+    if partner is not None:
+        notes.append(_partner_banner(partner))
+    return notes
+
+
+def _partner_banner(partner: DemoPartner) -> str:
+    """The demo partner's line: its URL and how it behaves."""
+    settings = partner.settings()
+    behaviour = []
+    if settings["failure_rate"]:
+        behaviour.append(f"fails {settings['failure_rate']:.0%} at random")
+    if settings["latency"]:
+        behaviour.append(f"answers after {settings['latency']:g} s")
+    described = ", ".join(behaviour) or "accepts every delivery"
+    return (
+        f"Demo partner: {partner.url} ({described}; "
+        f"GET {partner.url}/_stats, POST {partner.url}/_settings)"
+    )
 
 
 def serve(
@@ -283,25 +377,42 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
     host: str = LOOPBACK,
     stop_event: threading.Event | None = None,
+    retry_seconds: float | None = 5.0,
+    schedule_seconds: float | None = 30.0,
+    demo_partner_port: int | None = 9000,
+    demo_partner_failure_rate: float = 0.0,
+    demo_partner_latency: float = 0.0,
 ) -> None:
     """Create the template's resources, export its environment, seed, then serve until stopped.
 
-    Stops on Ctrl-C or SIGTERM (main thread only) or when stop_event is set.
+    Also polls its SQS events (failed messages back after retry_seconds; None = the queue's
+    VisibilityTimeout), runs its schedules every schedule_seconds (None = their rates), and
+    serves a demo partner on demo_partner_port (None = none). Stops on Ctrl-C or SIGTERM
+    (main thread only) or when stop_event is set.
     """
     stop = stop_event or threading.Event()
     environment = _Environment()
     moto: ThreadedMotoServer | None = None
     exchange: LocalExchange | None = None
+    partner: DemoPartner | None = None
+    sources: EventSources | None = None
     previous_handlers: dict[int, Any] = {}
     try:
         endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        local_environment: dict[str, str] = {}
         if not endpoint:
             moto, endpoint = start_aws_endpoint()
-            environment.set("AWS_ENDPOINT_URL", endpoint)
-            environment.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-            # moto accepts any credentials, but the SDK refuses to sign without some.
-            environment.setdefault("AWS_ACCESS_KEY_ID", "testing")
-            environment.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+            local_environment = _export_embedded_aws(endpoint, environment)
+        if demo_partner_port is not None:
+            # Before seeding: the seed's delivery URLs point at it.
+            partner = DemoPartner(
+                demo_partner_port,
+                failure_rate=demo_partner_failure_rate,
+                latency=demo_partner_latency,
+                verbose=True,
+            )
+            partner.start()
+            environment.set("DEMO_PARTNER_URL", partner.url)
 
         template = load_template(template_path)
         parameters = parameter_values(template)
@@ -311,10 +422,20 @@ def serve(
         exchange = LocalExchange(
             template_path, port, host=host, physical=physical, parameters=parameters
         )
-        for name, value in exchange.gateway.environment().items():
-            environment.set(name, value)
+        functions = exchange.gateway.functions
+        sources = event_sources(
+            template_path,
+            template,
+            physical,
+            parameters,
+            functions,
+            retry_seconds=retry_seconds,
+            schedule_seconds=schedule_seconds,
+        )
+        _export(functions.values(), local_environment, environment)
         if seed is not None:
             seed()
+        sources.start()
 
         if threading.current_thread() is threading.main_thread():
 
@@ -325,7 +446,9 @@ def serve(
                 previous_handlers[stop_signal] = signal.signal(stop_signal, request_stop)
 
         exchange.start()
-        print(_banner(exchange.url, endpoint, moto is not None, exchange.routes), flush=True)
+        events, notes = sources.describe(), _notes(sources, retry_seconds, partner)
+        banner = _banner(exchange.url, endpoint, moto is not None, exchange.routes, events, notes)
+        print(banner, flush=True)
         if on_ready is not None:
             on_ready(exchange.url)
         # A bounded wait keeps the main thread responsive to signals on every platform.
@@ -335,8 +458,5 @@ def serve(
     finally:
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
-        if exchange is not None:
-            exchange.stop()
-        if moto is not None:
-            moto.stop()
+        _shut_down(sources, exchange, partner, moto)
         environment.restore()
