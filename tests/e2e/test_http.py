@@ -44,7 +44,18 @@ def server() -> Iterator[Server]:
     for name in ("LEADS_TABLE", "VENDORS_TABLE", "PARTNERS_TABLE", "COUNTERS_TABLE"):
         env.pop(name, None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "pingpost.cli", "serve", "--port", "0", "--seed", str(DEMO_SEED)],
+        [
+            sys.executable,
+            "-m",
+            "pingpost.cli",
+            "serve",
+            "--port",
+            "0",
+            "--seed",
+            str(DEMO_SEED),
+            "--partner-port",
+            "0",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

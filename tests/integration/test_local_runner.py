@@ -374,7 +374,14 @@ def _run_serve(template: Path, seeded: list[str]) -> tuple[threading.Thread, thr
 
     def run() -> None:
         try:
-            serve(0, template, lambda: seeded.append("seeded"), on_ready=on_ready, stop_event=stop)
+            serve(
+                0,
+                template,
+                lambda: seeded.append("seeded"),
+                on_ready=on_ready,
+                stop_event=stop,
+                demo_partner_port=0,
+            )
         except BaseException as error:
             errors.append(error)
             listening.set()

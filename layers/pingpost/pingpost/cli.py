@@ -45,11 +45,25 @@ def serve(args: argparse.Namespace) -> None:
     document = _seed_file(args.seed) if args.seed else None
 
     def load() -> None:
+        # The template's environment is exported now: read the settings again.
+        from pingpost.config import settings
+
+        settings.cache_clear()
         if document is not None:
             seed.apply(document)
 
     key = _demo_key(document) if document else None
-    run(args.port, args.template, seed=load, on_ready=lambda url: _banner(url, key))
+    run(
+        args.port,
+        args.template,
+        seed=load,
+        on_ready=lambda url: _banner(url, key),
+        retry_seconds=args.retry_seconds,
+        schedule_seconds=args.schedule_seconds,
+        demo_partner_port=None if args.partner_port < 0 else args.partner_port,
+        demo_partner_failure_rate=args.partner_failure_rate,
+        demo_partner_latency=args.partner_latency,
+    )
 
 
 def seed_command(args: argparse.Namespace) -> None:
@@ -146,6 +160,36 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--seed", type=Path, help="seed file of vendors and partners to load")
     run.add_argument(
         "--template", type=Path, default=Path("template.yaml"), help="the SAM template to run"
+    )
+    run.add_argument(
+        "--retry-seconds",
+        type=float,
+        default=5.0,
+        help="a failed delivery is retried after this long locally (AWS: the queue's timeout)",
+    )
+    run.add_argument(
+        "--schedule-seconds",
+        type=float,
+        default=30.0,
+        help="the retry function runs this often locally (AWS: every 5 minutes)",
+    )
+    run.add_argument(
+        "--partner-port",
+        type=int,
+        default=9000,
+        help="port of the demo partner that the demo partners deliver to (-1: none)",
+    )
+    run.add_argument(
+        "--partner-failure-rate",
+        type=float,
+        default=0.0,
+        help="share of deliveries the demo partner refuses (0..1)",
+    )
+    run.add_argument(
+        "--partner-latency",
+        type=float,
+        default=0.0,
+        help="seconds the demo partner takes to answer",
     )
     run.set_defaults(handler=serve)
 

@@ -45,6 +45,22 @@ RECEIVE_LIMIT: Final = 10
 # SQS refuses a visibility timeout over 12 hours.
 MAX_VISIBILITY_SECONDS: Final = 43200
 REPORT_BATCH_ITEM_FAILURES: Final = "ReportBatchItemFailures"
+# The event properties the local runner acts on; the rest (roles, filters, DLQs) only matter on AWS.
+SQS_SETTINGS: Final = (
+    "BatchSize",
+    "MaximumBatchingWindowInSeconds",
+    "FunctionResponseTypes",
+    "Enabled",
+)
+SCHEDULE_SETTINGS: Final = (
+    "Schedule",
+    "ScheduleExpression",
+    "Enabled",
+    "State",
+    "Input",
+    "Name",
+    "GroupName",
+)
 _RATE: Final = re.compile(r"rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)")
 _UNIT_SECONDS: Final = {"minute": 60, "hour": 3600, "day": 86400}
 # A failing AWS call (the endpoint restarting) is retried after this pause, not in a tight loop.
@@ -122,6 +138,18 @@ class SqsSource:
         return f"SQS {self.queue_label} -> {self.function_id} ({', '.join(details)})"
 
 
+def _settings(
+    raw: Mapping[str, Any],
+    names: Sequence[str],
+    template: Mapping[str, Any],
+    parameters: Mapping[str, str],
+) -> dict[str, Any]:
+    """The event properties the runner reads, resolved; others (a role's !GetAtt) are left."""
+    wanted = {name: raw[name] for name in names if name in raw}
+    resolved: dict[str, Any] = resolve(wanted, {}, parameters, template=template)
+    return resolved
+
+
 def _queue_reference(
     value: Any, template: Mapping[str, Any], parameters: Mapping[str, str]
 ) -> tuple[str | None, str | None]:
@@ -151,8 +179,8 @@ def sqs_sources(
     for function_id, event_name, _kind, raw in _function_events(template, ("SQS",)):
         if "Queue" not in raw:
             raise ValueError(f"{function_id}.{event_name}: an SQS event needs a Queue")
-        queue_id, queue_arn = _queue_reference(raw.pop("Queue"), template, values)
-        props = resolve(raw, {}, values, template=template)
+        queue_id, queue_arn = _queue_reference(raw["Queue"], template, values)
+        props = _settings(raw, SQS_SETTINGS, template, values)
         window = float(props.get("MaximumBatchingWindowInSeconds", 0))
         sources.append(
             SqsSource(
@@ -219,7 +247,7 @@ def schedules(
     found: list[ScheduleSource] = []
     kinds = ("Schedule", "ScheduleV2")
     for function_id, event_name, kind, raw in _function_events(template, kinds):
-        props = resolve(raw, {}, values, template=template)
+        props = _settings(raw, SCHEDULE_SETTINGS, template, values)
         expression = props.get("Schedule") or props.get("ScheduleExpression")
         if not isinstance(expression, str):
             raise ValueError(f"{function_id}.{event_name}: a schedule needs its expression")
@@ -315,9 +343,9 @@ def messages_to_keep(
 ) -> set[str]:
     """Ids of the messages a handler's result leaves in the queue, as Lambda reads that result.
 
-    Without ReportBatchItemFailures a returned result means success. With it, a null or empty
-    response or batchItemFailures is success, and a malformed one fails the whole batch.
+    A null or empty response is success; a malformed batchItemFailures fails the whole batch.
     """
+    # Without ReportBatchItemFailures Lambda ignores what the handler returns.
     if not partial_failures or result is None:
         return set()
     everything = set(message_ids)
@@ -338,6 +366,13 @@ def messages_to_keep(
     return keep
 
 
+def _malformed(result: Any, keep: set[str], message_ids: Sequence[str]) -> bool:
+    """Whether a response kept the whole batch without listing each of its messages."""
+    failures = result.get("batchItemFailures") if isinstance(result, Mapping) else None
+    listed = len(failures) if isinstance(failures, list) else 0
+    return result is not None and keep == set(message_ids) and listed < len(message_ids)
+
+
 @dataclass(slots=True)
 class PollerCounts:
     """What a poller has done so far, for a person or a test to look at."""
@@ -351,10 +386,7 @@ class PollerCounts:
 class QueuePoller:
     """Lambda's SQS poller for one event source: receive a batch, invoke, delete what succeeded.
 
-    Messages left behind come back after the queue's VisibilityTimeout, as on AWS, or after
-    retry_seconds (rounded up to whole seconds, as SQS takes them) when that is given.
-    The queue's RedrivePolicy moves a message to its dead-letter queue on the receive after its
-    maxReceiveCount-th, which SQS (and moto, which implements it) does, not the poller.
+    What is left comes back after the queue's VisibilityTimeout, or retry_seconds when given.
     """
 
     def __init__(
@@ -382,12 +414,10 @@ class QueuePoller:
         self.counts = PollerCounts()
         # Created here, on the caller's thread: boto3's default session is not thread-safe.
         self._sqs: SQSClient = sqs or boto3.session.Session().client("sqs")
-        self.queue_arn = (
-            queue_arn
-            or self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-                "Attributes"
-            ]["QueueArn"]
-        )
+        if queue_arn is None:
+            found = self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+            queue_arn = found["Attributes"]["QueueArn"]
+        self.queue_arn = queue_arn
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -506,10 +536,17 @@ class QueuePoller:
             keep = set(ids)
         else:
             keep = messages_to_keep(result, ids, partial_failures=self.source.partial_failures)
+            if self.source.partial_failures and _malformed(result, keep, ids):
+                _report(
+                    f"{self.source.function_id} returned {result!r}, which Lambda does not read "
+                    "as batchItemFailures; the whole batch stays in the queue"
+                )
         done = [message for message in messages if message["MessageId"] not in keep]
         left = [message for message in messages if message["MessageId"] in keep]
         self._delete(done)
         if left and self.retry_seconds is not None:
+            # Retries end in the dead-letter queue without the poller: SQS (and moto) moves a
+            # message there on the receive after its maxReceiveCount-th.
             self._make_visible(left, self.retry_seconds)
         self.counts.deleted += len(done)
         self.counts.left += len(left)
@@ -542,6 +579,7 @@ class QueuePoller:
 
     def _make_visible(self, messages: Sequence[MessageTypeDef], seconds: float) -> None:
         """Shorten the visibility of messages left behind so a retry comes within seconds."""
+        # ChangeMessageVisibility takes whole seconds only.
         timeout = min(MAX_VISIBILITY_SECONDS, math.ceil(seconds))
         for start in range(0, len(messages), RECEIVE_LIMIT):
             chunk = messages[start : start + RECEIVE_LIMIT]
@@ -584,9 +622,11 @@ def scheduled_event(source: ScheduleSource, now: datetime | None = None) -> Any:
 class Scheduler:
     """Invoke a function every interval seconds with the scheduled event, until stop().
 
-    The interval defaults to the rate's; cron and at expressions have none locally, so the
-    caller gives one. A run longer than the interval skips the ticks it overran (one at a time).
+    The interval defaults to the rate's; cron and at expressions need one from the caller.
     """
+
+    # Runs never overlap (EventBridge would start another): a run longer than the interval
+    # skips the ticks it overran.
 
     def __init__(
         self,
@@ -718,10 +758,9 @@ def event_sources(
     schedule_seconds: float | None = None,
     quiet: bool = False,
 ) -> EventSources:
-    """Pollers and schedulers for every SQS and Schedule event of the template (not started).
+    """Pollers and schedulers (not started) for the template's SQS and Schedule events.
 
-    functions is shared: a function the gateway already loaded is reused, others are added.
-    schedule_seconds replaces every schedule's interval; None keeps the rates (cron is skipped).
+    Reuses the LocalFunctions in functions and adds the missing ones; see serve() for the options.
     """
 
     def function(function_id: str) -> LocalFunction:

@@ -43,8 +43,7 @@ def _number(settings: Mapping[str, Any], name: str, low: float, high: float) -> 
 class DemoPartner:
     """A partner's lead endpoint: answers 200 {"status": "accepted"} and records each accept.
 
-    failure_rate answers that share of deliveries 500 (recording nothing), latency delays every
-    answer, and down_seconds answers 503 until that many seconds from now.
+    failure_rate answers that share 500, latency delays answers, down_seconds answers 503 a while.
     """
 
     def __init__(
@@ -303,39 +302,45 @@ class _PartnerHandler(BaseHTTPRequestHandler):
         """A delivery."""
         self._deliver()
 
-    def _read_body(self) -> bytes | None:
-        """The body, or None (after answering) when it is chunked or over the size cap."""
+    def _body_problem(self) -> tuple[int, dict[str, Any]] | None:
+        """The answer to a body that won't be read (chunked, over the cap); None if it will."""
         if self.headers.get("Transfer-Encoding"):
-            self._answer(411, {"status": "error", "error": "send a Content-Length"})
-            return None
+            return 411, {"status": "error", "error": "send a Content-Length"}
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
         if not 0 <= length <= MAX_BODY_BYTES:
-            self._answer(413, {"status": "error", "error": "body over 1 MiB"})
-            return None
+            return 413, {"status": "error", "error": "body over 1 MiB"}
+        return None
+
+    def _read_body(self) -> bytes:
+        """The body, once _body_problem found none."""
+        length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
     def _deliver(self) -> None:
         """Accept, delay, fail or refuse one delivery as the partner's settings say."""
         partner = self.server.partner
-        body = self._read_body()
-        if body is None:
+        problem = self._body_problem()
+        if problem is not None:
+            # Counted before answering, so a client reading the stats next sees it.
             partner.record_refusal()
+            self._answer(*problem)
             return
         key = self.headers.get(IDEMPOTENCY_HEADER) or None
-        status, answer, retry_after = partner.deliver(key, body)
+        status, answer, retry_after = partner.deliver(key, self._read_body())
         headers = [("Retry-After", str(math.ceil(retry_after)))] if retry_after else []
         self._answer(status, answer, headers)
 
     def _change_settings(self) -> None:
         """Apply a JSON object of settings; answer the settings now in force."""
-        body = self._read_body()
-        if body is None:
+        problem = self._body_problem()
+        if problem is not None:
+            self._answer(*problem)
             return
         try:
-            settings = json.loads(body or b"{}")
+            settings = json.loads(self._read_body() or b"{}")
             if not isinstance(settings, dict):
                 raise ValueError("settings must be a JSON object")
             self._answer(200, self.server.partner.apply_settings(settings))
@@ -348,14 +353,18 @@ class _PartnerHandler(BaseHTTPRequestHandler):
         """Write a JSON answer and close: no idle keep-alive thread outlives stop()."""
         body = json.dumps(answer).encode()
         self.close_connection = True
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
-        for name, value in headers or []:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            for name, value in headers or []:
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client timed out on a slow answer; what was accepted stays accepted.
+            pass
 
     def log_message(self, format: str, *args: Any) -> None:
         """Access log to stderr when the partner is verbose."""

@@ -18,6 +18,7 @@ from typing import Any, Final
 import boto3
 from moto.server import ThreadedMotoServer
 
+from pingpost.local.dynamodb import make_safe
 from pingpost.local.events import EventSources, event_sources
 from pingpost.local.gateway import (
     MAX_BODY_BYTES,
@@ -37,33 +38,9 @@ IDLE_TIMEOUT_SECONDS: Final = 60.0
 LOCAL_DELIVERY_HTTP_HOSTS: Final = "127.0.0.1,localhost"
 
 
-_DYNAMODB_LOCK = threading.Lock()
-
-
-def _serialise_dynamodb() -> None:
-    """One DynamoDB call at a time in the embedded endpoint.
-
-    moto's TransactWriteItems snapshots whole tables with deepcopy while other threads write
-    to them, which fails or breaks atomicity under concurrent requests; DynamoDB itself has no
-    such limit, so the exchange's code is unchanged and only the stand-in is made safe.
-    """
-    from moto.dynamodb.responses import DynamoHandler
-
-    if getattr(DynamoHandler.call_action, "_serialised", False):
-        return
-    unlocked = DynamoHandler.call_action
-
-    def call_action(self: DynamoHandler) -> Any:
-        with _DYNAMODB_LOCK:
-            return unlocked(self)
-
-    call_action._serialised = True  # type: ignore[attr-defined]
-    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
-
-
 def start_aws_endpoint() -> tuple[ThreadedMotoServer, str]:
     """Start moto's server mode on a free loopback port; return the server and its URL."""
-    _serialise_dynamodb()
+    make_safe()
     werkzeug_log = logging.getLogger("werkzeug")
     if werkzeug_log.level == logging.NOTSET:
         # moto logs every AWS call through werkzeug; that would drown the exchange's own log.
@@ -385,11 +362,11 @@ def serve(
 ) -> None:
     """Create the template's resources, export its environment, seed, then serve until stopped.
 
-    Also polls its SQS events (failed messages back after retry_seconds; None = the queue's
-    VisibilityTimeout), runs its schedules every schedule_seconds (None = their rates), and
-    serves a demo partner on demo_partner_port (None = none). Stops on Ctrl-C or SIGTERM
-    (main thread only) or when stop_event is set.
+    Stops on Ctrl-C or SIGTERM (main thread only) or when stop_event is set.
     """
+    # retry_seconds: when messages a handler failed come back (None: the queue's
+    # VisibilityTimeout, as on AWS). schedule_seconds: the interval of every Schedule event
+    # (None: their rates; cron schedules then don't run). demo_partner_port: None for none.
     stop = stop_event or threading.Event()
     environment = _Environment()
     moto: ThreadedMotoServer | None = None

@@ -57,8 +57,11 @@ def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
 class Expiring[K, V]:
     """A per-container copy of values that may be a few seconds stale, shared by threads."""
 
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._seconds = seconds
+    def __init__(
+        self, seconds: float | Callable[[], float], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        # A callable is asked each time: the settings are read once the environment is set.
+        self._seconds = seconds if callable(seconds) else (lambda: seconds)
         self._clock = clock
         self._lock = threading.Lock()
         self._values: dict[K, tuple[float, V]] = {}
@@ -68,7 +71,7 @@ class Expiring[K, V]:
         now = self._clock()
         with self._lock:
             hit = self._values.get(key)
-        if hit is not None and now - hit[0] < self._seconds:
+        if hit is not None and now - hit[0] < self._seconds():
             return hit[1]
         value = load()
         with self._lock:
@@ -79,7 +82,7 @@ class Expiring[K, V]:
         """The cached value of `key` while it is fresh, else None."""
         with self._lock:
             hit = self._values.get(key)
-        if hit is None or self._clock() - hit[0] >= self._seconds:
+        if hit is None or self._clock() - hit[0] >= self._seconds():
             return None
         return hit[1]
 

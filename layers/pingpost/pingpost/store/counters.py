@@ -14,7 +14,7 @@ class LeadIds:
     """Unique lead ID numbers for this container: one counter write per block of IDs."""
 
     def __init__(self, block: int | None = None) -> None:
-        self._block = block or settings().lead_id_block
+        self._size = block
         self._lock = threading.Lock()
         self._next = 0
         self._end = 0
@@ -23,20 +23,21 @@ class LeadIds:
         """A lead ID no other request anywhere has been given."""
         with self._lock:
             if self._next >= self._end:
-                last = self._reserve()
-                self._next, self._end = last - self._block + 1, last + 1
+                block = self._size or settings().lead_id_block
+                last = self._reserve(block)
+                self._next, self._end = last - block + 1, last + 1
             lead_id = self._next
             self._next += 1
             return lead_id
 
-    def _reserve(self) -> int:
+    def _reserve(self, block: int) -> int:
         # ADD is atomic: concurrent containers each get a different block.
         response = dynamodb().update_item(
             TableName=settings().counters_table,
             Key={"counter": {"S": LEAD_ID}},
             UpdateExpression="ADD #v :block",
             ExpressionAttributeNames={"#v": "value"},
-            ExpressionAttributeValues={":block": {"N": str(self._block)}},
+            ExpressionAttributeValues={":block": {"N": str(block)}},
             ReturnValues="UPDATED_NEW",
         )
         return int(response["Attributes"]["value"]["N"])

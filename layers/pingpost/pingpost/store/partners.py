@@ -7,8 +7,8 @@ from pingpost.matching import PartnerSet
 from pingpost.models import Partner
 from pingpost.store import Expiring, dynamodb, from_item, to_item
 
-_cache: Expiring[str, PartnerSet] = Expiring(settings().cache_seconds)
-_everyone: Expiring[str, dict[int, Partner]] = Expiring(settings().cache_seconds)
+_cache: Expiring[str, PartnerSet] = Expiring(lambda: settings().cache_seconds)
+_everyone: Expiring[str, dict[int, Partner]] = Expiring(lambda: settings().cache_seconds)
 
 
 def current() -> PartnerSet:

@@ -39,7 +39,7 @@ _DAY = 86_400
 # Counters are kept a while after their period ends, for the operator's reports.
 _KEEP_COUNTERS = 40 * _DAY
 
-_usage: Expiring[str, Mapping[str, Decimal]] = Expiring(settings().usage_cache_seconds)
+_usage: Expiring[str, Mapping[str, Decimal]] = Expiring(lambda: settings().usage_cache_seconds)
 
 
 def _counter_keys(partner_id: int, when: Periods) -> tuple[str, str, str]:

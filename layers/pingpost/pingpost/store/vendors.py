@@ -8,7 +8,7 @@ from pingpost.config import settings
 from pingpost.models import Vendor, key_hash
 from pingpost.store import Expiring, dynamodb, from_item, to_item
 
-_cache: Expiring[str, Vendor | None] = Expiring(settings().cache_seconds)
+_cache: Expiring[str, Vendor | None] = Expiring(lambda: settings().cache_seconds)
 
 
 def by_key(key: str) -> Vendor | None:
