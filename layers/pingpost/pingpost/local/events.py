@@ -10,7 +10,6 @@ import json
 import math
 import re
 import sys
-import threading
 import time
 import traceback
 import uuid
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import boto3
 
+from pingpost.local.background import Loop
 from pingpost.local.gateway import LocalFunction
 from pingpost.local.template import (
     ACCOUNT_ID,
@@ -383,7 +383,7 @@ class PollerCounts:
     errors: int = 0
 
 
-class QueuePoller:
+class QueuePoller(Loop):
     """Lambda's SQS poller for one event source: receive a batch, invoke, delete what succeeded.
 
     What is left comes back after the queue's VisibilityTimeout, or retry_seconds when given.
@@ -418,8 +418,7 @@ class QueuePoller:
             found = self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
             queue_arn = found["Attributes"]["QueueArn"]
         self.queue_arn = queue_arn
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(f"pingpost-sqs-{source.function_id}-{source.event_name}")
 
     @classmethod
     def for_source(
@@ -453,34 +452,6 @@ class QueuePoller:
             sqs=client,
             quiet=quiet,
         )
-
-    @property
-    def running(self) -> bool:
-        """Whether the polling thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        """Poll in a daemon thread until stop()."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run,
-            name=f"pingpost-sqs-{self.source.function_id}-{self.source.event_name}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def request_stop(self) -> None:
-        """Ask the thread to stop after its current receive or batch, without waiting."""
-        self._stop.set()
-
-    def stop(self) -> None:
-        """Stop polling; returns once the receive or batch in hand (if any) is finished."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
 
     def _run(self) -> None:
         """Receive, invoke, settle, until stopped; AWS errors are reported and retried."""
@@ -619,7 +590,7 @@ def scheduled_event(source: ScheduleSource, now: datetime | None = None) -> Any:
     }
 
 
-class Scheduler:
+class Scheduler(Loop):
     """Invoke a function every interval seconds with the scheduled event, until stop().
 
     The interval defaults to the rate's; cron and at expressions need one from the caller.
@@ -649,41 +620,12 @@ class Scheduler:
         self.quiet = quiet
         self.invocations = 0
         self.errors = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(f"pingpost-schedule-{source.function_id}-{source.event_name}")
 
     def describe(self) -> str:
         """One line for the banner, e.g. "every 30 s -> RetryFunction (rate(5 minutes) on AWS)"."""
         source = self.source
         return f"every {self.interval:g} s -> {source.function_id} ({source.expression} on AWS)"
-
-    @property
-    def running(self) -> bool:
-        """Whether the scheduling thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        """Run in a daemon thread; the first invocation comes one interval from now."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run,
-            name=f"pingpost-schedule-{self.source.function_id}-{self.source.event_name}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def request_stop(self) -> None:
-        """Ask the thread to stop after the run in progress, without waiting."""
-        self._stop.set()
-
-    def stop(self) -> None:
-        """Stop scheduling; returns once a run in progress (if any) is finished."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
 
     def _run(self) -> None:
         """Fire on a fixed grid so slow runs don't make the schedule drift."""

@@ -13,8 +13,9 @@ import threading
 import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Final
+
+from pingpost.local.background import Served
 
 LOOPBACK: Final = "127.0.0.1"
 MAX_BODY_BYTES: Final = 1024 * 1024
@@ -40,7 +41,7 @@ def _number(settings: Mapping[str, Any], name: str, low: float, high: float) -> 
     return float(value)
 
 
-class DemoPartner:
+class DemoPartner(Served):
     """A partner's lead endpoint: answers 200 {"status": "accepted"} and records each accept.
 
     failure_rate answers that share 500, latency delays answers, down_seconds answers 503 a while.
@@ -57,7 +58,7 @@ class DemoPartner:
         host: str = LOOPBACK,
         verbose: bool = False,
     ) -> None:
-        self._address = (host, port)
+        super().__init__((host, port), "pingpost-demo-partner")
         self.verbose = verbose
         self._lock = threading.Lock()
         self._random = random.Random(seed)
@@ -71,8 +72,6 @@ class DemoPartner:
         self._refused = 0
         self._in_flight = 0
         self._stopping = threading.Event()
-        self._server: _PartnerServer | None = None
-        self._thread: threading.Thread | None = None
 
     # --- settings ---------------------------------------------------------------------------
 
@@ -209,56 +208,20 @@ class DemoPartner:
 
     # --- serving ----------------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. http://127.0.0.1:9000 (the real port when 0 was asked for)."""
-        if self._server is None:
-            raise RuntimeError("DemoPartner is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> None:
-        """Bind the port and serve in a daemon thread."""
-        if self._server is not None:
-            return
+    def _bind(self) -> ThreadingHTTPServer:
         self._stopping.clear()
         try:
-            self._server = _PartnerServer(self._address, self)
+            return _PartnerServer(self._address, self)
         except OSError as error:
             host, port = self._address
             raise OSError(
                 error.errno, f"the demo partner cannot listen on {host}:{port}: {error.strerror}"
             ) from error
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="pingpost-demo-partner", daemon=True
-        )
-        self._thread.start()
 
     def stop(self) -> None:
         """Wake slow answers, stop accepting, and wait for every request thread to end."""
-        if self._server is None:
-            return
         self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> DemoPartner:
-        """Serve for the duration of a with block."""
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop serving."""
-        self.stop()
+        super().stop()
 
 
 class _PartnerServer(ThreadingHTTPServer):

@@ -12,12 +12,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any, Final
 
 import boto3
 from moto.server import ThreadedMotoServer
 
+from pingpost.local.background import Served
 from pingpost.local.dynamodb import make_safe
 from pingpost.local.events import EventSources, event_sources
 from pingpost.local.gateway import (
@@ -150,7 +151,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.log_message('"%s %s" %s %s', self.command, path, str(code), str(size))
 
 
-class LocalExchange:
+class LocalExchange(Served):
     """The template's HTTP API on a loopback port, served from a background thread."""
 
     def __init__(
@@ -170,58 +171,16 @@ class LocalExchange:
             parameters=parameters,
             serialize_invocations=serialize_invocations,
         )
-        self._address = (host, port)
+        super().__init__((host, port), "pingpost-local-http")
         self._quiet = quiet
-        self._server: _ExchangeHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def routes(self) -> list[Route]:
         """The routes served."""
         return self.gateway.routes
 
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. http://127.0.0.1:3000 (the real port when 0 was asked for)."""
-        if self._server is None:
-            raise RuntimeError("LocalExchange is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> None:
-        """Bind the port and serve in a daemon thread."""
-        if self._server is not None:
-            return
-        self._server = _ExchangeHTTPServer(self._address, self.gateway, self._quiet)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="pingpost-local-http", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop accepting, close the socket and join the serving thread."""
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> LocalExchange:
-        """Start serving for the duration of a with block."""
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop serving."""
-        self.stop()
+    def _bind(self) -> ThreadingHTTPServer:
+        return _ExchangeHTTPServer(self._address, self.gateway, self._quiet)
 
 
 class _Environment:
