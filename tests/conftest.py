@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,3 +59,35 @@ def aws() -> Iterator[str]:
         server.stop()
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def aws_endpoint() -> Iterator[str]:
+    """An embedded AWS endpoint of the test module's own, with nothing created in it."""
+    from pingpost.local.server import start_aws_endpoint
+
+    server, url = start_aws_endpoint()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+def _client(service: str, endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def _dynamodb(endpoint: str) -> Any:
+    return _client("dynamodb", endpoint)
+
+
+def _sqs(endpoint: str) -> Any:
+    return _client("sqs", endpoint)

@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
 import pytest
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SqsModel
-from mypy_boto3_dynamodb.client import DynamoDBClient
 from mypy_boto3_sqs.client import SQSClient
 
 from pingpost.local.events import (
@@ -34,43 +32,15 @@ from pingpost.local.events import (
     sqs_sources,
 )
 from pingpost.local.gateway import LocalFunction
-from pingpost.local.server import serve, start_aws_endpoint
+from pingpost.local.server import serve
 from pingpost.local.template import create_resources, load_template, parameter_values
+from tests.conftest import _dynamodb, _sqs
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
 EVENTS_TEMPLATE = REPO / "tests" / "fixtures" / "events" / "template.yaml"
 # Every wait in these tests gives up after this long; none needs more than a few seconds.
 DEADLINE_SECONDS = 30.0
-
-
-@pytest.fixture(scope="module")
-def aws_endpoint() -> Iterator[str]:
-    server, url = start_aws_endpoint()
-    try:
-        yield url
-    finally:
-        server.stop()
-
-
-def _sqs(endpoint: str) -> SQSClient:
-    return boto3.client(
-        "sqs",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-def _dynamodb(endpoint: str) -> DynamoDBClient:
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 QUEUES = ("WorkQueue", "WorkDeadLetterQueue", "PlainQueue")

@@ -9,48 +9,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
 import pytest
-from mypy_boto3_dynamodb.client import DynamoDBClient
-from mypy_boto3_sqs.client import SQSClient
 
 from pingpost.local.gateway import HttpRequest, build_event, to_http_response
-from pingpost.local.server import LocalExchange, serve, start_aws_endpoint
+from pingpost.local.server import LocalExchange, serve
 from pingpost.local.template import create_resources, load_template
+from tests.conftest import _dynamodb, _sqs
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
 ECHO_TEMPLATE = REPO / "tests" / "fixtures" / "echo" / "template.yaml"
 TABLES = ("LeadsTable", "VendorsTable", "PartnersTable", "CountersTable")
-
-
-@pytest.fixture(scope="module")
-def aws_endpoint() -> Iterator[str]:
-    server, url = start_aws_endpoint()
-    try:
-        yield url
-    finally:
-        server.stop()
-
-
-def _dynamodb(endpoint: str) -> DynamoDBClient:
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-def _sqs(endpoint: str) -> SQSClient:
-    return boto3.client(
-        "sqs",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 @pytest.fixture(scope="module")
