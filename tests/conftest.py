@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +93,43 @@ def _dynamodb(endpoint: str) -> Any:
 
 def _sqs(endpoint: str) -> Any:
     return _client("sqs", endpoint)
+
+
+@dataclass
+class Serving:
+    """`serve()` running in a thread of the test process."""
+
+    thread: threading.Thread
+    stop: threading.Event
+    url: str
+    errors: list[BaseException]
+
+
+def serve_in_thread(
+    template: Path, seed: Callable[[], None] | None = None, **options: Any
+) -> Serving:
+    """Start `pingpost.local.server.serve` on port 0 in a thread; return once it listens."""
+    from pingpost.local.server import serve
+
+    ready: list[str] = []
+    listening = threading.Event()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def on_ready(url: str) -> None:
+        ready.append(url)
+        listening.set()
+
+    def run() -> None:
+        try:
+            serve(0, template, seed, on_ready=on_ready, stop_event=stop, **options)
+        except BaseException as error:
+            errors.append(error)
+            listening.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    listening.wait(timeout=120)
+    if errors:
+        raise errors[0]
+    return Serving(thread, stop, ready[0], errors)

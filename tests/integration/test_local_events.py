@@ -32,9 +32,8 @@ from pingpost.local.events import (
     sqs_sources,
 )
 from pingpost.local.gateway import LocalFunction
-from pingpost.local.server import serve
 from pingpost.local.template import create_resources, load_template, parameter_values
-from tests.conftest import _dynamodb, _sqs
+from tests.conftest import _dynamodb, _sqs, serve_in_thread
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
@@ -478,43 +477,21 @@ def test_serve_runs_pollers_schedules_and_the_demo_partner(
     monkeypatch.delenv("DELIVERY_HTTP_HOSTS", raising=False)
     monkeypatch.delenv("DEMO_PARTNER_URL", raising=False)
     seen: dict[str, str] = {}
-    listening = threading.Event()
-    stop = threading.Event()
-    errors: list[BaseException] = []
 
     def seed() -> None:
         # The partner is up before seeding, so a seed can point partners at it.
         seen["accepted_at_seed"] = str(_partner_stats(os.environ["DEMO_PARTNER_URL"])["accepted"])
 
-    def on_ready(url: str) -> None:
-        seen.update(
-            endpoint=os.environ["AWS_ENDPOINT_URL"],
-            partner=os.environ["DEMO_PARTNER_URL"],
-            hosts=os.environ["DELIVERY_HTTP_HOSTS"],
-        )
-        listening.set()
-
-    def run() -> None:
-        try:
-            serve(
-                0,
-                EVENTS_TEMPLATE,
-                seed,
-                on_ready=on_ready,
-                stop_event=stop,
-                retry_seconds=1,
-                schedule_seconds=0.2,
-                demo_partner_port=0,
-            )
-        except BaseException as error:
-            errors.append(error)
-            listening.set()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
+    running = serve_in_thread(
+        EVENTS_TEMPLATE, seed, retry_seconds=1, schedule_seconds=0.2, demo_partner_port=0
+    )
+    thread, stop, errors = running.thread, running.stop, running.errors
+    seen.update(
+        endpoint=os.environ["AWS_ENDPOINT_URL"],
+        partner=os.environ["DEMO_PARTNER_URL"],
+        hosts=os.environ["DELIVERY_HTTP_HOSTS"],
+    )
     try:
-        assert listening.wait(timeout=120)
-        assert not errors, errors
         assert seen["accepted_at_seed"] == "0"
         assert seen["hosts"] == "127.0.0.1,localhost"
         sqs = _sqs(seen["endpoint"])

@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from pingpost.local.gateway import HttpRequest, build_event, to_http_response
-from pingpost.local.server import LocalExchange, serve
+from pingpost.local.server import LocalExchange
 from pingpost.local.template import create_resources, load_template
-from tests.conftest import _dynamodb, _sqs
+from tests.conftest import _dynamodb, _sqs, serve_in_thread
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
@@ -332,35 +332,8 @@ def test_invalid_shaped_response_is_rejected() -> None:
 
 
 def _run_serve(template: Path, seeded: list[str]) -> tuple[threading.Thread, threading.Event, str]:
-    ready: list[str] = []
-    listening = threading.Event()
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def on_ready(url: str) -> None:
-        ready.append(url)
-        listening.set()
-
-    def run() -> None:
-        try:
-            serve(
-                0,
-                template,
-                lambda: seeded.append("seeded"),
-                on_ready=on_ready,
-                stop_event=stop,
-                demo_partner_port=0,
-            )
-        except BaseException as error:
-            errors.append(error)
-            listening.set()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    listening.wait(timeout=120)
-    if errors:
-        raise errors[0]
-    return thread, stop, ready[0]
+    running = serve_in_thread(template, lambda: seeded.append("seeded"), demo_partner_port=0)
+    return running.thread, running.stop, running.url
 
 
 def test_serve_starts_moto_when_no_endpoint_is_set(
