@@ -1,4 +1,7 @@
-"""/api.php and /apiXML.php: the pingPostLead API as published, dispatching on Mode."""
+"""/api.php, /apiXML.php and the hosted platform's other doors to the same API, by Mode.
+
+Every door reads any body by its content (XML, JSON or form fields): publishers mislabel them.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +18,17 @@ edge.install_error_handlers(app)
 
 
 @app.route("/api.php", method=["GET", "POST"])
+@app.route("/new_api/api.php", method=["GET", "POST"])
 def api() -> Response[str]:
     return edge.answer(app, path_mode=None)
 
 
 @app.post("/apiXML.php")
-def api_xml() -> Response[str]:
+@app.post("/new_api/apiXML.php")
+@app.post("/XMLapi.php")
+@app.post("/apiJSON.php")
+@app.post("/new_api/apiJSON.php")
+def api_document() -> Response[str]:
     return edge.answer(app, path_mode=None)
 
 

@@ -190,7 +190,7 @@ def test_50_concurrent_pings_from_many_containers_get_50_distinct_ids(exchange: 
     from pingpost.store import counters
 
     fields = complete("ping", Home_Improvement_Product="Gutters", Score="3")
-    vendor = core._vendor(KEY)
+    vendor = core.authenticate(KEY)
     values = core.validate(fields, "ping", dynamic_pricing=False)
     # Each thread is a container of its own, drawing its own blocks from the shared counter.
     containers = [counters.LeadIds(block=3) for _ in range(50)]

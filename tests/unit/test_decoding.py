@@ -1,11 +1,11 @@
-"""Requests as publishers send them: query strings, forms, multipart and the spec's XML."""
+"""Requests as publishers send them: query strings, forms, multipart, the spec's XML, JSON."""
 
 from __future__ import annotations
 
 import pytest
 
 from pingpost.decoding import decode
-from pingpost.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from pingpost.errors import InvalidRequest, PayloadTooLarge
 from pingpost.matching import HashedValue
 
 LIMIT = 256 * 1024
@@ -39,16 +39,13 @@ ValueType="company">f26e492602fc4b4077feb0d80d3964c5</Selected_Partner_Hash>
 
 
 def test_query_string_repeated_name_keeps_the_last_like_php() -> None:
-    request = decode(
-        "/api.php", "GET", None, "Mode=ping&Mode=post&First_Name=J%C3%B6rg", b"", LIMIT
-    )
+    request = decode("GET", None, "Mode=ping&Mode=post&First_Name=J%C3%B6rg", b"", LIMIT)
     assert request.fields == {"Mode": "post", "First_Name": "Jörg"}
 
 
 def test_form_post_merges_over_the_query_string() -> None:
     body = b"Mode=full&Last_Name=Doe+Jr."
     request = decode(
-        "/api.php",
         "POST",
         "application/x-www-form-urlencoded; charset=UTF-8",
         "Mode=ping",
@@ -65,14 +62,12 @@ def test_multipart_form_data_as_php_curl_sends_an_array() -> None:
         f'--{boundary}\r\nContent-Disposition: form-data; name="Zip"\r\n\r\n60610\r\n'
         f"--{boundary}--\r\n"
     ).encode()
-    request = decode(
-        "/api.php", "POST", f"multipart/form-data; boundary={boundary}", "", body, LIMIT
-    )
+    request = decode("POST", f"multipart/form-data; boundary={boundary}", "", body, LIMIT)
     assert request.fields == {"Mode": "ping", "Zip": "60610"}
 
 
 def test_the_spec_xml_request() -> None:
-    request = decode("/apiXML.php", "POST", "text/xml", "", SPEC_XML, LIMIT)
+    request = decode("POST", "text/xml", "", SPEC_XML, LIMIT)
     assert request.fields["Mode"] == "post"
     assert request.fields["Cost"] == ""
     assert request.fields["Last_Name"] == "Doe & Sons"
@@ -88,9 +83,7 @@ def test_the_spec_xml_request() -> None:
 
 
 def test_xml_is_read_whatever_content_type_php_curl_gave_it() -> None:
-    request = decode(
-        "/apiXML.php", "POST", "application/x-www-form-urlencoded", "", SPEC_XML, LIMIT
-    )
+    request = decode("POST", "application/x-www-form-urlencoded", "", SPEC_XML, LIMIT)
     assert request.fields["Lead_ID"] == "874"
 
 
@@ -104,7 +97,7 @@ def test_xml_is_read_whatever_content_type_php_curl_gave_it() -> None:
 )
 def test_doctype_and_entities_are_refused(body: bytes) -> None:
     with pytest.raises(InvalidRequest) as refused:
-        decode("/apiXML.php", "POST", "text/xml", "", body, LIMIT)
+        decode("POST", "text/xml", "", body, LIMIT)
     assert "DOCTYPE" in refused.value.message or "not well-formed" in refused.value.message
 
 
@@ -113,7 +106,6 @@ def test_doctype_and_entities_are_refused(body: bytes) -> None:
     [
         (b"<Request><Key>abc</Request>", "The XML request is not well-formed"),
         (b"<Lead><Key>abc</Key></Lead>", "The XML root element must be <Request>"),
-        (b"", "The XML request is empty"),
         (
             b'<Request><Matches><Match ValueType="ssn" HashType="md5">x</Match></Matches>'
             b"</Request>",
@@ -128,32 +120,178 @@ def test_doctype_and_entities_are_refused(body: bytes) -> None:
 )
 def test_bad_xml_is_a_clear_error(body: bytes, message: str) -> None:
     with pytest.raises(InvalidRequest) as refused:
-        decode("/apiXML.php", "POST", "text/xml", "", body, LIMIT)
+        decode("POST", "text/xml", "", body, LIMIT)
     assert refused.value.message.startswith(message)
 
 
 def test_a_body_over_the_limit_is_refused() -> None:
     with pytest.raises(PayloadTooLarge):
-        decode("/api.php", "POST", "application/x-www-form-urlencoded", "", b"a" * 2048, 1024)
+        decode("POST", "application/x-www-form-urlencoded", "", b"a" * 2048, 1024)
 
 
-def test_api_php_does_not_read_json_or_xml() -> None:
-    with pytest.raises(UnsupportedMediaType):
-        decode("/api.php", "POST", "application/json", "", b'{"Mode": "ping"}', LIMIT)
-    with pytest.raises(UnsupportedMediaType, match=r"apiXML\.php"):
-        decode("/api.php", "POST", "text/xml", "", SPEC_XML, LIMIT)
-
-
-def test_mode_routes_read_query_form_and_xml() -> None:
-    assert decode("/ping", "GET", None, "Zip=60610", b"", LIMIT).fields == {"Zip": "60610"}
-    form = decode("/ping", "POST", "application/x-www-form-urlencoded", "", b"Zip=60610", LIMIT)
+def test_query_form_and_xml_are_read_alike() -> None:
+    assert decode("GET", None, "Zip=60610", b"", LIMIT).fields == {"Zip": "60610"}
+    form = decode("POST", "application/x-www-form-urlencoded", "", b"Zip=60610", LIMIT)
     assert form.fields == {"Zip": "60610"}
-    xml = decode("/post", "POST", "application/xml", "", SPEC_XML, LIMIT)
+    xml = decode("POST", "application/xml", "", SPEC_XML, LIMIT)
     assert xml.fields["Lead_ID"] == "874"
 
 
 def test_invalid_utf8_is_a_clear_error() -> None:
     with pytest.raises(InvalidRequest, match="UTF-8"):
-        decode(
-            "/api.php", "POST", "application/x-www-form-urlencoded", "", b"First_Name=\xff", LIMIT
-        )
+        decode("POST", "application/x-www-form-urlencoded", "", b"First_Name=\xff", LIMIT)
+
+
+# What publishers' code sends: the same fields as JSON, under whatever label it gives the body.
+JSON_REQUEST = {
+    "Request": {
+        "Key": "abc",
+        "API_Action": "pingPostLead",
+        "Mode": "full",
+        "Lead_ID": "",
+        "Zip": 60610,
+        "Cost": 2.55,
+        "Home_Phone": 3125556491,
+        "Test_Lead": True,
+        "Phone_Consent": True,
+        "Need_Financing": False,
+        "Comments": None,
+        "Sub_ID": {},
+    }
+}
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "text/plain;charset=UTF-8",  # a browser fetch() of a string
+        "application/x-www-form-urlencoded",  # PHP curl's default label on a JSON string
+        None,
+    ],
+)
+def test_json_is_read_whatever_its_label(content_type: str | None) -> None:
+    import json
+
+    request = decode("POST", content_type, "", json.dumps(JSON_REQUEST).encode(), LIMIT)
+    assert request.fields == {
+        "Key": "abc",
+        "API_Action": "pingPostLead",
+        "Mode": "full",
+        "Lead_ID": "",
+        "Zip": "60610",
+        "Cost": "2.55",
+        "Home_Phone": "3125556491",
+        "Test_Lead": "1",
+        "Phone_Consent": "Yes",
+        "Need_Financing": "No",
+        "Comments": "",
+        "Sub_ID": "",
+    }
+
+
+def test_a_flat_json_object_and_a_data_object_are_read_like_xml() -> None:
+    body = b'{"Key": "abc", "Mode": "ping", "Data": {"Zip": "60610"}}'
+    assert decode("POST", "application/json", "Format=JSON", body, LIMIT).fields == {
+        "Format": "JSON",
+        "Key": "abc",
+        "Mode": "ping",
+        "Zip": "60610",
+    }
+
+
+def test_numbers_keep_the_text_they_were_sent_as() -> None:
+    body = b'{"Cost": 1e2, "Score": 12, "Huge": 123456789012345678901234567890123456789}'
+    fields = decode("POST", "application/json", "", body, LIMIT).fields
+    assert fields == {
+        "Cost": "1e2",
+        "Score": "12",
+        "Huge": "123456789012345678901234567890123456789",
+    }
+
+
+@pytest.mark.parametrize(
+    "matches",
+    [
+        # a list of objects
+        [
+            {"ValueType": "promotionCode", "HashType": "plain", "value": "test code"},
+            {"ValueType": "promotionCode", "HashType": "plain", "value": "12345"},
+        ],
+        # xml2js
+        {
+            "Match": [
+                {"_": "test code", "$": {"ValueType": "promotionCode", "HashType": "plain"}},
+                {"_": "12345", "$": {"ValueType": "promotionCode", "HashType": "plain"}},
+            ]
+        },
+        # fast-xml-parser
+        {
+            "Match": [
+                {"#text": "test code", "@_ValueType": "promotionCode", "@_HashType": "plain"},
+                {"#text": "12345", "@_ValueType": "promotionCode", "@_HashType": "plain"},
+            ]
+        },
+        # PHP's json_encode of SimpleXML with attributes
+        {
+            "Match": [
+                {"@attributes": {"ValueType": "promotionCode", "HashType": "plain"}, "value": v}
+                for v in ("test code", "12345")
+            ]
+        },
+    ],
+)
+def test_json_matches_take_the_shapes_of_the_xml_ones(matches: object) -> None:
+    import json
+
+    body = json.dumps({"Request": {"Key": "abc", "Matches": matches}}).encode()
+    request = decode("POST", "application/json", "", body, LIMIT)
+    assert request.matches == decode("POST", "text/xml", "", SPEC_XML, LIMIT).matches
+    assert "Matches" not in request.fields
+
+
+def test_json_selected_partner_hashes() -> None:
+    body = (
+        b'{"Match_With_Partner_Hashes": {"Selected_Partner_Hash": '
+        b'{"@ValueType": "company", "@HashType": "md5", "#text": "f26e"}}}'
+    )
+    request = decode("POST", "application/json", "", body, LIMIT)
+    assert request.selected == (HashedValue("company", "md5", "f26e"),)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[" * 10_000 + b"]" * 10_000, "nested deeper than 8 levels"),
+        (b'["Key", "abc"]', "must be an object of fields"),
+        (b'{"a": ' * 10_000 + b"1" + b"}" * 10_000, "nested deeper than 8 levels"),
+        (b'{"First_Name": "a", "First_Name": "b"}', "names First_Name twice"),
+        (b'{"Cost": NaN}', "NaN is not a JSON number"),
+        (b'{"Zip": 1e999999}', ""),  # kept as text: validation refuses it
+        (b'{"First_Name": {"first": "John"}}', "Invalid value for First_Name: must be text"),
+        (b'{"First_Name": ["John"]}', "not a list"),
+        (b'{"First_Name": "J\xff"}', "not valid UTF-8"),
+        (b'{"Key": "abc",}', "not well-formed"),
+        (b"{" + b",".join(b'"f%d": 1' % i for i in range(100_000)) + b"}", "Too many fields"),
+        (b'{"Matches": [{"ValueType": "ssn", "HashType": "md5", "value": "x"}]}', "ValueType"),
+        (b'{"Matches": ["plain text"]}', "Invalid Match: each must be an object"),
+        (b"hello", "neither XML, JSON nor form fields"),
+    ],
+)
+def test_hostile_or_malformed_json_is_a_clear_error(body: bytes, message: str) -> None:
+    if not message:
+        assert decode("POST", "application/json", "", body, LIMIT).fields == {"Zip": "1e999999"}
+        return
+    with pytest.raises(InvalidRequest) as refused:
+        decode("POST", "application/json", "", body, 4 * 1024 * 1024)
+    assert message in refused.value.message
+
+
+def test_an_empty_body_reads_the_query_string_on_every_door() -> None:
+    request = decode("POST", "text/xml", "Key=abc&Mode=ping", b"  \r\n", LIMIT)
+    assert request.fields == {"Key": "abc", "Mode": "ping"}
+
+
+def test_xml_with_a_byte_order_mark_is_xml() -> None:
+    request = decode("POST", "application/json", "", b"\xef\xbb\xbf" + SPEC_XML, LIMIT)
+    assert request.fields["Lead_ID"] == "874"

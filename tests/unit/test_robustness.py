@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +29,11 @@ def test_validation_accepts_or_names_what_is_wrong(
             assert message.startswith(("Required value ", "Invalid value for ", "Return_Hash"))
 
 
-ROUTES = st.sampled_from(["/api.php", "/apiXML.php", "/ping", "/post", "/full"])
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(NAMES, inner, max_size=8),
+    max_leaves=40,
+)
 TYPES = st.sampled_from(
     [
         None,
@@ -47,17 +53,21 @@ BODIES = (
     | st.sampled_from(
         [b"<Request><Data><Zip>60610</Zip></Data></Request>", b"<Request>", b"--x\r\n\r\n--x--"]
     )
+    | JSON_VALUES.map(lambda v: json.dumps(v).encode())
+    | st.dictionaries(NAMES, JSON_VALUES, max_size=8).map(
+        lambda v: json.dumps({"Request": v}).encode()
+    )
 )
 
 
 @settings(max_examples=600, deadline=None)
-@given(ROUTES, st.sampled_from(["GET", "POST"]), TYPES, st.text(max_size=200), BODIES)
+@given(st.sampled_from(["GET", "POST"]), TYPES, st.text(max_size=200), BODIES)
 def test_decoding_reads_or_refuses_any_body(
-    route: str, method: str, content_type: str | None, query: str, body: bytes
+    method: str, content_type: str | None, query: str, body: bytes
 ) -> None:
     try:
-        request = decode(route, method, content_type, query, body, 256 * 1024)
+        request = decode(method, content_type, query, body, 256 * 1024)
     except PingPostError as refused:
-        assert refused.message and refused.status in (400, 413, 415)
+        assert refused.message and refused.status in (400, 413)
     else:
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in request.fields.items())

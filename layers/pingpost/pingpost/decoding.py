@@ -1,30 +1,44 @@
-"""Requests as publishers send them: a query string, a form post, or the XML <Request>."""
+"""Requests as publishers send them: a query string, form fields, the XML <Request> or JSON."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
+from itertools import accumulate
 from typing import Any
 from urllib.parse import parse_qsl
 
 from lxml import etree
 
-from pingpost.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from pingpost.fields import HASH_TYPES, HASH_VALUE_TYPES, MATCH_HASH_TYPES
+from pingpost.errors import InvalidRequest, PayloadTooLarge
+from pingpost.fields import (
+    BY_NAME,
+    DATA,
+    HASH_TYPES,
+    HASH_VALUE_TYPES,
+    MATCH,
+    MATCH_HASH_TYPES,
+    MATCHES,
+    MAX_FIELDS,
+    MAX_JSON_DEPTH,
+    REQUEST,
+    SELECTED,
+    SELECTED_HASH,
+    YES_NO,
+)
 from pingpost.matching import HashedValue
 
-MAX_FIELDS = 400
 MAX_HASHED_VALUES = 500
-FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
-XML_TYPES = ("text/xml", "application/xml")
 
 
 @dataclass(frozen=True)
 class Request:
-    """The fields of a request by name, and the XML-only lists of hashed partner values."""
+    """The fields of a request by name, and the lists of hashed partner values (XML or JSON)."""
 
     fields: dict[str, str]
     matches: tuple[HashedValue, ...] = ()
@@ -60,10 +74,18 @@ def query(raw_query: str) -> dict[str, str]:
         raise InvalidRequest(["The query string is not valid UTF-8"]) from None
 
 
+def urlencoded(body: bytes) -> dict[str, str]:
+    """Fields of an application/x-www-form-urlencoded body (whatever its label said)."""
+    text = _text(body)
+    if "=" not in text:
+        raise InvalidRequest(
+            ["The request body is neither XML, JSON nor form fields (name=value&name=value)"]
+        )
+    return query(text.strip())
+
+
 def form(body: bytes, content_type: str) -> dict[str, str]:
-    """Fields of an application/x-www-form-urlencoded or multipart/form-data body."""
-    if media_type(content_type) == FORM:
-        return query(_text(body))
+    """Fields of a multipart/form-data body."""
     head = f"Content-Type: {content_type}\r\n\r\n".encode()
     message = BytesParser(policy=HTTP).parsebytes(head + body)
     if not message.is_multipart():
@@ -89,15 +111,12 @@ _PARSER = etree.XMLParser(
 
 
 def _hashed(
-    nodes: Iterable[etree._Element], tag: str, hash_types: tuple[str, ...]
+    items: Iterable[tuple[object, object, object]], tag: str, hash_types: tuple[str, ...]
 ) -> tuple[HashedValue, ...]:
+    """Checked hashed values from (ValueType, HashType, value), as XML or JSON gave them."""
     out = []
-    for node in nodes:
-        if not isinstance(node.tag, str) or node.tag != tag:
-            continue
-        value_type = (node.get("ValueType") or "").strip()
-        hash_type = (node.get("HashType") or "").strip()
-        value = (node.text or "").strip()
+    for item in items:
+        value_type, hash_type, value = (v.strip() if isinstance(v, str) else "" for v in item)
         if value_type not in HASH_VALUE_TYPES:
             raise InvalidRequest(
                 [f"Invalid {tag}: ValueType must be one of: {', '.join(HASH_VALUE_TYPES)}"]
@@ -114,14 +133,18 @@ def _hashed(
     return tuple(out)
 
 
+def _xml_hashed(nodes: Iterable[etree._Element], tag: str) -> Iterator[tuple[str, str, str]]:
+    for node in nodes:
+        if isinstance(node.tag, str) and node.tag == tag:
+            yield node.get("ValueType") or "", node.get("HashType") or "", node.text or ""
+
+
 def _text_of(node: etree._Element) -> str:
     return "".join(str(part) for part in node.itertext())
 
 
 def xml(body: bytes) -> Request:
     """Fields of the XML <Request>: control tags at the top, lead fields in <Data>."""
-    if not body.strip():
-        raise InvalidRequest(["The XML request is empty"])
     try:
         root = etree.fromstring(body, parser=_PARSER)
     except etree.XMLSyntaxError as error:
@@ -129,43 +152,165 @@ def xml(body: bytes) -> Request:
     info: Any = root.getroottree().docinfo
     if info.doctype or info.internalDTD is not None:
         raise InvalidRequest(["The XML request may not have a DOCTYPE"])
-    if root.tag != "Request":
-        raise InvalidRequest(["The XML root element must be <Request>"])
+    if root.tag != REQUEST:
+        raise InvalidRequest([f"The XML root element must be <{REQUEST}>"])
     pairs: list[tuple[str, str]] = []
     matches: tuple[HashedValue, ...] = ()
     selected: tuple[HashedValue, ...] = ()
     for node in root:
         if not isinstance(node.tag, str):
             continue
-        if node.tag == "Data":
+        if node.tag == DATA:
             pairs.extend((c.tag, _text_of(c)) for c in node if isinstance(c.tag, str))
-        elif node.tag == "Matches":
-            matches = _hashed(node, "Match", MATCH_HASH_TYPES)
-        elif node.tag == "Match_With_Partner_Hashes":
-            selected = _hashed(node, "Selected_Partner_Hash", HASH_TYPES)
+        elif node.tag == MATCHES:
+            matches = _hashed(_xml_hashed(node, MATCH), MATCH, MATCH_HASH_TYPES)
+        elif node.tag == SELECTED:
+            selected = _hashed(_xml_hashed(node, SELECTED_HASH), SELECTED_HASH, HASH_TYPES)
         else:
             pairs.append((node.tag, _text_of(node)))
     return Request(_pairs(pairs), matches, selected)
 
 
+_JSON_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKETS = re.compile(r"[\[\]{}]")
+_DEPTH_STEP = {"{": 1, "[": 1, "}": -1, "]": -1}
+# Where JSON converters of XML put an element's attributes and its text.
+_ATTRIBUTE_HOLDERS = ("@attributes", "$", "_attributes", "attributes")
+_ATTRIBUTE_PREFIXES = ("", "@", "@_", "-", "_")
+_TEXT_KEYS = ("value", "Value", "#text", "_", "$t", "_text", "#")
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in out:
+            raise InvalidRequest([f"The JSON request names {name[:64]} twice"])
+        out[name] = value
+        if len(out) > MAX_FIELDS:
+            raise InvalidRequest([f"Too many fields: at most {MAX_FIELDS} are accepted"])
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise InvalidRequest([f"The JSON request is not well-formed: {name} is not a JSON number"])
+
+
+def _json_document(body: bytes) -> Any:
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidRequest(["The request is not valid UTF-8"]) from None
+    # Nesting is measured before parsing (linearly, outside strings): the parser recurses.
+    steps = map(_DEPTH_STEP.__getitem__, _JSON_BRACKETS.findall(_JSON_STRINGS.sub("", text)))
+    if max(accumulate(steps), default=0) > MAX_JSON_DEPTH:
+        raise InvalidRequest([f"The JSON request is nested deeper than {MAX_JSON_DEPTH} levels"])
+    try:
+        # Numbers stay the text they were sent as: validation reads them like any other value.
+        return json.loads(
+            text,
+            object_pairs_hook=_unique,
+            parse_int=str,
+            parse_float=str,
+            parse_constant=_no_constant,
+        )
+    except json.JSONDecodeError as error:
+        raise InvalidRequest(
+            [
+                f"The JSON request is not well-formed: {error.msg}"
+                f" (line {error.lineno}, column {error.colno})"
+            ]
+        ) from None
+
+
+def _json_value(name: str, value: Any) -> str:
+    """A JSON value as the text a form would have sent (see docs/fields.md)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        field = BY_NAME.get(name)
+        if field is not None and field.values == YES_NO:
+            return YES_NO[0] if value else YES_NO[1]
+        return "1" if value else "0"
+    if value is None or value in ({}, []):
+        return ""  # null, and the empty element of an XML converter: not sent
+    kind = "an object" if isinstance(value, dict) else "a list"
+    raise InvalidRequest(
+        [f"Invalid value for {name[:64]}: must be text, a number or true/false, not {kind}"]
+    )
+
+
+def _json_attribute(item: dict[str, Any], name: str) -> object:
+    attributes = dict(item)
+    for holder in _ATTRIBUTE_HOLDERS:
+        if isinstance(item.get(holder), dict):
+            attributes |= item[holder]
+    return next((attributes[p + name] for p in _ATTRIBUTE_PREFIXES if p + name in attributes), None)
+
+
+def _json_hashed(value: Any, tag: str) -> Iterator[tuple[object, object, object]]:
+    """A list of {ValueType, HashType, value}, or the {tag: ...} object of an XML converter."""
+    if value in ("", None):
+        return
+    if isinstance(value, dict) and tag in value:
+        value = value[tag]
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if not isinstance(item, dict):
+            raise InvalidRequest(
+                [f"Invalid {tag}: each must be an object with ValueType, HashType and value"]
+            )
+        text = next((item[k] for k in _TEXT_KEYS if k in item), None)
+        yield _json_attribute(item, "ValueType"), _json_attribute(item, "HashType"), text
+
+
+def json_request(body: bytes) -> Request:
+    """Fields of a JSON request: {"Request": {...}} or a flat object, with the XML's structure."""
+    document = _json_document(body)
+    if not isinstance(document, dict):
+        raise InvalidRequest(["The JSON request must be an object of fields"])
+    inner = document.get(REQUEST)
+    if isinstance(inner, dict):
+        document = {k: v for k, v in document.items() if k != REQUEST} | inner
+    pairs: list[tuple[str, str]] = []
+    matches: tuple[HashedValue, ...] = ()
+    selected: tuple[HashedValue, ...] = ()
+    for name, value in document.items():
+        if name == DATA and isinstance(value, dict):
+            pairs.extend((n, _json_value(n, v)) for n, v in value.items())
+        elif name == MATCHES:
+            matches = _hashed(_json_hashed(value, MATCH), MATCH, MATCH_HASH_TYPES)
+        elif name == SELECTED:
+            selected = _hashed(_json_hashed(value, SELECTED_HASH), SELECTED_HASH, HASH_TYPES)
+        else:
+            pairs.append((name, _json_value(name, value)))
+    return Request(_pairs(pairs), matches, selected)
+
+
+def _start(body: bytes) -> bytes:
+    """The first byte of the body that is not blank (after a UTF-8 byte order mark)."""
+    return body.lstrip().removeprefix(b"\xef\xbb\xbf").lstrip()[:1]
+
+
 def decode(
-    route: str, method: str, content_type: str | None, raw_query: str, body: bytes, max_bytes: int
+    method: str, content_type: str | None, raw_query: str, body: bytes, max_bytes: int
 ) -> Request:
-    """The request sent to `route` (/api.php, /apiXML.php, /ping, /post or /full)."""
+    """The fields of a request: its query string, merged with (and under) those of its body.
+
+    A body is read by its content, because publishers' code mislabels bodies: `<` starts the
+    XML <Request>, `{` a JSON request (`[`, a JSON mistake); anything else is form fields (multipart when so labelled).
+    """
     if len(body) > max_bytes:
         raise PayloadTooLarge(f"The request body is over {max_bytes} bytes")
     fields = query(raw_query)
-    kind = media_type(content_type)
-    if method == "GET" or (not body.strip() and route != "/apiXML.php"):
+    start = _start(body)
+    if method == "GET" or not start:
         return Request(fields)
-    looks_xml = kind in XML_TYPES or kind.endswith("+xml") or body.lstrip().startswith(b"<")
-    if route == "/apiXML.php" or (route != "/api.php" and looks_xml):
+    if start == b"<":
         sent = xml(body)
-        return Request(fields | sent.fields, sent.matches, sent.selected)
-    if kind in (FORM, MULTIPART):
-        return Request(fields | form(body, content_type or FORM))
-    if route == "/api.php" and looks_xml:
-        raise UnsupportedMediaType("Send XML requests to /apiXML.php")
-    raise UnsupportedMediaType(
-        f"Unsupported Content-Type {kind or '(none)'}: send {FORM}, {MULTIPART} or XML"
-    )
+    elif start in (b"{", b"["):
+        sent = json_request(body)
+    elif media_type(content_type) == MULTIPART:
+        sent = Request(form(body, content_type or MULTIPART))
+    else:
+        sent = Request(urlencoded(body))
+    return Request(fields | sent.fields, sent.matches, sent.selected)

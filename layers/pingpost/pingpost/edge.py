@@ -1,8 +1,13 @@
-"""Between API Gateway and the exchange: decode the request, answer in XML, map every error."""
+"""Between API Gateway and the exchange: decode the request, answer it, map every error.
+
+Answers are the spec's XML, or JSON with `Format=JSON`; a browser gets the XML's page, or is
+sent back to the vendor's site (303) when its form gave a `Redirect_URL` the vendor lists.
+"""
 
 from __future__ import annotations
 
 import base64
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
@@ -11,25 +16,36 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pingpost import exchange
 from pingpost.config import settings
 from pingpost.decoding import decode
-from pingpost.errors import PingPostError, Unavailable
+from pingpost.errors import InvalidRequest, PingPostError, Unavailable
+from pingpost.fields import FORMATS
+from pingpost.models import Vendor
 from pingpost.observability import logger, metrics
 from pingpost.responses import (
     CONTENT_TYPE,
+    ERROR,
+    JSON_CONTENT_TYPE,
+    Answer,
     answer_xml,
     error_xml,
     page,
     stylesheet_xsl,
     wants_page,
 )
-from pingpost.validation import present
+from pingpost.urls import UnsafeUrl, host_of, public_url
+from pingpost.validation import canonical, present
 
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Vary": "Accept"}
 HTML = "text/html; charset=UTF-8"
+_JSON = FORMATS[1]
 
 
 def _wants_stylesheet(app: APIGatewayHttpResolver) -> bool:
     # Remembered once the request is decoded, so that errors found later honour Skip_XSL too.
     return bool(app.context.get("stylesheet", True))
+
+
+def _wants_json(app: APIGatewayHttpResolver) -> bool:
+    return bool(app.context.get("json", False))
 
 
 def _body(app: APIGatewayHttpResolver) -> bytes:
@@ -41,7 +57,12 @@ def _body(app: APIGatewayHttpResolver) -> bytes:
     return event.body.encode()
 
 
-def _xml(app: APIGatewayHttpResolver, body: bytes, status: int) -> Response[str]:
+def _respond(app: APIGatewayHttpResolver, body: bytes, status: int) -> Response[str]:
+    """An answer document (XML, or JSON when asked for) with `status`."""
+    if _wants_json(app):
+        return Response(
+            status_code=status, content_type=JSON_CONTENT_TYPE, body=body.decode(), headers=_HEADERS
+        )
     # Browsers are dropping XSLT: one that asks for HTML gets the page the stylesheet makes.
     stylesheet = _wants_stylesheet(app)
     if stylesheet and wants_page(app.current_event.headers.get("accept")):
@@ -53,24 +74,63 @@ def _xml(app: APIGatewayHttpResolver, body: bytes, status: int) -> Response[str]
     )
 
 
+def _redirect_target(app: APIGatewayHttpResolver, url: str | None, vendor: Vendor) -> str | None:
+    """Where a browser posting the vendor's form is sent back to, or None for API clients.
+
+    Refuses (400) a URL that is not public http(s), or whose host the vendor does not list.
+    """
+    if url is None or not wants_page(app.current_event.headers.get("accept")):
+        return None
+    try:
+        target = public_url(url)
+    except UnsafeUrl as unsafe:
+        raise InvalidRequest([f"Invalid value for Redirect_URL: {unsafe}"]) from None
+    if host_of(target) not in vendor.redirect_hosts:
+        raise InvalidRequest(
+            [
+                f"Invalid value for Redirect_URL: {host_of(target)} is not one of this vendor's"
+                " redirect hosts"
+            ]
+        )
+    return target
+
+
+def _redirect(target: str, outcome: dict[str, str]) -> Response[str]:
+    """303 See Other to `target` with the outcome (status, lead_id or error) in its query."""
+    parts = urlsplit(target)
+    query = urlencode([*parse_qsl(parts.query, keep_blank_values=True), *outcome.items()])
+    location = urlunsplit(parts._replace(query=query))
+    headers = {"Cache-Control": "no-store", "Location": location}
+    return Response(status_code=303, content_type=HTML, body="", headers=headers)
+
+
 def answer(app: APIGatewayHttpResolver, path_mode: str | None) -> Response[str]:
     """Decode the current request, hand it to the exchange and encode the answer."""
     event = app.current_event
-    route = event.path if path_mode is None else f"/{path_mode}"
     request = decode(
-        route,
         event.request_context.http.method,
         event.headers.get("content-type"),
         event.raw_query_string or "",
         _body(app),
         settings().max_body_bytes,
     )
-    sent = present(request.fields)
-    app.append_context(stylesheet=sent.get("Skip_XSL") != "1")
-    result = exchange.submit(request, path_mode)
+    sent = present(canonical(request.fields))
+    app.append_context(
+        stylesheet=sent.get("Skip_XSL") != "1",
+        json=sent.get("Format", "").casefold() == _JSON.casefold(),
+    )
+    vendor = exchange.authenticate(sent.get("Key"))
+    app.append_context(vendor=vendor)
+    target = _redirect_target(app, sent.get("Redirect_URL"), vendor)
+    app.append_context(redirect=target)
+    result = exchange.submit(request, path_mode, vendor)
     mode = path_mode or sent.get("Mode", "").casefold()
     metrics.add_metric(name=f"{mode.capitalize()}{result.status}", unit=MetricUnit.Count, value=1)
-    return _xml(app, answer_xml(result, stylesheet=_wants_stylesheet(app)), 200)
+    told: Answer = result.styled(vendor.response_style)
+    if target is not None:
+        return _redirect(target, {"status": told.status, "lead_id": str(told.lead_id)})
+    body = answer_xml(told, stylesheet=_wants_stylesheet(app), as_json=_wants_json(app))
+    return _respond(app, body, 200)
 
 
 def stylesheet() -> Response[str]:
@@ -91,8 +151,15 @@ def install_error_handlers(app: APIGatewayHttpResolver) -> None:
         # The message names fields, never their values, so it is safe to log.
         logger.info("request refused", extra={"status": error.status, "reason": error.message})
         metrics.add_metric(name="Refused", unit=MetricUnit.Count, value=1)
-        body = error_xml(error.message, stylesheet=_wants_stylesheet(app))
-        return _xml(app, body, error.status)
+        target = app.context.get("redirect")
+        if isinstance(target, str):
+            return _redirect(target, {"status": ERROR, "error": error.message})
+        vendor = app.context.get("vendor")
+        status = error.status
+        if isinstance(vendor, Vendor) and not vendor.http_errors:
+            status = 200  # the vendor's clients take any other status for a lost connection
+        body = error_xml(error.message, stylesheet=_wants_stylesheet(app), as_json=_wants_json(app))
+        return _respond(app, body, status)
 
     @app.exception_handler([ClientError, BotoCoreError])
     def storage_failed(error: Exception) -> Response[str]:
@@ -106,4 +173,5 @@ def install_error_handlers(app: APIGatewayHttpResolver) -> None:
         logger.exception("unexpected failure")
         metrics.add_metric(name="Crashed", unit=MetricUnit.Count, value=1)
         body = error_xml("Internal error; the lead was not accepted. Retry.", stylesheet=False)
-        return _xml(app, body, 500)
+        app.append_context(json=False)
+        return _respond(app, body, 500)

@@ -51,12 +51,6 @@ class PayloadTooLarge(PingPostError):
     status = 413
 
 
-class UnsupportedMediaType(PingPostError):
-    """The request body is in a format this route does not read."""
-
-    status = 415
-
-
 class Unavailable(PingPostError):
     """Storage failed or was throttled; nothing was accepted, the publisher may retry."""
 

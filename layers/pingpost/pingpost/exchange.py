@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from pingpost import consent
 from pingpost.config import settings
 from pingpost.decoding import Request
 from pingpost.delivery import enqueue_sales
@@ -16,11 +17,11 @@ from pingpost.errors import Conflict, Forbidden, InvalidRequest, LeadNotFound, U
 from pingpost.fields import LEAD_ID, MODES
 from pingpost.matching import Criteria, HashedValue, Outcome, match, partner_hash
 from pingpost.models import Partner, Vendor
-from pingpost.responses import MATCHED, UNMATCHED, Answer, Hash
+from pingpost.responses import MATCHED, UNMATCHED, Answer, Contact, Hash
 from pingpost.store import leads, partners, sales, vendors
 from pingpost.store.counters import LeadIds, lead_ids
 from pingpost.store.leads import DONE, PINGED, POSTING, SOLD, UNSOLD, Lead
-from pingpost.validation import cross_check, extras, parse, present, validate
+from pingpost.validation import canonical, cross_check, extras, parse, present, validate
 
 # Fields that are about one request, never part of the lead itself. The Key is a secret.
 _NOT_KEPT = frozenset({"Key", "API_Action", "Mode", LEAD_ID})
@@ -28,15 +29,20 @@ _WAIT_STEP = 0.05
 # Fields whose change between ping and post changes which partners match.
 _MATCHED_ON = ("State", "Zip", "Home_Improvement_Product", "Score", "SRC")
 _CENT = Decimal("0.01")
+_PUBLIC = ("company", "phone", "email")  # in the order of `Contact`
 
 
-def submit(request: Request, path_mode: str | None = None) -> Answer:
-    """Handle one pingPostLead request; `path_mode` is the mode its route implies, if any."""
-    fields = present(request.fields)
-    vendor = _vendor(fields.get("Key"))
+def submit(request: Request, path_mode: str | None = None, vendor: Vendor | None = None) -> Answer:
+    """Handle one pingPostLead request; `path_mode` is the mode its route implies, if any.
+
+    `vendor`: the request's vendor when the caller has already found it by the Key.
+    """
+    sent = canonical(request.fields)
+    fields = present(sent)
+    vendor = vendor or authenticate(fields.get("Key"))
     mode = _mode(fields, path_mode)
     values = validate(fields, mode, dynamic_pricing=vendor.dynamic_pricing)
-    kept = extras(request.fields)
+    kept = extras(sent)
     if mode == "ping":
         return ping(vendor, values, kept, request.matches)
     if mode == "post":
@@ -63,7 +69,8 @@ def _mode(fields: dict[str, str], path_mode: str | None) -> str:
     return path_mode
 
 
-def _vendor(key: str | None) -> Vendor:
+def authenticate(key: str | None) -> Vendor:
+    """The active vendor whose Key this is; Unauthorized or Forbidden otherwise."""
     if key is None:
         raise Unauthorized("Required value Key is missing")
     vendor = vendors.by_key(key)
@@ -76,6 +83,10 @@ def _vendor(key: str | None) -> Vendor:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
 
 
 def _wire(values: Mapping[str, object]) -> dict[str, str]:
@@ -126,11 +137,14 @@ def _answer(
     ranked: Sequence[Partner],
     cost: Decimal,
     *,
-    sold: int | None = None,
+    sold: Sequence[Partner] | None = None,
 ) -> Answer:
-    """What a request is told: matched or not, and what it asked to be told besides."""
+    """What a request is told: matched or not, and what it asked to be told besides.
+
+    `sold`: the partners a post sold the lead to (None on ping: how many would buy it).
+    """
     allowed = _allowed(values, vendor)
-    count = min(len(ranked), allowed) if sold is None else sold
+    count = min(len(ranked), allowed) if sold is None else len(sold)
     hashes: tuple[Hash, ...] = ()
     hash_type, value_type = values.get("Return_Hash_Type"), values.get("Return_Hash_Value_Type")
     if isinstance(hash_type, str) and isinstance(value_type, str):
@@ -145,7 +159,13 @@ def _answer(
         price=_price(vendor, ranked, cost, allowed) if values.get("Return_Best_Price") else None,
         matches=count if "Allowed_Times_Sold" in values else None,
         hashes=hashes,
+        partners=tuple(_contact(p) for p in sold or ()),
     )
+
+
+def _contact(partner: Partner) -> Contact:
+    """What `partner` lets vendors of the full response style see of it."""
+    return Contact(*(getattr(partner, name) if name in partner.public else "" for name in _PUBLIC))
 
 
 def _cost(values: Mapping[str, object], vendor: Vendor) -> Decimal:
@@ -190,7 +210,10 @@ def ping(
     """Match a partial lead, store it to await its post, and say whether it can be sold."""
     now = datetime.now(UTC)
     cost = _cost(values, vendor)
-    outcome = _match(Criteria.of(values, cost, vendor_matches=tuple(matches)), now)
+    criteria = Criteria.of(
+        values, cost, vendor_matches=tuple(matches), consent=consent.given(values)
+    )
+    outcome = _match(criteria, now)
     lead_id = ids.next()
     answer = _answer(vendor, lead_id, values, outcome.ranked, cost)
     summary = f"{len(outcome.ranked)} of {len(outcome.decisions)} partners considered matched"
@@ -208,6 +231,7 @@ def ping(
             decisions=_decisions(outcome),
             timeline=[_event(now, "ping", f"{answer.status}: {summary}")],
             test=values.get("Test_Lead") is True,
+            consent=consent.record(values, _ms(now)),
             expires_at=int(now.timestamp()) + settings().ping_ttl_hours * 3600,
         )
     )
@@ -235,11 +259,14 @@ def full(
         extra=kept,
         matches=_stored(matches),
         test=values.get("Test_Lead") is True,
+        consent=consent.record(values, _ms(now)),
         claim=token,
         claimed_at=int(now.timestamp() * 1000),
     )
     leads.add(lead)
-    criteria = Criteria.of(values, lead.cost, vendor_matches=tuple(matches))
+    criteria = Criteria.of(
+        values, lead.cost, vendor_matches=tuple(matches), consent=consent.given(values) is True
+    )
     return _sell(vendor, lead, token, values, criteria, now, [_event(now, "full", "received")])
 
 
@@ -274,7 +301,7 @@ def _sell(
             break
         else:
             verdicts[partner.id] = f"{why} (at sale)"
-    answer = _answer(vendor, lead.lead_id, values, outcome.ranked, lead.cost, sold=len(sold))
+    answer = _answer(vendor, lead.lead_id, values, outcome.ranked, lead.cost, sold=sold)
     lead.status = SOLD if sold else UNSOLD
     lead.data = _wire(values)
     lead.answer = answer.stored()
@@ -361,8 +388,13 @@ def post(
     lead.matches = _stored((*_restored(lead.matches), *matches))
     lead.extra = lead.extra | kept
     lead.test = lead.test or merged.get("Test_Lead") is True
+    lead.consent = consent.record(merged, _ms(now))
     criteria = Criteria.of(
-        merged, lead.cost, vendor_matches=_restored(lead.matches), selected=tuple(selected)
+        merged,
+        lead.cost,
+        vendor_matches=_restored(lead.matches),
+        selected=tuple(selected),
+        consent=consent.given(merged) is True,
     )
     return _sell(vendor, lead, token, merged, criteria, now, timeline)
 

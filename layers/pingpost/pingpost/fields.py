@@ -32,6 +32,8 @@ class Kind(StrEnum):
     EMAIL = "email"
     PHONE = "phone"  # 10-digit North American number
     DATE = "date"  # m/d/Y
+    CERTIFICATE = "certificate"  # https URL of a consent certificate, on its certifier's host
+    CONSENT_TOKEN = "consent_token"  # noqa: S105 (an opaque consent ID, not a secret)
 
 
 class Need(StrEnum):
@@ -56,6 +58,13 @@ class Field:
     control: bool = False  # a top-level tag of the XML Request rather than one inside <Data>
     note: str = ""
     pii: bool = False  # personal data: masked in the operator's views, never logged
+    # Other names publishers' code sends this field under (read as this field).
+    aliases: tuple[str, ...] = ()
+    # The key of the lead's consent record this field fills (TCPA evidence); "" for none.
+    consent: str = ""
+    # False for the fields beyond the specification's table that publishers send the hosted
+    # platform (the answer's Format, consent evidence).
+    spec: bool = True
 
     def required(self, mode: str) -> Need:
         """What `mode` (ping, post or full) asks of this field; full = ping + post but Lead_ID."""
@@ -78,6 +87,17 @@ HASH_TYPES = ("sha1", "md5")
 # A vendor's own <Matches> may also carry values in clear.
 MATCH_HASH_TYPES = ("plain", *HASH_TYPES)
 HASH_VALUE_TYPES = ("email", "phone", "company", "promotionCode", "partnerGroup")
+FORMATS = ("XML", "JSON")
+# Limits of a request's structure (decoding enforces them).
+MAX_FIELDS = 400
+# {"Request": {"Matches": {"Match": [{"$": {...}}]}}} is 5 deep: 8 leaves room, not recursion.
+MAX_JSON_DEPTH = 8
+# Hosts that issue consent certificates (Trusted_Form_URL must be https on one of them).
+CERTIFIER_HOSTS = ("cert.trustedform.com",)
+# The request's structure (XML tags, and the same names as JSON keys).
+REQUEST, DATA = "Request", "Data"
+MATCHES, MATCH = "Matches", "Match"
+SELECTED, SELECTED_HASH = "Match_With_Partner_Hashes", "Selected_Partner_Hash"
 
 YES_NO = ("Yes", "No")
 PRODUCTS = (
@@ -269,7 +289,7 @@ FIELDS: tuple[Field, ...] = (
     _text("C_Device"),
     _text("C_Ace"),
     _text("C_AdPos"),
-    _text("HTTP_User_Agent"),
+    Field("HTTP_User_Agent", N, False, Kind.TEXT, 100, "HTTP_User_Agent", consent="user_agent"),
     _text("Is_Complete"),
     _text("Lead_Submit_Product_Type"),
     _text("Originating_Product"),
@@ -294,14 +314,23 @@ FIELDS: tuple[Field, ...] = (
     _text("Webpage_Query_Promo"),
     _text("Ad_Pxl"),
     # The spec says Varchar(30), which an IPv6 address can exceed; 45 holds every form.
-    Field("IP_Address", N, True, Kind.IP, 45, "75.2.92.149", pii=True),
+    Field("IP_Address", N, True, Kind.IP, 45, "75.2.92.149", pii=True, consent="ip"),
     Field("SRC", Y, False, Kind.TEXT, 100, "test", note="assigned by the exchange"),
-    Field("Landing_Page", N, True, Kind.TEXT, 255, "landing", note="assigned by the exchange"),
+    Field(
+        "Landing_Page",
+        N,
+        True,
+        Kind.TEXT,
+        255,
+        "landing",
+        note="assigned by the exchange",
+        consent="landing_page",
+    ),
     _text("Sub_ID", example="12"),
     _text("Pub_ID", example="12345"),
     _text("Phone_Type"),
-    _choice("Phone_Consent", YES_NO),
-    _text("Consent_Language", 1000),
+    Field("Phone_Consent", N, False, Kind.CHOICE, 3, "Yes", YES_NO, consent="given"),
+    Field("Consent_Language", N, False, Kind.TEXT, 1000, "Consent_Language", consent="language"),
     _text("Home_Service_Schedule"),
     _text("Requested_City", example="Chicago"),
     Field("Requested_State", N, False, Kind.STATE, 2, "IL"),
@@ -386,9 +415,69 @@ FIELDS: tuple[Field, ...] = (
     _choice("HVAC_Need", ("Consultation", "Information", "Quotes")),
     _choice("HVAC_Financing", YES_NO),
     Field("Comments", N, False, Kind.TEXT, 255, "Comments", pii=True),
+    # Beyond the specification's table: what publishers send the hosted platform besides.
+    Field(
+        "Format",
+        N,
+        False,
+        Kind.CHOICE,
+        4,
+        "JSON",
+        FORMATS,
+        control=True,
+        note="the answer's format: XML (the default) or JSON",
+        spec=False,
+    ),
+    # Consent evidence (TCPA). These fill the lead's consent record, and win over the spec's
+    # Phone_Consent, Consent_Language and HTTP_User_Agent where both are sent.
+    Field("TCPA_Consent", N, False, Kind.CHOICE, 3, "Yes", YES_NO, consent="given", spec=False),
+    Field(
+        "TCPA_Language",
+        N,
+        False,
+        Kind.TEXT,
+        2000,
+        "By submitting I agree to be contacted by phone, including by autodialer.",
+        consent="language",
+        spec=False,
+    ),
+    Field(
+        "Trusted_Form_URL",
+        N,
+        False,
+        Kind.CERTIFICATE,
+        255,
+        "https://cert.trustedform.com/2a1b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b",
+        aliases=("xxTrustedFormCertUrl",),
+        note="a certificate URL, https on " + ", ".join(CERTIFIER_HOSTS),
+        consent="trusted_form_url",
+        spec=False,
+    ),
+    Field(
+        "LeadiD_Token",
+        N,
+        False,
+        Kind.CONSENT_TOKEN,
+        64,
+        "B5A1C3D2-7E4F-4A9B-8C6D-1E2F3A4B5C6D",
+        aliases=("Universal_LeadiD",),
+        consent="leadid_token",
+        spec=False,
+    ),
+    Field(
+        "User_Agent",
+        N,
+        False,
+        Kind.TEXT,
+        1000,
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
+        consent="user_agent",
+        spec=False,
+    ),
 )
 
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
+ALIASES: dict[str, str] = {alias: f.name for f in FIELDS for alias in f.aliases}
 CONTROL_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.control)
 DATA_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if not f.control)
 
@@ -409,12 +498,19 @@ def _describe(field: Field) -> str:
         Kind.EMAIL: f"an email address, at most {field.max_len} characters",
         Kind.PHONE: "a 10-digit US phone number (punctuation and a leading 1 are removed)",
         Kind.DATE: "a date, m/d/Y",
+        Kind.CERTIFICATE: "an https URL",
+        Kind.CONSENT_TOKEN: f"letters, digits and hyphens, at most {field.max_len} characters",
     }
     if field.values and field.kind is not Kind.LEAD_TYPE:
         text = "one of: " + ", ".join(f"`{v}`" for v in field.values)
     else:
         text = kinds.get(field.kind, ", ".join(f"`{v}`" for v in field.values))
-    return f"{text}; {field.note}" if field.note else text
+    notes = [text, field.note] if field.note else [text]
+    if field.aliases:
+        notes.append("also read as " + ", ".join(f"`{a}`" for a in field.aliases))
+    if not field.spec:
+        notes.append("not in the specification's table")
+    return "; ".join(notes)
 
 
 def markdown() -> str:
@@ -427,6 +523,25 @@ def markdown() -> str:
         "Full mode requires what ping and post require, except Lead_ID. Values of sets are",
         "matched without regard to case or repeated spaces. XML: *control* fields are tags of",
         "`<Request>`, the others go inside `<Data>`.",
+        "",
+        'JSON requests (`{"Request": {...}}` or a flat object; a `Data` object inside is read',
+        "like XML's `<Data>`) give each field as a JSON value, read as the text a form would send:",
+        "",
+        "- a string is the value as it is; a number is the text it was written as (`60610`,",
+        "  `2.55`, `1e2`: never rounded; Zip codes with a leading 0 must be strings);",
+        "- `true` / `false` are `Yes` / `No` for a field whose values are Yes and No, else",
+        "  `1` / `0`;",
+        '- `null`, `""`, `{}` and `[]` are a value not sent (XML converters write an empty',
+        "  element as `{}`);",
+        "- any other object or list is refused (400) naming the field; so are a key sent twice,",
+        f"  more than {MAX_FIELDS} fields, nesting deeper than {MAX_JSON_DEPTH} levels,",
+        "  `NaN` / `Infinity` and",
+        "  text that is not UTF-8.",
+        "",
+        "`Matches` and `Match_With_Partner_Hashes` are a list of objects",
+        '(`{"ValueType": "email", "HashType": "md5", "value": "..."}`), or the object',
+        'an XML-to-JSON converter makes of the XML (`{"Match": [...]}`, attributes under `@`,',
+        "`@_`, `$` or `@attributes`, text under `#text`, `_` or `value`).",
         "",
         "| Field | Ping | Post | XML | Value | Example |",
         "| --- | --- | --- | --- | --- | --- |",

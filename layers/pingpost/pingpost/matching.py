@@ -9,6 +9,7 @@
 - ``state``; ``zip`` (exact ZIP codes or ZIP prefixes); ``product``;
 - ``score below minimum``;
 - ``SRC denied``; ``SRC not allowed`` (an allow list the lead's SRC is not on, or no SRC);
+- ``no consent (requires_consent)``: the partner buys only leads whose consumer consented;
 - ``schedule closed``: outside the partner's hours, in its time zone;
 - ``price below cost``;
 - ``already sold by the vendor (Matches)``; ``not selected (Match_With_Partner_Hashes)``.
@@ -47,6 +48,7 @@ PRODUCT: Final = "product"
 SCORE: Final = "score below minimum"
 SRC_DENIED: Final = "SRC denied"
 SRC_NOT_ALLOWED: Final = "SRC not allowed"
+NO_CONSENT: Final = "no consent (requires_consent)"
 CLOSED: Final = "schedule closed"
 PRICE: Final = "price below cost"
 ALREADY_SOLD: Final = "already sold by the vendor (Matches)"
@@ -134,6 +136,8 @@ class Criteria:
     selected: tuple[HashedValue, ...] = ()
     test: bool = False
     src: str | None = None
+    # The consumer consented (True), did not (False), or a ping does not say yet (None).
+    consent: bool | None = None
 
     @classmethod
     def of(cls, values: Mapping[str, object], cost: Decimal, **kw: object) -> Criteria:
@@ -219,6 +223,8 @@ class _Head(Protocol):
     def price(self) -> Decimal: ...
     @property
     def timezone(self) -> str: ...
+    @property
+    def requires_consent(self) -> bool: ...
 
 
 class _Filtering(Protocol):
@@ -261,6 +267,7 @@ class _Indexed:
     schedule: Mapping[str, Sequence[str]] | None
     price: Decimal
     timezone: str
+    requires_consent: bool
     tier: int  # the rank of (price, priority) among the set's partners: 0 is the best
     matched: Decision  # built once: most candidates match
     partner: Partner
@@ -283,6 +290,7 @@ class _Indexed:
             schedule=None if f.schedule is None else {d: tuple(w) for d, w in f.schedule.items()},
             price=partner.price,
             timezone=partner.timezone,
+            requires_consent=partner.requires_consent,
             tier=tier,
             matched=Decision(partner.id, None),
             partner=partner,
@@ -445,6 +453,8 @@ def _verdict(
             return SRC_DENIED
         if rules.src_allow and src not in rules.src_allow:
             return SRC_NOT_ALLOWED
+    if head.requires_consent and lead.consent is False:
+        return NO_CONSENT
     if rules.schedule is not None and not _open(rules.schedule, head.timezone, now):
         return CLOSED
     if head.price < lead.cost:

@@ -16,6 +16,7 @@ from pingpost.geography import US_STATES
 
 Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # in date.weekday() order
+_HOST = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
 _WINDOW = re.compile(r"^([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})$")
 
 
@@ -65,6 +66,21 @@ class Vendor(BaseModel):
     margin_type: Literal["amount", "percent"] = "amount"
     allowed_times_sold: int = Field(default=1, ge=1)
     active: bool = True
+    # How answers read (pingpost.responses): short, success_error, or full with the buyers.
+    response_style: Literal["short", "success_error", "full"] = "short"
+    # Hosts a browser posting this vendor's form may be sent back to (Redirect_URL).
+    redirect_hosts: list[str] = []
+    # False: errors are answered with HTTP 200 (for clients that take any other as a failure).
+    http_errors: bool = True
+
+    @field_validator("redirect_hosts")
+    @classmethod
+    def _host_names(cls, hosts: list[str]) -> list[str]:
+        names = [h.strip().lower().rstrip(".") for h in hosts]
+        bad = [h for h in names if not _HOST.match(h)]
+        if bad:
+            raise ValueError(f"redirect_hosts must be host names such as www.example.com: {bad}")
+        return names
 
 
 class Filters(BaseModel):
@@ -220,6 +236,10 @@ class Partner(BaseModel):
     # The same consumer (email, phone) is not sold to this partner again within this many days;
     # 0: no window.
     dedupe_days: int = Field(default=30, ge=0)
+    # Buys only leads whose consumer consented (TCPA_Consent or Phone_Consent: Yes).
+    requires_consent: bool = False
+    # What a vendor with the full response style is shown of this partner when it buys.
+    public: list[Literal["company", "phone", "email"]] = ["company"]
     filters: Filters = Filters()
     caps: Caps = Caps()
     delivery: Delivery = Delivery()

@@ -1,8 +1,9 @@
-"""The XML answers of the pingPostLead API, exactly as the specification shows them."""
+"""The answers of the pingPostLead API: the XML of the specification, or the same as JSON."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import cache
 from importlib import resources
@@ -13,7 +14,13 @@ from lxml import etree
 STYLESHEET = "response.xsl"
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 CONTENT_TYPE = "application/xml; charset=UTF-8"
-MATCHED, UNMATCHED, ERROR = "Matched", "Unmatched", "Error"
+JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
+MATCHED, UNMATCHED, ERROR, SUCCESS = "Matched", "Unmatched", "Error", "Success"
+# A vendor's response style: today's answer; only whether the lead was accepted; or the
+# answer with the public details of each partner that bought the lead.
+SHORT, SUCCESS_ERROR, FULL = "short", "success_error", "full"
+# Elements whose children are a list (in JSON: an array).
+_LISTS = frozenset({"hashes", "partners"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +33,15 @@ class Hash:
 
 
 @dataclass(frozen=True, slots=True)
+class Contact:
+    """What a partner that bought the lead lets publishers show of it (empty: not shown)."""
+
+    company: str = ""
+    phone: str = ""
+    email: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
     """A successful answer: Matched or Unmatched, with what the request asked to be told."""
 
@@ -34,6 +50,7 @@ class Answer:
     price: Decimal | None = None
     matches: int | None = None
     hashes: tuple[Hash, ...] = ()
+    partners: tuple[Contact, ...] = ()
 
     def stored(self) -> dict[str, Any]:
         """The answer as plain values, to replay it to a repeated post."""
@@ -43,6 +60,7 @@ class Answer:
             "price": self.price,
             "matches": self.matches,
             "hashes": [[h.value_type, h.hash_type, h.value] for h in self.hashes],
+            "partners": [[c.company, c.phone, c.email] for c in self.partners],
         }
 
     @classmethod
@@ -55,7 +73,16 @@ class Answer:
             price=values.get("price"),
             matches=None if matches is None else int(matches),
             hashes=tuple(Hash(*h) for h in values.get("hashes", [])),
+            partners=tuple(Contact(*c) for c in values.get("partners", [])),
         )
+
+    def styled(self, style: str) -> Answer:
+        """The answer as a vendor of `style` (SHORT, SUCCESS_ERROR or FULL) is told it."""
+        if style == SUCCESS_ERROR:
+            return Answer(status=SUCCESS, lead_id=self.lead_id)
+        if style == FULL:
+            return self
+        return replace(self, partners=())
 
 
 def money(amount: Decimal) -> str:
@@ -72,8 +99,30 @@ def _document(root: etree._Element, *, stylesheet: bool) -> bytes:
     return head + etree.tostring(root, encoding="UTF-8") + b"\n"
 
 
-def answer_xml(answer: Answer, *, stylesheet: bool = True) -> bytes:
-    """<response> with status, lead_id and, when asked for, price, matches and hashes."""
+def _json(node: etree._Element) -> object:
+    """An element as JSON: text as a string, attributes and children as keys, lists as arrays."""
+    if node.tag in _LISTS:
+        return [_json(child) for child in node]
+    if not len(node) and not node.attrib:
+        return node.text or ""
+    out: dict[str, object] = {str(k): str(v) for k, v in node.attrib.items()}
+    out |= {str(child.tag): _json(child) for child in node}
+    if node.text and node.text.strip():
+        out["value"] = node.text
+    return out
+
+
+def _rendered(root: etree._Element, *, as_json: bool, stylesheet: bool) -> bytes:
+    if as_json:
+        return json.dumps({root.tag: _json(root)}, ensure_ascii=False).encode() + b"\n"
+    return _document(root, stylesheet=stylesheet)
+
+
+def answer_xml(answer: Answer, *, stylesheet: bool = True, as_json: bool = False) -> bytes:
+    """<response> with status, lead_id and, when asked for, price, matches, hashes, partners.
+
+    `as_json`: the same elements as {"response": {...}}, every value a string.
+    """
     root = etree.Element("response")
     etree.SubElement(root, "status").text = answer.status
     etree.SubElement(root, "lead_id").text = str(answer.lead_id)
@@ -86,15 +135,22 @@ def answer_xml(answer: Answer, *, stylesheet: bool = True) -> bytes:
         for h in answer.hashes:
             node = etree.SubElement(hashes, "hash", ValueType=h.value_type, HashType=h.hash_type)
             node.text = h.value
-    return _document(root, stylesheet=stylesheet)
+    if answer.partners:
+        partners = etree.SubElement(root, "partners")
+        for contact in answer.partners:
+            partner = etree.SubElement(partners, "partner")
+            for name in ("company", "phone", "email"):
+                if value := getattr(contact, name):
+                    etree.SubElement(partner, name).text = value
+    return _rendered(root, as_json=as_json, stylesheet=stylesheet)
 
 
-def error_xml(message: str, *, stylesheet: bool = True) -> bytes:
-    """<response><status>Error</status><error>message</error></response>."""
+def error_xml(message: str, *, stylesheet: bool = True, as_json: bool = False) -> bytes:
+    """<response><status>Error</status><error>message</error></response> (or as JSON)."""
     root = etree.Element("response")
     etree.SubElement(root, "status").text = ERROR
     etree.SubElement(root, "error").text = message
-    return _document(root, stylesheet=stylesheet)
+    return _rendered(root, as_json=as_json, stylesheet=stylesheet)
 
 
 def stylesheet_xsl() -> bytes:

@@ -21,8 +21,10 @@ from pydantic_core import PydanticCustomError
 
 from pingpost.errors import InvalidRequest
 from pingpost.fields import (
+    ALIASES,
     API_ACTION,
     BY_NAME,
+    CERTIFIER_HOSTS,
     FIELDS,
     LEAD_TYPE,
     MODES,
@@ -31,6 +33,7 @@ from pingpost.fields import (
     Need,
 )
 from pingpost.geography import US_STATES, state_for_zip
+from pingpost.urls import UnsafeUrl, host_of, public_url
 
 # Limits on what the table does not describe: fields we keep but do not know.
 MAX_EXTRA_FIELDS = 100
@@ -48,6 +51,7 @@ _INTEGER = re.compile(r"^[+-]?\d{1,9}$")
 _COUNT = re.compile(r"^\+?\d{1,15}$")
 _DATE = re.compile(r"^\d{1,2}/\d{1,2}/\d{4}$")
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_CONSENT_TOKEN = re.compile(r"^[A-Za-z0-9-]{8,}$")
 _MAX_MONEY = Decimal("1000000")
 
 
@@ -123,9 +127,29 @@ def _id_list(value: str) -> tuple[int, ...]:
 
 
 def _url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or " " in value:
-        raise _invalid("must be an http or https URL")
+    # Kept as sent: a URL without a scheme means https (see pingpost.urls).
+    try:
+        public_url(value)
+    except UnsafeUrl as unsafe:
+        raise _invalid(f"must be an http or https URL with a public host name: {unsafe}") from None
+    return value
+
+
+def _certificate(value: str) -> str:
+    hosts = ", ".join(CERTIFIER_HOSTS)
+    try:
+        url = public_url(value)
+    except UnsafeUrl:
+        url = ""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or host_of(url) not in CERTIFIER_HOSTS or len(parts.path) < 2:
+        raise _invalid(f"must be a certificate URL, https on {hosts}")
+    return value
+
+
+def _consent_token(value: str) -> str:
+    if not _CONSENT_TOKEN.match(value):
+        raise _invalid("must be a token of letters, digits and hyphens")
     return value
 
 
@@ -212,6 +236,8 @@ _CHECKS: dict[Kind, Callable[[str], object]] = {
     Kind.EMAIL: _email,
     Kind.PHONE: _phone,
     Kind.DATE: _date,
+    Kind.CERTIFICATE: _certificate,
+    Kind.CONSENT_TOKEN: _consent_token,
 }
 
 
@@ -242,6 +268,15 @@ def request_model() -> type[BaseModel]:
         __config__=ConfigDict(extra="ignore", frozen=True),
         **definitions,
     )
+
+
+def canonical(raw: Mapping[str, str]) -> dict[str, str]:
+    """The fields under their table names: an alias is read as its field, unless both are sent."""
+    out = {name: value for name, value in raw.items() if name not in ALIASES}
+    for alias, name in ALIASES.items():
+        if alias in raw and not out.get(name, "").strip():
+            out[name] = raw[alias]
+    return out
 
 
 def present(raw: Mapping[str, str]) -> dict[str, str]:

@@ -40,6 +40,8 @@ class Lead:
     decisions: list[list[Any]] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)  # {"at": ms, "event", "detail"}
     test: bool = False
+    # The consumer's consent and its evidence (pingpost.consent), when the lead carries any.
+    consent: dict[str, Any] = field(default_factory=dict)
     expires_at: int | None = None  # epoch seconds; only while the lead waits for its post
     claim: str | None = None
     claimed_at: int | None = None  # epoch milliseconds
@@ -130,7 +132,7 @@ def finish(lead: Lead, token: str) -> bool:
             Key={"lead_id": {"N": str(lead.lead_id)}},
             UpdateExpression=(
                 "SET #s = :status, #d = :data, extra = :extra, answer = :answer,"
-                " matches = :matches, decisions = :decisions, test = :test,"
+                " matches = :matches, decisions = :decisions, test = :test, consent = :consent,"
                 " timeline = list_append(if_not_exists(timeline, :none), :timeline)"
                 " REMOVE expires_at, claim, claimed_at"
             ),
@@ -145,6 +147,7 @@ def finish(lead: Lead, token: str) -> bool:
                     ":matches": lead.matches,
                     ":decisions": lead.decisions,
                     ":test": lead.test,
+                    ":consent": lead.consent,
                     ":timeline": lead.timeline,
                     ":none": [],
                     ":posting": POSTING,
