@@ -17,13 +17,24 @@ from tests.conftest import DEMO_SEED, EVENTS, ROOT
 from tests.leads import DYNAMIC_KEY as OTHER_KEY
 from tests.leads import KEY, complete
 
+# An event file's name starts with its route; the function behind it, and that function's folder.
 FUNCTIONS = {
-    "ping": "PingFunction",
-    "post": "PostFunction",
-    "full": "FullFunction",
-    "api": "ApiFunction",
-    "apixml": "ApiFunction",
-    "response": "ApiFunction",
+    "ping": ("PingFunction", "ping"),
+    "post": ("PostFunction", "post"),
+    "full": ("FullFunction", "full"),
+    **{
+        route: ("ApiFunction", "api")
+        for route in (
+            "api",
+            "apixml",
+            "apijson",
+            "newapi",
+            "newapixml",
+            "newapijson",
+            "xmlapi",
+            "response",
+        )
+    },
 }
 
 
@@ -42,9 +53,10 @@ def exchange(aws: str) -> Iterator[None]:
 def handler(name: str) -> Any:
     from pingpost.local.gateway import LocalFunction
 
+    function_id, folder = FUNCTIONS[name]
     return LocalFunction(
-        FUNCTIONS[name],
-        ROOT / "functions" / name.replace("apixml", "api").replace("response", "api"),
+        function_id,
+        ROOT / "functions" / folder,
         "app.lambda_handler",
         dict(os.environ),
         serialize=False,
@@ -91,6 +103,10 @@ def test_every_event_file_gets_an_answer(exchange: None, name: str) -> None:
     assert result["statusCode"] == 200, result["body"]
     if name == "response-xsl":
         assert result["headers"]["Content-Type"].startswith("text/xsl")
+        return
+    if result["headers"]["Content-Type"].startswith("application/json"):
+        # The events that ask for Format=JSON
+        assert json.loads(result["body"])["response"]["status"] == "Matched"
         return
     assert text(etree.fromstring(result["body"].encode()), "status") == "Matched"
 
@@ -229,14 +245,7 @@ def test_skip_xsl_leaves_out_the_stylesheet_even_on_errors(exchange: None) -> No
 
 
 def test_events_are_real_files(exchange: None) -> None:
-    assert {Path(p).stem.split("-")[0] for p in EVENTS.glob("*.json")} >= {
-        "ping",
-        "post",
-        "full",
-        "api",
-        "apixml",
-        "response",
-    }
+    assert {Path(p).stem.split("-")[0] for p in EVENTS.glob("*.json")} == set(FUNCTIONS)
 
 
 def _mark_posting(lead_id: int, claimed_at: int) -> None:
@@ -295,3 +304,11 @@ def test_a_test_lead_is_not_sold_to_real_partners(exchange: None) -> None:
     stored = leads.get(int(text(xml, "lead_id") or 0))
     assert stored is not None and stored.test
     assert [s["partner_id"] for s in stored.sales] == [9001]  # the demo's test buyer only
+
+
+def test_every_route_of_the_template_has_an_event() -> None:
+    from pingpost.local.template import http_routes, load_template
+
+    keys = {json.loads(p.read_text())["routeKey"] for p in EVENTS.glob("*.json")}
+    routes = {route.route_key for route in http_routes(load_template(ROOT / "template.yaml"))}
+    assert routes <= keys, f"routes without an event in events/: {sorted(routes - keys)}"
