@@ -1,0 +1,445 @@
+"""Publishers' integrations through the API function, as API Gateway hands it their requests.
+
+Each request goes through the gateway's own event building (the same as `pingpost serve`) into
+the api function, against the embedded AWS endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import pytest
+from lxml import etree
+
+from tests.conftest import DEMO_SEED, ROOT
+from tests.leads import KEY, complete
+
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+DOORS = (
+    "/api.php",
+    "/new_api/api.php",
+    "/apiXML.php",
+    "/new_api/apiXML.php",
+    "/XMLapi.php",
+    "/apiJSON.php",
+    "/new_api/apiJSON.php",
+)
+# Vendors of the hosted platform's source settings, beside the demo seed's.
+STYLES = {
+    "success_error": "style-success-error-key-0123",
+    "full": "style-full-key-0123456789ab",
+}
+QUIET_KEY = "no-http-errors-key-0123456789"
+FORMS_KEY = "web-forms-key-0123456789abc"
+CONSENT_PARTNER = 777  # buys Decks, only with consent, above the demo's catch-all partner
+
+
+@pytest.fixture(scope="module")
+def api(aws: str) -> Iterator[Any]:
+    from pingpost import seed
+    from pingpost.local.gateway import LocalFunction
+
+    document = seed.load(DEMO_SEED)
+    for partner in document.partners:
+        partner.dedupe_days = 0
+    base = document.vendors[0].model_dump()
+    extra = [
+        seed.SeedVendor.model_validate(base | {"id": f"style-{s}", "key": k, "response_style": s})
+        for s, k in STYLES.items()
+    ]
+    extra.append(
+        seed.SeedVendor.model_validate(
+            base | {"id": "quiet", "key": QUIET_KEY, "http_errors": False}
+        )
+    )
+    extra.append(
+        seed.SeedVendor.model_validate(
+            base | {"id": "forms", "key": FORMS_KEY, "redirect_hosts": ["www.example.com"]}
+        )
+    )
+    consent_partner = document.partners[0].model_copy(
+        update={
+            "id": CONSENT_PARTNER,
+            "company": "Consent Decks",
+            "phone": "3125550177",
+            "email": "buy@decks.example",
+            "price": Decimal(40),
+            "requires_consent": True,
+            "public": ["company", "phone"],
+            "filters": document.partners[0].filters.model_copy(
+                update={"states": [], "products": ["Decks"]}
+            ),
+        }
+    )
+    seed.apply(
+        seed.Seed(
+            vendors=[*document.vendors, *extra], partners=[*document.partners, consent_partner]
+        )
+    )
+    yield LocalFunction(
+        "ApiFunction",
+        ROOT / "functions" / "api",
+        "app.lambda_handler",
+        dict(os.environ),
+        serialize=False,
+    )
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: str
+
+    @property
+    def xml(self) -> etree._Element:
+        assert self.headers["Content-Type"] == "application/xml; charset=UTF-8", self.body
+        return etree.fromstring(self.body.encode())
+
+    @property
+    def json(self) -> dict[str, Any]:
+        assert self.headers["Content-Type"] == "application/json; charset=UTF-8", self.body
+        document = json.loads(self.body)
+        assert list(document) == ["response"]
+        return document["response"]
+
+    def __getitem__(self, tag: str) -> str | None:
+        if self.headers["Content-Type"].startswith("application/json"):
+            return self.json.get(tag)
+        node = self.xml.find(tag)
+        return None if node is None else node.text
+
+
+def call(
+    api: Any,
+    path: str,
+    body: bytes = b"",
+    content_type: str | None = None,
+    *,
+    query: dict[str, str] | None = None,
+    method: str = "POST",
+    accept: str = "*/*",
+) -> Answer:
+    from pingpost.local.gateway import HttpRequest, build_event, to_http_response
+
+    headers = [("host", "localhost"), ("accept", accept)]
+    if content_type is not None:
+        headers.append(("content-type", content_type))
+    target = path + ("?" + urlencode(query) if query else "")
+    event = build_event(HttpRequest(method, target, headers, body), f"{method} {path}")
+    response = to_http_response(api.invoke(event))
+    return Answer(response.status, dict(response.headers), response.body.decode())
+
+
+def stored(lead_id: str | None) -> Any:
+    from pingpost.store import leads
+
+    return leads.get(int(lead_id or 0))
+
+
+def lead_count() -> int:
+    import boto3
+
+    table = os.environ["LEADS_TABLE"]
+    return int(boto3.client("dynamodb").scan(TableName=table, Select="COUNT")["Count"])
+
+
+def as_xml(fields: dict[str, str]) -> bytes:
+    from pingpost.fields import BY_NAME
+
+    root = etree.Element("Request")
+    data = etree.SubElement(root, "Data")
+    for name, value in fields.items():
+        etree.SubElement(root if BY_NAME[name].control else data, name).text = value
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+BODIES = {
+    "form": lambda f: urlencode(f).encode(),
+    "xml": as_xml,
+    "json": lambda f: json.dumps({"Request": f}).encode(),
+    "flat json": lambda f: json.dumps(f).encode(),
+}
+LABELS = {
+    "form": ["application/x-www-form-urlencoded", None],
+    "xml": ["text/xml", "application/xml", "application/x-www-form-urlencoded", "text/plain"],
+    "json": ["application/json", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded"],
+    "flat json": ["application/json", None],
+}
+
+
+@pytest.mark.parametrize("door", DOORS)
+@pytest.mark.parametrize(
+    ("kind", "label"), [(k, label) for k, labels in LABELS.items() for label in labels]
+)
+def test_every_door_reads_every_body_whatever_its_label(
+    api: Any, door: str, kind: str, label: str | None
+) -> None:
+    # Given a full lead sent the way one publisher's code sends it
+    body = BODIES[kind](complete("full"))
+    # When it reaches any of the hosted platform's doors
+    answer = call(api, door, body, label)
+    # Then it is read, sold, and answered in the spec's XML
+    assert (answer.status, answer["status"]) == (200, "Matched"), answer.body
+    assert stored(answer["lead_id"]).status == "sold"
+
+
+def test_the_query_string_of_an_empty_post_on_every_door(api: Any) -> None:
+    for door in DOORS:
+        answer = call(api, door, b"", "text/xml", query=complete("full"))
+        assert (answer.status, answer["status"]) == (200, "Matched"), (door, answer.body)
+
+
+def test_json_values_as_publishers_send_them(api: Any) -> None:
+    # Numbers as numbers, booleans, null, and an empty Lead_ID in full mode
+    lead: dict[str, Any] = dict(complete("full"))
+    lead |= {"Zip": 60610, "Score": 12, "Home_Phone": int(lead["Home_Phone"]), "Lead_ID": ""}
+    lead |= {"Test_Lead": False, "Need_Financing": True, "Comments": None}
+    answer = call(api, "/apiJSON.php", json.dumps({"Request": lead}).encode(), "application/json")
+    assert answer["status"] == "Matched", answer.body
+    kept = stored(answer["lead_id"])
+    assert kept.data["Need_Financing"] == "Yes" and kept.data["Zip"] == "60610"
+    assert "Comments" not in kept.data and not kept.test
+
+
+@pytest.mark.parametrize("mode", ["ping", "post", "full"])
+def test_format_json_answers_what_the_xml_would_in_json(api: Any, mode: str) -> None:
+    asks = {"Allowed_Times_Sold": "1", "Return_Hash_Type": "md5", "Return_Hash_Value_Type": "email"}
+
+    def fields(answer_format: str) -> dict[str, str]:
+        if mode != "post":
+            return complete(mode, Format=answer_format, **asks)
+        ping = call(api, "/api.php", query=complete("ping", **asks))
+        return complete("post", Lead_ID=ping["lead_id"] or "", Format=answer_format)
+
+    xml = call(api, "/api.php", query=fields("XML"))
+    as_json = call(api, "/api.php", query=fields("json"))  # any case
+    assert xml.status == as_json.status == 200
+    expected = {node.tag: node.text for node in xml.xml if node.tag != "hashes"}
+    got = as_json.json
+    assert set(got) == {node.tag for node in xml.xml}
+    assert {k: v for k, v in got.items() if k not in ("hashes", "lead_id")} == {
+        k: v for k, v in expected.items() if k != "lead_id"
+    }
+    assert got["lead_id"].isdigit()
+    if "hashes" in got:
+        assert got["hashes"] == [
+            {"ValueType": h.get("ValueType"), "HashType": h.get("HashType"), "value": h.text}
+            for h in xml.xml.find("hashes")
+        ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "status", "error"),
+    [
+        ({"Key": ""}, 401, "Required value Key is missing"),
+        ({"Key": "not-a-key-of-anyone"}, 401, "Invalid Key"),
+        ({"Email": ""}, 400, "Required value Email is missing"),
+        ({"Mode": "post", "Lead_ID": "999999999"}, 404, "Lead_ID 999999999 was not found"),
+    ],
+)
+def test_format_json_errors_keep_their_status(
+    api: Any, changes: dict[str, str], status: int, error: str
+) -> None:
+    body = json.dumps({"Request": complete("full", Format="JSON", **changes)}).encode()
+    answer = call(api, "/new_api/apiJSON.php", body, "application/json")
+    assert answer.status == status
+    assert answer.json["status"] == "Error"
+    assert answer.json["error"].startswith(error)
+    assert set(answer.json) == {"status", "error"}
+
+
+def test_a_json_request_without_format_gets_xml(api: Any) -> None:
+    body = json.dumps({"Request": complete("full")}).encode()
+    answer = call(api, "/apiJSON.php", body, "application/json")
+    assert answer.headers["Content-Type"] == "application/xml; charset=UTF-8"
+    assert answer["status"] == "Matched"
+    refused = call(api, "/apiJSON.php", b'{"Request": {"Key": 1', "application/json")
+    assert refused.status == 400 and refused["status"] == "Error"
+
+
+def test_response_styles(api: Any) -> None:
+    # short (the demo vendor): today's answer
+    short = call(api, "/api.php", query=complete("full", Allowed_Times_Sold="1"))
+    assert [n.tag for n in short.xml] == ["status", "lead_id", "matches"]
+    # success_error: only whether the lead was accepted, even when no buyer was found
+    unmatched = complete("ping", Key=STYLES["success_error"], Match_With_Partner_ID="999999")
+    told = call(api, "/api.php", query=unmatched)
+    assert told["status"] == "Success"
+    assert [n.tag for n in told.xml] == ["status", "lead_id"]
+    assert stored(told["lead_id"]).answer["status"] == "Unmatched"
+    # full: the public details of each partner that bought the lead, as it configured them
+    lead = complete("full", Key=STYLES["full"], Home_Improvement_Product="Decks")
+    lead |= {"TCPA_Consent": "Yes"}
+    full = call(api, "/api.php", query=lead | {"Format": "JSON"})
+    assert full.json["status"] == "Matched"
+    assert full.json["partners"] == [{"company": "Consent Decks", "phone": "3125550177"}]
+    # a repeated post is told the same, partners included
+    ping = call(api, "/api.php", query=complete("ping", Key=STYLES["full"]))
+    post = complete("post", Key=STYLES["full"], Lead_ID=ping["lead_id"] or "")
+    first, again = call(api, "/api.php", query=post), call(api, "/api.php", query=post)
+    assert first.body == again.body
+    assert [n.text for n in first.xml.find("partners/partner")] == ["Roof Co"]
+
+
+def test_http_errors_false_answers_errors_with_200(api: Any) -> None:
+    answer = call(api, "/api.php", query=complete("full", Key=QUIET_KEY, Email="x"))
+    assert answer.status == 200
+    assert answer["status"] == "Error"
+    assert answer["error"] == "Invalid value for Email: must be a valid email address"
+
+
+def test_a_browser_form_is_sent_back_to_the_vendors_thank_you_page(api: Any) -> None:
+    # Given a web form on the vendor's site that posts straight to /api.php
+    lead = complete("full", Key=FORMS_KEY, Redirect_URL="www.example.com/thanks?src=form")
+    # When the consumer's browser submits it
+    answer = call(
+        api,
+        "/api.php",
+        urlencode(lead).encode(),
+        "application/x-www-form-urlencoded",
+        accept=BROWSER,
+    )
+    # Then it lands on the thank-you page (https: the URL had no scheme), told how it went
+    assert answer.status == 303
+    location = urlsplit(answer.headers["Location"])
+    assert (location.scheme, location.netloc, location.path) == (
+        "https",
+        "www.example.com",
+        "/thanks",
+    )
+    told = dict(parse_qsl(location.query))
+    assert told["src"] == "form" and told["status"] == "Matched"
+    assert stored(told["lead_id"]).status == "sold"
+    assert stored(told["lead_id"]).data["Redirect_URL"] == "www.example.com/thanks?src=form"
+
+
+def test_a_browser_form_with_an_error_is_sent_back_with_it(api: Any) -> None:
+    lead = complete("full", Key=FORMS_KEY, Email="x", Redirect_URL="https://www.example.com/t")
+    answer = call(
+        api,
+        "/api.php",
+        urlencode(lead).encode(),
+        "application/x-www-form-urlencoded",
+        accept=BROWSER,
+    )
+    assert answer.status == 303
+    told = dict(parse_qsl(urlsplit(answer.headers["Location"]).query))
+    assert told == {
+        "status": "Error",
+        "error": "Invalid value for Email: must be a valid email address",
+    }
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("https://evil.example.net/phish", "evil.example.net is not one of this vendor's"),
+        ("javascript:alert(document.cookie)", "must be an http or https URL"),
+        ("http://2130706433/", "private, loopback or link-local"),
+        ("http://0x7f.1/", "private, loopback or link-local"),
+        ("http://169.254.169.254/latest/meta-data/", "private, loopback or link-local"),
+        ("https://www.example.com@evil.example.net/", "user name or password"),
+        ("data:text/html,<script>alert(1)</script>", "must be an http or https URL"),
+    ],
+)
+def test_a_redirect_elsewhere_is_refused_and_nothing_is_stored(
+    api: Any, url: str, error: str
+) -> None:
+    before = lead_count()
+    lead = complete("full", Key=FORMS_KEY, Redirect_URL=url)
+    answer = call(
+        api,
+        "/api.php",
+        urlencode(lead).encode(),
+        "application/x-www-form-urlencoded",
+        accept=BROWSER,
+    )
+    assert answer.status == 400
+    assert "text/html" in answer.headers["Content-Type"]
+    assert error in answer.body
+    assert lead_count() == before
+
+
+def test_api_clients_are_answered_and_redirect_url_is_stored_as_sent(api: Any) -> None:
+    answer = call(api, "/api.php", query=complete("full", Redirect_URL="www.yoursite.com/"))
+    assert (answer.status, answer["status"]) == (200, "Matched")
+    assert stored(answer["lead_id"]).data["Redirect_URL"] == "www.yoursite.com/"
+    # ... but an unsafe one is refused whoever sends it
+    refused = call(api, "/api.php", query=complete("full", Redirect_URL="javascript:alert(1)"))
+    assert refused.status == 400
+
+
+CERTIFICATE = "https://cert.trustedform.com/2a1b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b"
+
+
+def test_consent_evidence_becomes_one_record_on_the_lead(api: Any) -> None:
+    lead = complete("full", Home_Improvement_Product="Decks", TCPA_Consent="Yes")
+    lead |= {
+        "TCPA_Language": "I agree to be called.",
+        "xxTrustedFormCertUrl": CERTIFICATE,
+        "Universal_LeadiD": "B5A1C3D2-7E4F-4A9B-8C6D-1E2F3A4B5C6D",
+        "User_Agent": "Mozilla/5.0",
+    }
+    answer = call(api, "/apiJSON.php", json.dumps({"Request": lead}).encode(), "text/plain")
+    kept = stored(answer["lead_id"])
+    assert {k: v for k, v in kept.consent.items() if k != "at"} == {
+        "given": "Yes",
+        "language": "I agree to be called.",
+        "trusted_form_url": CERTIFICATE,
+        "leadid_token": "B5A1C3D2-7E4F-4A9B-8C6D-1E2F3A4B5C6D",
+        "user_agent": "Mozilla/5.0",
+        "landing_page": "landing",
+        "ip": "75.2.92.149",
+    }
+    assert int(kept.consent["at"]) >= kept.created_at
+    # The aliases are read as their fields, and delivered under them
+    assert kept.data["Trusted_Form_URL"] == CERTIFICATE
+    assert "xxTrustedFormCertUrl" not in kept.extra
+    # The partner that requires consent bought it
+    assert [s["partner_id"] for s in kept.sales] == [CONSENT_PARTNER]
+
+
+def test_a_partner_that_requires_consent_is_not_offered_a_lead_without_it(api: Any) -> None:
+    for changes in ({}, {"TCPA_Consent": "No"}, {"Phone_Consent": "No"}):
+        lead = complete("full", Home_Improvement_Product="Decks", **changes)
+        kept = stored(call(api, "/api.php", query=lead)["lead_id"])
+        assert CONSENT_PARTNER not in [s["partner_id"] for s in kept.sales]
+        assert [CONSENT_PARTNER, "no consent (requires_consent)"] in kept.decisions
+
+
+def test_a_certificate_elsewhere_than_the_certifier_is_refused(api: Any) -> None:
+    lead = complete("full", Trusted_Form_URL="https://cert.example.com/2a1b3c4d5e6f")
+    answer = call(api, "/api.php", query=lead)
+    assert answer.status == 400
+    assert answer["error"] == (
+        "Invalid value for Trusted_Form_URL: must be a certificate URL, https on"
+        " cert.trustedform.com"
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"Request": ' * 5_000 + b"{}" + b"}" * 5_000,
+        b'{"Key": "' + KEY.encode() + b'", "Key": "other"}',
+        b'{"Request": {"Key": "' + KEY.encode() + b'", "Zip": 1' + b"0" * 5000 + b"}}",
+        b'{"Request": {"Key": "' + KEY.encode() + b'", "Mode": "full", "First_Name": "\xff"}}',
+        b"{" + b",".join(b'"f%d": 1' % i for i in range(30_000)) + b"}",
+        b'{"Request": {"Key": "' + KEY.encode() + b'", "Mode": "full", "Cost": Infinity}}',
+        b'{"Request": {"Key": "' + KEY.encode() + b'", "Mode": "full", "Zip": {"a": 1}}}',
+    ],
+    ids=["deep", "duplicate key", "huge number", "not utf-8", "30000 keys", "Infinity", "nested"],
+)
+def test_hostile_json_is_a_clean_4xx_and_nothing_is_stored(api: Any, body: bytes) -> None:
+    before = lead_count()
+    answer = call(api, "/apiJSON.php", body, "application/json")
+    assert 400 <= answer.status < 500, answer.body
+    assert answer["status"] == "Error"
+    assert lead_count() == before
