@@ -337,8 +337,11 @@ def test_10_concurrent_posts_of_one_lead_sell_it_once(server: Server) -> None:
 def test_bad_requests_get_clear_xml_errors(server: Server) -> None:
     too_big = requests.post(server.url + "/api.php", data={"Comments": "x" * 300_000}, timeout=30)
     assert reply(too_big).status == 413
-    as_json = requests.post(server.url + "/api.php", json=complete("ping"), timeout=30)
-    assert reply(as_json).status == 415
+    neither = requests.post(server.url + "/api.php", data=b"\x00\x01 no fields", timeout=30)
+    assert reply(neither).status == 400
+    assert reply(neither)["error"] == (
+        "The request body is neither XML, JSON nor form fields (name=value&name=value)"
+    )
     broken = requests.post(server.url + "/apiXML.php", data=b"<Request><Key>", timeout=30)
     answer = reply(broken)
     assert answer.status == 400

@@ -43,9 +43,13 @@ def test_lead_show_explains_the_lead_with_personal_data_masked(
             Email="jane.roe@example.com",
             First_Name="Jane",
             Home_Phone="3125550142",
+            TCPA_Consent="Yes",
+            TCPA_Language="I agree to be called.",
         )
     )
     out = run(capsys, "lead", "show", str(ping.lead_id))
+    assert re.search(r"Consent\n  ip\s+75\.2\.\*\.\*\n  landing_page\s+landing\n", out)
+    assert re.search(r"  given\s+Yes\n  language\s+I agree to be called\.\n  at\s+20", out)
     assert f"Lead {ping.lead_id}  vendor demo  status sold" in out
     assert "j***@example.com" in out and "jane.roe" not in out
     assert "******0142" in out and "J***" in out
@@ -55,6 +59,7 @@ def test_lead_show_explains_the_lead_with_personal_data_masked(
     assert "Not considered" in out and "225" in out  # Bath Masters buys bathrooms only
     clear = run(capsys, "lead", "show", str(ping.lead_id), "--pii")
     assert "jane.roe@example.com" in clear and "3125550142" in clear
+    assert re.search(r"  ip\s+75\.2\.92\.149\n", clear)
 
 
 def test_lead_show_of_an_unknown_lead_says_so(demo: None) -> None:

@@ -10,6 +10,7 @@ from pingpost.models import Partner
 from pingpost.store.leads import Lead
 
 _PERSONAL = frozenset(f.name for f in FIELDS if f.pii)
+_PERSONAL_CONSENT = frozenset(f.consent for f in FIELDS if f.pii and f.consent)
 
 
 def mask(value: str) -> str:
@@ -55,6 +56,8 @@ def lead_report(lead: Lead, partners: Mapping[int, Partner], *, personal: bool =
     ]
     shown += [(f"{name} (extra)", value) for name, value in sorted(lead.extra.items())]
     lines += _rows(shown) if shown else ["  (none)"]
+    lines += ["", "Consent"]
+    lines += _rows(_consent(lead, personal=personal)) if lead.consent else ["  (none)"]
     lines += ["", "Timeline"]
     events = [(_when(e["at"]), str(e["event"]), str(e["detail"])) for e in lead.timeline]
     lines += _rows(events) if events else ["  (none)"]
@@ -77,6 +80,16 @@ def lead_report(lead: Lead, partners: Mapping[int, Partner], *, personal: bool =
             "  " + ", ".join(str(pid) for pid in others),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _consent(lead: Lead, *, personal: bool) -> list[tuple[str, str]]:
+    """The consent record's evidence, then when it was recorded."""
+    rows = [
+        (key, str(value) if personal or key not in _PERSONAL_CONSENT else mask(str(value)))
+        for key, value in lead.consent.items()
+        if key != "at"
+    ]
+    return [*rows, ("at", _when(lead.consent["at"]) + " UTC")]
 
 
 def _company(partners: Mapping[int, Partner], partner_id: int) -> str:
