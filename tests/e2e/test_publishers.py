@@ -4,9 +4,6 @@ Each test sends what one kind of publisher code sends (door, body bytes, Content
 reads the answer the way that code reads it; only the host differs from the hosted API's.
 """
 
-# Each test asks for the imported `server` fixture by name, which pyflakes calls a redefinition.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import json
@@ -17,7 +14,8 @@ import pytest
 import requests
 from lxml import etree
 
-from tests.e2e.test_http import Server, lead, reply, server, xml_request  # noqa: F401
+from tests.e2e.conftest import Server
+from tests.e2e.test_http import lead, reply, xml_request
 from tests.leads import complete
 
 pytestmark = pytest.mark.e2e

@@ -443,3 +443,12 @@ def test_hostile_json_is_a_clean_4xx_and_nothing_is_stored(api: Any, body: bytes
     assert 400 <= answer.status < 500, answer.body
     assert answer["status"] == "Error"
     assert lead_count() == before
+
+
+def test_a_ping_that_does_not_say_yet_counts_the_consent_partner_as_matching(api: Any) -> None:
+    ping = call(api, "/api.php", query=complete("ping", Home_Improvement_Product="Decks"))
+    assert ping["status"] == "Matched"
+    assert [CONSENT_PARTNER, "matched"] in stored(ping["lead_id"]).decisions
+    said_no = complete("ping", Home_Improvement_Product="Decks", TCPA_Consent="No")
+    refused = stored(call(api, "/api.php", query=said_no)["lead_id"])
+    assert [CONSENT_PARTNER, "no consent (requires_consent)"] in refused.decisions
