@@ -168,3 +168,24 @@ def test_lead_fields_leave_out_request_controls() -> None:
     fields = lead_fields(partner("https://x.example"), 3, DATA | {"Skip_XSL": "1"}, test=False)
     assert "Cost" not in fields and "Skip_XSL" not in fields
     assert body(partner("https://x.example"), {"a": "1"}) == b'{"a": "1"}'
+
+
+def test_consent_evidence_is_delivered_and_renamed_like_any_field() -> None:
+    evidence = {
+        "TCPA_Consent": "Yes",
+        "Trusted_Form_URL": "https://cert.trustedform.com/2a1b3c4d5e6f",
+        "LeadiD_Token": "B5A1C3D2-7E4F-4A9B-8C6D-1E2F3A4B5C6D",
+    }
+    sent = lead_fields(
+        partner("https://x.example"), 3, DATA | evidence | {"Format": "JSON"}, test=False
+    )
+    assert sent.items() >= evidence.items()
+    assert "Format" not in sent  # how the publisher wanted its answer: not the lead
+    renamed = partner(
+        "https://x.example",
+        fields={"Email": "email", "Trusted_Form_URL": "trustedform_cert_url"},
+    )
+    assert lead_fields(renamed, 3, DATA | evidence, test=False) == {
+        "email": "j@example.com",
+        "trustedform_cert_url": "https://cert.trustedform.com/2a1b3c4d5e6f",
+    }
