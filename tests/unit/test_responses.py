@@ -101,3 +101,42 @@ def test_the_page_is_what_the_stylesheet_makes() -> None:
     html = page(error_xml("Required value First_Name is missing"))
     assert "<title>Lead Error</title>" in html
     assert '<dd id="error">Required value First_Name is missing</dd>' in html
+
+
+def test_json_answers_hold_the_xml_elements_as_strings() -> None:
+    import json
+
+    from pingpost.responses import Contact
+
+    answer = Answer(
+        status="Matched",
+        lead_id=874,
+        price=Decimal("25.5"),
+        matches=2,
+        hashes=(Hash("email", "md5", "8561c83b"),),
+        partners=(Contact("Roof Co", "3125550100"), Contact()),
+    )
+    assert json.loads(answer_xml(answer, as_json=True)) == {
+        "response": {
+            "status": "Matched",
+            "lead_id": "874",
+            "price": "25.50",
+            "matches": "2",
+            "hashes": [{"ValueType": "email", "HashType": "md5", "value": "8561c83b"}],
+            "partners": [{"company": "Roof Co", "phone": "3125550100"}, {}],
+        }
+    }
+    assert json.loads(error_xml("Invalid Key", as_json=True)) == {
+        "response": {"status": "Error", "error": "Invalid Key"}
+    }
+
+
+def test_response_styles_shape_what_a_vendor_is_told() -> None:
+    from pingpost.responses import Contact
+
+    sold = Answer("Matched", 9, matches=1, partners=(Contact("Roof Co"),))
+    assert sold.styled("short") == Answer("Matched", 9, matches=1)
+    assert sold.styled("full") == sold
+    assert sold.styled("success_error") == Answer("Success", 9)
+    assert Answer("Unmatched", 9).styled("success_error") == Answer("Success", 9)
+    assert Answer.restored(sold.stored()) == sold

@@ -102,7 +102,8 @@ def _document(root: etree._Element, *, stylesheet: bool) -> bytes:
 def _json(node: etree._Element) -> object:
     """An element as JSON: text as a string, attributes and children as keys, lists as arrays."""
     if node.tag in _LISTS:
-        return [_json(child) for child in node]
+        # Each item is an object, even one that shows nothing (a partner that shows no details).
+        return [_json(child) or {} for child in node]
     if not len(node) and not node.attrib:
         return node.text or ""
     out: dict[str, object] = {str(k): str(v) for k, v in node.attrib.items()}
