@@ -452,3 +452,20 @@ def test_a_ping_that_does_not_say_yet_counts_the_consent_partner_as_matching(api
     said_no = complete("ping", Home_Improvement_Product="Decks", TCPA_Consent="No")
     refused = stored(call(api, "/api.php", query=said_no)["lead_id"])
     assert [CONSENT_PARTNER, "no consent (requires_consent)"] in refused.decisions
+
+
+def test_format_json_in_the_query_string_holds_for_a_body_that_cannot_be_read(api: Any) -> None:
+    broken = call(
+        api, "/apiJSON.php", b'{"Request": {"Key": ', "application/json", query={"Format": "JSON"}
+    )
+    assert broken.status == 400
+    assert broken.json["error"].startswith("The JSON request is not well-formed")
+    too_big = call(
+        api,
+        "/apiJSON.php",
+        b"{" + b" " * 300_000 + b"}",
+        "application/json",
+        query={"Format": "json"},
+    )
+    assert too_big.status == 413
+    assert too_big.json == {"status": "Error", "error": "The request body is over 262144 bytes"}

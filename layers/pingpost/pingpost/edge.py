@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pingpost import exchange
 from pingpost.config import settings
-from pingpost.decoding import decode
+from pingpost.decoding import decode, query
 from pingpost.errors import InvalidRequest, PingPostError, Unavailable
 from pingpost.fields import FORMATS
 from pingpost.models import Vendor
@@ -74,6 +74,14 @@ def _respond(app: APIGatewayHttpResolver, body: bytes, status: int) -> Response[
     )
 
 
+def _remember_wishes(app: APIGatewayHttpResolver, fields: dict[str, str]) -> None:
+    """How the request wants its answer (Format, Skip_XSL), for errors found later too."""
+    app.append_context(
+        stylesheet=fields.get("Skip_XSL", "").strip() != "1",
+        json=fields.get("Format", "").strip().casefold() == _JSON.casefold(),
+    )
+
+
 def _redirect_target(app: APIGatewayHttpResolver, url: str | None, vendor: Vendor) -> str | None:
     """Where a browser posting the vendor's form is sent back to, or None for API clients.
 
@@ -107,6 +115,8 @@ def _redirect(target: str, outcome: dict[str, str]) -> Response[str]:
 def answer(app: APIGatewayHttpResolver, path_mode: str | None) -> Response[str]:
     """Decode the current request, hand it to the exchange and encode the answer."""
     event = app.current_event
+    # The query string's wishes hold even for a body that cannot be read.
+    _remember_wishes(app, query(event.raw_query_string or ""))
     request = decode(
         event.request_context.http.method,
         event.headers.get("content-type"),
@@ -115,10 +125,7 @@ def answer(app: APIGatewayHttpResolver, path_mode: str | None) -> Response[str]:
         settings().max_body_bytes,
     )
     sent = present(canonical(request.fields))
-    app.append_context(
-        stylesheet=sent.get("Skip_XSL") != "1",
-        json=sent.get("Format", "").casefold() == _JSON.casefold(),
-    )
+    _remember_wishes(app, sent)
     vendor = exchange.authenticate(sent.get("Key"))
     app.append_context(vendor=vendor)
     target = _redirect_target(app, sent.get("Redirect_URL"), vendor)
