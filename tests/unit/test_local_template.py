@@ -7,6 +7,7 @@ import pytest
 from pingpost.local.template import (
     Route,
     function_environment,
+    http_api_cors,
     http_routes,
     load_template,
     parameter_values,
@@ -284,3 +285,65 @@ def test_queue_attributes_are_strings_with_json_redrive() -> None:
         "SqsManagedSseEnabled": "true",
         "RedrivePolicy": '{"deadLetterTargetArn": "arn:dlq", "maxReceiveCount": 5}',
     }
+
+
+# --- CORS of the HttpApi ---------------------------------------------------------------------
+
+
+def test_a_comma_delimited_list_parameter_refs_as_its_trimmed_members() -> None:
+    template = {
+        "Parameters": {"Origins": {"Type": "CommaDelimitedList"}, "Name": {"Type": "String"}},
+        "Resources": {},
+    }
+    parameters = {"Origins": "https://a.example, http://b.example:8080", "Name": "x,y"}
+    assert resolve({"Ref": "Origins"}, {}, parameters, template=template) == [
+        "https://a.example",
+        "http://b.example:8080",
+    ]
+    # A String stays a string, commas and all.
+    assert resolve({"Ref": "Name"}, {}, parameters, template=template) == "x,y"
+
+
+def test_the_real_template_has_no_cors_when_cors_origins_is_empty() -> None:
+    template = load_template(TEMPLATE)
+    assert template["Parameters"]["CorsOrigins"]["Default"] == ""
+    assert http_api_cors(template, {}, parameter_values(template)) is None
+
+
+def test_the_real_template_allows_exactly_the_cors_origins_given() -> None:
+    template = load_template(TEMPLATE)
+    origins = "https://forms.example.com,http://localhost:8080"
+    cors = http_api_cors(template, {}, parameter_values(template, {"CorsOrigins": origins}))
+    assert cors == {
+        "AllowOrigins": ["https://forms.example.com", "http://localhost:8080"],
+        "AllowMethods": ["GET", "POST", "OPTIONS"],
+        "AllowHeaders": ["content-type", "accept", "idempotency-key"],
+        "MaxAge": 600,
+        "AllowCredentials": False,
+    }
+    # Nothing in the configuration itself opens the API to every origin.
+    assert "*" not in str(template["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"])
+
+
+def test_cors_from_globals_true_shorthand_and_unknown_keys(tmp_path: Path) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text(
+        """
+Globals:
+  HttpApi:
+    CorsConfiguration:
+      AllowOrigins: [https://global.example]
+Resources:
+  Api:
+    Type: AWS::Serverless::HttpApi
+""",
+        encoding="utf-8",
+    )
+    template = load_template(path)
+    assert http_api_cors(template, {}, {}) == {"AllowOrigins": ["https://global.example"]}
+    template["Resources"]["Api"]["Properties"] = {"CorsConfiguration": True}
+    assert http_api_cors(template, {}, {}) == {"AllowOrigins": ["*"]}
+    template["Resources"]["Api"]["Properties"] = {"CorsConfiguration": {"AllowOrigin": ["x"]}}
+    with pytest.raises(ValueError, match="unknown keys"):
+        http_api_cors(template, {}, {})
+    assert http_api_cors({"Resources": {}}, {}, {}) is None

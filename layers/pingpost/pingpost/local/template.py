@@ -28,6 +28,7 @@ STACK_NAME: Final = "pingpost-local"
 TABLE_TYPE: Final = "AWS::DynamoDB::Table"
 QUEUE_TYPE: Final = "AWS::SQS::Queue"
 FUNCTION_TYPE: Final = "AWS::Serverless::Function"
+HTTP_API_TYPE: Final = "AWS::Serverless::HttpApi"
 DEFAULT_ROUTE: Final = "$default"
 
 # Short-form tags whose long form is simply "Fn::<name>" around the node's value.
@@ -68,6 +69,15 @@ _QUEUE_SCALAR_ATTRIBUTES: Final = (
 _QUEUE_JSON_ATTRIBUTES: Final = ("RedrivePolicy", "RedriveAllowPolicy")
 _MISSING_QUEUE_CODES: Final = frozenset(
     {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+)
+# The keys SAM accepts in an HttpApi's CorsConfiguration.
+CORS_KEYS: Final = (
+    "AllowOrigins",
+    "AllowHeaders",
+    "AllowMethods",
+    "ExposeHeaders",
+    "MaxAge",
+    "AllowCredentials",
 )
 
 
@@ -244,6 +254,9 @@ class _Resolver:
         if name == "AWS::NoValue":
             return NO_VALUE
         if name in self.parameters:
+            if self._is_list_parameter(name):
+                # A list parameter's Ref is its comma-separated members, each space trimmed.
+                return [member.strip() for member in self.parameters[name].split(",")]
             return self.parameters[name]
         if name in self.pseudo:
             return self.pseudo[name]
@@ -254,6 +267,12 @@ class _Resolver:
             raise KeyError(f"Ref to unknown parameter or resource {name!r}")
         # A resource the runner does not create (API, layer, function) stands in as its own id.
         return name
+
+    def _is_list_parameter(self, name: str) -> bool:
+        """Whether the template declares the parameter as CommaDelimitedList or List<...>."""
+        spec = ((self.template or {}).get("Parameters") or {}).get(name)
+        kind = str(spec.get("Type", "")) if isinstance(spec, Mapping) else ""
+        return kind == "CommaDelimitedList" or kind.startswith("List<")
 
     def get_att(self, resource: str, attribute: str) -> str:
         """GetAtt from what create_resources recorded, deriving the derivable."""
@@ -646,6 +665,44 @@ def http_routes(template: Mapping[str, Any]) -> list[Route]:
             method_text = str(method or "ANY").upper()
             routes.append(Route(method_text, str(path or "/"), function_id, code_uri, handler))
     return routes
+
+
+def http_api_cors(
+    template: Mapping[str, Any],
+    physical: Mapping[str, str],
+    parameters: Mapping[str, str],
+) -> dict[str, Any] | None:
+    """The HttpApi's CorsConfiguration with its intrinsics resolved; None when it has none.
+
+    The API resource's own setting, else Globals.HttpApi's (SAM's implicit API); `true` is SAM's
+    shorthand for every origin, {"AllowOrigins": ["*"]}.
+    """
+    resolver = _Resolver(physical, parameters, template)
+    apis = [
+        resource
+        for resource in (template.get("Resources") or {}).values()
+        if isinstance(resource, Mapping)
+        and resource.get("Type") == HTTP_API_TYPE
+        and ("Condition" not in resource or resolver.condition(str(resource["Condition"])))
+    ]
+    default = ((template.get("Globals") or {}).get("HttpApi") or {}).get("CorsConfiguration")
+    settings = [(api.get("Properties") or {}).get("CorsConfiguration", default) for api in apis]
+    configured = [setting for setting in settings or [default] if setting is not None]
+    if len(configured) > 1:
+        raise ValueError("the local runner serves one HttpApi: only one may have CORS")
+    if not configured:
+        return None
+    value = resolver.resolve(configured[0])
+    if value is NO_VALUE or value is None or value is False:
+        return None
+    if value is True:
+        return {"AllowOrigins": ["*"]}
+    if not isinstance(value, dict):
+        raise ValueError(f"CorsConfiguration must be true or a mapping, not {value!r}")
+    unknown = sorted(set(value) - set(CORS_KEYS))
+    if unknown:
+        raise ValueError(f"CorsConfiguration has unknown keys {unknown}; SAM takes {CORS_KEYS}")
+    return value
 
 
 def function_ids(template: Mapping[str, Any]) -> list[str]:
