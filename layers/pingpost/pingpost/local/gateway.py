@@ -26,12 +26,14 @@ from types import ModuleType
 from typing import Any, Final
 from urllib.parse import unquote, unquote_plus, urlsplit
 
+from pingpost.local.cors import CorsPolicy
 from pingpost.local.template import (
     ACCOUNT_ID,
     DEFAULT_ROUTE,
     Route,
     function_environment,
     function_properties,
+    http_api_cors,
     http_routes,
     load_template,
     parameter_values,
@@ -428,7 +430,11 @@ def _compile(route: Route, order: int) -> _CompiledRoute:
 
 
 class Gateway:
-    """The HTTP API of a SAM template: routes requests to its functions as payload 2.0 events."""
+    """The HTTP API of a SAM template: routes requests to its functions as payload 2.0 events.
+
+    With a CorsConfiguration on the HttpApi it does CORS as HTTP API does: it answers preflights
+    itself, grants allowed origins on every answer and ignores the functions' CORS headers.
+    """
 
     def __init__(
         self,
@@ -447,6 +453,8 @@ class Gateway:
             dict(parameters) if parameters is not None else parameter_values(self.template)
         )
         self.api_id = api_id
+        self.cors: CorsPolicy | None = None
+        self.configure_cors()
         self.routes = http_routes(self.template)
         compiled = [_compile(route, order) for order, route in enumerate(self.routes)]
         self._compiled = sorted(compiled, key=lambda item: item.rank)
@@ -473,6 +481,16 @@ class Gateway:
             serialize=serialize,
         )
 
+    def configure_cors(self, parameters: Mapping[str, str] | None = None) -> None:
+        """(Re)read the HttpApi's CorsConfiguration, with new parameter values if given.
+
+        Raises CorsError when it allows '*' or names something that is not an origin.
+        """
+        if parameters is not None:
+            self.parameters = dict(parameters)
+        configuration = http_api_cors(self.template, self.physical, self.parameters)
+        self.cors = None if configuration is None else CorsPolicy.from_configuration(configuration)
+
     def environment(self) -> dict[str, str]:
         """The union of every function's environment variables."""
         merged: dict[str, str] = {}
@@ -495,7 +513,19 @@ class Gateway:
     def handle(self, request: HttpRequest) -> HttpResponse:
         """Answer one HTTP request the way the deployed HTTP API would."""
         request_id = _request_id()
-        response = self._respond(request, request_id)
+        cors = self.cors
+        if cors is None:
+            response = self._respond(request, request_id)
+        else:
+            origin = cors.origin(request.headers)
+            preflight = cors.is_preflight(request.method, request.headers)
+            raw_path, _query = split_target(request.target)
+            if preflight and self.match("OPTIONS", raw_path) is None:
+                # Answered by API Gateway itself; only a route taking OPTIONS would see it.
+                response = HttpResponse(204)
+            else:
+                response = self._respond(request, request_id)
+            response.headers = cors.apply(response.headers, origin, preflight=preflight)
         response.headers.append(("apigw-requestid", request_id))
         return response
 
