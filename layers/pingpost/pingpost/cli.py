@@ -38,8 +38,19 @@ def _banner(url: str, key: str | None) -> None:
     sys.stdout.flush()
 
 
+def _cors_origin(text: str) -> str:
+    """A --cors-origin value: http(s)://host[:port], no path, never '*'."""
+    from pingpost.local.cors import CorsError, parse_origin
+
+    try:
+        return parse_origin(text)
+    except CorsError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def serve(args: argparse.Namespace) -> None:
     """Start the whole exchange on 127.0.0.1 (an embedded AWS endpoint unless one is set)."""
+    from pingpost.local.cors import CorsError
     from pingpost.local.server import serve as run  # needs the development extras
 
     document = _seed_file(args.seed) if args.seed else None
@@ -53,17 +64,21 @@ def serve(args: argparse.Namespace) -> None:
             seed.apply(document)
 
     key = _demo_key(document) if document else None
-    run(
-        args.port,
-        args.template,
-        seed=load,
-        on_ready=lambda url: _banner(url, key),
-        retry_seconds=args.retry_seconds,
-        schedule_seconds=args.schedule_seconds,
-        demo_partner_port=None if args.partner_port < 0 else args.partner_port,
-        demo_partner_failure_rate=args.partner_failure_rate,
-        demo_partner_latency=args.partner_latency,
-    )
+    try:
+        run(
+            args.port,
+            args.template,
+            seed=load,
+            on_ready=lambda url: _banner(url, key),
+            retry_seconds=args.retry_seconds,
+            schedule_seconds=args.schedule_seconds,
+            demo_partner_port=None if args.partner_port < 0 else args.partner_port,
+            demo_partner_failure_rate=args.partner_failure_rate,
+            demo_partner_latency=args.partner_latency,
+            cors_origins=args.cors_origin,
+        )
+    except CorsError as error:
+        raise SystemExit(f"pingpost: {error}") from None
 
 
 def seed_command(args: argparse.Namespace) -> None:
@@ -190,6 +205,15 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=0.0,
         help="seconds the demo partner takes to answer",
+    )
+    run.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        type=_cors_origin,
+        metavar="ORIGIN",
+        help="let browser pages on ORIGIN (http(s)://host[:port], never *) call the API; "
+        "added to the template's CorsOrigins, repeatable (the exchange's own origin always is)",
     )
     run.set_defaults(handler=serve)
 

@@ -19,6 +19,7 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from pingpost.local.background import Served
+from pingpost.local.cors import CorsError, merge_origins, parse_origin
 from pingpost.local.dynamodb import make_safe
 from pingpost.local.events import EventSources, event_sources
 from pingpost.local.gateway import (
@@ -37,6 +38,8 @@ LOOPBACK: Final = "127.0.0.1"
 IDLE_TIMEOUT_SECONDS: Final = 60.0
 # The local demo delivers over plain http to loopback; everywhere else partners need https.
 LOCAL_DELIVERY_HTTP_HOSTS: Final = "127.0.0.1,localhost"
+# The template parameter naming the origins browsers may call the API from.
+CORS_ORIGINS_PARAMETER: Final = "CorsOrigins"
 
 
 def start_aws_endpoint() -> tuple[ThreadedMotoServer, str]:
@@ -133,9 +136,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.send_response(response.status)
         for name, value in response.headers:
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
+        # 1xx, 204 and 304 answers have no body and must not send Content-Length (RFC 9110).
+        bodyless = response.status < 200 or response.status in (204, 304)
+        if not bodyless:
+            self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command != "HEAD" and not bodyless:
             self.wfile.write(response.body)
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -164,7 +170,10 @@ class LocalExchange(Served):
         parameters: Mapping[str, str] | None = None,
         quiet: bool = False,
         serialize_invocations: bool = True,
+        own_origin_parameter: str | None = None,
     ) -> None:
+        # own_origin_parameter: a parameter listing CORS origins that gets this server's own
+        # origin (http://127.0.0.1:PORT) once its port is bound, before it serves anything.
         self.gateway = Gateway(
             template_path,
             physical=physical,
@@ -173,6 +182,7 @@ class LocalExchange(Served):
         )
         super().__init__((host, port), "pingpost-local-http")
         self._quiet = quiet
+        self._own_origin_parameter = own_origin_parameter
 
     @property
     def routes(self) -> list[Route]:
@@ -180,7 +190,14 @@ class LocalExchange(Served):
         return self.gateway.routes
 
     def _bind(self) -> ThreadingHTTPServer:
-        return _ExchangeHTTPServer(self._address, self.gateway, self._quiet)
+        server = _ExchangeHTTPServer(self._address, self.gateway, self._quiet)
+        name = self._own_origin_parameter
+        if name is not None:
+            host, port = server.server_address[:2]
+            parameters = dict(self.gateway.parameters)
+            parameters[name] = merge_origins(parameters.get(name, ""), [f"http://{host!s}:{port}"])
+            self.gateway.configure_cors(parameters)
+        return server
 
 
 class _Environment:
@@ -216,8 +233,9 @@ def _banner(
     routes: list[Route],
     events: Sequence[str] = (),
     notes: Sequence[str] = (),
+    cors_origins: Sequence[str] | None = None,
 ) -> str:
-    """What serve() prints once listening: URL, AWS endpoint, routes, event sources, notes."""
+    """What serve() prints once listening: URL, AWS endpoint, routes, CORS, events, notes."""
     source = "embedded moto" if embedded else "from AWS_ENDPOINT_URL"
     width = max((len(route.path) for route in routes), default=0)
     lines = [
@@ -226,6 +244,10 @@ def _banner(
         "Routes:",
         *(f"  {route.method:<7} {route.path:<{width}}  -> {route.function_id}" for route in routes),
     ]
+    if cors_origins is None:
+        lines.append("Browser origins (CORS): none, the HttpApi has no CorsConfiguration")
+    else:
+        lines.append(f"Browser origins (CORS): {', '.join(cors_origins) or 'none'}")
     if events:
         lines += ["Events:", *(f"  {line}" for line in events)]
     lines += list(notes)
@@ -305,6 +327,25 @@ def _partner_banner(partner: DemoPartner) -> str:
     )
 
 
+def _local_parameters(
+    template_path: Path, template: Mapping[str, Any], cors_origins: Sequence[str]
+) -> tuple[dict[str, str], str | None]:
+    """The template's parameter values with cors_origins added to its CorsOrigins, and the
+    name of that parameter (None when the template has none: then no origin can be added)."""
+    parameters = parameter_values(template)
+    origins = [parse_origin(origin) for origin in cors_origins]
+    if CORS_ORIGINS_PARAMETER not in (template.get("Parameters") or {}):
+        if origins:
+            raise CorsError(
+                f"{template_path} has no {CORS_ORIGINS_PARAMETER} parameter to add "
+                f"{', '.join(origins)} to"
+            )
+        return parameters, None
+    current = parameters.get(CORS_ORIGINS_PARAMETER, "")
+    parameters[CORS_ORIGINS_PARAMETER] = merge_origins(current, origins)
+    return parameters, CORS_ORIGINS_PARAMETER
+
+
 def serve(
     port: int,
     template_path: Path,
@@ -318,6 +359,7 @@ def serve(
     demo_partner_port: int | None = 9000,
     demo_partner_failure_rate: float = 0.0,
     demo_partner_latency: float = 0.0,
+    cors_origins: Sequence[str] = (),
 ) -> None:
     """Create the template's resources, export its environment, seed, then serve until stopped.
 
@@ -326,6 +368,7 @@ def serve(
     # retry_seconds: when messages a handler failed come back (None: the queue's
     # VisibilityTimeout, as on AWS). schedule_seconds: the interval of every Schedule event
     # (None: their rates; cron schedules then don't run). demo_partner_port: None for none.
+    # cors_origins: added to the template's CorsOrigins, with the exchange's own origin.
     stop = stop_event or threading.Event()
     environment = _Environment()
     moto: ThreadedMotoServer | None = None
@@ -351,12 +394,17 @@ def serve(
             environment.set("DEMO_PARTNER_URL", partner.url)
 
         template = load_template(template_path)
-        parameters = parameter_values(template)
+        parameters, cors_parameter = _local_parameters(template_path, template, cors_origins)
         physical = create_resources(
             template, boto3.client("dynamodb"), boto3.client("sqs"), parameters
         )
         exchange = LocalExchange(
-            template_path, port, host=host, physical=physical, parameters=parameters
+            template_path,
+            port,
+            host=host,
+            physical=physical,
+            parameters=parameters,
+            own_origin_parameter=cors_parameter,
         )
         functions = exchange.gateway.functions
         sources = event_sources(
@@ -383,7 +431,16 @@ def serve(
 
         exchange.start()
         events, notes = sources.describe(), _notes(sources, retry_seconds, partner)
-        banner = _banner(exchange.url, endpoint, moto is not None, exchange.routes, events, notes)
+        cors = exchange.gateway.cors
+        banner = _banner(
+            exchange.url,
+            endpoint,
+            moto is not None,
+            exchange.routes,
+            events,
+            notes,
+            cors_origins=None if cors is None else cors.origins,
+        )
         print(banner, flush=True)
         if on_ready is not None:
             on_ready(exchange.url)
