@@ -102,3 +102,41 @@ def test_vendors_add_prints_a_new_key_once_and_stores_its_hash(
 
     with pytest.raises(SystemExit, match="exists already"):
         main(["vendors", "add", "newco"])
+
+
+def test_vendors_list_and_redirect_hosts(demo: None, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run(
+        capsys,
+        "vendors",
+        "add",
+        "forms-co",
+        "--response-style",
+        "full",
+        "--redirect-host",
+        "www.forms.example",
+        "--no-http-errors",
+    )
+    assert "vendor forms-co created" in out
+    listed = run(capsys, "vendors", "list")
+    assert listed.splitlines()[0].split()[:3] == ["id", "name", "active"]
+    assert re.search(
+        r"forms-co\s+forms-co\s+yes\s+0\s+fixed\s+full\s+no \(200\)\s+"
+        r"www\.forms\.example\n",
+        listed,
+    )
+    assert re.search(r"demo\s+Demo Forms\s+yes\s+10\S*\s+fixed\s+short\s+yes\s+\(none\)", listed)
+    said = run(
+        capsys, "vendors", "redirect-hosts", "forms-co", "WWW.Forms.Example.", "thanks.example"
+    )
+    assert said == "vendor forms-co redirect hosts: www.forms.example, thanks.example\n"
+    from pingpost.store import vendors
+
+    (stored,) = [v for v in vendors.all_vendors() if v.id == "forms-co"]
+    assert stored.redirect_hosts == ["www.forms.example", "thanks.example"]
+    assert stored.response_style == "full" and not stored.http_errors
+    from pingpost.cli import main
+
+    with pytest.raises(SystemExit, match="redirect_hosts must be host names"):
+        main(["vendors", "redirect-hosts", "forms-co", "http://evil.example/x"])
+    with pytest.raises(SystemExit, match="no vendor nobody"):
+        main(["vendors", "redirect-hosts", "nobody", "a.example"])

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from pingpost.fields import BY_NAME, FIELDS
-from pingpost.models import Partner
+from pingpost.models import Partner, Vendor
 from pingpost.store.leads import Lead
 
 _PERSONAL = frozenset(f.name for f in FIELDS if f.pii)
@@ -113,6 +113,26 @@ def partner_table(partners: Sequence[Partner]) -> str:
                 ",".join(p.filters.states) or "any",
                 _few(p.filters.products),
                 f"d{caps.daily} w{caps.weekly} m{caps.monthly} ${caps.daily_budget}/day",
+            )
+        )
+    return "\n".join(_rows(rows, indent="")) + "\n"
+
+
+def vendor_table(vendors: Sequence[Vendor]) -> str:
+    """One line a vendor: its pricing, how its answers read, where its forms may send browsers."""
+    rows = [("id", "name", "active", "cost", "pricing", "answers", "http errors", "redirect hosts")]
+    for v in sorted(vendors, key=lambda v: v.id):
+        pricing = f"dynamic, margin {v.margin} {v.margin_type}" if v.dynamic_pricing else "fixed"
+        rows.append(
+            (
+                v.id,
+                v.name,
+                "yes" if v.active else "no",
+                str(v.cost),
+                pricing,
+                v.response_style,
+                "yes" if v.http_errors else "no (200)",
+                ",".join(v.redirect_hosts) or "(none)",
             )
         )
     return "\n".join(_rows(rows, indent="")) + "\n"
