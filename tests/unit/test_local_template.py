@@ -1,5 +1,6 @@
 """The local runner's template reading: short-form tags, intrinsic resolution, routes, env."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -323,6 +324,16 @@ def test_the_real_template_allows_exactly_the_cors_origins_given() -> None:
     }
     # Nothing in the configuration itself opens the API to every origin.
     assert "*" not in str(template["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"])
+
+
+def test_cors_origins_refuses_a_wildcard_or_a_path_at_deploy() -> None:
+    # CloudFormation matches each member of a CommaDelimitedList against AllowedPattern.
+    spec = load_template(TEMPLATE)["Parameters"]["CorsOrigins"]
+    pattern = re.compile(spec["AllowedPattern"])
+    for good in ["", "https://forms.example.com", "http://127.0.0.1:3000"]:
+        assert pattern.fullmatch(good), good
+    for bad in ["*", "https://*.example.com", "https://forms.example.com/form", "forms.example"]:
+        assert not pattern.fullmatch(bad), bad
 
 
 def test_cors_from_globals_true_shorthand_and_unknown_keys(tmp_path: Path) -> None:
