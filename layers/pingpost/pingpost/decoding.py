@@ -297,7 +297,8 @@ def decode(
     """The fields of a request: its query string, merged with (and under) those of its body.
 
     A body is read by its content, because publishers' code mislabels bodies: `<` starts the
-    XML <Request>, `{` a JSON request (`[`, a JSON mistake); anything else is form fields (multipart when so labelled).
+    XML <Request>, `{` a JSON request (`[`, a JSON mistake); anything else is form fields
+    (multipart when so labelled).
     """
     if len(body) > max_bytes:
         raise PayloadTooLarge(f"The request body is over {max_bytes} bytes")
