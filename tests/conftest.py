@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,57 @@ def serve_in_thread(
     if errors:
         raise errors[0]
     return Serving(thread, stop, ready[0], errors)
+
+
+@dataclass(frozen=True)
+class Server:
+    """`pingpost serve` in a process of its own: its URL, its AWS endpoint, what it printed."""
+
+    url: str
+    aws: str
+    output: list[str]
+
+
+@contextmanager
+def serve_process(*options: str) -> Iterator[Server]:
+    """Run `pingpost serve --port 0 --seed demo/seed.json OPTIONS...` until the block ends."""
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+    env |= {"PYTHONUNBUFFERED": "1", "POWERTOOLS_METRICS_DISABLED": "true"}
+    for name in ("LEADS_TABLE", "VENDORS_TABLE", "PARTNERS_TABLE", "COUNTERS_TABLE"):
+        env.pop(name, None)
+    command = ["-m", "pingpost.cli", "serve", "--port", "0", "--seed", str(DEMO_SEED), *options]
+    process = subprocess.Popen(
+        [sys.executable, *command],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    url = aws = ""
+    seen: list[str] = []
+    for line in process.stdout:
+        seen.append(line)
+        if found := re.search(r"AWS endpoint: (\S+)", line):
+            aws = found.group(1)
+        if found := re.search(r"listening on (\S+)", line):
+            url = found.group(1)
+        if "curl" in line:  # the seed is loaded
+            break
+    assert url and aws, "".join(seen)
+    # Keep reading its output, or the server blocks once the pipe is full.
+    threading.Thread(target=seen.extend, args=(process.stdout,), daemon=True).start()
+    try:
+        yield Server(url, aws, seen)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -16,8 +16,7 @@ import requests
 from lxml import etree
 
 from pingpost.fields import FIELDS, Kind
-from tests.conftest import ROOT
-from tests.e2e.conftest import Server
+from tests.conftest import ROOT, Server
 from tests.leads import DYNAMIC_KEY, KEY, complete
 from tests.unit.test_fields import REJECTED
 

@@ -7,6 +7,7 @@ reads the answer the way that code reads it; only the host differs from the host
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,7 +15,7 @@ import pytest
 import requests
 from lxml import etree
 
-from tests.e2e.conftest import Server
+from tests.conftest import Server
 from tests.e2e.test_http import lead, reply, xml_request
 from tests.leads import complete
 
@@ -215,12 +216,17 @@ def test_xml_request_posted_as_text_xml(server: Server, path: str) -> None:
         assert answer.status == 200, answer.body
         return answer.xml
 
-    ping = post_xml(complete("ping"))
+    ping_then_post(server, post_xml)
+
+
+def ping_then_post(server: Server, send: Callable[[dict[str, str]], etree._Element]) -> None:
+    """Ping with `send`, post the lead it answered with `send`: both Matched, sold once."""
+    ping = send(complete("ping"))
     assert ping.findtext("status") == "Matched"
     lead_id = ping.findtext("lead_id")
     assert lead_id and lead_id.isdigit()
 
-    post = post_xml(complete("post", Lead_ID=lead_id))
+    post = send(complete("post", Lead_ID=lead_id))
     assert (post.findtext("status"), post.findtext("lead_id")) == ("Matched", lead_id)
     assert_sold_once(server, lead_id)
 
@@ -240,14 +246,7 @@ def test_every_field_in_the_query_string_of_an_empty_post(server: Server) -> Non
         assert answer.status == 200, answer.body
         return answer.xml
 
-    ping = post_query(complete("ping"))
-    assert ping.findtext("status") == "Matched"
-    lead_id = ping.findtext("lead_id")
-    assert lead_id and lead_id.isdigit()
-
-    post = post_query(complete("post", Lead_ID=lead_id))
-    assert (post.findtext("status"), post.findtext("lead_id")) == ("Matched", lead_id)
-    assert_sold_once(server, lead_id)
+    ping_then_post(server, post_query)
 
 
 def test_json_client_missing_a_required_field_gets_a_json_400(server: Server) -> None:

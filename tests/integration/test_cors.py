@@ -1,68 +1,27 @@
 """Browser forms on other origins: `pingpost serve --cors-origin` does CORS as the HttpApi would."""
 
-import os
-import re
-import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 import requests
 
-from tests.conftest import DEMO_SEED, ROOT
+from tests.conftest import ROOT, Server, serve_process
 from tests.leads import complete
 
 FORMS = "https://forms.example.com"
 OTHER = "https://elsewhere.example"
 
 
-@dataclass(frozen=True)
-class Serving:
-    url: str
-    output: list[str]
-
-
 @pytest.fixture(scope="module")
-def serving() -> Iterator[Serving]:
+def serving() -> Iterator[Server]:
     """`pingpost serve --cors-origin https://forms.example.com --seed demo/seed.json`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
-    env |= {"PYTHONUNBUFFERED": "1", "POWERTOOLS_METRICS_DISABLED": "true"}
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "pingpost.cli", "serve", "--port", "0"),
-            *("--seed", str(DEMO_SEED), "--partner-port", "-1", "--cors-origin", FORMS),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    url, output = "", []
-    for line in process.stdout:
-        output.append(line)
-        if found := re.search(r"listening on (\S+)", line):
-            url = found.group(1)
-        if "curl" in line:  # the seed is loaded
-            break
-    assert url, "".join(output)
-    # Keep reading its output, or the server blocks once the pipe is full.
-    threading.Thread(target=output.extend, args=(process.stdout,), daemon=True).start()
-    try:
-        yield Serving(url, output)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with serve_process("--partner-port", "-1", "--cors-origin", FORMS) as running:
+        yield running
 
 
-def preflight(serving: Serving, origin: str, path: str = "/api.php") -> requests.Response:
+def preflight(serving: Server, origin: str, path: str = "/api.php") -> requests.Response:
     """What a browser sends before posting a form with a non-simple header."""
     return requests.options(
         serving.url + path,
@@ -83,7 +42,7 @@ def grants(response: requests.Response) -> dict[str, str]:
     }
 
 
-def test_a_form_on_an_allowed_origin_may_post_after_its_preflight(serving: Serving) -> None:
+def test_a_form_on_an_allowed_origin_may_post_after_its_preflight(serving: Server) -> None:
     response = preflight(serving, FORMS)
     assert response.status_code == 204
     assert grants(response) == {
@@ -97,7 +56,7 @@ def test_a_form_on_an_allowed_origin_may_post_after_its_preflight(serving: Servi
     assert "Content-Length" not in response.headers  # a 204 has no body to measure
 
 
-def test_a_form_on_another_origin_gets_no_grant(serving: Serving) -> None:
+def test_a_form_on_another_origin_gets_no_grant(serving: Server) -> None:
     response = preflight(serving, OTHER)
     assert response.status_code == 204
     assert grants(response) == {}
@@ -108,7 +67,7 @@ def test_a_form_on_another_origin_gets_no_grant(serving: Serving) -> None:
     assert grants(posted) == {}
 
 
-def test_a_post_from_an_allowed_origin_is_answered_with_its_grant(serving: Serving) -> None:
+def test_a_post_from_an_allowed_origin_is_answered_with_its_grant(serving: Server) -> None:
     response = requests.post(
         serving.url + "/api.php",
         data=complete("ping", Skip_XSL="1"),
@@ -121,12 +80,12 @@ def test_a_post_from_an_allowed_origin_is_answered_with_its_grant(serving: Servi
     assert "Origin" in [token.strip() for token in response.headers["Vary"].split(",")]
 
 
-def test_the_exchanges_own_origin_is_always_allowed(serving: Serving) -> None:
+def test_the_exchanges_own_origin_is_always_allowed(serving: Server) -> None:
     response = preflight(serving, serving.url)
     assert response.headers["Access-Control-Allow-Origin"] == serving.url
 
 
-def test_the_banner_lists_the_allowed_origins(serving: Serving) -> None:
+def test_the_banner_lists_the_allowed_origins(serving: Server) -> None:
     assert f"Browser origins (CORS): {FORMS}, {serving.url}\n" in serving.output
 
 

@@ -137,6 +137,12 @@ def call(
     return Answer(response.status, dict(response.headers), response.body.decode())
 
 
+def submit_form(api: Any, lead: dict[str, str]) -> Answer:
+    """What a consumer's browser sends when it submits a web form that posts to /api.php."""
+    body = urlencode(lead).encode()
+    return call(api, "/api.php", body, "application/x-www-form-urlencoded", accept=BROWSER)
+
+
 def stored(lead_id: str | None) -> Any:
     from pingpost.store import leads
 
@@ -299,13 +305,7 @@ def test_a_browser_form_is_sent_back_to_the_vendors_thank_you_page(api: Any) -> 
     # Given a web form on the vendor's site that posts straight to /api.php
     lead = complete("full", Key=FORMS_KEY, Redirect_URL="www.example.com/thanks?src=form")
     # When the consumer's browser submits it
-    answer = call(
-        api,
-        "/api.php",
-        urlencode(lead).encode(),
-        "application/x-www-form-urlencoded",
-        accept=BROWSER,
-    )
+    answer = submit_form(api, lead)
     # Then it lands on the thank-you page (https: the URL had no scheme), told how it went
     assert answer.status == 303
     location = urlsplit(answer.headers["Location"])
@@ -322,13 +322,7 @@ def test_a_browser_form_is_sent_back_to_the_vendors_thank_you_page(api: Any) -> 
 
 def test_a_browser_form_with_an_error_is_sent_back_with_it(api: Any) -> None:
     lead = complete("full", Key=FORMS_KEY, Email="x", Redirect_URL="https://www.example.com/t")
-    answer = call(
-        api,
-        "/api.php",
-        urlencode(lead).encode(),
-        "application/x-www-form-urlencoded",
-        accept=BROWSER,
-    )
+    answer = submit_form(api, lead)
     assert answer.status == 303
     told = dict(parse_qsl(urlsplit(answer.headers["Location"]).query))
     assert told == {
@@ -354,13 +348,7 @@ def test_a_redirect_elsewhere_is_refused_and_nothing_is_stored(
 ) -> None:
     before = lead_count()
     lead = complete("full", Key=FORMS_KEY, Redirect_URL=url)
-    answer = call(
-        api,
-        "/api.php",
-        urlencode(lead).encode(),
-        "application/x-www-form-urlencoded",
-        accept=BROWSER,
-    )
+    answer = submit_form(api, lead)
     assert answer.status == 400
     assert "text/html" in answer.headers["Content-Type"]
     assert error in answer.body
