@@ -49,3 +49,30 @@ def test_main_prints_a_markdown_row_per_size(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("| partners | candidates per ping (mean) | index µs/ping")
     assert [line.split("|")[1].strip() for line in lines[2:]] == ["50", "200"]
+
+
+def test_the_decoding_benchmark_decodes_every_kind_and_refuses_the_hostile_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = BENCH.parent / "decoding.py"
+    spec = importlib.util.spec_from_file_location("bench_decoding", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # Every kind of body carries the same lead
+    from pingpost.decoding import decode
+
+    for content_type, body in module.bodies(0).values():
+        assert decode("POST", content_type, "", body, 256 * 1024).fields == module.lead()
+    assert module.main(["--rounds", "2"]) == 0
+    rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert rows == [
+        "form, a lead",
+        "xml, a lead",
+        "json, a lead",
+        "form, at the cap",
+        "xml, at the cap",
+        "json, at the cap",
+        "json nested to the cap (refused)",
+        "json of brackets only (refused)",
+    ]
