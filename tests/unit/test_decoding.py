@@ -200,6 +200,14 @@ def test_a_flat_json_object_and_a_data_object_are_read_like_xml() -> None:
     }
 
 
+def test_a_json_list_of_partner_ids_is_the_comma_delimited_list() -> None:
+    body = b'{"Skip_Partner_ID": [142, "1543"], "Match_With_Partner_ID": []}'
+    fields = decode("POST", "application/json", "", body, LIMIT).fields
+    assert fields == {"Skip_Partner_ID": "142,1543", "Match_With_Partner_ID": ""}
+    with pytest.raises(InvalidRequest, match="Invalid value for Skip_Partner_ID: must be text"):
+        decode("POST", "application/json", "", b'{"Skip_Partner_ID": [[142]]}', LIMIT)
+
+
 def test_numbers_keep_the_text_they_were_sent_as() -> None:
     body = b'{"Cost": 1e2, "Score": 12, "Huge": 123456789012345678901234567890123456789}'
     fields = decode("POST", "application/json", "", body, LIMIT).fields

@@ -27,6 +27,7 @@ from pingpost.fields import (
     SELECTED,
     SELECTED_HASH,
     YES_NO,
+    Kind,
 )
 from pingpost.matching import HashedValue
 
@@ -237,13 +238,17 @@ def _json_value(name: str, value: Any) -> str:
     """A JSON value as the text a form would have sent (see docs/fields.md)."""
     if isinstance(value, str):
         return value
+    field = BY_NAME.get(name)
     if isinstance(value, bool):
-        field = BY_NAME.get(name)
         if field is not None and field.values == YES_NO:
             return YES_NO[0] if value else YES_NO[1]
         return "1" if value else "0"
     if value is None or value in ({}, []):
         return ""  # null, and the empty element of an XML converter: not sent
+    # A list of partner IDs (numbers arrive as their text) is the comma-delimited list.
+    id_list = field is not None and field.kind is Kind.ID_LIST
+    if id_list and isinstance(value, list) and all(isinstance(i, str) for i in value):
+        return ",".join(value)
     kind = "an object" if isinstance(value, dict) else "a list"
     raise InvalidRequest(
         [f"Invalid value for {name[:64]}: must be text, a number or true/false, not {kind}"]

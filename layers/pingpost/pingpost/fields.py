@@ -533,10 +533,12 @@ def markdown() -> str:
         "  `1` / `0`;",
         '- `null`, `""`, `{}` and `[]` are a value not sent (XML converters write an empty',
         "  element as `{}`);",
+        "- a list of partner IDs (`[142, 1543]`) is read as `142,1543` for "
+        + " and ".join(f"`{f.name}`" for f in FIELDS if f.kind is Kind.ID_LIST)
+        + ";",
         "- any other object or list is refused (400) naming the field; so are a key sent twice,",
-        f"  more than {MAX_FIELDS} fields, nesting deeper than {MAX_JSON_DEPTH} levels,",
-        "  `NaN` / `Infinity` and",
-        "  text that is not UTF-8.",
+        f"  more than {MAX_FIELDS} fields, nesting deeper than {MAX_JSON_DEPTH} levels, `NaN` /",
+        "  `Infinity` and text that is not UTF-8.",
         "",
         "`Matches` and `Match_With_Partner_Hashes` are a list of objects",
         '(`{"ValueType": "email", "HashType": "md5", "value": "..."}`), or the object',
