@@ -457,3 +457,53 @@ def test_format_json_in_the_query_string_holds_for_a_body_that_cannot_be_read(ap
     )
     assert too_big.status == 413
     assert too_big.json == {"status": "Error", "error": "The request body is over 262144 bytes"}
+
+
+def test_problems_of_a_readable_body_are_answered_as_it_asked(api: Any) -> None:
+    # Given a JSON body that says Format=JSON and names a field twice
+    body = (
+        b'{"Request": {"Key": "' + KEY.encode() + b'", "Format": "JSON", "Mode": "full",'
+        b' "Home_Improvement_Product": ["Decks"], "Zip": "60610", "Zip": "60611"}}'
+    )
+    before = lead_count()
+    answer = call(api, "/apiJSON.php", body, "application/json")
+    # Then the refusal is JSON, names both problems, and stores nothing
+    assert answer.status == 400
+    assert answer.json["error"] == (
+        "The JSON request names Zip twice; Invalid value for Home_Improvement_Product: must be"
+        " text, a number or true/false, not a list"
+    )
+    assert lead_count() == before
+    # A vendor with http_errors false gets it with 200
+    quiet = body.replace(KEY.encode(), QUIET_KEY.encode())
+    assert call(api, "/apiJSON.php", quiet, "application/json").status == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"\\u0001": 1, "\\u0001": 2}', b'{"\\u0001": {"a": 1}}', b'{"\\ud800": [1, 2]}'],
+)
+def test_unprintable_json_keys_are_a_clean_400(api: Any, body: bytes) -> None:
+    answer = call(api, "/apiJSON.php", body, "application/json", query={"Format": "JSON"})
+    assert answer.status in (400, 401)
+    assert answer.json["status"] == "Error"
+
+
+def test_a_lone_surrogate_in_a_post_is_refused_before_anything_is_sold(api: Any) -> None:
+    ping = call(api, "/api.php", query=complete("ping"))
+    post = complete("post", Lead_ID=ping["lead_id"] or "")
+    body = json.dumps({"Request": post}).replace('"John"', '"Jo\\ud800hn"').encode()
+    answer = call(api, "/apiJSON.php", body, "application/json")
+    assert (answer.status, answer["error"]) == (400, "The request is not valid UTF-8")
+    assert stored(ping["lead_id"]).status == "pinged"
+
+
+def test_the_consent_record_keeps_the_date_the_evidence_arrived(api: Any) -> None:
+    evidence = {"TCPA_Consent": "Yes", "Trusted_Form_URL": CERTIFICATE}
+    ping = call(api, "/api.php", query=complete("ping") | evidence)
+    pinged = stored(ping["lead_id"]).consent
+    post = complete("post", Lead_ID=ping["lead_id"] or "")
+    assert call(api, "/api.php", query=post)["status"] == "Matched"
+    kept = stored(ping["lead_id"]).consent
+    assert kept["at"] == pinged["at"]
+    assert kept["given"] == "Yes" and kept["ip"] == "75.2.92.149"  # the post's IP joined it

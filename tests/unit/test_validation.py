@@ -8,7 +8,7 @@ import pytest
 
 from pingpost.errors import InvalidRequest
 from pingpost.fields import FIELDS, Need
-from pingpost.validation import extras, validate
+from pingpost.validation import extras, parse, validate
 
 
 def example(mode: str, *, dynamic: bool = False) -> dict[str, str]:
@@ -108,3 +108,32 @@ def test_every_problem_is_reported_in_table_order() -> None:
 def test_unknown_fields_are_kept_but_bounded() -> None:
     kept = extras({"Key": "k", "Utm_Campaign": "spring", "bad name": "x", "Big": "y" * 5000})
     assert kept == {"Utm_Campaign": "spring", "Big": "y" * 1000}
+
+
+def test_whole_numbers_may_carry_a_zero_fraction_as_json_floats_do() -> None:
+    assert parse({"Score": "12.0", "Allowed_Times_Sold": "2.00"}) == {
+        "Score": 12,
+        "Allowed_Times_Sold": 2,
+    }
+    with pytest.raises(InvalidRequest, match="Invalid value for Score: must be a whole number"):
+        parse({"Score": "12.5"})
+
+
+@pytest.mark.parametrize("cost", ["1e-999999999", "-1e-999999999", "0.0000001"])
+def test_a_cost_too_small_to_be_money_is_refused(cost: str) -> None:
+    with pytest.raises(InvalidRequest, match="Invalid value for Cost: must be a number"):
+        parse({"Cost": cost})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "cert.trustedform.com/abc123",
+        "//cert.trustedform.com/abc123",
+        "http://cert.trustedform.com/abc",
+    ],
+)
+def test_a_certificate_url_must_say_https(url: str) -> None:
+    with pytest.raises(InvalidRequest, match="Invalid value for Trusted_Form_URL"):
+        parse({"Trusted_Form_URL": url})
+    assert parse({"Trusted_Form_URL": "HTTPS://cert.trustedform.com/abc123"})

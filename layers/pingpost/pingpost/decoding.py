@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -14,8 +15,10 @@ from lxml import etree
 
 from pingpost.errors import InvalidRequest, PayloadTooLarge
 from pingpost.fields import (
+    ALIASES,
     BY_NAME,
     DATA,
+    FIELDS,
     HASH_TYPES,
     HASH_VALUE_TYPES,
     MATCH,
@@ -32,6 +35,8 @@ from pingpost.fields import (
 from pingpost.matching import HashedValue
 
 MAX_HASHED_VALUES = 500
+MAX_PROBLEMS = 10  # the first few are enough to act on
+_ID_LISTS = frozenset(f.name for f in FIELDS if f.kind is Kind.ID_LIST)
 MULTIPART = "multipart/form-data"
 
 
@@ -42,6 +47,10 @@ class Request:
     fields: dict[str, str]
     matches: tuple[HashedValue, ...] = ()
     selected: tuple[HashedValue, ...] = field(default=())
+    # What is wrong with a body that could be read (a key sent twice, a list where a value
+    # belongs): refused once the request's Key and Format are known, so the refusal is
+    # answered as the request asked.
+    problems: tuple[str, ...] = ()
 
 
 def media_type(content_type: str | None) -> str:
@@ -49,12 +58,31 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+def shown(name: str) -> str:
+    """A name the request gave, as a message may quote it: printable, at most 64 characters."""
+    return "".join(c for c in name[:64] if c.isprintable()) or "(unnamed)"
+
+
 def _pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     out: dict[str, str] = {}
     for count, (name, value) in enumerate(pairs):
         if count == MAX_FIELDS:
             raise InvalidRequest([f"Too many fields: at most {MAX_FIELDS} are accepted"])
+        base, bracket, _ = name.partition("[")
+        if bracket and name.endswith("]") and base in _ID_LISTS:
+            # PHP's array notation (Skip_Partner_ID[]=142&Skip_Partner_ID[]=225): one list.
+            out[base] = f"{out[base]},{value}" if out.get(base) else value
+            continue
         out[name] = value  # a repeated name keeps its last value, as PHP does
+    return out
+
+
+def canonical(fields: dict[str, str]) -> dict[str, str]:
+    """The fields under their table names: an alias is read as its field, unless both are sent."""
+    out = {name: value for name, value in fields.items() if name not in ALIASES}
+    for alias, name in ALIASES.items():
+        if alias in fields and not out.get(name, "").strip():
+            out[name] = fields[alias]
     return out
 
 
@@ -142,10 +170,36 @@ def _text_of(node: etree._Element) -> str:
     return "".join(str(part) for part in node.itertext())
 
 
+# .NET's StringWriter declares UTF-16 whatever bytes are sent; such a body is UTF-8 text.
+_UTF16_DECLARED = re.compile(
+    rb"""^(\s*<\?xml[^>]*?encoding\s*=\s*["'])utf-16(["'])""", re.IGNORECASE
+)
+
+
+def _utf8_declared(body: bytes) -> bytes:
+    """The body with a UTF-16 declaration said as UTF-8 when its bytes are not UTF-16."""
+    if body[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in body[:64]:
+        return body
+    return _UTF16_DECLARED.sub(rb"\1UTF-8\2", body, count=1)
+
+
+def _hashed_or_problem(
+    items: Iterable[tuple[object, object, object]],
+    tag: str,
+    hash_types: tuple[str, ...],
+    problems: list[str],
+) -> tuple[HashedValue, ...]:
+    try:
+        return _hashed(items, tag, hash_types)
+    except InvalidRequest as refused:
+        problems.extend(refused.messages)
+        return ()
+
+
 def xml(body: bytes) -> Request:
     """Fields of the XML <Request>: control tags at the top, lead fields in <Data>."""
     try:
-        root = etree.fromstring(body, parser=_PARSER)
+        root = etree.fromstring(_utf8_declared(body), parser=_PARSER)
     except etree.XMLSyntaxError as error:
         raise InvalidRequest([f"The XML request is not well-formed: {error.msg}"]) from None
     info: Any = root.getroottree().docinfo
@@ -156,18 +210,21 @@ def xml(body: bytes) -> Request:
     pairs: list[tuple[str, str]] = []
     matches: tuple[HashedValue, ...] = ()
     selected: tuple[HashedValue, ...] = ()
+    problems: list[str] = []
     for node in root:
         if not isinstance(node.tag, str):
             continue
         if node.tag == DATA:
             pairs.extend((c.tag, _text_of(c)) for c in node if isinstance(c.tag, str))
         elif node.tag == MATCHES:
-            matches = _hashed(_xml_hashed(node, MATCH), MATCH, MATCH_HASH_TYPES)
+            items = _xml_hashed(node, MATCH)
+            matches = _hashed_or_problem(items, MATCH, MATCH_HASH_TYPES, problems)
         elif node.tag == SELECTED:
-            selected = _hashed(_xml_hashed(node, SELECTED_HASH), SELECTED_HASH, HASH_TYPES)
+            items = _xml_hashed(node, SELECTED_HASH)
+            selected = _hashed_or_problem(items, SELECTED_HASH, HASH_TYPES, problems)
         else:
             pairs.append((node.tag, _text_of(node)))
-    return Request(_pairs(pairs), matches, selected)
+    return Request(_pairs(pairs), matches, selected, tuple(problems))
 
 
 # Where JSON converters of XML put an element's attributes and its text.
@@ -176,15 +233,20 @@ _ATTRIBUTE_PREFIXES = ("", "@", "@_", "-", "_")
 _TEXT_KEYS = ("value", "Value", "#text", "_", "$t", "_text", "#")
 
 
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in out:
-            raise InvalidRequest([f"The JSON request names {name[:64]} twice"])
-        out[name] = value
-        if len(out) > MAX_FIELDS:
+def _unique(problems: list[str]) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """The JSON parser's object hook: a key sent twice is a problem; too many fields, refused."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len(pairs) > MAX_FIELDS:
             raise InvalidRequest([f"Too many fields: at most {MAX_FIELDS} are accepted"])
-    return out
+        out: dict[str, Any] = {}
+        for name, value in pairs:
+            if name in out and len(problems) < MAX_PROBLEMS:
+                problems.append(f"The JSON request names {shown(name)} twice")
+            out[name] = value
+        return out
+
+    return hook
 
 
 def _no_constant(name: str) -> Any:
@@ -203,7 +265,7 @@ def _too_deep(document: Any) -> bool:
     return False
 
 
-def _json_document(body: bytes) -> Any:
+def _json_document(body: bytes, problems: list[str]) -> Any:
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -213,7 +275,7 @@ def _json_document(body: bytes) -> Any:
         # Numbers stay the text they were sent as: validation reads them like any other value.
         document = json.loads(
             text,
-            object_pairs_hook=_unique,
+            object_pairs_hook=_unique(problems),
             parse_int=str,
             parse_float=str,
             parse_constant=_no_constant,
@@ -231,6 +293,11 @@ def _json_document(body: bytes) -> Any:
         ) from None
     if isinstance(document, dict | list) and _too_deep(document):
         raise too_deep
+    try:
+        # \ud800 escapes make strings no UTF-8 can carry (nor DynamoDB store).
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(["The request is not valid UTF-8"]) from None
     return document
 
 
@@ -251,7 +318,7 @@ def _json_value(name: str, value: Any) -> str:
         return ",".join(value)
     kind = "an object" if isinstance(value, dict) else "a list"
     raise InvalidRequest(
-        [f"Invalid value for {name[:64]}: must be text, a number or true/false, not {kind}"]
+        [f"Invalid value for {shown(name)}: must be text, a number or true/false, not {kind}"]
     )
 
 
@@ -281,7 +348,8 @@ def _json_hashed(value: Any, tag: str) -> Iterator[tuple[object, object, object]
 
 def json_request(body: bytes) -> Request:
     """Fields of a JSON request: {"Request": {...}} or a flat object, with the XML's structure."""
-    document = _json_document(body)
+    problems: list[str] = []
+    document = _json_document(body, problems)
     if not isinstance(document, dict):
         raise InvalidRequest(["The JSON request must be an object of fields"])
     inner = document.get(REQUEST)
@@ -291,15 +359,24 @@ def json_request(body: bytes) -> Request:
     matches: tuple[HashedValue, ...] = ()
     selected: tuple[HashedValue, ...] = ()
     for name, value in document.items():
-        if name == DATA and isinstance(value, dict):
-            pairs.extend((n, _json_value(n, v)) for n, v in value.items())
-        elif name == MATCHES:
-            matches = _hashed(_json_hashed(value, MATCH), MATCH, MATCH_HASH_TYPES)
+        if name.startswith(("?", "#")):
+            continue  # an XML converter's declaration ("?xml") or comment ("#comment")
+        if name == MATCHES:
+            matches = _hashed_or_problem(
+                _json_hashed(value, MATCH), MATCH, MATCH_HASH_TYPES, problems
+            )
         elif name == SELECTED:
-            selected = _hashed(_json_hashed(value, SELECTED_HASH), SELECTED_HASH, HASH_TYPES)
+            selected = _hashed_or_problem(
+                _json_hashed(value, SELECTED_HASH), SELECTED_HASH, HASH_TYPES, problems
+            )
         else:
-            pairs.append((name, _json_value(name, value)))
-    return Request(_pairs(pairs), matches, selected)
+            given = value.items() if name == DATA and isinstance(value, dict) else [(name, value)]
+            for field_name, field_value in given:
+                try:
+                    pairs.append((field_name, _json_value(field_name, field_value)))
+                except InvalidRequest as refused:
+                    problems.extend(refused.messages)
+    return Request(_pairs(pairs), matches, selected, tuple(problems[:MAX_PROBLEMS]))
 
 
 def _start(body: bytes) -> bytes:
@@ -321,7 +398,7 @@ def decode(
     fields = query(raw_query)
     start = _start(body)
     if method == "GET" or not start:
-        return Request(fields)
+        return Request(canonical(fields))
     if start == b"<":
         sent = xml(body)
     elif start in (b"{", b"["):
@@ -330,4 +407,4 @@ def decode(
         sent = Request(form(body, content_type or MULTIPART))
     else:
         sent = Request(urlencoded(body))
-    return Request(fields | sent.fields, sent.matches, sent.selected)
+    return Request(canonical(fields | sent.fields), sent.matches, sent.selected, sent.problems)

@@ -31,8 +31,8 @@ from pingpost.responses import (
     stylesheet_xsl,
     wants_page,
 )
-from pingpost.urls import UnsafeUrl, host_of, public_url
-from pingpost.validation import canonical, present
+from pingpost.urls import host_of
+from pingpost.validation import present, redirect_url
 
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Vary": "Accept"}
 HTML = "text/html; charset=UTF-8"
@@ -74,6 +74,12 @@ def _respond(app: APIGatewayHttpResolver, body: bytes, status: int) -> Response[
     )
 
 
+def _status(app: APIGatewayHttpResolver, status: int) -> int:
+    """An error's HTTP status, or 200 for a vendor whose clients take any other for a failure."""
+    vendor = app.context.get("vendor")
+    return 200 if isinstance(vendor, Vendor) and not vendor.http_errors else status
+
+
 def _remember_wishes(app: APIGatewayHttpResolver, fields: dict[str, str]) -> None:
     """How the request wants its answer (Format, Skip_XSL), for errors found later too."""
     app.append_context(
@@ -89,10 +95,7 @@ def _redirect_target(app: APIGatewayHttpResolver, url: str | None, vendor: Vendo
     """
     if url is None or not wants_page(app.current_event.headers.get("accept")):
         return None
-    try:
-        target = public_url(url)
-    except UnsafeUrl as unsafe:
-        raise InvalidRequest([f"Invalid value for Redirect_URL: {unsafe}"]) from None
+    target = redirect_url(url)
     if host_of(target) not in vendor.redirect_hosts:
         raise InvalidRequest(
             [
@@ -124,7 +127,7 @@ def answer(app: APIGatewayHttpResolver, path_mode: str | None) -> Response[str]:
         _body(app),
         settings().max_body_bytes,
     )
-    sent = present(canonical(request.fields))
+    sent = present(request.fields)
     _remember_wishes(app, sent)
     vendor = exchange.authenticate(sent.get("Key"))
     app.append_context(vendor=vendor)
@@ -161,12 +164,8 @@ def install_error_handlers(app: APIGatewayHttpResolver) -> None:
         target = app.context.get("redirect")
         if isinstance(target, str):
             return _redirect(target, {"status": ERROR, "error": error.message})
-        vendor = app.context.get("vendor")
-        status = error.status
-        if isinstance(vendor, Vendor) and not vendor.http_errors:
-            status = 200  # the vendor's clients take any other status for a lost connection
         body = error_xml(error.message, stylesheet=_wants_stylesheet(app), as_json=_wants_json(app))
-        return _respond(app, body, status)
+        return _respond(app, body, _status(app, error.status))
 
     @app.exception_handler([ClientError, BotoCoreError])
     def storage_failed(error: Exception) -> Response[str]:
@@ -179,6 +178,6 @@ def install_error_handlers(app: APIGatewayHttpResolver) -> None:
     def crashed(error: Exception) -> Response[str]:
         logger.exception("unexpected failure")
         metrics.add_metric(name="Crashed", unit=MetricUnit.Count, value=1)
-        body = error_xml("Internal error; the lead was not accepted. Retry.", stylesheet=False)
-        app.append_context(json=False)
-        return _respond(app, body, 500)
+        message = "Internal error; the lead was not accepted. Retry."
+        body = error_xml(message, stylesheet=False, as_json=_wants_json(app))
+        return _respond(app, body, _status(app, 500))

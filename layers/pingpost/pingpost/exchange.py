@@ -21,7 +21,7 @@ from pingpost.responses import MATCHED, UNMATCHED, Answer, Contact, Hash
 from pingpost.store import leads, partners, sales, vendors
 from pingpost.store.counters import LeadIds, lead_ids
 from pingpost.store.leads import DONE, PINGED, POSTING, SOLD, UNSOLD, Lead
-from pingpost.validation import canonical, cross_check, extras, parse, present, validate
+from pingpost.validation import cross_check, extras, parse, present, validate
 
 # Fields that are about one request, never part of the lead itself. The Key is a secret.
 _NOT_KEPT = frozenset({"Key", "API_Action", "Mode", LEAD_ID})
@@ -37,12 +37,13 @@ def submit(request: Request, path_mode: str | None = None, vendor: Vendor | None
 
     `vendor`: the request's vendor when the caller has already found it by the Key.
     """
-    sent = canonical(request.fields)
-    fields = present(sent)
+    fields = present(request.fields)
     vendor = vendor or authenticate(fields.get("Key"))
+    if request.problems:
+        raise InvalidRequest(list(request.problems))
     mode = _mode(fields, path_mode)
     values = validate(fields, mode, dynamic_pricing=vendor.dynamic_pricing)
-    kept = extras(sent)
+    kept = extras(request.fields)
     if mode == "ping":
         return ping(vendor, values, kept, request.matches)
     if mode == "post":
@@ -210,8 +211,9 @@ def ping(
     """Match a partial lead, store it to await its post, and say whether it can be sold."""
     now = datetime.now(UTC)
     cost = _cost(values, vendor)
+    evidence = consent.record(values, _ms(now))
     criteria = Criteria.of(
-        values, cost, vendor_matches=tuple(matches), consent=consent.given(values)
+        values, cost, vendor_matches=tuple(matches), consent=consent.given(evidence)
     )
     outcome = _match(criteria, now)
     lead_id = ids.next()
@@ -231,7 +233,7 @@ def ping(
             decisions=_decisions(outcome),
             timeline=[_event(now, "ping", f"{answer.status}: {summary}")],
             test=values.get("Test_Lead") is True,
-            consent=consent.record(values, _ms(now)),
+            consent=evidence,
             expires_at=int(now.timestamp()) + settings().ping_ttl_hours * 3600,
         )
     )
@@ -264,9 +266,8 @@ def full(
         claimed_at=int(now.timestamp() * 1000),
     )
     leads.add(lead)
-    criteria = Criteria.of(
-        values, lead.cost, vendor_matches=tuple(matches), consent=consent.given(values) is True
-    )
+    agreed = consent.given(lead.consent) is True
+    criteria = Criteria.of(values, lead.cost, vendor_matches=tuple(matches), consent=agreed)
     return _sell(vendor, lead, token, values, criteria, now, [_event(now, "full", "received")])
 
 
@@ -388,13 +389,13 @@ def post(
     lead.matches = _stored((*_restored(lead.matches), *matches))
     lead.extra = lead.extra | kept
     lead.test = lead.test or merged.get("Test_Lead") is True
-    lead.consent = consent.record(merged, _ms(now))
+    lead.consent = consent.record(merged, _ms(now), earlier=lead.consent)
     criteria = Criteria.of(
         merged,
         lead.cost,
         vendor_matches=_restored(lead.matches),
         selected=tuple(selected),
-        consent=consent.given(merged) is True,
+        consent=consent.given(lead.consent) is True,
     )
     return _sell(vendor, lead, token, merged, criteria, now, timeline)
 

@@ -90,7 +90,7 @@ HASH_VALUE_TYPES = ("email", "phone", "company", "promotionCode", "partnerGroup"
 FORMATS = ("XML", "JSON")
 # Limits of a request's structure (decoding enforces them).
 MAX_FIELDS = 400
-# {"Request": {"Matches": {"Match": [{"$": {...}}]}}} is 5 deep: 8 leaves room, not recursion.
+# {"Request": {"Matches": {"Match": [{"$": {...}}]}}} is 6 deep: 8 leaves room, not recursion.
 MAX_JSON_DEPTH = 8
 # Hosts that issue consent certificates (Trusted_Form_URL must be https on one of them).
 CERTIFIER_HOSTS = ("cert.trustedform.com",)
@@ -289,7 +289,8 @@ FIELDS: tuple[Field, ...] = (
     _text("C_Device"),
     _text("C_Ace"),
     _text("C_AdPos"),
-    Field("HTTP_User_Agent", N, False, Kind.TEXT, 100, "HTTP_User_Agent", consent="user_agent"),
+    # The spec says Varchar(100); browsers' user agents run longer (a current Chrome's: 111).
+    Field("HTTP_User_Agent", N, False, Kind.TEXT, 512, "HTTP_User_Agent", consent="user_agent"),
     _text("Is_Complete"),
     _text("Lead_Submit_Product_Type"),
     _text("Originating_Product"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import cache
@@ -21,6 +22,8 @@ MATCHED, UNMATCHED, ERROR, SUCCESS = "Matched", "Unmatched", "Error", "Success"
 SHORT, SUCCESS_ERROR, FULL = "short", "success_error", "full"
 # Elements whose children are a list (in JSON: an array).
 _LISTS = frozenset({"hashes", "partners"})
+# What XML 1.0 cannot carry (controls, lone surrogates, U+FFFE/U+FFFF): left out of answers.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +153,7 @@ def error_xml(message: str, *, stylesheet: bool = True, as_json: bool = False) -
     """<response><status>Error</status><error>message</error></response> (or as JSON)."""
     root = etree.Element("response")
     etree.SubElement(root, "status").text = ERROR
-    etree.SubElement(root, "error").text = message
+    etree.SubElement(root, "error").text = _NOT_XML.sub("", message)
     return _rendered(root, as_json=as_json, stylesheet=stylesheet)
 
 

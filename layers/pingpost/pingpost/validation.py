@@ -21,7 +21,6 @@ from pydantic_core import PydanticCustomError
 
 from pingpost.errors import InvalidRequest
 from pingpost.fields import (
-    ALIASES,
     API_ACTION,
     BY_NAME,
     CERTIFIER_HOSTS,
@@ -47,12 +46,14 @@ _EMAIL = re.compile(
 )
 _PHONE_PUNCTUATION = re.compile(r"[\s().+-]")
 _NANP = re.compile(r"^[2-9]\d{2}[2-9]\d{6}$")
-_INTEGER = re.compile(r"^[+-]?\d{1,9}$")
-_COUNT = re.compile(r"^\+?\d{1,15}$")
+# A whole number may be written with a zero fraction (12.0), as JSON encoders of floats do.
+_INTEGER = re.compile(r"^([+-]?\d{1,9})(?:\.0*)?$")
+_COUNT = re.compile(r"^\+?(\d{1,15})(?:\.0*)?$")
 _DATE = re.compile(r"^\d{1,2}/\d{1,2}/\d{4}$")
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _CONSENT_TOKEN = re.compile(r"^[A-Za-z0-9-]{8,}$")
 _MAX_MONEY = Decimal("1000000")
+_URL_RULE = "must be an http or https URL with a public host name"
 
 
 def _invalid(reason: str) -> PydanticCustomError:
@@ -90,22 +91,25 @@ def _money(value: str) -> Decimal | None:
         amount = Decimal(value)
     except InvalidOperation:
         raise _invalid("must be a number such as 2.55") from None
-    if not amount.is_finite() or amount >= _MAX_MONEY:
+    # 1e-999999 is a number, but no amount of money (and no number DynamoDB can store).
+    if not amount.is_finite() or amount >= _MAX_MONEY or (amount and amount.adjusted() < -6):
         raise _invalid("must be a number such as 2.55")
     # The spec: a cost of zero or less is ignored, as if it had not been sent.
     return amount if amount > 0 else None
 
 
 def _count(value: str) -> int:
-    if not _COUNT.match(value) or int(value) < 1:
+    found = _COUNT.match(value)
+    if found is None or int(found.group(1)) < 1:
         raise _invalid("must be a whole number of 1 or more")
-    return int(value)
+    return int(found.group(1))
 
 
 def _integer(value: str) -> int:
-    if not _INTEGER.match(value):
+    found = _INTEGER.match(value)
+    if found is None:
         raise _invalid("must be a whole number")
-    return int(value)
+    return int(found.group(1))
 
 
 def _flag(value: str) -> bool:
@@ -126,23 +130,31 @@ def _id_list(value: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(ids))
 
 
+def redirect_url(value: str) -> str:
+    """Where a Redirect_URL sends a browser (https:// when it names no scheme); 400 if nowhere."""
+    try:
+        return public_url(value)
+    except UnsafeUrl as unsafe:
+        raise InvalidRequest([f"Invalid value for Redirect_URL: {_URL_RULE}: {unsafe}"]) from None
+
+
 def _url(value: str) -> str:
     # Kept as sent: a URL without a scheme means https (see pingpost.urls).
     try:
         public_url(value)
     except UnsafeUrl as unsafe:
-        raise _invalid(f"must be an http or https URL with a public host name: {unsafe}") from None
+        raise _invalid(f"{_URL_RULE}: {unsafe}") from None
     return value
 
 
 def _certificate(value: str) -> str:
     hosts = ", ".join(CERTIFIER_HOSTS)
     try:
-        url = public_url(value)
+        url = public_url(value) if value.lower().startswith("https://") else ""
     except UnsafeUrl:
         url = ""
     parts = urlsplit(url)
-    if parts.scheme != "https" or host_of(url) not in CERTIFIER_HOSTS or len(parts.path) < 2:
+    if host_of(url) not in CERTIFIER_HOSTS or len(parts.path) < 2:
         raise _invalid(f"must be a certificate URL, https on {hosts}")
     return value
 
@@ -268,15 +280,6 @@ def request_model() -> type[BaseModel]:
         __config__=ConfigDict(extra="ignore", frozen=True),
         **definitions,
     )
-
-
-def canonical(raw: Mapping[str, str]) -> dict[str, str]:
-    """The fields under their table names: an alias is read as its field, unless both are sent."""
-    out = {name: value for name, value in raw.items() if name not in ALIASES}
-    for alias, name in ALIASES.items():
-        if alias in raw and not out.get(name, "").strip():
-            out[name] = raw[alias]
-    return out
 
 
 def present(raw: Mapping[str, str]) -> dict[str, str]:
