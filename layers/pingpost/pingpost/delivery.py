@@ -201,16 +201,34 @@ def deliver(message: Delivery) -> str:
         metrics.add_metric(name="DeliveryParked", unit=MetricUnit.Count, value=1)
         return "parked"
     if attempt.ok:
-        deliveries.settle(lead.lead_id, partner.id, deliveries.DELIVERED, attempt.detail, _now_ms())
+        _settle(lead.lead_id, partner.id, deliveries.DELIVERED, attempt.detail)
         metrics.add_metric(name="Delivered", unit=MetricUnit.Count, value=1)
         return deliveries.DELIVERED
-    deliveries.settle(lead.lead_id, partner.id, deliveries.QUEUED, attempt.detail, _now_ms())
+    _settle(lead.lead_id, partner.id, deliveries.QUEUED, attempt.detail)
     metrics.add_metric(name="DeliveryAttemptFailed", unit=MetricUnit.Count, value=1)
     raise Undelivered(attempt.detail)
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+_SETTLE_ATTEMPTS = 5
+
+
+def _settle(lead_id: int, partner_id: int, outcome: str, detail: str) -> None:
+    """Record an attempt's outcome, retried until it lands: the message is acknowledged only
+    after it, so a lost write cannot make a delivered sale look undelivered (and be sent again)
+    unless DynamoDB stays unreachable through every retry."""
+    for attempt in range(_SETTLE_ATTEMPTS):
+        try:
+            deliveries.settle(lead_id, partner_id, outcome, detail, _now_ms())
+            return
+        except (ClientError, BotoCoreError):
+            if attempt == _SETTLE_ATTEMPTS - 1:
+                raise
+            logger.warning("delivery status not recorded; retrying", extra={"try": attempt + 1})
+            time.sleep(0.1 * 2**attempt)
 
 
 def enqueue_sales(lead_id: int, partner_ids: list[int]) -> None:

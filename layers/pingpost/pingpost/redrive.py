@@ -72,6 +72,12 @@ def _settle(letter: queues.DeadLetter, report: Report) -> None:
         if deliveries.park(message.lead_id, message.partner_id, detail, _now_ms()):
             metrics.add_metric(name="DeliveryParked", unit=MetricUnit.Count, value=1)
             report.parked += 1
+        else:
+            record = deliveries.state(message.lead_id, message.partner_id) or {}
+            if record.get("state") == deliveries.SENDING:
+                # A worker is sending it right now: its outcome decides; if that fails too,
+                # this letter (back after its visibility timeout) parks it on a later run.
+                return
     queues.forget(letter)
 
 

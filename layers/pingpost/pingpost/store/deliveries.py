@@ -86,16 +86,32 @@ def settle(lead_id: int, partner_id: int, outcome: str, detail: str, now_ms: int
 
 
 def park(lead_id: int, partner_id: int, detail: str, now_ms: int) -> bool:
-    """Mark a delivery FAILED for good, unless it was delivered meanwhile."""
-    return _set(lead_id, partner_id, FAILED, detail, now_ms, "<>", DELIVERED)
+    """Mark a delivery FAILED for good, unless it was delivered or a worker is sending it now."""
+    return _set(lead_id, partner_id, FAILED, detail, now_ms, "<>", DELIVERED, unleased=True)
 
 
 def _set(
-    lead_id: int, partner_id: int, outcome: str, detail: str, now_ms: int, test: str, than: str
+    lead_id: int,
+    partner_id: int,
+    outcome: str,
+    detail: str,
+    now_ms: int,
+    test: str,
+    than: str,
+    *,
+    unleased: bool = False,
 ) -> bool:
-    """Set the delivery's state if its current state is (=) or is not (<>) `than`."""
+    """Set the delivery's state if its current state is (=) or is not (<>) `than`.
+
+    `unleased`: and only if no worker holds a lease on it that has not run out.
+    """
     event = {"at": now_ms, "event": "delivery", "detail": f"partner {partner_id}: {detail}"}
     condition = f"attribute_exists(deliveries.#p) AND deliveries.#p.#st {test} :than"
+    if unleased:
+        condition += (
+            " AND (attribute_not_exists(deliveries.#p.lease_until)"
+            " OR deliveries.#p.lease_until < :now)"
+        )
     try:
         dynamodb().update_item(
             TableName=settings().leads_table,

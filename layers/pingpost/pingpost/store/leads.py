@@ -102,6 +102,8 @@ def claim(lead_id: int, vendor_id: str, token: str, now_ms: int, stale_ms: int) 
                 "SET #s = :posting, claim = :token, claimed_at = :now,"
                 " sold_to = if_not_exists(sold_to, :none),"
                 " deliveries = if_not_exists(deliveries, :none)"
+                # The ping's expiry ends here: DynamoDB must not delete a lead being sold.
+                " REMOVE expires_at"
             ),
             ConditionExpression=(
                 "vendor_id = :vendor AND (#s = :pinged OR (#s = :posting AND claimed_at < :stale))"
