@@ -87,3 +87,114 @@ def test_a_lost_status_write_is_retried_before_the_message_is_acknowledged(
     assert failed.hits == 2
     assert record(lead_id, 972)["state"] == "delivered"
     assert partner.accepted == {f"{lead_id}-972": 1}
+
+
+def full(**changes: str) -> Any:
+    from pingpost import exchange
+    from pingpost.decoding import Request
+
+    return exchange.submit(Request(complete("full", Home_Improvement_Product="Gutters", **changes)))
+
+
+def queued_sales() -> set[tuple[int, int]]:
+    import json
+
+    return {
+        (json.loads(m["Body"])["lead_id"], json.loads(m["Body"])["partner_id"])
+        for m in receive(wait=0)
+    }
+
+
+def test_a_repost_that_takes_over_answers_and_queues_the_sales_already_made(
+    sales: Any, partner: Any
+) -> None:
+    # Regression (items 1 and 3): a post died after its first sale; the publisher's re-post took
+    # the lead over, counted that sale as a refusal, queued only its own sale and cleared the
+    # lead's outbox: the first sale had no message and no outbox entry, for ever.
+    from datetime import UTC, datetime
+
+    from pingpost import exchange
+    from pingpost.decoding import Request
+    from pingpost.store import leads
+    from pingpost.store import sales as store
+
+    sales(buyer(973, partner.url, price=40), buyer(974, partner.url, price=30))
+    ping = exchange.submit(Request(complete("ping", Home_Improvement_Product="Gutters")))
+    assert leads.claim(ping.lead_id, "demo", "dead", now_ms=0, stale_ms=1)
+    first = next(p for p in store_partners() if p.id == 973)
+    assert (
+        store.sell(
+            ping.lead_id, "dead", first, datetime.now(UTC), allowed=2, consumer={}, test=False
+        )
+        is None
+    )
+    # (the post dies here: no answer, no message)
+    answer = exchange.submit(
+        Request(complete("post", Lead_ID=str(ping.lead_id), Allowed_Times_Sold="2"))
+    )
+    assert (answer.status, answer.matches) == ("Matched", 2)
+    lead = leads.get(ping.lead_id)
+    assert lead is not None and lead.status == "sold" and sorted(lead.sold_to) == ["973", "974"]
+    assert queued_sales() == {(ping.lead_id, 973), (ping.lead_id, 974)}
+
+
+def store_partners() -> Any:
+    from pingpost.store import partners
+
+    return partners.current().all()
+
+
+def test_a_full_request_whose_finish_fails_after_its_sale_is_answered_matched(
+    sales: Any, partner: Any
+) -> None:
+    # Regression (item 2): the publisher was told 503 "nothing was sold", and its retry sold
+    # the same consumer again.
+    from pingpost.store import leads
+
+    sales(buyer(975, partner.url))
+    finishing = {
+        "when": lambda params: "REMOVE expires_at, claim" in params.get("UpdateExpression", "")
+    }
+    with fault(dynamodb(), "UpdateItem", **finishing) as failed:
+        answer = full()
+    assert failed.hits == 1
+    assert answer.status == "Matched"
+    assert "975" in leads.get(answer.lead_id).sold_to  # type: ignore[union-attr]
+    assert queued_sales() == {(answer.lead_id, 975)}
+
+
+def test_a_sale_applied_whose_answer_was_lost_is_answered_matched(sales: Any, partner: Any) -> None:
+    # Regression (item 2): the sale transaction committed, its answer was lost, and the
+    # publisher was told nothing was sold.
+    from pingpost.store import leads
+
+    sales(buyer(976, partner.url))
+    with fault(dynamodb(), "TransactWriteItems", lose=True) as lost:
+        answer = full()
+    assert lost.hits == 1
+    assert answer.status == "Matched"
+    lead = leads.get(answer.lead_id)
+    assert lead is not None and lead.status == "sold" and list(lead.sold_to) == ["976"]
+    assert queued_sales() == {(answer.lead_id, 976)}
+
+
+def test_an_outbox_that_cannot_be_cleared_does_not_unsell_the_lead(
+    sales: Any, partner: Any
+) -> None:
+    # Regression (item 2): a failed clear_outbox after the sale answered 503.
+    from pingpost.store import deliveries
+
+    sales(buyer(977, partner.url))
+    clearing = {
+        "when": lambda params: (
+            "outbox" in params.get("UpdateExpression", "")
+            and "sold_to" not in params.get("UpdateExpression", "")
+        )
+    }
+    with fault(dynamodb(), "UpdateItem", times=5, **clearing) as failed:
+        answer = full()
+    assert failed.hits >= 1
+    assert answer.status == "Matched"
+    assert queued_sales() == {(answer.lead_id, 977)}
+    # The sale is still in the outbox: the sweep would send it again, and it would find it sent
+    assert deliveries.awaiting_queue(answer.lead_id) == {977}

@@ -197,7 +197,8 @@ def deliver(message: Delivery) -> str:
     try:
         attempt = send(partner, lead.lead_id, lead.data, test=lead.test)
     except Permanent as error:
-        deliveries.park(lead.lead_id, partner.id, str(error), _now_ms())
+        # This worker holds the lease: it parks the sale itself.
+        _settle(lead.lead_id, partner.id, deliveries.FAILED, str(error))
         metrics.add_metric(name="DeliveryParked", unit=MetricUnit.Count, value=1)
         return "parked"
     if attempt.ok:
@@ -240,7 +241,12 @@ def enqueue_sales(lead_id: int, partner_ids: list[int]) -> None:
     except (ClientError, BotoCoreError):
         logger.exception("delivery queue unavailable; the outbox keeps the sales")
         return
+    queued = set(partner_ids) - {d.partner_id for d in refused}
     if refused:
         logger.error("delivery queue refused messages; the outbox keeps them")
-        return
-    deliveries.clear_outbox(lead_id)
+    try:
+        deliveries.clear_outbox(lead_id, queued)
+    except (ClientError, BotoCoreError):
+        # The sales stay in the outbox: the sweep sends them again, and a second message of a
+        # sale finds it delivered or being sent.
+        logger.exception("outbox not cleared; the sweep will send these sales again")

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from pingpost import consent
 from pingpost.config import settings
 from pingpost.decoding import Request
@@ -17,6 +19,7 @@ from pingpost.errors import Conflict, Forbidden, InvalidRequest, LeadNotFound, U
 from pingpost.fields import LEAD_ID, MODES
 from pingpost.matching import Criteria, HashedValue, Outcome, match, partner_hash
 from pingpost.models import Partner, Vendor
+from pingpost.observability import logger
 from pingpost.responses import MATCHED, UNMATCHED, Answer, Contact, Hash
 from pingpost.store import leads, partners, sales, vendors
 from pingpost.store.counters import LeadIds, lead_ids
@@ -280,21 +283,44 @@ def _sell(
     now: datetime,
     timeline: list[dict[str, Any]],
 ) -> Answer:
-    """Sell a lead this request holds to the best partners that will take it, then record it."""
+    """Sell a lead this request holds to the best partners that will take it, then record it.
+
+    Sales an earlier post of the lead recorded stand and count; once a sale is recorded the
+    answer says Matched, whatever fails after it (the outbox and the sweep finish the rest).
+    """
     outcome = _match(criteria, now)
     allowed = _allowed(values, vendor)
     consumer = {
         k: str(values[f]) for k, f in (("email", "Email"), ("phone", "Home_Phone")) if f in values
     }
-    sold: list[Partner] = []
-    verdicts: dict[int, str] = {}
+    known = {p.id: p for p in partners.current().all()}
+    sold = [known[int(p)] for p in lead.sold_to if int(p) in known]
+    verdicts = {p.id: "sold" for p in sold}
+    timeline += [_event(now, "sale", f"sold to partner {p.id} by an earlier post") for p in sold]
     for partner in outcome.ranked:
-        if len(sold) == allowed:
+        if len(sold) >= allowed:
             break
-        why = sales.sell(
-            lead.lead_id, token, partner, now, allowed=allowed, consumer=consumer, test=lead.test
-        )
-        if why is None:
+        if partner.id in verdicts:
+            continue
+        try:
+            why = sales.sell(
+                lead.lead_id,
+                token,
+                partner,
+                now,
+                allowed=allowed,
+                consumer=consumer,
+                test=lead.test,
+            )
+        except (ClientError, BotoCoreError):
+            if _recorded(lead.lead_id, partner.id):
+                why = None  # the sale was applied; only its answer was lost
+            elif sold:
+                logger.exception("sale failed; the lead's earlier sales are answered")
+                break
+            else:
+                raise
+        if why is None or why == sales.ALREADY:
             sold.append(partner)
             verdicts[partner.id] = "sold"
             timeline.append(_event(now, "sale", f"sold to partner {partner.id} at {partner.price}"))
@@ -308,11 +334,28 @@ def _sell(
     lead.answer = answer.stored()
     lead.decisions = _decisions(outcome, verdicts)
     lead.timeline = [*timeline, _event(now, "answer", answer.status)]
-    if not leads.finish(lead, token):
+    try:
+        finished = leads.finish(lead, token)
+    except (ClientError, BotoCoreError):
+        if not sold:
+            raise  # nothing was sold: the publisher may retry
+        logger.exception("lead not finished; its recorded sales are answered")
+        finished = True
+    # Every sale of the lead is queued (again): a second message finds its sale delivered.
+    enqueue_sales(lead.lead_id, [p.id for p in sold])
+    if not finished:
         # Our claim went stale and another post took the lead over: its outcome stands.
         return _outcome(lead.lead_id, vendor)
-    enqueue_sales(lead.lead_id, [p.id for p in sold])
     return answer
+
+
+def _recorded(lead_id: int, partner_id: int) -> bool:
+    """Whether the lead's record holds a sale to the partner (after a sale's answer was lost)."""
+    try:
+        lead = leads.get(lead_id)
+    except (ClientError, BotoCoreError):
+        return False
+    return lead is not None and str(partner_id) in lead.sold_to
 
 
 def _owned(lead_id: int, vendor: Vendor) -> Lead:
@@ -379,6 +422,8 @@ def post(
     token = uuid.uuid4().hex
     if not leads.claim(lead_id, vendor.id, token, _now_ms(), stale_ms=stale_ms):
         return _outcome(lead_id, vendor)
+    # A post that took the lead over continues from the sales recorded on it until now.
+    lead.sold_to = (leads.get(lead_id) or lead).sold_to
     now = datetime.now(UTC)
     timeline = [_event(now, "post", "received")]
     changed = [f for f in _MATCHED_ON if lead.data.get(f) != _wire(merged).get(f)]

@@ -88,15 +88,18 @@ def sweep(report: Report) -> None:
         lead = leads.get(lead_id)
         if lead is None:
             continue
-        queued = [
-            Delivery(lead_id, int(partner))
+        # The sales waiting for a message (leads sold before sales were tracked one by one:
+        # every queued delivery).
+        waiting = deliveries.awaiting_queue(lead_id) or {
+            int(partner)
             for partner, record in lead.deliveries.items()
             if record.get("state") == deliveries.QUEUED
-        ]
+        }
+        queued = [Delivery(lead_id, partner) for partner in sorted(waiting)]
         if queued and queues.enqueue(queued):
             continue  # SQS still refuses: the lead stays in the outbox
         report.swept += len(queued)
-        deliveries.clear_outbox(lead_id)
+        deliveries.clear_outbox(lead_id, waiting)
 
 
 def run(budget_seconds: float = 100) -> Report:

@@ -6,6 +6,7 @@ same sale at once; a worker that dies holding it loses the lease when it runs ou
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -81,7 +82,8 @@ def begin(lead_id: int, partner_id: int, now_ms: int, lease_ms: int) -> str:
 
 
 def settle(lead_id: int, partner_id: int, outcome: str, detail: str, now_ms: int) -> bool:
-    """Record how an attempt ended (DELIVERED, or QUEUED again to retry) while holding it."""
+    """Record how an attempt ended (DELIVERED, QUEUED again to retry, or FAILED for good) while
+    holding it."""
     return _set(lead_id, partner_id, outcome, detail, now_ms, "=", SENDING)
 
 
@@ -142,13 +144,39 @@ def _set(
     return True
 
 
-def clear_outbox(lead_id: int) -> None:
-    """The lead's delivery messages are all on the queue: take it out of the outbox."""
-    dynamodb().update_item(
+def awaiting_queue(lead_id: int) -> set[int]:
+    """The partners whose sale of this lead has no delivery message on the queue yet."""
+    response = dynamodb().get_item(
         TableName=settings().leads_table,
         Key=_key(lead_id),
-        UpdateExpression="REMOVE outbox, outbox_since",
+        ProjectionExpression="outbox_sales",
+        ConsistentRead=True,
     )
+    return {int(p) for p in from_item(response.get("Item", {})).get("outbox_sales", set())}
+
+
+def clear_outbox(lead_id: int, partner_ids: Collection[int]) -> None:
+    """These sales' messages are on the queue; the lead leaves the outbox once none waits."""
+    if partner_ids:
+        response = dynamodb().update_item(
+            TableName=settings().leads_table,
+            Key=_key(lead_id),
+            UpdateExpression="DELETE outbox_sales :queued",
+            ExpressionAttributeValues={":queued": {"NS": [str(p) for p in set(partner_ids)]}},
+            ReturnValues="ALL_NEW",
+        )
+        if "outbox_sales" in response.get("Attributes", {}):
+            return  # another sale of this lead still waits for its message
+    try:
+        dynamodb().update_item(
+            TableName=settings().leads_table,
+            Key=_key(lead_id),
+            UpdateExpression="REMOVE outbox, outbox_since",
+            ConditionExpression="attribute_not_exists(outbox_sales)",
+        )
+    except ClientError as error:
+        if not _failed_condition(error):
+            raise
 
 
 def in_outbox(older_than_ms: int) -> list[int]:

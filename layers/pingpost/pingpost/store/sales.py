@@ -97,9 +97,11 @@ def _lead_update(
         "Update": {
             "TableName": settings().leads_table,
             "Key": {"lead_id": {"N": str(lead_id)}},
+            # The sale joins the lead's outbox (outbox_sales) until its message is on the queue.
             "UpdateExpression": (
                 "SET sold_to.#p = :price, deliveries.#p = :queued, outbox = :shard,"
-                " outbox_since = if_not_exists(outbox_since, :now) ADD times_sold :one"
+                " outbox_since = if_not_exists(outbox_since, :now)"
+                " ADD times_sold :one, outbox_sales :sale"
             ),
             "ConditionExpression": (
                 "#s = :posting AND claim = :token AND attribute_not_exists(sold_to.#p)"
@@ -116,6 +118,7 @@ def _lead_update(
                     ":queued": {"state": QUEUED, "attempts": 0},
                     ":shard": outbox_shard(lead_id),
                     ":now": now_ms,
+                    ":sale": {partner.id},
                 }
             ),
         }
