@@ -507,3 +507,13 @@ def test_the_consent_record_keeps_the_date_the_evidence_arrived(api: Any) -> Non
     kept = stored(ping["lead_id"]).consent
     assert kept["at"] == pinged["at"]
     assert kept["given"] == "Yes" and kept["ip"] == "75.2.92.149"  # the post's IP joined it
+
+
+def test_the_redirect_keeps_the_vendors_query_and_is_ascii(api: Any) -> None:
+    url = "https://www.example.com/d\u00e4nke?src=form&status=Matched&b"
+    answer = submit_form(api, complete("full", Key=FORMS_KEY, Redirect_URL=url))
+    assert answer.status == 303
+    target = answer.headers["Location"]
+    assert target.isascii()
+    assert target.startswith("https://www.example.com/d%C3%A4nke?src=form&b&status=Matched&")
+    assert dict(parse_qsl(urlsplit(target).query))["lead_id"].isdigit()

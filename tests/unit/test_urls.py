@@ -15,6 +15,7 @@ from pingpost.urls import UnsafeUrl, host_of, is_host_name, location, public_url
     ("sent", "url"),
     [
         ("www.example.com/thanks", "https://www.example.com/thanks"),
+        ("example.com/r?u=http://x.example", "https://example.com/r?u=http://x.example"),
         ("//example.org/p?q=1", "https://example.org/p?q=1"),
         ("example.com:8080/x", "https://example.com:8080/x"),
         ("http://www.example.com/", "http://www.example.com/"),

@@ -7,7 +7,6 @@ sent back to the vendor's site (303) when its form gave a `Redirect_URL` the ven
 from __future__ import annotations
 
 import base64
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
@@ -31,7 +30,7 @@ from pingpost.responses import (
     stylesheet_xsl,
     wants_page,
 )
-from pingpost.urls import host_of
+from pingpost.urls import host_of, location
 from pingpost.validation import present, redirect_url
 
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Vary": "Accept"}
@@ -108,10 +107,7 @@ def _redirect_target(app: APIGatewayHttpResolver, url: str | None, vendor: Vendo
 
 def _redirect(target: str, outcome: dict[str, str]) -> Response[str]:
     """303 See Other to `target` with the outcome (status, lead_id or error) in its query."""
-    parts = urlsplit(target)
-    query = urlencode([*parse_qsl(parts.query, keep_blank_values=True), *outcome.items()])
-    location = urlunsplit(parts._replace(query=query))
-    headers = {"Cache-Control": "no-store", "Location": location}
+    headers = {"Cache-Control": "no-store", "Location": location(target, outcome)}
     return Response(status_code=303, content_type=HTML, body="", headers=headers)
 
 

@@ -13,10 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pingpost.fields import BY_NAME, PRODUCTS
 from pingpost.geography import US_STATES
+from pingpost.urls import is_host_name
 
 Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # in date.weekday() order
-_HOST = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
 _WINDOW = re.compile(r"^([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})$")
 
 
@@ -77,7 +77,7 @@ class Vendor(BaseModel):
     @classmethod
     def _host_names(cls, hosts: list[str]) -> list[str]:
         names = [h.strip().lower().rstrip(".") for h in hosts]
-        bad = [h for h in names if not _HOST.match(h)]
+        bad = [h for h in names if not is_host_name(h)]
         if bad:
             raise ValueError(f"redirect_hosts must be host names such as www.example.com: {bad}")
         return names

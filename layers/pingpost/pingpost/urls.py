@@ -22,6 +22,7 @@ from urllib.parse import SplitResult, quote, unquote_plus, urlencode, urlsplit
 # Names that mean this machine or a private network, whatever DNS says.
 _LOCAL_SUFFIXES: Final = ("localhost", ".localhost", ".local", ".internal", ".localdomain")
 _LABEL: Final = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+_WITH_AUTHORITY: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _SCHEME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(?![0-9])")
 _UNSAFE: Final = re.compile(r"[\s\\\x00-\x1f\x7f]")
 # A host in brackets is an IPv6 address (no zone, no IPvFuture), then an optional port.
@@ -210,7 +211,7 @@ def public_url(value: str) -> str:
     except UnicodeEncodeError:
         raise UnsafeUrl("it is not valid Unicode text (it has a lone surrogate)") from None
     url = value
-    if "://" not in value:
+    if not _WITH_AUTHORITY.match(value):  # no scheme:// of its own (one later is not its own)
         if _SCHEME.match(value):
             raise UnsafeUrl("it must be an http or https URL")
         url = "https:" + value if value.startswith("//") else "https://" + value
