@@ -264,13 +264,25 @@ def _mark_posting(lead_id: int, claimed_at: int) -> None:
     )
 
 
-def test_a_post_that_died_holding_the_lead_is_taken_over(exchange: None) -> None:
+def _quick(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    from pingpost import exchange as core
+    from pingpost.config import settings
+
+    quick = settings().model_copy(update={"post_wait_seconds": seconds})
+    monkeypatch.setattr(core, "settings", lambda: quick)
+
+
+def test_a_post_that_died_holding_the_lead_is_taken_over(
+    exchange: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import time
 
     from pingpost.store import leads
 
+    _quick(monkeypatch, 0.3)
     lead_id = ping_id()
-    _mark_posting(lead_id, claimed_at=int(time.time() * 1000) - 3_600_000)
+    # Its clock said an hour from now: only its lack of progress counts
+    _mark_posting(lead_id, claimed_at=int(time.time() * 1000) + 3_600_000)
     status, xml = invoke("post-get", with_query(event("post-get"), Lead_ID=str(lead_id)))
     assert (status, text(xml, "status")) == (200, "Matched")
     stored = leads.get(lead_id)
@@ -280,16 +292,32 @@ def test_a_post_that_died_holding_the_lead_is_taken_over(exchange: None) -> None
 def test_a_post_under_way_elsewhere_is_a_409_when_it_does_not_finish(
     exchange: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import time
+    import threading
 
-    from pingpost import exchange as core
-    from pingpost.config import settings
+    import boto3
 
-    quick = settings().model_copy(update={"post_wait_seconds": 0.2})
-    monkeypatch.setattr(core, "settings", lambda: quick)
+    _quick(monkeypatch, 0.5)
     lead_id = ping_id()
-    _mark_posting(lead_id, claimed_at=int(time.time() * 1000))
-    status, xml = invoke("post-get", with_query(event("post-get"), Lead_ID=str(lead_id)))
+    # A post long past any deadline by its clock, but making progress while this one waits
+    _mark_posting(lead_id, claimed_at=0)
+    working = threading.Event()
+
+    def progress() -> None:
+        while not working.wait(0.05):
+            boto3.client("dynamodb").update_item(
+                TableName=os.environ["LEADS_TABLE"],
+                Key={"lead_id": {"N": str(lead_id)}},
+                UpdateExpression="ADD beat :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+
+    worker = threading.Thread(target=progress)
+    worker.start()
+    try:
+        status, xml = invoke("post-get", with_query(event("post-get"), Lead_ID=str(lead_id)))
+    finally:
+        working.set()
+        worker.join()
     assert status == 409
     assert text(xml, "error") == (
         f"Lead_ID {lead_id} is being posted by another request; retry shortly"

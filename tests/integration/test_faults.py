@@ -41,7 +41,7 @@ def test_a_lead_being_posted_no_longer_carries_the_pings_expiry(sales: Any) -> N
 
     ping = exchange.submit(Request(complete("ping")))
     assert leads.get(ping.lead_id).expires_at is not None  # type: ignore[union-attr]
-    assert leads.claim(ping.lead_id, "demo", "token", now_ms=1, stale_ms=1)
+    assert leads.claim(ping.lead_id, "demo", "token", now_ms=1)
     assert leads.get(ping.lead_id).expires_at is None  # type: ignore[union-attr]
 
 
@@ -120,7 +120,7 @@ def test_a_repost_that_takes_over_answers_and_queues_the_sales_already_made(
 
     sales(buyer(973, partner.url, price=40), buyer(974, partner.url, price=30))
     ping = exchange.submit(Request(complete("ping", Home_Improvement_Product="Gutters")))
-    assert leads.claim(ping.lead_id, "demo", "dead", now_ms=0, stale_ms=1)
+    assert leads.claim(ping.lead_id, "demo", "dead", now_ms=0)
     first = next(p for p in store_partners() if p.id == 973)
     assert (
         store.sell(
@@ -198,3 +198,111 @@ def test_an_outbox_that_cannot_be_cleared_does_not_unsell_the_lead(
     assert queued_sales() == {(answer.lead_id, 977)}
     # The sale is still in the outbox: the sweep would send it again, and it would find it sent
     assert deliveries.awaiting_queue(answer.lead_id) == {977}
+
+
+def sweep(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A run of the scheduled retry's outbox sweep, with no grace period."""
+    from pingpost import redrive
+    from pingpost.config import settings
+
+    quick = settings().model_copy(update={"outbox_grace_seconds": 0})
+    monkeypatch.setattr(redrive, "settings", lambda: quick)
+    return redrive.run(5)
+
+
+def test_the_sweep_finishes_a_full_lead_whose_request_died_after_its_sale(
+    sales: Any, partner: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (item 5): full leads were left `posting` for ever.
+    from pingpost.store import leads
+
+    sales(buyer(978, partner.url))
+    finishing = {
+        "when": lambda params: "REMOVE expires_at, claim" in params.get("UpdateExpression", "")
+    }
+    with fault(dynamodb(), "UpdateItem", **finishing):
+        answer = full()
+    assert answer.status == "Matched"
+    assert leads.get(answer.lead_id).status == "posting"  # type: ignore[union-attr]
+    receive(wait=0)  # its message went out; the sweep sends it again, harmlessly
+    sweep(monkeypatch)  # seen once: a live post could still be at work
+    seen = leads.get(answer.lead_id)
+    assert seen is not None and seen.status == "posting" and seen.sweep_seen
+    sweep(monkeypatch)  # the same claim, no progress: its request died
+    lead = leads.get(answer.lead_id)
+    assert lead is not None and lead.status == "sold" and lead.answer["status"] == "Matched"
+    assert lead.claim is None and any(e["event"] == "sweep" for e in lead.timeline)
+    assert (answer.lead_id, 978) in queued_sales()
+
+
+def test_the_sweep_puts_back_a_pinged_lead_whose_post_died_before_selling(
+    sales: Any, partner: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pingpost import exchange
+    from pingpost.decoding import Request
+    from pingpost.store import leads
+
+    sales(buyer(979, partner.url))
+    ping = exchange.submit(Request(complete("ping", Home_Improvement_Product="Gutters")))
+    assert leads.claim(ping.lead_id, "demo", "dead", now_ms=0)  # and then it died
+    sweep(monkeypatch)
+    sweep(monkeypatch)
+    lead = leads.get(ping.lead_id)
+    assert lead is not None and lead.status == "pinged" and lead.expires_at is not None
+    # The publisher's next post sells it
+    post = complete("post", Lead_ID=str(ping.lead_id))
+    assert exchange.submit(Request(post)).status == "Matched"
+
+
+def test_a_live_post_is_not_taken_over_whatever_the_clocks_say(
+    sales: Any, partner: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (item 7): with 40 s of clock skew between two containers, the second post
+    # took over a live one, counted its sale as a refusal and both were told Unmatched.
+    import threading
+    import time
+    from datetime import UTC, datetime
+
+    from pingpost import exchange
+    from pingpost.config import settings
+    from pingpost.decoding import Request
+    from pingpost.errors import Conflict
+    from pingpost.store import leads
+    from pingpost.store import sales as store
+
+    sales(buyer(980, partner.url))
+    ping = exchange.submit(Request(complete("ping", Home_Improvement_Product="Gutters")))
+    assert leads.claim(ping.lead_id, "demo", "live", now_ms=int(time.time() * 1000))
+    buyer_980 = next(p for p in store_partners() if p.id == 980)
+    assert (
+        store.sell(
+            ping.lead_id, "live", buyer_980, datetime.now(UTC), allowed=1, consumer={}, test=False
+        )
+        is None
+    )
+    # This container's clock runs 40 s ahead, and the first post keeps working meanwhile
+    monkeypatch.setattr(exchange, "_now_ms", lambda: int(time.time() * 1000) + 40_000)
+    quick = settings().model_copy(update={"post_wait_seconds": 0.5})
+    monkeypatch.setattr(exchange, "settings", lambda: quick)
+    working = threading.Event()
+
+    def progress() -> None:
+        while not working.wait(0.05):
+            dynamodb().update_item(
+                TableName=os.environ["LEADS_TABLE"],
+                Key={"lead_id": {"N": str(ping.lead_id)}},
+                UpdateExpression="ADD beat :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+
+    worker = threading.Thread(target=progress)
+    worker.start()
+    try:
+        with pytest.raises(Conflict):
+            exchange.submit(Request(complete("post", Lead_ID=str(ping.lead_id))))
+    finally:
+        working.set()
+        worker.join()
+    lead = leads.get(ping.lead_id)
+    assert lead is not None and lead.claim == "live" and lead.status == "posting"
+    assert list(lead.sold_to) == ["980"]

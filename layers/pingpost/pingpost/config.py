@@ -35,10 +35,9 @@ class Settings(BaseModel):
     # Lead IDs are taken from the counter this many at a time, so no item is written per ping.
     lead_id_block: int = Field(default=100, ge=1, le=100_000)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
-    # Seconds a post waits for a concurrent post of the same lead to finish.
+    # Seconds a post waits for a concurrent post of the same lead to finish. One that makes no
+    # progress (no sale, no answer) in that time is presumed dead, and this post takes over.
     post_wait_seconds: float = Field(default=5, ge=0)
-    # A post that has held a lead this long is presumed dead; another post may take over.
-    claim_seconds: float = Field(default=30, ge=1)
 
 
 @cache

@@ -23,6 +23,7 @@ from pingpost.observability import logger
 from pingpost.responses import MATCHED, UNMATCHED, Answer, Contact, Hash
 from pingpost.store import leads, partners, sales, vendors
 from pingpost.store.counters import LeadIds, lead_ids
+from pingpost.store.deliveries import outbox_shard
 from pingpost.store.leads import DONE, PINGED, POSTING, SOLD, UNSOLD, Lead
 from pingpost.validation import cross_check, extras, parse, present, validate
 
@@ -253,8 +254,9 @@ def full(
     """Ping and post in one request: match the whole lead and sell it."""
     now = datetime.now(UTC)
     token = uuid.uuid4().hex
+    lead_id = ids.next()
     lead = Lead(
-        lead_id=ids.next(),
+        lead_id=lead_id,
         vendor_id=vendor.id,
         status=POSTING,
         data=_wire(values),
@@ -267,6 +269,8 @@ def full(
         consent=consent.record(values, _ms(now)),
         claim=token,
         claimed_at=int(now.timestamp() * 1000),
+        outbox=outbox_shard(lead_id),  # the sweep watches it until it is recorded
+        outbox_since=int(now.timestamp() * 1000),
     )
     leads.add(lead)
     agreed = consent.given(lead.consent) is True
@@ -412,15 +416,18 @@ def post(
     lead_id = values[LEAD_ID]
     assert isinstance(lead_id, int)  # validated as a count
     lead = _owned(lead_id, vendor)
-    stale_ms = int(settings().claim_seconds * 1000)
     if lead.status in DONE:
         return Answer.restored(lead.answer)
-    if lead.status == POSTING and (lead.claimed_at or 0) >= _now_ms() - stale_ms:
-        return _outcome(lead_id, vendor)
+    seen: tuple[str, int] | None = None
+    if lead.status == POSTING:
+        watched = _watch(lead, vendor)
+        if isinstance(watched, Answer):
+            return watched
+        seen = watched
     merged = _merged(lead, values)
     _check_selected(lead, selected)
     token = uuid.uuid4().hex
-    if not leads.claim(lead_id, vendor.id, token, _now_ms(), stale_ms=stale_ms):
+    if not leads.claim(lead_id, vendor.id, token, _now_ms(), seen=seen):
         return _outcome(lead_id, vendor)
     # A post that took the lead over continues from the sales recorded on it until now.
     lead.sold_to = (leads.get(lead_id) or lead).sold_to
@@ -443,6 +450,24 @@ def post(
         consent=consent.given(lead.consent) is True,
     )
     return _sell(vendor, lead, token, merged, criteria, now, timeline)
+
+
+def _watch(lead: Lead, vendor: Vendor) -> Answer | tuple[str, int] | None:
+    """Wait for another post of the lead: its answer when it finishes; the (claim, beat) it
+    held when it made no progress while watched (it is presumed dead: take it over); None when
+    the lead is waiting for a post again. Conflict when it progresses without finishing."""
+    first = (lead.claim or "", lead.beat)
+    deadline = time.monotonic() + settings().post_wait_seconds
+    while time.monotonic() < deadline:
+        time.sleep(_WAIT_STEP)
+        lead = _owned(lead.lead_id, vendor)
+        if lead.status in DONE:
+            return Answer.restored(lead.answer)
+        if lead.status != POSTING:
+            return None
+    if (lead.claim or "", lead.beat) == first:
+        return first
+    raise Conflict(f"Lead_ID {lead.lead_id} is being posted by another request; retry shortly")
 
 
 def _outcome(lead_id: int, vendor: Vendor) -> Answer:

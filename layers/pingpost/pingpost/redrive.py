@@ -4,7 +4,10 @@ A delivery that failed maxReceiveCount times lands in the dead-letter queue. Eac
 back to the delivery queue, delayed redrive_base_seconds x 2^n (at most 15 minutes), until it
 has come back max_redrives times; then its sale is marked failed on the lead (parked), the
 DeliveryParked metric is emitted and the template's alarm fires. The outbox sweep re-queues
-sales whose messages never reached the queue (the post's process died, or SQS refused them).
+sales whose messages never reached the queue (the post's process died, or SQS refused them),
+and ends posts that died holding their lead: a lead it sees posting with the same claim and
+progress on two runs is recorded sold (with the sales it has), put back to await its post (a
+pinged lead without sales), or recorded unsold (a full request without sales).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from pingpost.config import settings
 from pingpost.observability import logger, metrics
+from pingpost.responses import MATCHED, UNMATCHED, Answer
 from pingpost.store import deliveries, leads, queues
 from pingpost.store.queues import Delivery
 
@@ -30,6 +34,7 @@ class Report:
     parked: int = 0
     unreadable: int = 0
     swept: int = 0
+    abandoned: int = 0  # posts that died holding their lead, ended by the sweep
 
 
 def backoff(redrives: int) -> int:
@@ -88,6 +93,8 @@ def sweep(report: Report) -> None:
         lead = leads.get(lead_id)
         if lead is None:
             continue
+        if lead.status == leads.POSTING and not _ended(lead, report):
+            continue
         # The sales waiting for a message (leads sold before sales were tracked one by one:
         # every queued delivery).
         waiting = deliveries.awaiting_queue(lead_id) or {
@@ -100,6 +107,31 @@ def sweep(report: Report) -> None:
             continue  # SQS still refuses: the lead stays in the outbox
         report.swept += len(queued)
         deliveries.clear_outbox(lead_id, waiting)
+
+
+def _ended(lead: leads.Lead, report: Report) -> bool:
+    """End a post that died holding `lead` (seen with the same claim and progress on the last
+    run too); True when it ended with sales to queue."""
+    if lead.sweep_seen != f"{lead.claim}#{lead.beat}":
+        leads.watch(lead)  # the next run decides
+        return False
+    now = _now_ms()
+    allowed_sent = "Allowed_Times_Sold" in lead.data
+    if lead.sold_to:
+        status = leads.SOLD
+        told = Answer(MATCHED, lead.lead_id, matches=len(lead.sold_to) if allowed_sent else None)
+        answer, detail = told.stored(), f"sold to {len(lead.sold_to)}; its post died"
+    elif lead.answer:
+        status, answer, detail = leads.PINGED, lead.answer, "nothing sold; awaits its post again"
+    else:
+        status, answer = leads.UNSOLD, Answer(UNMATCHED, lead.lead_id).stored()
+        detail = "nothing sold; its request died"
+    event = {"at": now, "event": "sweep", "detail": f"post abandoned: {detail}"}
+    if not leads.abandon(lead, status, answer, event):
+        return False  # the post made progress after all
+    logger.warning("abandoned post ended", extra={"lead_id": lead.lead_id, "status": status})
+    report.abandoned += 1
+    return status == leads.SOLD
 
 
 def run(budget_seconds: float = 100) -> Report:

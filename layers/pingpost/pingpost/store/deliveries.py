@@ -156,7 +156,8 @@ def awaiting_queue(lead_id: int) -> set[int]:
 
 
 def clear_outbox(lead_id: int, partner_ids: Collection[int]) -> None:
-    """These sales' messages are on the queue; the lead leaves the outbox once none waits."""
+    """These sales' messages are on the queue; the lead leaves the outbox once none waits and
+    it is no longer being posted."""
     if partner_ids:
         response = dynamodb().update_item(
             TableName=settings().leads_table,
@@ -172,7 +173,10 @@ def clear_outbox(lead_id: int, partner_ids: Collection[int]) -> None:
             TableName=settings().leads_table,
             Key=_key(lead_id),
             UpdateExpression="REMOVE outbox, outbox_since",
-            ConditionExpression="attribute_not_exists(outbox_sales)",
+            # A lead still being posted stays: the sweep ends it if its post died.
+            ConditionExpression="attribute_not_exists(outbox_sales) AND #s <> :posting",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":posting": {"S": "posting"}},
         )
     except ClientError as error:
         if not _failed_condition(error):

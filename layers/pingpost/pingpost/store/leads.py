@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from pingpost.config import settings
 from pingpost.store import dynamodb, from_item, to_item
+from pingpost.store.deliveries import outbox_shard
 
 PINGED, POSTING, SOLD, UNSOLD = "pinged", "posting", "sold", "unsold"
 DONE = (SOLD, UNSOLD)
@@ -43,8 +44,15 @@ class Lead:
     # The consumer's consent and its evidence (pingpost.consent), when the lead carries any.
     consent: dict[str, Any] = field(default_factory=dict)
     expires_at: int | None = None  # epoch seconds; only while the lead waits for its post
-    claim: str | None = None
-    claimed_at: int | None = None  # epoch milliseconds
+    claim: str | None = None  # the token of the post (or full request) selling the lead now
+    claimed_at: int | None = None  # epoch milliseconds, by the claimant's clock (for reading)
+    # The claimant's progress: every sale adds one. A claim whose token and beat stay the same
+    # while another request (or the sweep) watches is presumed dead: stored values, no clocks.
+    beat: int = 0
+    sweep_seen: str | None = None  # the claim#beat the sweep saw last; the same next time: dead
+    # The outbox marker: the sweep looks at the lead after a grace period (see store.deliveries).
+    outbox: str | None = None
+    outbox_since: int | None = None
 
     @property
     def sales(self) -> list[dict[str, Any]]:
@@ -61,11 +69,24 @@ class Lead:
         """The lead in a DynamoDB item."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in from_item(item).items() if k in known}
-        for name in ("lead_id", "created_at", "expires_at", "claimed_at", "times_sold"):
+        for name in (
+            "lead_id",
+            "created_at",
+            "expires_at",
+            "claimed_at",
+            "times_sold",
+            "beat",
+            "outbox_since",
+        ):
             if values.get(name) is not None:
                 values[name] = int(values[name])
         values["decisions"] = [[int(p), verdict] for p, verdict in values.get("decisions", [])]
         return cls(**values)
+
+
+def _beat_is(beat: int) -> str:
+    """The condition that the lead's beat is `beat` (a lead claimed before beats had none)."""
+    return "(beat = :beat OR attribute_not_exists(beat))" if beat == 0 else "beat = :beat"
 
 
 def _conditional_failed(error: ClientError) -> bool:
@@ -92,32 +113,48 @@ def get(lead_id: int) -> Lead | None:
     return None if item is None else Lead.of(item)
 
 
-def claim(lead_id: int, vendor_id: str, token: str, now_ms: int, stale_ms: int) -> bool:
-    """Take the lead for one post; False when another post has it or it is already done."""
+def claim(
+    lead_id: int, vendor_id: str, token: str, now_ms: int, seen: tuple[str, int] | None = None
+) -> bool:
+    """Take the lead for one post; False when another post has it or it is already done.
+
+    `seen`: the (claim, beat) of a post that another request watched make no progress; the lead
+    is taken over only if that claim is still the lead's, at the same beat.
+    """
+    condition = "vendor_id = :vendor AND #s = :pinged"
+    if seen:
+        condition = (
+            "vendor_id = :vendor AND (#s = :pinged OR"
+            f" (#s = :posting AND claim = :seen AND {_beat_is(seen[1])}))"
+        )
     try:
         dynamodb().update_item(
             TableName=settings().leads_table,
             Key={"lead_id": {"N": str(lead_id)}},
             UpdateExpression=(
-                "SET #s = :posting, claim = :token, claimed_at = :now,"
+                "SET #s = :posting, claim = :token, claimed_at = :now, beat = :zero,"
                 " sold_to = if_not_exists(sold_to, :none),"
-                " deliveries = if_not_exists(deliveries, :none)"
+                " deliveries = if_not_exists(deliveries, :none),"
+                # Until the post is recorded the sweep watches the lead.
+                " outbox = :shard, outbox_since = if_not_exists(outbox_since, :now)"
                 # The ping's expiry ends here: DynamoDB must not delete a lead being sold.
-                " REMOVE expires_at"
+                " REMOVE expires_at, sweep_seen"
             ),
-            ConditionExpression=(
-                "vendor_id = :vendor AND (#s = :pinged OR (#s = :posting AND claimed_at < :stale))"
-            ),
+            ConditionExpression=condition,
             ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={
-                ":posting": {"S": POSTING},
-                ":pinged": {"S": PINGED},
-                ":token": {"S": token},
-                ":now": {"N": str(now_ms)},
-                ":stale": {"N": str(now_ms - stale_ms)},
-                ":vendor": {"S": vendor_id},
-                ":none": {"M": {}},
-            },
+            ExpressionAttributeValues=to_item(
+                {
+                    ":posting": POSTING,
+                    ":pinged": PINGED,
+                    ":token": token,
+                    ":now": now_ms,
+                    ":zero": 0,
+                    ":vendor": vendor_id,
+                    ":none": {},
+                    ":shard": outbox_shard(lead_id),
+                    **({":seen": seen[0], ":beat": seen[1]} if seen else {}),
+                }
+            ),
         )
     except ClientError as error:
         if _conditional_failed(error):
@@ -137,6 +174,8 @@ def finish(lead: Lead, token: str) -> bool:
                 " matches = :matches, decisions = :decisions, test = :test, consent = :consent,"
                 " timeline = list_append(if_not_exists(timeline, :none), :timeline)"
                 " REMOVE expires_at, claim, claimed_at"
+                # A lead with sales leaves the outbox once their messages are queued.
+                + ("" if lead.status == SOLD else ", outbox, outbox_since")
             ),
             ConditionExpression="#s = :posting AND claim = :token",
             ExpressionAttributeNames={"#s": "status", "#d": "data"},
@@ -156,6 +195,63 @@ def finish(lead: Lead, token: str) -> bool:
                     ":token": token,
                 }
             ),
+        )
+    except ClientError as error:
+        if _conditional_failed(error):
+            return False
+        raise
+    return True
+
+
+def _held(lead: Lead) -> tuple[str, dict[str, Any]]:
+    """The condition that a claim is as it was seen (the same post, the same progress)."""
+    condition = f"#s = :posting AND claim = :claim AND {_beat_is(lead.beat)}"
+    return condition, {":posting": POSTING, ":claim": lead.claim or "", ":beat": lead.beat}
+
+
+def watch(lead: Lead) -> bool:
+    """Note (for the sweep's next run) the claim and progress of a lead seen posting."""
+    held, values = _held(lead)
+    try:
+        dynamodb().update_item(
+            TableName=settings().leads_table,
+            Key={"lead_id": {"N": str(lead.lead_id)}},
+            UpdateExpression="SET sweep_seen = :seen",
+            ConditionExpression=held,
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=to_item(values | {":seen": f"{lead.claim}#{lead.beat}"}),
+        )
+    except ClientError as error:
+        if _conditional_failed(error):
+            return False
+        raise
+    return True
+
+
+def abandon(lead: Lead, status: str, answer: dict[str, Any], event: dict[str, Any]) -> bool:
+    """End a post that died holding the lead: record `status` and `answer` if the claim and its
+    progress are still those seen. PINGED puts the lead back to await a post (with the ping's
+    expiry again); a lead without sales leaves the outbox."""
+    update = (
+        "SET #s = :status, answer = :answer,"
+        " timeline = list_append(if_not_exists(timeline, :none), :event)"
+    )
+    held, values = _held(lead)
+    values |= {":status": status, ":answer": answer, ":event": [event], ":none": []}
+    if status == PINGED:
+        update += ", expires_at = :expires"
+        values[":expires"] = int(event["at"]) // 1000 + settings().ping_ttl_hours * 3600
+    update += " REMOVE claim, claimed_at, sweep_seen" + (
+        "" if lead.sold_to else ", outbox, outbox_since"
+    )
+    try:
+        dynamodb().update_item(
+            TableName=settings().leads_table,
+            Key={"lead_id": {"N": str(lead.lead_id)}},
+            UpdateExpression=update,
+            ConditionExpression=held,
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=to_item(values),
         )
     except ClientError as error:
         if _conditional_failed(error):

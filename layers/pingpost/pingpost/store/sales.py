@@ -101,7 +101,7 @@ def _lead_update(
             "UpdateExpression": (
                 "SET sold_to.#p = :price, deliveries.#p = :queued, outbox = :shard,"
                 " outbox_since = if_not_exists(outbox_since, :now)"
-                " ADD times_sold :one, outbox_sales :sale"
+                " ADD times_sold :one, outbox_sales :sale, beat :one"
             ),
             "ConditionExpression": (
                 "#s = :posting AND claim = :token AND attribute_not_exists(sold_to.#p)"
