@@ -337,6 +337,13 @@ def test_names_quoted_in_messages_are_printable(body: bytes) -> None:
     error_xml(message)  # an answer can carry it
 
 
+def test_an_escaped_surrogate_pair_is_one_character() -> None:
+    body = b'{"First_Name": "Jo \\ud83d\\ude00"}'
+    assert decode("POST", "application/json", "", body, LIMIT).fields == {
+        "First_Name": "Jo \U0001f600"
+    }
+
+
 def test_lone_surrogates_are_not_utf8() -> None:
     assert refusal("application/json", b'{"First_Name": "Jo\\ud800hn"}') == (
         "The request is not valid UTF-8"

@@ -227,6 +227,7 @@ def xml(body: bytes) -> Request:
     return Request(_pairs(pairs), matches, selected, tuple(problems))
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 # Where JSON converters of XML put an element's attributes and its text.
 _ATTRIBUTE_HOLDERS = ("@attributes", "$", "_attributes", "attributes")
 _ATTRIBUTE_PREFIXES = ("", "@", "@_", "-", "_")
@@ -294,8 +295,10 @@ def _json_document(body: bytes, problems: list[str]) -> Any:
     if isinstance(document, dict | list) and _too_deep(document):
         raise too_deep
     try:
-        # \ud800 escapes make strings no UTF-8 can carry (nor DynamoDB store).
-        json.dumps(document, ensure_ascii=False).encode("utf-8")
+        # \ud800 escapes make strings no UTF-8 can carry (nor DynamoDB store); a valid pair
+        # (an emoji) is one character once parsed. Only a text with such escapes is checked.
+        if _SURROGATE_ESCAPE.search(text):
+            json.dumps(document, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidRequest(["The request is not valid UTF-8"]) from None
     return document
