@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -33,7 +34,6 @@ _WAIT_STEP = 0.05
 # Fields whose change between ping and post changes which partners match.
 _MATCHED_ON = ("State", "Zip", "Home_Improvement_Product", "Score", "SRC")
 _CENT = Decimal("0.01")
-_PUBLIC = ("company", "phone", "email")  # in the order of `Contact`
 
 
 def submit(request: Request, path_mode: str | None = None, vendor: Vendor | None = None) -> Answer:
@@ -170,7 +170,8 @@ def _answer(
 
 def _contact(partner: Partner) -> Contact:
     """What `partner` lets vendors of the full response style see of it."""
-    return Contact(*(getattr(partner, name) if name in partner.public else "" for name in _PUBLIC))
+    shown = {f.name: getattr(partner, f.name) for f in fields(Contact) if f.name in partner.public}
+    return Contact(**shown)
 
 
 def _cost(values: Mapping[str, object], vendor: Vendor) -> Decimal:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from functools import cache
 from importlib import resources
@@ -143,9 +143,9 @@ def answer_xml(answer: Answer, *, stylesheet: bool = True, as_json: bool = False
         partners = etree.SubElement(root, "partners")
         for contact in answer.partners:
             partner = etree.SubElement(partners, "partner")
-            for name in ("company", "phone", "email"):
-                if value := getattr(contact, name):
-                    etree.SubElement(partner, name).text = value
+            for detail in fields(Contact):
+                if value := getattr(contact, detail.name):
+                    etree.SubElement(partner, detail.name).text = value
     return _rendered(root, as_json=as_json, stylesheet=stylesheet)
 
 

@@ -142,29 +142,30 @@ class CorsPolicy:
             and _header(headers, "access-control-request-method") is not None
         )
 
-    def preflight_headers(self, origin: str | None) -> list[tuple[str, str]]:
-        """The grant of a preflight: nothing unless the origin is allowed."""
+    def _granted(self, origin: str | None) -> list[tuple[str, str]]:
+        """The grant every answer to an allowed origin carries; nothing for any other."""
         if origin is None or not self.allows(origin):
             return []
         granted = [("access-control-allow-origin", origin)]
         if self.credentials:
             granted.append(("access-control-allow-credentials", "true"))
-        if self.methods:
+        return granted
+
+    def preflight_headers(self, origin: str | None) -> list[tuple[str, str]]:
+        """The grant of a preflight: nothing unless the origin is allowed."""
+        granted = self._granted(origin)
+        if granted and self.methods:
             granted.append(("access-control-allow-methods", ",".join(self.methods)))
-        if self.headers:
+        if granted and self.headers:
             granted.append(("access-control-allow-headers", ",".join(self.headers)))
-        if self.max_age is not None:
+        if granted and self.max_age is not None:
             granted.append(("access-control-max-age", str(self.max_age)))
         return granted
 
     def response_headers(self, origin: str | None) -> list[tuple[str, str]]:
         """The grant added to an actual request's answer: nothing unless the origin is allowed."""
-        if origin is None or not self.allows(origin):
-            return []
-        granted = [("access-control-allow-origin", origin)]
-        if self.credentials:
-            granted.append(("access-control-allow-credentials", "true"))
-        if self.expose_headers:
+        granted = self._granted(origin)
+        if granted and self.expose_headers:
             granted.append(("access-control-expose-headers", ",".join(self.expose_headers)))
         return granted
 
