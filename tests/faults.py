@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
+
+
+class Killed(BaseException):
+    """The process died here: nothing after this point of the request runs."""
 
 
 @dataclass
@@ -23,13 +28,19 @@ def fault(
     operation: str,
     *,
     lose: bool = False,
+    die: bool = False,
+    code: str = "InternalServerError",
+    delay: float = 0,
     when: Callable[[dict[str, Any]], bool] = lambda params: True,
     times: int = 1,
 ) -> Iterator[Fault]:
     """Make the next `times` calls of `operation` for which `when(params)` holds fail.
 
-    lose=False: the call fails before it is sent (nothing applied). lose=True: it is applied,
-    then its answer is lost (the caller sees an error for a write that happened).
+    By default the call fails before it is sent (nothing applied) with the error `code`
+    (a throttle is "ThrottlingException"). lose=True: it is applied, then its answer is lost
+    (the caller sees an error for a write that happened). die=True: the process dies before
+    the call is sent (Killed escapes every handler). delay: the call is sent that many
+    seconds late, and succeeds.
     """
     seen = Fault()
     service = client.meta.service_model.service_id.hyphenize()
@@ -39,10 +50,13 @@ def fault(
         hit = seen.hits < times and when(params)
         if hit:
             seen.hits += 1
-            if not lose:
-                raise ClientError(
-                    {"Error": {"Code": "InternalServerError", "Message": "injected"}}, operation
-                )
+            if die:
+                raise Killed(operation)
+            if delay:
+                time.sleep(delay)
+                hit = False
+            elif not lose:
+                raise ClientError({"Error": {"Code": code, "Message": "injected"}}, operation)
         pending.append(hit)
 
     def after(**_: Any) -> None:

@@ -96,6 +96,10 @@ def full(**changes: str) -> Any:
     return exchange.submit(Request(complete("full", Home_Improvement_Product="Gutters", **changes)))
 
 
+# The sale transaction (the lead's own is a Put with its repeat record).
+SALE = {"when": lambda params: "Update" in params["TransactItems"][0]}
+
+
 def queued_sales() -> set[tuple[int, int]]:
     import json
 
@@ -169,7 +173,7 @@ def test_a_sale_applied_whose_answer_was_lost_is_answered_matched(sales: Any, pa
     from pingpost.store import leads
 
     sales(buyer(976, partner.url))
-    with fault(dynamodb(), "TransactWriteItems", lose=True) as lost:
+    with fault(dynamodb(), "TransactWriteItems", lose=True, **SALE) as lost:
         answer = full()
     assert lost.hits == 1
     assert answer.status == "Matched"
@@ -306,3 +310,63 @@ def test_a_live_post_is_not_taken_over_whatever_the_clocks_say(
     lead = leads.get(ping.lead_id)
     assert lead is not None and lead.claim == "live" and lead.status == "posting"
     assert list(lead.sold_to) == ["980"]
+
+
+def day_sales(partner_id: int) -> int:
+    """What the partner's day counter says it bought."""
+    items = dynamodb().scan(TableName=os.environ["COUNTERS_TABLE"])["Items"]
+    return sum(
+        int(i.get("sold", {}).get("N", 0))
+        for i in items
+        if i["counter"]["S"].startswith(f"cap#{partner_id}#day#")
+    )
+
+
+def test_a_repeated_full_request_is_the_same_lead_sold_once(sales: Any, partner: Any) -> None:
+    # Regression (item 2): a publisher's retry of a full request was a new lead, and sold the
+    # same consumer again.
+    from pingpost import exchange
+    from pingpost.decoding import Request
+    from pingpost.store import leads
+
+    sales(buyer(981, partner.url), buyer(982, partner.url, price=20))
+    request = complete("full", Home_Improvement_Product="Gutters", Allowed_Times_Sold="2")
+    first = exchange.submit(Request(dict(request)))
+    again = exchange.submit(Request(dict(request)))
+    assert (first.status, again.status) == ("Matched", "Matched")
+    assert again.lead_id == first.lead_id
+    assert sorted(leads.get(first.lead_id).sold_to) == ["981", "982"]  # type: ignore[union-attr]
+    assert (day_sales(981), day_sales(982)) == (1, 1)
+    assert queued_sales() == {(first.lead_id, 981), (first.lead_id, 982)}
+    # Another field changed: another request, another lead (refused by nobody here)
+    other = exchange.submit(Request(request | {"Comments": "a second project"}))
+    assert other.lead_id != first.lead_id
+
+
+def test_a_full_request_whose_process_died_after_its_sale_is_sold_once_when_retried(
+    sales: Any, partner: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (item 2): the retry of a full request that died after its sale (the publisher
+    # had no answer) was a new lead and sold the consumer twice.
+    from pingpost import exchange
+    from pingpost.config import settings
+    from pingpost.decoding import Request
+    from pingpost.store import leads
+    from tests.faults import Killed
+
+    sales(buyer(983, partner.url))
+    request = complete("full", Home_Improvement_Product="Gutters")
+    finishing = {
+        "when": lambda params: "REMOVE expires_at, claim" in params.get("UpdateExpression", "")
+    }
+    with fault(dynamodb(), "UpdateItem", die=True, **finishing), pytest.raises(Killed):
+        exchange.submit(Request(dict(request)))
+    quick = settings().model_copy(update={"post_wait_seconds": 0.3})
+    monkeypatch.setattr(exchange, "settings", lambda: quick)
+    retried = exchange.submit(Request(dict(request)))
+    assert retried.status == "Matched"
+    lead = leads.get(retried.lead_id)
+    assert lead is not None and lead.status == "sold" and list(lead.sold_to) == ["983"]
+    assert any("repeated" in e["detail"] for e in lead.timeline)
+    assert day_sales(983) == 1
+    assert queued_sales() == {(retried.lead_id, 983)}

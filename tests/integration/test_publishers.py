@@ -125,10 +125,11 @@ def call(
     query: dict[str, str] | None = None,
     method: str = "POST",
     accept: str = "*/*",
+    headers: dict[str, str] | None = None,
 ) -> Answer:
     from pingpost.local.gateway import HttpRequest, build_event, to_http_response
 
-    headers = [("host", "localhost"), ("accept", accept)]
+    headers = [("host", "localhost"), ("accept", accept), *(headers or {}).items()]
     if content_type is not None:
         headers.append(("content-type", content_type))
     target = path + ("?" + urlencode(query) if query else "")
@@ -517,3 +518,22 @@ def test_the_redirect_keeps_the_vendors_query_and_is_ascii(api: Any) -> None:
     assert target.isascii()
     assert target.startswith("https://www.example.com/d%C3%A4nke?src=form&b&status=Matched&")
     assert dict(parse_qsl(urlsplit(target).query))["lead_id"].isdigit()
+
+
+def test_an_idempotency_key_makes_a_retried_full_request_the_same_lead(api: Any) -> None:
+    lead = complete("full")
+    form = "application/x-www-form-urlencoded"
+    key = {"Idempotency-Key": "order-8812-attempt"}
+    first = call(api, "/api.php", urlencode(lead).encode(), form, headers=key)
+    retried = call(api, "/api.php", urlencode(lead).encode(), form, headers=key)
+    assert first.status == retried.status == 200
+    assert first["status"] == retried["status"] == "Matched"
+    assert retried["lead_id"] == first["lead_id"]
+    # The same key with another lead is refused, naming the header, not its value
+    other = call(api, "/api.php", urlencode(complete("full")).encode(), form, headers=key)
+    assert other.status == 400
+    assert "Idempotency-Key" in (other["error"] or "") and "order-8812" not in other.body
+    # A key that is not printable ASCII
+    long = {"Idempotency-Key": "x" * 256}
+    bad = call(api, "/api.php", urlencode(complete("full")).encode(), form, headers=long)
+    assert bad.status == 400 and "Idempotency-Key" in (bad["error"] or "")

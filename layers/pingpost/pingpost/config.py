@@ -38,6 +38,9 @@ class Settings(BaseModel):
     # Seconds a post waits for a concurrent post of the same lead to finish. One that makes no
     # progress (no sale, no answer) in that time is presumed dead, and this post takes over.
     post_wait_seconds: float = Field(default=5, ge=0)
+    # A full request repeating an earlier one (the same Idempotency-Key, or without one the
+    # same request) within this many seconds is answered as that lead, not sold again.
+    repeat_seconds: int = Field(default=600, ge=1)
 
 
 @cache

@@ -129,7 +129,7 @@ def answer(app: APIGatewayHttpResolver, path_mode: str | None) -> Response[str]:
     app.append_context(vendor=vendor)
     target = _redirect_target(app, sent.get("Redirect_URL"), vendor)
     app.append_context(redirect=target)
-    result = exchange.submit(request, path_mode, vendor)
+    result = exchange.submit(request, path_mode, vendor, event.headers.get("idempotency-key"))
     mode = path_mode or sent.get("Mode", "").casefold()
     metrics.add_metric(name=f"{mode.capitalize()}{result.status}", unit=MetricUnit.Count, value=1)
     told: Answer = result.styled(vendor.response_style)

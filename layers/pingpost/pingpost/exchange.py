@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -34,12 +37,19 @@ _WAIT_STEP = 0.05
 # Fields whose change between ping and post changes which partners match.
 _MATCHED_ON = ("State", "Zip", "Home_Improvement_Product", "Score", "SRC")
 _CENT = Decimal("0.01")
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
-def submit(request: Request, path_mode: str | None = None, vendor: Vendor | None = None) -> Answer:
+def submit(
+    request: Request,
+    path_mode: str | None = None,
+    vendor: Vendor | None = None,
+    idempotency_key: str | None = None,
+) -> Answer:
     """Handle one pingPostLead request; `path_mode` is the mode its route implies, if any.
 
     `vendor`: the request's vendor when the caller has already found it by the Key.
+    `idempotency_key`: the request's Idempotency-Key header (full requests honour it).
     """
     fields = present(request.fields)
     vendor = vendor or authenticate(fields.get("Key"))
@@ -52,7 +62,7 @@ def submit(request: Request, path_mode: str | None = None, vendor: Vendor | None
         return ping(vendor, values, kept, request.matches)
     if mode == "post":
         return post(vendor, values, kept, request.matches, request.selected)
-    return full(vendor, values, kept, request.matches)
+    return full(vendor, values, kept, request.matches, idempotency_key=idempotency_key)
 
 
 def _mode(fields: dict[str, str], path_mode: str | None) -> str:
@@ -251,9 +261,14 @@ def full(
     kept: dict[str, str],
     matches: Sequence[HashedValue] = (),
     ids: LeadIds = lead_ids,
+    idempotency_key: str | None = None,
 ) -> Answer:
-    """Ping and post in one request: match the whole lead and sell it."""
+    """Ping and post in one request: match the whole lead and sell it.
+
+    A repeat of an earlier full request (see `_repeat`) is the earlier lead, not a new one.
+    """
     now = datetime.now(UTC)
+    repeat = _repeat(vendor, values, kept, matches, idempotency_key, now)
     token = uuid.uuid4().hex
     lead_id = ids.next()
     lead = Lead(
@@ -273,10 +288,71 @@ def full(
         outbox=outbox_shard(lead_id),  # the sweep watches it until it is recorded
         outbox_since=int(now.timestamp() * 1000),
     )
-    leads.add(lead)
     agreed = consent.given(lead.consent) is True
     criteria = Criteria.of(values, lead.cost, vendor_matches=tuple(matches), consent=agreed)
+    try:
+        leads.add(lead, repeat)
+    except leads.Repeated as earlier:
+        if earlier.request != repeat.request:
+            raise InvalidRequest(
+                [
+                    "Invalid Idempotency-Key header: it was sent before with a different lead;"
+                    " send a new key for a new lead"
+                ]
+            ) from None
+        return _repeated(earlier.lead_id, vendor, values, criteria)
     return _sell(vendor, lead, token, values, criteria, now, [_event(now, "full", "received")])
+
+
+def _repeat(
+    vendor: Vendor,
+    values: Mapping[str, object],
+    kept: Mapping[str, str],
+    matches: Sequence[HashedValue],
+    idempotency_key: str | None,
+    now: datetime,
+) -> leads.Repeat:
+    """When a full request is the repeat of an earlier one (a publisher retrying).
+
+    The same vendor sending the same Idempotency-Key header, or, without one, the same
+    request (every field and value, extra fields and Matches included), within
+    `repeat_seconds` of the first.
+    """
+    digest = hashlib.sha256(
+        json.dumps([vendor.id, _wire(values), kept, _stored(matches)], sort_keys=True).encode()
+    ).hexdigest()
+    name = digest
+    if idempotency_key is not None:
+        if not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise InvalidRequest(
+                ["Invalid Idempotency-Key header: must be 1 to 255 printable ASCII characters"]
+            )
+        name = "key#" + hashlib.sha256(idempotency_key.encode()).hexdigest()
+    expires = int(now.timestamp()) + settings().repeat_seconds
+    return leads.Repeat(f"full#{vendor.id}#{name}", digest, expires)
+
+
+def _repeated(
+    lead_id: int, vendor: Vendor, values: Mapping[str, object], criteria: Criteria
+) -> Answer:
+    """The answer to a repeated full request: the earlier lead's, once it is recorded.
+
+    When the earlier request died holding the lead (it made no progress while watched), this
+    one takes the lead over and sells it, from the sales already recorded on it.
+    """
+    lead = _owned(lead_id, vendor)
+    if lead.status in DONE:
+        return Answer.restored(lead.answer)
+    watched = _watch(lead, vendor)
+    if isinstance(watched, Answer):
+        return watched
+    token = uuid.uuid4().hex
+    if watched is None or not leads.claim(lead_id, vendor.id, token, _now_ms(), seen=watched):
+        return _outcome(lead_id, vendor)
+    lead.sold_to = (leads.get(lead_id) or lead).sold_to
+    now = datetime.now(UTC)
+    timeline = [_event(now, "full", "repeated: the earlier request died; this one sells the lead")]
+    return _sell(vendor, lead, token, values, criteria, now, timeline)
 
 
 def _sell(

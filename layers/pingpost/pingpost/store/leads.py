@@ -6,13 +6,17 @@ Every change is a conditional write, so two requests can never both sell a lead.
 
 from __future__ import annotations
 
+import random
+import time
+import uuid
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pingpost.config import settings
+from pingpost.errors import Conflict
 from pingpost.store import dynamodb, from_item, to_item
 from pingpost.store.deliveries import outbox_shard
 
@@ -93,13 +97,114 @@ def _conditional_failed(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
-def add(lead: Lead) -> None:
-    """Store a new lead; its ID must be new."""
-    dynamodb().put_item(
-        TableName=settings().leads_table,
-        Item=lead.item(),
-        ConditionExpression="attribute_not_exists(lead_id)",
+@dataclass(frozen=True)
+class Repeat:
+    """What makes a full request the repeat of an earlier one (kept in the counters table).
+
+    `key`: the record's key (the vendor and its Idempotency-Key, or the request's digest);
+    `request`: the request's digest; `expires_at`: epoch seconds, the end of the window.
+    """
+
+    key: str
+    request: str
+    expires_at: int
+
+
+class Repeated(Exception):
+    """The request repeats one that was given `lead_id`, within its window."""
+
+    def __init__(self, lead_id: int, request: str) -> None:
+        super().__init__(f"a repeat of lead {lead_id}")
+        self.lead_id = lead_id
+        self.request = request
+
+
+_ATTEMPTS = 5
+
+
+def add(lead: Lead, repeat: Repeat | None = None) -> None:
+    """Store a new lead; its ID must be new.
+
+    With `repeat`, the lead and its repeat record are written together, unless a record with
+    that key is still in its window: then Repeated names the lead it was written with.
+    """
+    put: Any = {
+        "TableName": settings().leads_table,
+        "Item": lead.item(),
+        "ConditionExpression": "attribute_not_exists(lead_id)",
+    }
+    if repeat is None:
+        dynamodb().put_item(**put)
+        return
+    record: Any = {
+        "TableName": settings().counters_table,
+        "Item": to_item(
+            {
+                "counter": repeat.key,
+                "lead_id": lead.lead_id,
+                "request": repeat.request,
+                "expires_at": repeat.expires_at,
+            }
+        ),
+        "ConditionExpression": "attribute_not_exists(#c) OR expires_at < :now",
+        "ExpressionAttributeNames": {"#c": "counter"},
+    }
+    # The same token on every call for this lead: DynamoDB applies it once.
+    token = str(uuid.uuid5(uuid.NAMESPACE_URL, f"lead/{lead.lead_id}"))
+    for attempt in range(_ATTEMPTS):
+        record["ExpressionAttributeValues"] = {":now": {"N": str(int(time.time()))}}
+        try:
+            dynamodb().transact_write_items(
+                TransactItems=[{"Put": put}, {"Put": record}], ClientRequestToken=token
+            )
+            return
+        except BotoCoreError:
+            if _stored(lead.lead_id):
+                return  # applied; only its answer was lost
+            raise
+        except ClientError as error:
+            reasons: Any = error.response.get("CancellationReasons", [])
+            codes = [r.get("Code") for r in reasons]
+            if codes[1:2] == ["ConditionalCheckFailed"]:
+                earlier = _repeat_record(repeat.key)
+                if earlier is None:
+                    continue  # its window ended meanwhile
+                if earlier.lead_id != lead.lead_id:
+                    raise earlier from None
+                return  # our own write, applied by an attempt whose answer was lost
+            if "TransactionConflict" in codes and attempt < _ATTEMPTS - 1:
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+                continue
+            if not codes and _stored(lead.lead_id):
+                return  # applied; only its answer was lost
+            raise
+    # pragma: no cover (the record changed under every attempt)
+    raise Conflict("A request like this one is being stored by another request; retry shortly")
+
+
+def _stored(lead_id: int) -> bool:
+    try:
+        return get(lead_id) is not None
+    except (ClientError, BotoCoreError):
+        return False
+
+
+def _repeat_record(key: str) -> Repeated | None:
+    item = (
+        dynamodb()
+        .get_item(
+            TableName=settings().counters_table,
+            Key={"counter": {"S": key}},
+            ConsistentRead=True,
+        )
+        .get("Item")
     )
+    if item is None:
+        return None
+    values = from_item(item)
+    if int(values["expires_at"]) < int(time.time()):
+        return None
+    return Repeated(int(values["lead_id"]), str(values["request"]))
 
 
 def get(lead_id: int) -> Lead | None:
