@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -74,3 +75,62 @@ def fault(
     finally:
         events.unregister(f"before-parameter-build.{service}.{operation}", before)
         events.unregister(f"after-call.{service}.{operation}", after)
+
+
+_CODES = {"fail": "InternalServerError", "throttle": "ThrottlingException"}
+
+
+@dataclass
+class Plan:
+    """Which call of a step to fault and how; kind None only counts the calls."""
+
+    kind: str | None = None  # fail, throttle, lose, die or delay
+    at: int = -1  # the index of the call to fault, counted from 0
+    delay: float = 0.4
+    calls: list[str] = field(default_factory=list)  # every call made, by operation
+    held: threading.Event = field(default_factory=threading.Event)  # the delayed call waits
+
+
+@contextmanager
+def faulting(plan: Plan, clients: Sequence[Any]) -> Iterator[Plan]:
+    """Count every call `clients` make, and fault the one `plan` names."""
+    lock = threading.Lock()
+    local = threading.local()
+
+    def before(model: Any, **_: Any) -> None:
+        with lock:
+            index = len(plan.calls)
+            plan.calls.append(model.name)
+        lost = False
+        if index == plan.at:
+            if plan.kind == "die":
+                raise Killed(model.name)
+            if plan.kind in _CODES:
+                error = {"Error": {"Code": _CODES[plan.kind], "Message": "injected"}}
+                raise ClientError(error, model.name)  # type: ignore[arg-type]
+            if plan.kind == "delay":
+                plan.held.set()
+                time.sleep(plan.delay)
+            lost = plan.kind == "lose"
+        local.__dict__.setdefault("pending", []).append(lost)
+
+    def after(model: Any, **_: Any) -> None:
+        pending = local.__dict__.setdefault("pending", [])
+        if pending and pending.pop():
+            error = {"Error": {"Code": "InternalServerError", "Message": "injected, applied"}}
+            raise ClientError(error, model.name)  # type: ignore[arg-type]
+
+    hooks = []
+    for client in clients:
+        service = client.meta.service_model.service_id.hyphenize()
+        hooks += [
+            (client, f"before-parameter-build.{service}", before),
+            (client, f"after-call.{service}", after),
+        ]
+    for client, event, hook in hooks:
+        client.meta.events.register(event, hook)
+    try:
+        yield plan
+    finally:
+        for client, event, hook in hooks:
+            client.meta.events.unregister(event, hook)

@@ -370,3 +370,29 @@ def test_a_full_request_whose_process_died_after_its_sale_is_sold_once_when_retr
     assert any("repeated" in e["detail"] for e in lead.timeline)
     assert day_sales(983) == 1
     assert queued_sales() == {(retried.lead_id, 983)}
+
+
+def test_a_post_whose_finish_failed_is_delivered_with_the_posts_data(
+    sales: Any, partner: Any
+) -> None:
+    # Found by the fault matrix: the post's data was written only by its finish, so when that
+    # write failed the sale was delivered with the ping's partial data (no name, no email).
+    import json
+
+    from pingpost import exchange
+    from pingpost.decoding import Request
+    from pingpost.store import leads
+
+    sales(buyer(984, partner.url))
+    ping = exchange.submit(Request(complete("ping", Home_Improvement_Product="Gutters")))
+    posted = complete("post", Lead_ID=str(ping.lead_id))
+    finishing = {
+        "when": lambda params: "REMOVE expires_at, claim" in params.get("UpdateExpression", "")
+    }
+    with fault(dynamodb(), "UpdateItem", **finishing) as failed:
+        answer = exchange.submit(Request(posted))
+    assert (failed.hits, answer.status) == (1, "Matched")
+    assert leads.get(ping.lead_id).data["Email"] == posted["Email"]  # type: ignore[union-attr]
+    assert deliver(receive()) == {"batchItemFailures": []}
+    sent = json.loads(partner.bodies[f"{ping.lead_id}-984"])
+    assert (sent["Email"], sent["First_Name"]) == (posted["Email"], posted["First_Name"])

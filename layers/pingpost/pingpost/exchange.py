@@ -503,11 +503,6 @@ def post(
         seen = watched
     merged = _merged(lead, values)
     _check_selected(lead, selected)
-    token = uuid.uuid4().hex
-    if not leads.claim(lead_id, vendor.id, token, _now_ms(), seen=seen):
-        return _outcome(lead_id, vendor)
-    # A post that took the lead over continues from the sales recorded on it until now.
-    lead.sold_to = (leads.get(lead_id) or lead).sold_to
     now = datetime.now(UTC)
     timeline = [_event(now, "post", "received")]
     changed = [f for f in _MATCHED_ON if lead.data.get(f) != _wire(merged).get(f)]
@@ -515,10 +510,18 @@ def post(
         timeline.append(
             _event(now, "rematch", f"the post changed {', '.join(changed)}: matched again")
         )
+    lead.data = _wire(merged)
     lead.matches = _stored((*_restored(lead.matches), *matches))
     lead.extra = lead.extra | kept
     lead.test = lead.test or merged.get("Test_Lead") is True
     lead.consent = consent.record(merged, _ms(now), earlier=lead.consent)
+    token = uuid.uuid4().hex
+    # The post's data is recorded with the claim: the sales are delivered with it, whatever
+    # fails after them.
+    if not leads.claim(lead_id, vendor.id, token, _now_ms(), seen=seen, posted=lead):
+        return _outcome(lead_id, vendor)
+    # A post that took the lead over continues from the sales recorded on it until now.
+    lead.sold_to = (leads.get(lead_id) or lead).sold_to
     criteria = Criteria.of(
         merged,
         lead.cost,

@@ -219,12 +219,19 @@ def get(lead_id: int) -> Lead | None:
 
 
 def claim(
-    lead_id: int, vendor_id: str, token: str, now_ms: int, seen: tuple[str, int] | None = None
+    lead_id: int,
+    vendor_id: str,
+    token: str,
+    now_ms: int,
+    seen: tuple[str, int] | None = None,
+    posted: Lead | None = None,
 ) -> bool:
     """Take the lead for one post; False when another post has it or it is already done.
 
     `seen`: the (claim, beat) of a post that another request watched make no progress; the lead
     is taken over only if that claim is still the lead's, at the same beat.
+    `posted`: the lead with the post's data, recorded with the claim, so that whatever happens
+    after it, its sales are delivered with the data they were sold with.
     """
     condition = "vendor_id = :vendor AND #s = :pinged"
     if seen:
@@ -242,11 +249,17 @@ def claim(
                 " deliveries = if_not_exists(deliveries, :none),"
                 # Until the post is recorded the sweep watches the lead.
                 " outbox = :shard, outbox_since = if_not_exists(outbox_since, :now)"
+                + (
+                    ", #d = :data, extra = :extra, matches = :matches, consent = :consent,"
+                    " test = :test"
+                    if posted
+                    else ""
+                )
                 # The ping's expiry ends here: DynamoDB must not delete a lead being sold.
-                " REMOVE expires_at, sweep_seen"
+                + " REMOVE expires_at, sweep_seen"
             ),
             ConditionExpression=condition,
-            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeNames={"#s": "status", **({"#d": "data"} if posted else {})},
             ExpressionAttributeValues=to_item(
                 {
                     ":posting": POSTING,
@@ -258,6 +271,17 @@ def claim(
                     ":none": {},
                     ":shard": outbox_shard(lead_id),
                     **({":seen": seen[0], ":beat": seen[1]} if seen else {}),
+                    **(
+                        {
+                            ":data": posted.data,
+                            ":extra": posted.extra,
+                            ":matches": posted.matches,
+                            ":consent": posted.consent,
+                            ":test": posted.test,
+                        }
+                        if posted
+                        else {}
+                    ),
                 }
             ),
         )

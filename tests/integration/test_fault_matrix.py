@@ -1,0 +1,558 @@
+"""Every AWS call of ping, post, full, deliver and retry, faulted in turn: one post, one truth.
+
+For each step the calls it makes to DynamoDB and SQS are counted on a clean run; then the step
+is run again once per call and per kind of fault, the fault hitting that call:
+- fail: the call fails before it is sent (InternalServerError);
+- throttle: the same with ThrottlingException (botocore's own retries are spent);
+- lose: the call is applied and its answer is lost;
+- die: the process dies before the call (nothing after it runs: a kill between two writes);
+- delay: the call is held back while the same step runs again concurrently (a publisher's
+  second request, SQS's second copy of a message, a second retry run).
+Then the world goes on, fault-free: the publisher retries what was answered 503, 409 or not at
+all; the scheduled retry runs; the deliver function takes every message. What must hold:
+what the publisher was told matches what is stored, counters and dedupe records equal the
+sales, every sale is delivered once by key, and nothing is left posting, queued or sending.
+
+Run with -s to print the table docs/reliability.md shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tests.conftest import ROOT
+from tests.faults import Killed, Plan, faulting
+from tests.integration.test_delivery import buyer
+from tests.integration.test_delivery import sales as sales  # noqa: PLC0414 (the fixture)
+from tests.leads import complete
+
+KINDS = ("fail", "throttle", "lose", "die", "delay")
+PARTNER = 990
+DELAY = 0.4  # longer than the post wait below: the concurrent request watches, then decides
+
+
+@pytest.fixture
+def partner() -> Iterator[Any]:
+    from pingpost.local.partner import DemoPartner
+
+    with DemoPartner() as good:
+        yield good
+
+
+@pytest.fixture
+def world(sales: Any, partner: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """One buyer of Gutters, quick timings, and dead letters that come back after a second."""
+    from pingpost.config import settings
+
+    sales(buyer(PARTNER, partner.url))
+    for name, value in {
+        "POST_WAIT_SECONDS": "0.2",
+        "OUTBOX_GRACE_SECONDS": "0",
+        "REDRIVE_BASE_SECONDS": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings.cache_clear()
+    sqs = boto3.client("sqs")
+    dead = os.environ["DEAD_LETTER_QUEUE_URL"]
+    before = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["VisibilityTimeout"])
+    sqs.set_queue_attributes(QueueUrl=dead, Attributes={"VisibilityTimeout": "1"})
+    yield World(partner)
+    sqs.set_queue_attributes(QueueUrl=dead, Attributes=before["Attributes"])
+    monkeypatch.undo()
+    settings.cache_clear()
+
+
+@functools.cache
+def _plain(service: str = "dynamodb") -> Any:
+    """A client the faults do not touch, for the test's own reads."""
+    return boto3.client(service)  # type: ignore[call-overload]
+
+
+def receive(queue: str = "DELIVERY_QUEUE_URL") -> list[Any]:
+    """Take what a queue holds now, as Lambda's poller would."""
+    url = os.environ[queue]
+    messages = (
+        _plain("sqs")
+        .receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=0
+        )
+        .get("Messages", [])
+    )
+    for message in messages:
+        _plain("sqs").delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return messages
+
+
+@functools.cache
+def _deliver_function() -> tuple[Any, str]:
+    from pingpost.local.gateway import LocalFunction
+
+    arn = _plain("sqs").get_queue_attributes(
+        QueueUrl=os.environ["DELIVERY_QUEUE_URL"], AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    folder = ROOT / "functions" / "deliver"
+    environment = dict(os.environ)
+    function = LocalFunction(
+        "DeliverFunction", folder, "app.lambda_handler", environment, serialize=False
+    )
+    return function, arn
+
+
+def deliver(messages: list[Any]) -> set[str]:
+    """Hand messages to the deliver function; the IDs of those it did not deliver."""
+    from pingpost.local.events import sqs_event
+
+    function, arn = _deliver_function()
+    result = function.invoke(sqs_event(messages, arn))
+    return {failure["itemIdentifier"] for failure in result["batchItemFailures"]}
+
+
+@dataclass
+class Row:
+    """One line of the table: a step under one kind of fault, at every call in turn."""
+
+    step: str
+    kind: str
+    injected: int = 0
+    requests: int = 0
+    told: Counter[str] = field(default_factory=Counter)
+    lost: int = 0
+    doubled: int = 0
+    half_written: int = 0
+    stuck: int = 0
+    key_twice: int = 0
+
+
+@dataclass
+class World:
+    """The test's view of the exchange: the buyer, and what it counts."""
+
+    partner: Any
+    pending: list[Any] = field(default_factory=list)  # messages to hand the deliver function
+
+    def sold(self, days: set[str]) -> int:
+        """The buyer's sales by its day counters."""
+        counters = (_counter(f"cap#{PARTNER}#day#{day}") for day in days)
+        return sum(int(counter.get("sold", {}).get("N", 0)) for counter in counters)
+
+
+def today() -> str:
+    """The buyer's day (its counters' period) now."""
+    from datetime import UTC, datetime
+
+    from pingpost.matching import periods
+    from pingpost.store import partners
+
+    buyer_ = partners.by_id(PARTNER)
+    assert buyer_ is not None
+    return periods(buyer_, datetime.now(UTC)).day
+
+
+def _counter(key: str) -> dict[str, Any]:
+    item = _plain().get_item(
+        TableName=os.environ["COUNTERS_TABLE"], Key={"counter": {"S": key}}, ConsistentRead=True
+    )
+    return dict(item.get("Item", {}))
+
+
+def cold() -> None:
+    """Forget every per-container copy, so each run makes the same calls."""
+    from pingpost.store import counters, partners, sales, vendors
+
+    partners._cache.clear()
+    partners._everyone.clear()
+    vendors._cache.clear()
+    sales._usage.clear()
+    counters.lead_ids._next = counters.lead_ids._end  # the next lead ID reserves a block
+
+
+def leads_of(email: str) -> list[Any]:
+    """Every stored lead of this consumer."""
+    from pingpost.store.leads import Lead
+
+    pages = (
+        _plain()
+        .get_paginator("scan")
+        .paginate(
+            TableName=os.environ["LEADS_TABLE"],
+            FilterExpression="#d.Email = :email",
+            ExpressionAttributeNames={"#d": "data"},
+            ExpressionAttributeValues={":email": {"S": email}},
+            ConsistentRead=True,
+        )
+    )
+    return [Lead.of(item) for page in pages for item in page["Items"]]
+
+
+def stored_lead(lead_id: int) -> Any:
+    """The lead as stored, read with the test's own client (never faulted, never counted)."""
+    from pingpost.store.leads import Lead
+
+    item = (
+        _plain()
+        .get_item(
+            TableName=os.environ["LEADS_TABLE"],
+            Key={"lead_id": {"N": str(lead_id)}},
+            ConsistentRead=True,
+        )
+        .get("Item")
+    )
+    return None if item is None else Lead.of(item)
+
+
+def publish(
+    request: dict[str, str], told: list[tuple[str, int | None]], sold: Callable[[], bool]
+) -> None:
+    """A publisher: send, and send again what was answered 503, 409 or not at all (a ping
+    that is sent again is another lead: what matters is the last)."""
+    from pingpost import exchange
+    from pingpost.decoding import Request
+    from pingpost.errors import PingPostError
+
+    for _ in range(4):
+        try:
+            answer = exchange.submit(Request(dict(request)))
+        except PingPostError as error:
+            told.append((str(error.status), None))
+            if error.status not in (409, 503):
+                return
+        except (ClientError, BotoCoreError):  # the edge answers these 503
+            told.append(("503", None))
+        except Killed:
+            told.append(("no answer", None))
+            continue
+        else:
+            told.append((answer.status, answer.lead_id))
+            return
+        if told[-1][0] == "503" and sold():
+            told[-1] = ("503 after a sale", None)
+
+
+def drain(world: World, run: Run) -> None:
+    """The world without faults: retry runs, and every message handed to the deliver function."""
+    from pingpost import delivery, redrive
+
+    later = delivery._now_ms
+    # Leases of killed workers have run out by now.
+    delivery._now_ms = lambda: later() + 60_000  # type: ignore[method-assign]
+    try:
+        for _ in range(12):
+            redrive.run(5)
+            messages = world.pending + receive()
+            world.pending = []
+            for _ in range(20):
+                if not messages:
+                    break
+                failed = deliver(messages)
+                messages = [m for m in messages if m["MessageId"] in failed] + receive()
+            if _dead_letters():
+                time.sleep(1.1)  # those taken by a run that died come back
+            elif _quiet(run):
+                return
+    finally:
+        delivery._now_ms = later  # type: ignore[method-assign]
+
+
+def _dead_letters() -> int:
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=os.environ["DEAD_LETTER_QUEUE_URL"],
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(n) for n in attributes.values())
+
+
+def _quiet(run: Run) -> bool:
+    from pingpost.store.leads import POSTING
+
+    ids = run.lead_ids or [lead.lead_id for lead in leads_of(run.request.get("Email", "-"))]
+    for lead in filter(None, map(stored_lead, ids)):
+        if lead.status == POSTING or lead.outbox:
+            return False
+        if any(d.get("state") in ("queued", "sending") for d in lead.deliveries.values()):
+            return False
+    return True
+
+
+@dataclass
+class Run:
+    """One run of a step: what it acted on, and what publishers were told."""
+
+    lead_ids: list[int] = field(default_factory=list)
+    request: dict[str, str] = field(default_factory=dict)
+    messages: list[Any] = field(default_factory=list)
+    told: list[list[tuple[str, int | None]]] = field(default_factory=list)
+    sold_leads: int = 1  # how many leads the run should end with sold
+    invocations: int = 0  # of the step (a publisher's request counts its retries)
+    consumers: dict[int, dict[str, str]] = field(default_factory=dict)  # sold outside the data
+
+    def sold(self) -> bool:
+        """Whether any lead of this run has a sale now."""
+        found = leads_of(self.request.get("Email", "-"))
+        found += filter(None, map(stored_lead, self.lead_ids))
+        return any(lead.sold_to for lead in found)
+
+    def publish(self) -> None:
+        told: list[tuple[str, int | None]] = []
+        self.told.append(told)
+        publish(self.request, told, self.sold)
+        self.lead_ids += [lead_id for _, lead_id in told if lead_id is not None]
+
+
+def _full(**changes: str) -> int:
+    from pingpost import exchange
+    from pingpost.decoding import Request
+
+    answer = exchange.submit(
+        Request(complete("full", Home_Improvement_Product="Gutters", **changes))
+    )
+    assert answer.status == "Matched"
+    return answer.lead_id
+
+
+def _ping() -> int:
+    from pingpost import exchange
+    from pingpost.decoding import Request
+
+    answer = exchange.submit(Request(complete("ping", Home_Improvement_Product="Gutters")))
+    assert answer.status == "Matched"
+    return answer.lead_id
+
+
+class Step:
+    """A step of a lead's life: set up cleanly, then act (faulted), or act twice at once."""
+
+    name = ""
+
+    def setup(self, world: World) -> Run:
+        return Run()
+
+    def act(self, world: World, run: Run) -> None:
+        raise NotImplementedError
+
+
+class Ping(Step):
+    name = "ping"
+
+    def setup(self, world: World) -> Run:
+        return Run(request=complete("ping", Home_Improvement_Product="Gutters"), sold_leads=0)
+
+    def act(self, world: World, run: Run) -> None:
+        run.publish()
+
+
+class Post(Step):
+    name = "post"
+
+    def setup(self, world: World) -> Run:
+        lead_id = _ping()
+        return Run([lead_id], complete("post", Lead_ID=str(lead_id)))
+
+    def act(self, world: World, run: Run) -> None:
+        run.publish()
+
+
+class Full(Step):
+    name = "full"
+
+    def setup(self, world: World) -> Run:
+        return Run(request=complete("full", Home_Improvement_Product="Gutters"))
+
+    def act(self, world: World, run: Run) -> None:
+        run.publish()
+
+
+class Deliver(Step):
+    name = "deliver"
+
+    def setup(self, world: World) -> Run:
+        lead_id = _full()
+        return Run([lead_id], messages=receive())
+
+    def act(self, world: World, run: Run) -> None:
+        try:
+            failed = deliver(run.messages)
+        except Killed:
+            failed = {m["MessageId"] for m in run.messages}
+        # What was not acknowledged comes back (SQS)
+        world.pending += [m for m in run.messages if m["MessageId"] in failed]
+
+
+class Retry(Step):
+    """A scheduled run (two, as a dead post is ended on its second): a sale whose message SQS
+    refused, a dead letter, and a post that died after its sale."""
+
+    name = "retry"
+
+    def setup(self, world: World) -> Run:
+        from datetime import UTC, datetime
+
+        from pingpost.store import leads, partners
+        from pingpost.store import sales as store
+        from pingpost.store.queues import sqs
+        from tests.faults import fault
+
+        with fault(sqs(), "SendMessageBatch"):
+            outbox = _full()
+        lettered = _full()
+        for message in receive():
+            boto3.client("sqs").send_message(
+                QueueUrl=os.environ["DEAD_LETTER_QUEUE_URL"], MessageBody=message["Body"]
+            )
+        dead = _ping()
+        assert leads.claim(dead, "demo", "dead", now_ms=0)
+        buyer_ = partners.by_id(PARTNER)
+        assert buyer_ is not None
+        consumer = {"email": f"dead{dead}@example.com", "phone": f"31255{dead % 100_000:05d}"}
+        sold = store.sell(
+            dead, "dead", buyer_, datetime.now(UTC), allowed=1, consumer=consumer, test=False
+        )
+        assert sold is None
+        return Run([outbox, lettered, dead], sold_leads=3, consumers={dead: consumer})
+
+    def act(self, world: World, run: Run) -> None:
+        from pingpost import redrive
+
+        redrive.run(5)
+        redrive.run(5)
+
+
+STEPS = (Ping(), Post(), Full(), Deliver(), Retry())
+
+
+def attempt(step: Step, world: World, run: Run) -> None:
+    """One invocation of the step; one that dies or fails is over, and the world goes on (a
+    publisher's own retries are part of its step)."""
+    run.invocations += 1
+    with contextlib.suppress(Killed, ClientError, BotoCoreError):
+        step.act(world, run)
+
+
+def run_step(world: World, step: Step, plan: Plan) -> Run:
+    """Set up cleanly, act under `plan` (and again at once for a delay), then drain."""
+    from pingpost.store import dynamodb
+    from pingpost.store.queues import sqs
+
+    run = step.setup(world)
+    cold()
+    concurrent: list[threading.Thread] = []
+    with faulting(plan, [dynamodb(), sqs()]):
+        if plan.kind == "delay":
+
+            def again() -> None:
+                plan.held.wait(5)
+                attempt(step, world, run)
+
+            concurrent.append(threading.Thread(target=again))
+            concurrent[0].start()
+        attempt(step, world, run)
+        for thread in concurrent:
+            thread.join(30)
+    drain(world, run)
+    return run
+
+
+def judge(world: World, step: Step, run: Run, row: Row, start: str, before: int) -> None:
+    """Count what went wrong in `run` into `row`; the buyer had `before` sales on day `start`."""
+    from pingpost.store.sales import _dedupe_key
+
+    if step.name == "full":
+        run.lead_ids = sorted({lead.lead_id for lead in leads_of(run.request["Email"])})
+    stored = {i: stored_lead(i) for i in run.lead_ids}
+    row.requests += sum(len(told) for told in run.told) or run.invocations
+    for told in run.told:
+        row.told.update(status for status, _ in told)
+        if not told or told[-1][0] != "Matched":
+            row.lost += 1  # the publisher gave up without the sale it could have had
+        for status, lead_id in told:
+            lead = stored.get(lead_id or 0)
+            if step.name == "ping":
+                if status == "Matched" and (lead is None or lead.status != "pinged"):
+                    row.lost += 1  # the publisher cannot post it
+                continue
+            if status == "Matched" and (lead is None or not lead.sold_to or lead.status != "sold"):
+                row.lost += 1
+            if status == "Unmatched":
+                row.doubled += 1  # only a second sale of the consumer is refused
+            if status == "503 after a sale":
+                row.half_written += 1
+        if len({lead_id for status, lead_id in told if status == "Matched"}) > 1:
+            row.doubled += 1
+    sold = [lead for lead in stored.values() if lead is not None and lead.sold_to]
+    if step.name != "ping":
+        row.doubled += max(0, len(sold) - run.sold_leads)
+        row.lost += max(0, run.sold_leads - len(sold))
+    sales = sum(len(lead.sold_to) for lead in sold)
+    counted = world.sold({start, today()}) - before
+    row.doubled += counted > sales
+    row.half_written += counted < sales
+    for lead in sold:
+        # Each sale's dedupe records name its lead (a test lead has none; these are real)
+        consumer = run.consumers.get(lead.lead_id) or {
+            "email": lead.data.get("Email", ""),
+            "phone": lead.data.get("Home_Phone", ""),
+        }
+        for kind, value in consumer.items():
+            record = _counter(_dedupe_key(PARTNER, kind, value))
+            if record.get("lead_id", {}).get("N") != str(lead.lead_id):
+                row.half_written += 1
+    for lead in stored.values():
+        if lead is None:
+            continue
+        if lead.status == "posting" or lead.outbox or (lead.sold_to and lead.status != "sold"):
+            row.stuck += 1
+        for partner_id in lead.sold_to:
+            state = lead.deliveries.get(partner_id, {}).get("state")
+            times = world.partner.accepted.get(f"{lead.lead_id}-{partner_id}", 0)
+            if state in ("queued", "sending"):
+                row.stuck += 1
+            elif state != "delivered" or times == 0:
+                row.lost += 1
+            row.key_twice += times > 1
+
+
+def count_calls(world: World, step: Step) -> list[str]:
+    plan = Plan()
+    run_step(world, step, plan)
+    return plan.calls
+
+
+TABLE: list[Row] = []
+
+
+@pytest.mark.parametrize("step", STEPS, ids=[s.name for s in STEPS])
+def test_every_call_of_the_step_faulted_in_turn_leaves_one_truth(world: World, step: Step) -> None:
+    calls = count_calls(world, step)
+    assert calls, "the step made no AWS call"
+    rows = {kind: Row(step.name, kind) for kind in KINDS}
+    for kind in KINDS:
+        for at in range(len(calls)):
+            start = today()
+            before = world.sold({start})
+            plan = Plan(kind, at, delay=DELAY)
+            run = run_step(world, step, plan)
+            judge(world, step, run, rows[kind], start, before)
+            rows[kind].injected += 1
+    TABLE.extend(rows.values())
+    print(f"\n{step.name}: {len(calls)} calls: {', '.join(calls)}")
+    for row in rows.values():
+        print(
+            f"| {row.step} | {row.kind} | {row.injected} | {row.requests} |"
+            f" {', '.join(f'{k} {v}' for k, v in sorted(row.told.items())) or '-'} |"
+            f" {row.lost} | {row.doubled} | {row.half_written} | {row.stuck} | {row.key_twice} |"
+        )
+    for row in rows.values():
+        assert (row.lost, row.doubled, row.half_written, row.stuck) == (0, 0, 0, 0), row
+        # A partner sees a key twice only when a worker dies between its answer and the record
+        assert row.key_twice == 0 or (step.name, row.kind) == ("deliver", "die"), row
