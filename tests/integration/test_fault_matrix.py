@@ -22,7 +22,6 @@ import contextlib
 import functools
 import os
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -53,7 +52,8 @@ def partner() -> Iterator[Any]:
 
 @pytest.fixture
 def world(sales: Any, partner: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    """One buyer of Gutters, quick timings, and dead letters that come back after a second."""
+    """One buyer of Gutters, quick timings, and dead letters that come back at once when a run
+    that took them dies."""
     from pingpost.config import settings
 
     sales(buyer(PARTNER, partner.url))
@@ -67,7 +67,7 @@ def world(sales: Any, partner: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator
     sqs = boto3.client("sqs")
     dead = os.environ["DEAD_LETTER_QUEUE_URL"]
     before = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["VisibilityTimeout"])
-    sqs.set_queue_attributes(QueueUrl=dead, Attributes={"VisibilityTimeout": "1"})
+    sqs.set_queue_attributes(QueueUrl=dead, Attributes={"VisibilityTimeout": "0"})
     yield World(partner)
     sqs.set_queue_attributes(QueueUrl=dead, Attributes=before["Attributes"])
     monkeypatch.undo()
@@ -257,9 +257,7 @@ def drain(world: World, run: Run) -> None:
                     break
                 failed = deliver(messages)
                 messages = [m for m in messages if m["MessageId"] in failed] + receive()
-            if _dead_letters():
-                time.sleep(1.1)  # those taken by a run that died come back
-            elif _quiet(run):
+            if not _dead_letters() and _quiet(run):
                 return
     finally:
         delivery._now_ms = later  # type: ignore[method-assign]
@@ -522,6 +520,16 @@ def judge(world: World, step: Step, run: Run, row: Row, start: str, before: int)
             row.key_twice += times > 1
 
 
+def faulted(calls: list[str]) -> list[int]:
+    """The calls to fault: all, except the middle ones of a run of the same operation (the
+    sweep's shard queries), whose first and last stand for them."""
+    return [
+        i
+        for i, name in enumerate(calls)
+        if not (0 < i < len(calls) - 1 and calls[i - 1] == name == calls[i + 1])
+    ]
+
+
 def count_calls(world: World, step: Step) -> list[str]:
     plan = Plan()
     run_step(world, step, plan)
@@ -537,7 +545,7 @@ def test_every_call_of_the_step_faulted_in_turn_leaves_one_truth(world: World, s
     assert calls, "the step made no AWS call"
     rows = {kind: Row(step.name, kind) for kind in KINDS}
     for kind in KINDS:
-        for at in range(len(calls)):
+        for at in faulted(calls):
             start = today()
             before = world.sold({start})
             plan = Plan(kind, at, delay=DELAY)
@@ -545,7 +553,7 @@ def test_every_call_of_the_step_faulted_in_turn_leaves_one_truth(world: World, s
             judge(world, step, run, rows[kind], start, before)
             rows[kind].injected += 1
     TABLE.extend(rows.values())
-    print(f"\n{step.name}: {len(calls)} calls: {', '.join(calls)}")
+    print(f"\n{step.name}: {len(calls)} calls ({len(faulted(calls))} faulted): {', '.join(calls)}")
     for row in rows.values():
         print(
             f"| {row.step} | {row.kind} | {row.injected} | {row.requests} |"
