@@ -178,22 +178,27 @@ def cold() -> None:
     counters.lead_ids._next = counters.lead_ids._end  # the next lead ID reserves a block
 
 
-def leads_of(email: str) -> list[Any]:
-    """Every stored lead of this consumer."""
+def last_lead_id() -> int:
+    """The last lead ID handed out (by any container) so far."""
+    item = _counter("lead_id")
+    return int(item["value"]["N"]) if item else 0
+
+
+def leads_of(email: str, since: int) -> list[Any]:
+    """Every stored lead of this consumer among those given IDs after `since`."""
     from pingpost.store.leads import Lead
 
-    pages = (
-        _plain()
-        .get_paginator("scan")
-        .paginate(
-            TableName=os.environ["LEADS_TABLE"],
-            FilterExpression="#d.Email = :email",
-            ExpressionAttributeNames={"#d": "data"},
-            ExpressionAttributeValues={":email": {"S": email}},
-            ConsistentRead=True,
-        )
-    )
-    return [Lead.of(item) for page in pages for item in page["Items"]]
+    ids = range(since + 1, last_lead_id() + 1)
+    found = []
+    for start in range(0, len(ids), 100):
+        keys = [{"lead_id": {"N": str(i)}} for i in ids[start : start + 100]]
+        pending: Any = {os.environ["LEADS_TABLE"]: {"Keys": keys, "ConsistentRead": True}}
+        while pending:
+            answer = _plain().batch_get_item(RequestItems=pending)
+            found += answer["Responses"][os.environ["LEADS_TABLE"]]
+            pending = answer.get("UnprocessedKeys") or None
+    leads = [Lead.of(item) for item in found]
+    return [lead for lead in leads if lead.data.get("Email") == email]
 
 
 def stored_lead(lead_id: int) -> Any:
@@ -274,7 +279,8 @@ def _dead_letters() -> int:
 def _quiet(run: Run) -> bool:
     from pingpost.store.leads import POSTING
 
-    ids = run.lead_ids or [lead.lead_id for lead in leads_of(run.request.get("Email", "-"))]
+    email = run.request.get("Email", "-")
+    ids = run.lead_ids or [lead.lead_id for lead in leads_of(email, run.first_id)]
     for lead in filter(None, map(stored_lead, ids)):
         if lead.status == POSTING or lead.outbox:
             return False
@@ -294,10 +300,11 @@ class Run:
     sold_leads: int = 1  # how many leads the run should end with sold
     invocations: int = 0  # of the step (a publisher's request counts its retries)
     consumers: dict[int, dict[str, str]] = field(default_factory=dict)  # sold outside the data
+    first_id: int = 0  # the run's leads have IDs above it
 
     def sold(self) -> bool:
         """Whether any lead of this run has a sale now."""
-        found = leads_of(self.request.get("Email", "-"))
+        found = leads_of(self.request.get("Email", "-"), self.first_id)
         found += filter(None, map(stored_lead, self.lead_ids))
         return any(lead.sold_to for lead in found)
 
@@ -442,7 +449,9 @@ def run_step(world: World, step: Step, plan: Plan) -> Run:
     from pingpost.store import dynamodb
     from pingpost.store.queues import sqs
 
+    first = last_lead_id()
     run = step.setup(world)
+    run.first_id = first
     cold()
     concurrent: list[threading.Thread] = []
     with faulting(plan, [dynamodb(), sqs()]):
@@ -466,7 +475,8 @@ def judge(world: World, step: Step, run: Run, row: Row, start: str, before: int)
     from pingpost.store.sales import _dedupe_key
 
     if step.name == "full":
-        run.lead_ids = sorted({lead.lead_id for lead in leads_of(run.request["Email"])})
+        found = leads_of(run.request["Email"], run.first_id)
+        run.lead_ids = sorted({lead.lead_id for lead in found})
     stored = {i: stored_lead(i) for i in run.lead_ids}
     row.requests += sum(len(told) for told in run.told) or run.invocations
     for told in run.told:

@@ -396,3 +396,36 @@ def test_a_post_whose_finish_failed_is_delivered_with_the_posts_data(
     assert deliver(receive()) == {"batchItemFailures": []}
     sent = json.loads(partner.bodies[f"{ping.lead_id}-984"])
     assert (sent["Email"], sent["First_Name"]) == (posted["Email"], posted["First_Name"])
+
+
+def test_a_full_request_retried_after_the_sweep_ended_it_unsold_is_sold(
+    sales: Any, partner: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found in review: a full request died after storing its lead and before any sale; the
+    # sweep recorded the lead unsold, and the publisher's retry (within the repeat window) was
+    # told Unmatched, though no partner had been offered the lead.
+    from pingpost import exchange
+    from pingpost.decoding import Request
+    from pingpost.store import leads
+    from tests.faults import Killed
+
+    sales(buyer(985, partner.url))
+    request = complete("full", Home_Improvement_Product="Gutters")
+    with fault(dynamodb(), "TransactWriteItems", die=True, **SALE), pytest.raises(Killed):
+        exchange.submit(Request(dict(request)))
+    sweep(monkeypatch)
+    sweep(monkeypatch)  # the same claim, no progress: the sweep ends it
+    ended = [lead for lead in scan_leads() if lead.data.get("Email") == request["Email"]]
+    assert [lead.status for lead in ended] == ["unsold"]
+    retried = exchange.submit(Request(dict(request)))
+    assert (retried.status, retried.lead_id) == ("Matched", ended[0].lead_id)
+    lead = leads.get(retried.lead_id)
+    assert lead is not None and lead.status == "sold" and list(lead.sold_to) == ["985"]
+    assert day_sales(985) == 1
+
+
+def scan_leads() -> list[Any]:
+    from pingpost.store.leads import Lead
+
+    pages = dynamodb().get_paginator("scan").paginate(TableName=os.environ["LEADS_TABLE"])
+    return [Lead.of(item) for page in pages for item in page["Items"]]

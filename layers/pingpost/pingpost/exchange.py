@@ -341,17 +341,23 @@ def _repeated(
     one takes the lead over and sells it, from the sales already recorded on it.
     """
     lead = _owned(lead_id, vendor)
-    if lead.status in DONE:
-        return Answer.restored(lead.answer)
-    watched = _watch(lead, vendor)
-    if isinstance(watched, Answer):
-        return watched
     token = uuid.uuid4().hex
-    if watched is None or not leads.claim(lead_id, vendor.id, token, _now_ms(), seen=watched):
-        return _outcome(lead_id, vendor)
+    if lead.unanswered:
+        if not leads.claim(lead_id, vendor.id, token, _now_ms(), reopen=True):
+            return _outcome(lead_id, vendor)
+        story = "the earlier request died before selling anything; this one sells the lead"
+    else:
+        if lead.status in DONE:
+            return Answer.restored(lead.answer)
+        watched = _watch(lead, vendor)
+        if isinstance(watched, Answer):
+            return watched
+        if watched is None or not leads.claim(lead_id, vendor.id, token, _now_ms(), seen=watched):
+            return _outcome(lead_id, vendor)
+        story = "the earlier request died; this one sells the lead"
     lead.sold_to = (leads.get(lead_id) or lead).sold_to
     now = datetime.now(UTC)
-    timeline = [_event(now, "full", "repeated: the earlier request died; this one sells the lead")]
+    timeline = [_event(now, "full", f"repeated: {story}")]
     return _sell(vendor, lead, token, values, criteria, now, timeline)
 
 
@@ -511,7 +517,8 @@ def post(
             _event(now, "rematch", f"the post changed {', '.join(changed)}: matched again")
         )
     lead.data = _wire(merged)
-    lead.matches = _stored((*_restored(lead.matches), *matches))
+    # A post that takes over finds the earlier post's Matches recorded: each is kept once.
+    lead.matches = _stored(tuple(dict.fromkeys((*_restored(lead.matches), *matches))))
     lead.extra = lead.extra | kept
     lead.test = lead.test or merged.get("Test_Lead") is True
     lead.consent = consent.record(merged, _ms(now), earlier=lead.consent)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
@@ -54,6 +53,9 @@ class Lead:
     # while another request (or the sweep) watches is presumed dead: stored values, no clocks.
     beat: int = 0
     sweep_seen: str | None = None  # the claim#beat the sweep saw last; the same next time: dead
+    # A full request's lead that the sweep ended unsold when its request died before any answer:
+    # nobody was told Unmatched, so a repeat of the request may still sell it.
+    unanswered: bool = False
     # The outbox marker: the sweep looks at the lead after a grace period (see store.deliveries).
     outbox: str | None = None
     outbox_since: int | None = None
@@ -149,14 +151,12 @@ def add(lead: Lead, repeat: Repeat | None = None) -> None:
         "ConditionExpression": "attribute_not_exists(#c) OR expires_at < :now",
         "ExpressionAttributeNames": {"#c": "counter"},
     }
-    # The same token on every call for this lead: DynamoDB applies it once.
-    token = str(uuid.uuid5(uuid.NAMESPACE_URL, f"lead/{lead.lead_id}"))
     for attempt in range(_ATTEMPTS):
         record["ExpressionAttributeValues"] = {":now": {"N": str(int(time.time()))}}
         try:
-            dynamodb().transact_write_items(
-                TransactItems=[{"Put": put}, {"Put": record}], ClientRequestToken=token
-            )
+            # botocore gives the call a ClientRequestToken and keeps it across its own retries,
+            # so DynamoDB applies it once even when an answer is lost on the way.
+            dynamodb().transact_write_items(TransactItems=[{"Put": put}, {"Put": record}])
             return
         except BotoCoreError:
             if _stored(lead.lead_id):
@@ -178,8 +178,9 @@ def add(lead: Lead, repeat: Repeat | None = None) -> None:
             if not codes and _stored(lead.lead_id):
                 return  # applied; only its answer was lost
             raise
-    # pragma: no cover (the record changed under every attempt)
-    raise Conflict("A request like this one is being stored by another request; retry shortly")
+    raise Conflict(  # pragma: no cover (the record's window ended under every attempt)
+        "A request like this one is being stored by another request; retry shortly"
+    )
 
 
 def _stored(lead_id: int) -> bool:
@@ -225,6 +226,7 @@ def claim(
     now_ms: int,
     seen: tuple[str, int] | None = None,
     posted: Lead | None = None,
+    reopen: bool = False,
 ) -> bool:
     """Take the lead for one post; False when another post has it or it is already done.
 
@@ -232,6 +234,7 @@ def claim(
     is taken over only if that claim is still the lead's, at the same beat.
     `posted`: the lead with the post's data, recorded with the claim, so that whatever happens
     after it, its sales are delivered with the data they were sold with.
+    `reopen`: take an unanswered lead (see Lead.unanswered) for a repeat of its request.
     """
     condition = "vendor_id = :vendor AND #s = :pinged"
     if seen:
@@ -239,6 +242,8 @@ def claim(
             "vendor_id = :vendor AND (#s = :pinged OR"
             f" (#s = :posting AND claim = :seen AND {_beat_is(seen[1])}))"
         )
+    if reopen:
+        condition = "vendor_id = :vendor AND #s = :unsold AND unanswered = :yes"
     try:
         dynamodb().update_item(
             TableName=settings().leads_table,
@@ -256,14 +261,14 @@ def claim(
                     else ""
                 )
                 # The ping's expiry ends here: DynamoDB must not delete a lead being sold.
-                + " REMOVE expires_at, sweep_seen"
+                + " REMOVE expires_at, sweep_seen, unanswered"
             ),
             ConditionExpression=condition,
             ExpressionAttributeNames={"#s": "status", **({"#d": "data"} if posted else {})},
             ExpressionAttributeValues=to_item(
                 {
                     ":posting": POSTING,
-                    ":pinged": PINGED,
+                    **({":unsold": UNSOLD, ":yes": True} if reopen else {":pinged": PINGED}),
                     ":token": token,
                     ":now": now_ms,
                     ":zero": 0,
@@ -360,13 +365,17 @@ def watch(lead: Lead) -> bool:
 def abandon(lead: Lead, status: str, answer: dict[str, Any], event: dict[str, Any]) -> bool:
     """End a post that died holding the lead: record `status` and `answer` if the claim and its
     progress are still those seen. PINGED puts the lead back to await a post (with the ping's
-    expiry again); a lead without sales leaves the outbox."""
+    expiry again); UNSOLD (a full request's lead without sales) marks it unanswered; a lead
+    without sales leaves the outbox."""
     update = (
         "SET #s = :status, answer = :answer,"
         " timeline = list_append(if_not_exists(timeline, :none), :event)"
     )
     held, values = _held(lead)
     values |= {":status": status, ":answer": answer, ":event": [event], ":none": []}
+    if status == UNSOLD:
+        update += ", unanswered = :yes"
+        values[":yes"] = True
     if status == PINGED:
         update += ", expires_at = :expires"
         values[":expires"] = int(event["at"]) // 1000 + settings().ping_ttl_hours * 3600

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -208,10 +207,8 @@ def sell(
                     reasons.append(DEDUPE)
     for attempt in range(_ATTEMPTS):
         try:
-            # Named by the sale and attempt: DynamoDB applies a retried call of it once.
-            name = f"sale/{lead_id}/{token}/{partner.id}/{attempt}"
-            request = uuid.uuid5(uuid.NAMESPACE_URL, name)
-            dynamodb().transact_write_items(TransactItems=items, ClientRequestToken=str(request))
+            # botocore gives the call a ClientRequestToken and keeps it across its own retries.
+            dynamodb().transact_write_items(TransactItems=items)
         except ClientError as error:
             reasons_given: Any = error.response.get("CancellationReasons", [])
             codes = [r.get("Code") for r in reasons_given]
