@@ -193,3 +193,45 @@ def test_a_post_that_changes_the_zip_is_matched_again_and_says_so(partners: Any)
     assert any(e["event"] == "rematch" and "Zip" in e["detail"] for e in lead.timeline)
     # The index never considered the Illinois partner for a California lead.
     assert dict(lead.decisions) == {941: "sold"}
+
+
+def test_a_post_cannot_make_a_test_ping_a_real_lead(partners: Any) -> None:
+    # Regression (security review): a lead pinged with Test_Lead=1 and posted with Test_Lead=0
+    # stayed a test lead for the sale (no cap, no dedupe record) but was matched as a real one,
+    # so a partner with a daily cap of 1 and a 30-day dedupe window bought it again and again.
+    from pingpost.errors import InvalidRequest
+
+    partners(_partner(922, 30, caps={"daily": 1}, dedupe_days=30))
+    for test, posted in (("1", "0"), ("0", "1"), ("", "1")):
+        ping = submit(complete("ping", Home_Improvement_Product="Gutters", Test_Lead=test))
+        with pytest.raises(InvalidRequest, match="Test_Lead") as refused:
+            submit(complete("post", Lead_ID=str(ping.lead_id), Test_Lead=posted))
+        assert refused.value.status == 400
+        lead = stored(ping.lead_id)
+        assert lead.status == "pinged" and not lead.sold_to
+    assert day_counters(922) == {}
+    # A post that says nothing of it keeps the ping's
+    ping = submit(complete("ping", Home_Improvement_Product="Gutters", Test_Lead="1"))
+    assert submit(complete("post", Lead_ID=str(ping.lead_id))).status == "Unmatched"
+    assert stored(ping.lead_id).test
+
+
+def test_a_sale_refuses_a_partner_whose_test_flag_differs_from_the_leads(partners: Any) -> None:
+    from datetime import UTC, datetime
+
+    from pingpost.matching import NOT_TEST_PARTNER, TEST_PARTNER
+    from pingpost.store import leads, sales
+    from pingpost.store import partners as store
+
+    partners(_partner(923, 30), _partner(924, 25, test=True))
+    ping = submit(complete("ping", Home_Improvement_Product="Gutters"))
+    assert leads.claim(ping.lead_id, "demo", "t", now_ms=1)
+    real, tester = (next(p for p in store.all_partners() if p.id == i) for i in (923, 924))
+    now = datetime.now(UTC)
+    lead_id = ping.lead_id
+    refused = sales.sell(lead_id, "t", real, now, allowed=2, consumer={}, test=True)
+    assert refused == NOT_TEST_PARTNER
+    refused = sales.sell(lead_id, "t", tester, now, allowed=2, consumer={}, test=False)
+    assert refused == TEST_PARTNER
+    assert stored(ping.lead_id).sold_to == {}
+    assert day_counters(923) == {}

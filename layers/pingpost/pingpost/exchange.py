@@ -499,6 +499,13 @@ def post(
     lead_id = values[LEAD_ID]
     assert isinstance(lead_id, int)  # validated as a count
     lead = _owned(lead_id, vendor)
+    sent_test = values.get("Test_Lead")
+    if isinstance(sent_test, bool) and sent_test != lead.test:
+        # Otherwise a test ping (no caps, no dedupe) could be sold to real partners.
+        kind = "a test lead" if lead.test else "real"
+        raise InvalidRequest(
+            [f"Invalid value for Test_Lead: its ping made Lead_ID {lead_id} {kind}; posts keep it"]
+        )
     if lead.status in DONE:
         return Answer.restored(lead.answer)
     seen: tuple[str, int] | None = None
@@ -520,7 +527,6 @@ def post(
     # A post that takes over finds the earlier post's Matches recorded: each is kept once.
     lead.matches = _stored(tuple(dict.fromkeys((*_restored(lead.matches), *matches))))
     lead.extra = lead.extra | kept
-    lead.test = lead.test or merged.get("Test_Lead") is True
     lead.consent = consent.record(merged, _ms(now), earlier=lead.consent)
     token = uuid.uuid4().hex
     # The post's data is recorded with the claim: the sales are delivered with it, whatever

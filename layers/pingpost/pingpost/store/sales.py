@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from pingpost.config import settings
-from pingpost.matching import Periods, Usage, periods
+from pingpost.matching import NOT_TEST_PARTNER, TEST_PARTNER, Periods, Usage, periods
 from pingpost.models import Partner
 from pingpost.store import Expiring, dynamodb, from_item, to_item
 from pingpost.store.deliveries import QUEUED, outbox_shard
@@ -177,6 +177,8 @@ def sell(
 
     `consumer` maps "email"/"phone" to the lead's values, for the partner's dedupe window.
     """
+    if partner.test != test:
+        return TEST_PARTNER if partner.test else NOT_TEST_PARTNER  # test leads to test partners
     price = partner.price
     items = [_lead_update(lead_id, token, partner, price, allowed, int(now.timestamp() * 1000))]
     reasons = ["lead"]
