@@ -537,3 +537,21 @@ def test_an_idempotency_key_makes_a_retried_full_request_the_same_lead(api: Any)
     long = {"Idempotency-Key": "x" * 256}
     bad = call(api, "/api.php", urlencode(complete("full")).encode(), form, headers=long)
     assert bad.status == 400 and "Idempotency-Key" in (bad["error"] or "")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["\x01", "text/plain\x01; charset=\x7f", "multipart/form-data; boundary=\x01\x02", "\ufffe"],
+)
+def test_a_header_with_control_characters_gets_a_well_formed_answer(
+    api: Any, content_type: str
+) -> None:
+    # Security review (item 6): a Content-Type with \x01 was echoed into the XML error, and lxml
+    # raised inside the exception handler (500). Header values are never echoed.
+    lead = urlencode(complete("full")).encode()
+    answer = call(api, "/api.php", lead, content_type)
+    assert answer.status in (200, 400), answer.body
+    assert answer.xml.tag == "response"
+    assert "\x01" not in answer.body and "\x7f" not in answer.body
+    bad = call(api, "/api.php", b"\x01\x02 not a lead", content_type)
+    assert bad.status == 400 and bad.xml.findtext("status") == "Error"
