@@ -325,7 +325,10 @@ def _repeat(
     if idempotency_key is not None:
         if not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise InvalidRequest(
-                ["Invalid Idempotency-Key header: must be 1 to 255 printable ASCII characters"]
+                [
+                    "Invalid Idempotency-Key header: must be 1 to 255 visible ASCII characters,"
+                    " no spaces"
+                ]
             )
         name = "key#" + hashlib.sha256(idempotency_key.encode()).hexdigest()
     expires = int(now.timestamp()) + settings().repeat_seconds
