@@ -3,10 +3,12 @@
     .venv/bin/python bench/decoding.py --rounds 200
 
 The same lead (every field of the table at its example value, the full mode's request) is
-encoded as form fields, as the spec's XML and as JSON {"Request": {...}}; then each is padded
-with a long Comments-like extra field up to the body cap, and a JSON body of nothing but
-brackets (the worst case of the nesting check) is decoded too. Times are medians; compare the
-ratios to the form baseline measured in the same run, not the absolute times.
+encoded as form fields, as multipart/form-data, as the spec's XML and as JSON {"Request": {...}};
+then each is padded with a long Comments-like extra field up to the body cap. Hostile bodies at
+the cap are decoded too (each must be refused): JSON of nothing but brackets (the worst case of
+the nesting check), and multipart bodies of header parameters, nested comments or tiny parts.
+Times are medians; compare the ratios to the form baseline measured in the same run, not the
+absolute times.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from pingpost.errors import InvalidRequest
 from pingpost.fields import FIELDS
 
 FORM = "application/x-www-form-urlencoded"
+BOUNDARY = "b0undary"
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
 
 
 def lead(padding: int = 0) -> dict[str, str]:
@@ -45,12 +49,40 @@ def as_xml(fields: dict[str, str]) -> bytes:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
+def as_multipart(parts: list[str]) -> bytes:
+    """A multipart body of parts given as `headers\r\n\r\nvalue`."""
+    return ("".join(f"--{BOUNDARY}\r\n{p}\r\n" for p in parts) + f"--{BOUNDARY}--\r\n").encode()
+
+
+def named(name: str, value: str, disposition: str = "") -> str:
+    return f'Content-Disposition: form-data; name="{name}"{disposition}\r\n\r\n{value}'
+
+
 def bodies(padding: int) -> dict[str, tuple[str, bytes]]:
     fields = lead(padding)
     return {
         "form": (FORM, urlencode(fields).encode()),
+        "multipart": (MULTIPART, as_multipart([named(k, v) for k, v in fields.items()])),
         "xml": ("text/xml", as_xml(fields)),
         "json": ("application/json", json.dumps({"Request": fields}).encode()),
+    }
+
+
+def hostile(cap: int) -> dict[str, tuple[str, bytes]]:
+    """Bodies just under `cap` bytes that decoding must refuse, by what they try."""
+    tiny, cap = named("f", "v"), cap - 1024
+    return {
+        "json nested to the cap": ("application/json", b"[" * cap),
+        "json of brackets only": ("application/json", b"[]" * (cap // 2)),
+        "multipart of header parameters": (
+            MULTIPART,
+            as_multipart([named("Zip", "1", "; a=b" * (cap // 5))]),
+        ),
+        "multipart of nested comments": (
+            MULTIPART,
+            as_multipart([named("Zip", "1", "; c=" + "(" * cap)]),
+        ),
+        "multipart of tiny parts": (MULTIPART, as_multipart([tiny] * (cap // (len(tiny) + 16)))),
     }
 
 
@@ -86,12 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         for kind, (_, body) in sized.items():
             ratio = took[kind] / took["form"]
             print(f"| {kind}, {label} | {len(body)} | {took[kind]:.0f} | {ratio:.2f} |")
-    for label, hostile in (
-        ("json nested to the cap (refused)", b"[" * cap),
-        ("json of brackets only (refused)", b"[]" * (cap // 2)),
-    ):
-        spent = median_us(refused("application/json", hostile, cap), args.rounds)
-        print(f"| {label} | {len(hostile)} | {spent:.0f} | - |")
+    for label, (content_type, body) in hostile(cap).items():
+        spent = median_us(refused(content_type, body, cap), args.rounds)
+        ratio = spent / took["form"]
+        print(f"| {label} (refused) | {len(body)} | {spent:.0f} | {ratio:.2f} |")
     return 0
 
 

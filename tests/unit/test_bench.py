@@ -61,18 +61,17 @@ def test_the_decoding_benchmark_decodes_every_kind_and_refuses_the_hostile_ones(
     spec.loader.exec_module(module)
     # Every kind of body carries the same lead
     from pingpost.decoding import decode
+    from pingpost.errors import InvalidRequest
 
     for content_type, body in module.bodies(0).values():
         assert decode("POST", content_type, "", body, 256 * 1024).fields == module.lead()
+    for content_type, body in module.hostile(256 * 1024).values():
+        with pytest.raises(InvalidRequest):
+            decode("POST", content_type, "", body, 256 * 1024)
     assert module.main(["--rounds", "2"]) == 0
     rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines()[2:]]
     assert rows == [
-        "form, a lead",
-        "xml, a lead",
-        "json, a lead",
-        "form, at the cap",
-        "xml, at the cap",
-        "json, at the cap",
-        "json nested to the cap (refused)",
-        "json of brackets only (refused)",
-    ]
+        f"{kind}, {size}"
+        for size in ("a lead", "at the cap")
+        for kind in ("form", "multipart", "xml", "json")
+    ] + [f"{label} (refused)" for label in module.hostile(1024)]

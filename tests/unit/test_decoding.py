@@ -76,6 +76,76 @@ def test_multipart_form_data_as_php_curl_sends_an_array() -> None:
     assert request.fields == {"Mode": "ping", "Zip": "60610"}
 
 
+def multipart(*parts: str, boundary: str = "b0undary", end: str = "--\r\n") -> tuple[str, bytes]:
+    """A multipart/form-data Content-Type and body of parts given as `headers\r\n\r\nvalue`."""
+    body = "".join(f"--{boundary}\r\n{part}\r\n" for part in parts) + f"--{boundary}{end}"
+    return f"multipart/form-data; boundary={boundary}", body.encode()
+
+
+def field_part(name: str, value: str, *headers: str) -> str:
+    return "\r\n".join((f'Content-Disposition: form-data; name="{name}"', *headers, "", value))
+
+
+def test_multipart_reads_quoted_names_encoded_parts_and_skips_files() -> None:
+    content_type, body = multipart(
+        'Content-Disposition: form-data; name="Say \\"hi\\""\r\n\r\nhello',
+        field_part("Zip", "NjA2MTA=", "Content-Transfer-Encoding: base64"),
+        'Content-Disposition: form-data; name="upload"; filename="a.txt"\r\n\r\nfile',
+        "Content-Disposition: form-data; name=Mode;\r\n\r\nping",
+        "Content-Type: text/plain\r\n\r\nno name",
+    )
+    request = decode("POST", content_type + ";", "", b"preamble\r\n" + body, LIMIT)
+    assert request.fields == {'Say "hi"': "hello", "Zip": "60610", "Mode": "ping"}
+
+
+def test_multipart_with_bare_line_feeds_is_read() -> None:
+    _, body = multipart(field_part("Zip", "60610"), field_part("Mode", "ping"))
+    request = decode(
+        "POST", "multipart/form-data; boundary=b0undary", "", body.replace(b"\r", b""), LIMIT
+    )
+    assert request.fields == {"Zip": "60610", "Mode": "ping"}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "message"),
+    [
+        (*multipart(field_part("Zip", "1"), end=""), "ends before its closing boundary"),
+        ("multipart/form-data", multipart(field_part("Zip", "1"))[1], "boundary is missing"),
+        (*multipart(field_part("Zip", "1"), boundary="other")[:1], b"Zip=1", "does not start"),
+        (*multipart("Content-Disposition form-data\r\n\r\nv"), "header line without a name"),
+        (*multipart('Content-Disposition: form-data; name="a'), "no blank line"),
+    ],
+)
+def test_a_malformed_multipart_body_is_refused_with_what_is_wrong(
+    content_type: str, body: bytes, message: str
+) -> None:
+    with pytest.raises(InvalidRequest, match=message):
+        decode("POST", content_type, "", body, LIMIT)
+
+
+HOSTILE_PARAMETERS = "; a=b" * 40_000
+
+
+@pytest.mark.parametrize(
+    ("parts", "message"),
+    [
+        # A 200 KB header of parameters took 10 s to parse; nested comments raised RecursionError.
+        (
+            [f'Content-Disposition: form-data; name="Zip"{HOSTILE_PARAMETERS}\r\n\r\n1'],
+            "headers of a multipart part are over",
+        ),
+        ([f'Content-Disposition: form-data; name="Zip"; c={"(" * 120_000}\r\n\r\n1'], "over"),
+        ([f'Content-Disposition: form-data; name="Zip"{"; a=b" * 100}\r\n\r\n1'], "over 8 param"),
+        ([field_part(f"f{i}", "v") for i in range(4_000)], "Too many fields"),
+    ],
+    ids=["40000-parameters", "nested-comments", "100-parameters", "4000-parts"],
+)
+def test_hostile_multipart_is_refused_at_the_first_limit(parts: list[str], message: str) -> None:
+    content_type, body = multipart(*parts)
+    with pytest.raises(InvalidRequest, match=message):
+        decode("POST", content_type, "", body, LIMIT)
+
+
 def test_the_spec_xml_request() -> None:
     request = decode("POST", "text/xml", "", SPEC_XML, LIMIT)
     assert request.fields["Mode"] == "post"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import binascii
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from email.parser import BytesParser
-from email.policy import HTTP
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -25,7 +24,9 @@ from pingpost.fields import (
     MATCH_HASH_TYPES,
     MATCHES,
     MAX_FIELDS,
+    MAX_HEADER_PARAMETERS,
     MAX_JSON_DEPTH,
+    MAX_PART_HEADER_BYTES,
     REQUEST,
     SELECTED,
     SELECTED_HASH,
@@ -111,19 +112,119 @@ def urlencoded(body: bytes) -> dict[str, str]:
     return query(text.strip())
 
 
+# A header parameter: `; name=value` or `; name="quoted \" value"` (RFC 7578, 9110).
+_PARAMETER = re.compile(
+    r'\s*;\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s"]*)\s*'
+)
+_QUOTED_PAIR = re.compile(r"\\(.)")
+
+
+def _parameters(header: str, what: str) -> dict[str, str]:
+    """The parameters of a header value (`form-data; name="Zip"`), lower-cased names.
+
+    Read left to right in one pass, at most MAX_HEADER_PARAMETERS of them: a header of
+    thousands of parameters, or of nested comments, is refused instead of being parsed.
+    """
+    out: dict[str, str] = {}
+    position = header.find(";")
+    if position < 0:
+        return out
+    count = 0
+    while header[position:].strip(" \t;"):  # a trailing `;` ends the list like its end
+        found = _PARAMETER.match(header, position)
+        if found is None:
+            raise InvalidRequest([f"The {what} header could not be read"])
+        count += 1
+        if count > MAX_HEADER_PARAMETERS:
+            raise InvalidRequest([f"The {what} header has over {MAX_HEADER_PARAMETERS} parameters"])
+        name, value = found.groups()
+        if value.startswith('"'):
+            value = _QUOTED_PAIR.sub(r"\1", value[1:-1])
+        out[name.lower()] = value
+        position = found.end()
+    return out
+
+
+def _boundary(content_type: str) -> bytes:
+    boundary = _parameters(content_type, "Content-Type").get("boundary", "")
+    # RFC 2046: 1 to 70 characters, none of them blank at the end.
+    if not 0 < len(boundary) <= 70 or not boundary.isascii() or boundary.endswith(" "):
+        raise InvalidRequest(["The multipart/form-data boundary is missing or invalid"])
+    return boundary.encode("ascii")
+
+
+def _part_headers(block: bytes) -> dict[str, str]:
+    """The headers of one part by lower-cased name (a folded line continues the one before)."""
+    if len(block) > MAX_PART_HEADER_BYTES:
+        raise InvalidRequest(
+            [f"The headers of a multipart part are over {MAX_PART_HEADER_BYTES} bytes"]
+        )
+    headers: dict[str, str] = {}
+    last = ""
+    for line in _text(block).replace("\r\n", "\n").split("\n"):
+        if line[:1] in (" ", "\t") and last:
+            headers[last] += " " + line.strip()
+            continue
+        name, colon, value = line.partition(":")
+        if not colon:
+            raise InvalidRequest(["A multipart part has a header line without a name"])
+        last = name.strip().lower()
+        headers[last] = value.strip()
+    return headers
+
+
+def _part(part: bytes) -> tuple[str, bytes] | None:
+    """The name and value of one part of a form, or None for a file or a part without a name."""
+    if part.startswith((b"\r\n", b"\n")):
+        block, content = b"", part[2 if part.startswith(b"\r") else 1 :]
+    else:
+        end = part.find(b"\r\n\r\n", 0, MAX_PART_HEADER_BYTES + 4)
+        size = 4
+        if end < 0:
+            end, size = part.find(b"\n\n", 0, MAX_PART_HEADER_BYTES + 2), 2
+        if end < 0:
+            if len(part) > MAX_PART_HEADER_BYTES:
+                _part_headers(part)  # refused: over the size
+            raise InvalidRequest(["A multipart part has no blank line after its headers"])
+        block, content = part[:end], part[end + size :]
+    headers = _part_headers(block)
+    disposition = _parameters(headers.get("content-disposition", ""), "Content-Disposition")
+    if "name" not in disposition or "filename" in disposition:
+        return None
+    encoding = headers.get("content-transfer-encoding", "").lower()
+    try:
+        if encoding == "base64":
+            content = binascii.a2b_base64(content)
+        elif encoding == "quoted-printable":
+            content = binascii.a2b_qp(content)
+    except binascii.Error:
+        raise InvalidRequest(["A multipart part is not valid base64"]) from None
+    return disposition["name"], content
+
+
 def form(body: bytes, content_type: str) -> dict[str, str]:
-    """Fields of a multipart/form-data body."""
-    head = f"Content-Type: {content_type}\r\n\r\n".encode()
-    message = BytesParser(policy=HTTP).parsebytes(head + body)
-    if not message.is_multipart():
-        raise InvalidRequest(["The multipart/form-data body could not be read"])
-    pairs = []
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if isinstance(name, str) and part.get_filename() is None:
-            payload = part.get_payload(decode=True)
-            pairs.append((name, _text(payload if isinstance(payload, bytes) else b"")))
-    return _pairs(pairs)
+    """Fields of a multipart/form-data body, read in one pass and refused at the first limit."""
+    delimiter = b"--" + _boundary(content_type)
+    position = body.find(delimiter)
+    if position < 0 or (position and body[position - 1 : position] != b"\n"):
+        raise InvalidRequest(["The multipart/form-data body does not start with its boundary"])
+    pairs: list[tuple[str, str]] = []
+    for count in range(MAX_FIELDS + 1):
+        position += len(delimiter)
+        if body.startswith(b"--", position):
+            return _pairs(pairs)  # the closing delimiter; what follows is ignored
+        line_end = body.find(b"\n", position)
+        following = body.find(b"\n" + delimiter, line_end)
+        if line_end < 0 or following < 0:
+            raise InvalidRequest(["The multipart/form-data body ends before its closing boundary"])
+        if count == MAX_FIELDS:
+            break
+        end = following - 1 if body[following - 1 : following] == b"\r" else following
+        named = _part(body[line_end + 1 : max(end, line_end + 1)])
+        if named is not None:
+            pairs.append((named[0], _text(named[1])))
+        position = following + 1
+    raise InvalidRequest([f"Too many fields: at most {MAX_FIELDS} are accepted"])
 
 
 _PARSER = etree.XMLParser(

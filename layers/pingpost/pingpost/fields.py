@@ -90,6 +90,9 @@ HASH_VALUE_TYPES = ("email", "phone", "company", "promotionCode", "partnerGroup"
 FORMATS = ("XML", "JSON")
 # Limits of a request's structure (decoding enforces them).
 MAX_FIELDS = 400
+# A multipart part's headers, and the parameters of one header (`form-data; name=...`).
+MAX_PART_HEADER_BYTES = 1024
+MAX_HEADER_PARAMETERS = 8
 # {"Request": {"Matches": {"Match": [{"$": {...}}]}}} is 6 deep: 8 leaves room, not recursion.
 MAX_JSON_DEPTH = 8
 # Hosts that issue consent certificates (Trusted_Form_URL must be https on one of them).
@@ -545,6 +548,10 @@ def markdown() -> str:
         '(`{"ValueType": "email", "HashType": "md5", "value": "..."}`), or the object',
         'an XML-to-JSON converter makes of the XML (`{"Match": [...]}`, attributes under `@`,',
         "`@_`, `$` or `@attributes`, text under `#text`, `_` or `value`).",
+        "",
+        f"`multipart/form-data` bodies are read part by part: more than {MAX_FIELDS} parts, a",
+        f"part's headers over {MAX_PART_HEADER_BYTES} bytes or a header with more than",
+        f"{MAX_HEADER_PARAMETERS} parameters are refused (400); file parts are ignored.",
         "",
         "| Field | Ping | Post | XML | Value | Example |",
         "| --- | --- | --- | --- | --- | --- |",
