@@ -555,3 +555,51 @@ def test_a_header_with_control_characters_gets_a_well_formed_answer(
     assert "\x01" not in answer.body and "\x7f" not in answer.body
     bad = call(api, "/api.php", b"\x01\x02 not a lead", content_type)
     assert bad.status == 400 and bad.xml.findtext("status") == "Error"
+
+
+def xml_with_matches(fields: dict[str, str], values: list[str]) -> bytes:
+    """The XML request with a <Matches> list of plain promotion codes."""
+    root = etree.fromstring(as_xml(fields))
+    matches = etree.SubElement(root, "Matches")
+    for value in values:
+        match = etree.SubElement(matches, "Match", ValueType="promotionCode", HashType="plain")
+        match.text = value
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def test_a_ping_with_200_kb_of_matches_is_refused_and_nothing_is_stored(api: Any) -> None:
+    # Such a post used to sell, then fail to store its answer and say nothing was sold.
+    before = lead_count()
+    body = xml_with_matches(complete("ping"), [f"{i:03d}" + "x" * 1000 for i in range(200)])
+    answer = call(api, "/apiXML.php", body, "text/xml")
+    assert answer.status == 400
+    assert answer["error"] == "Invalid Match: a value is over 256 characters"
+    body = xml_with_matches(complete("ping"), [f"code {i}" for i in range(101)])
+    assert call(api, "/apiXML.php", body, "text/xml")["error"] == (
+        "Too many Match values: at most 100"
+    )
+    assert lead_count() == before
+
+
+def test_a_post_that_would_make_the_lead_too_large_to_store_is_refused_before_any_sale(
+    api: Any,
+) -> None:
+    from pingpost.store import leads
+
+    # A request may carry 100 extra fields of 1,000 characters: a ping's and its post's
+    # together used to overflow the stored item once the sale was made.
+    notes = {f"Note_{i}": "n" * 1000 for i in range(100)}
+    ping = call(api, "/api.php", urlencode(complete("ping") | notes).encode())
+    assert ping["status"] == "Matched"
+    post = complete("post", Lead_ID=ping["lead_id"] or "")
+    remarks = {f"Remark_{i}": "r" * 1000 for i in range(100)}
+    answer = call(api, "/api.php", urlencode(post | remarks).encode())
+    assert (answer.status, answer["error"]) == (
+        413,
+        "The lead is 197 KB (fields, extra fields and Matches), over the 160 KB a lead may"
+        " hold: send shorter or fewer extra fields",
+    )
+    lead = leads.get(int(ping["lead_id"] or 0))
+    assert lead is not None and (lead.status, lead.sold_to) == ("pinged", {})
+    # The same post without the extra fields sells the lead.
+    assert call(api, "/api.php", urlencode(post).encode())["status"] == "Matched"

@@ -24,6 +24,8 @@ from pingpost.fields import (
     MATCH_HASH_TYPES,
     MATCHES,
     MAX_FIELDS,
+    MAX_HASHED_VALUE_LENGTH,
+    MAX_HASHED_VALUES,
     MAX_HEADER_PARAMETERS,
     MAX_JSON_DEPTH,
     MAX_PART_HEADER_BYTES,
@@ -35,7 +37,6 @@ from pingpost.fields import (
 )
 from pingpost.matching import HashedValue
 
-MAX_HASHED_VALUES = 500
 MAX_PROBLEMS = 10  # the first few are enough to act on
 _ID_LISTS = frozenset(f.name for f in FIELDS if f.kind is Kind.ID_LIST)
 MULTIPART = "multipart/form-data"
@@ -255,6 +256,10 @@ def _hashed(
             )
         if not value:
             raise InvalidRequest([f"Invalid {tag}: the value is empty"])
+        if len(value) > MAX_HASHED_VALUE_LENGTH:
+            raise InvalidRequest(
+                [f"Invalid {tag}: a value is over {MAX_HASHED_VALUE_LENGTH} characters"]
+            )
         out.append(HashedValue(value_type, hash_type, value))
         if len(out) > MAX_HASHED_VALUES:
             raise InvalidRequest([f"Too many {tag} values: at most {MAX_HASHED_VALUES}"])

@@ -19,8 +19,15 @@ from pingpost import consent
 from pingpost.config import settings
 from pingpost.decoding import Request
 from pingpost.delivery import enqueue_sales
-from pingpost.errors import Conflict, Forbidden, InvalidRequest, LeadNotFound, Unauthorized
-from pingpost.fields import LEAD_ID, MODES
+from pingpost.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    LeadNotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
+from pingpost.fields import LEAD_ID, MAX_LEAD_BYTES, MODES
 from pingpost.matching import Criteria, HashedValue, Outcome, match, partner_hash
 from pingpost.models import Partner, Vendor
 from pingpost.observability import logger
@@ -199,6 +206,19 @@ def _restored(values: Sequence[Mapping[str, str]]) -> tuple[HashedValue, ...]:
     return tuple(HashedValue(v["value_type"], v["hash_type"], v["value"]) for v in values)
 
 
+def _fits(
+    data: Mapping[str, str], extra: Mapping[str, str], matches: Sequence[HashedValue]
+) -> None:
+    """Refuse a lead too large to store with its answer (checked before anything is sold)."""
+    texts = [*data.items(), *extra.items(), *((m.value_type, m.value) for m in matches)]
+    size = sum(len(name.encode()) + len(value.encode()) for name, value in texts)
+    if size > MAX_LEAD_BYTES:
+        raise PayloadTooLarge(
+            f"The lead is {size // 1024} KB (fields, extra fields and Matches), over the"
+            f" {MAX_LEAD_BYTES // 1024} KB a lead may hold: send shorter or fewer extra fields"
+        )
+
+
 def _event(at: datetime, event: str, detail: str) -> dict[str, Any]:
     return {"at": int(at.timestamp() * 1000), "event": event, "detail": detail}
 
@@ -224,6 +244,7 @@ def ping(
     ids: LeadIds = lead_ids,
 ) -> Answer:
     """Match a partial lead, store it to await its post, and say whether it can be sold."""
+    _fits(_wire(values), kept, matches)
     now = datetime.now(UTC)
     cost = _cost(values, vendor)
     evidence = consent.record(values, _ms(now))
@@ -267,6 +288,7 @@ def full(
 
     A repeat of an earlier full request (see `_repeat`) is the earlier lead, not a new one.
     """
+    _fits(_wire(values), kept, matches)
     now = datetime.now(UTC)
     repeat = _repeat(vendor, values, kept, matches, idempotency_key, now)
     token = uuid.uuid4().hex
@@ -530,6 +552,7 @@ def post(
     # A post that takes over finds the earlier post's Matches recorded: each is kept once.
     lead.matches = _stored(tuple(dict.fromkeys((*_restored(lead.matches), *matches))))
     lead.extra = lead.extra | kept
+    _fits(lead.data, lead.extra, _restored(lead.matches))
     lead.consent = consent.record(merged, _ms(now), earlier=lead.consent)
     token = uuid.uuid4().hex
     # The post's data is recorded with the claim: the sales are delivered with it, whatever

@@ -90,6 +90,13 @@ HASH_VALUE_TYPES = ("email", "phone", "company", "promotionCode", "partnerGroup"
 FORMATS = ("XML", "JSON")
 # Limits of a request's structure (decoding enforces them).
 MAX_FIELDS = 400
+# <Matches> and <Match_With_Partner_Hashes>: values per list, characters per value (a hash is
+# 40, a company name or promotion code far less than this).
+MAX_HASHED_VALUES = 100
+MAX_HASHED_VALUE_LENGTH = 256
+# A lead as stored (its fields, extra fields and Matches, names and values in UTF-8 bytes):
+# a DynamoDB item holds 400 KB, and the answer, decisions and timeline are written beside it.
+MAX_LEAD_BYTES = 160 * 1024
 # A multipart part's headers, and the parameters of one header (`form-data; name=...`).
 MAX_PART_HEADER_BYTES = 1024
 MAX_HEADER_PARAMETERS = 8
@@ -548,6 +555,11 @@ def markdown() -> str:
         '(`{"ValueType": "email", "HashType": "md5", "value": "..."}`), or the object',
         'an XML-to-JSON converter makes of the XML (`{"Match": [...]}`, attributes under `@`,',
         "`@_`, `$` or `@attributes`, text under `#text`, `_` or `value`).",
+        "",
+        f"Each list holds at most {MAX_HASHED_VALUES} values of at most {MAX_HASHED_VALUE_LENGTH}",
+        "characters. A lead as stored (its fields, extra fields and Matches, with those its ping",
+        f"recorded) may hold {MAX_LEAD_BYTES // 1024} KB; a request that would make it larger is",
+        "refused (413) before anything is sold.",
         "",
         f"`multipart/form-data` bodies are read part by part: more than {MAX_FIELDS} parts, a",
         f"part's headers over {MAX_PART_HEADER_BYTES} bytes or a header with more than",
