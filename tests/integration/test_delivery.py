@@ -284,3 +284,39 @@ def test_a_url_the_exchange_may_not_call_is_parked_at_once(sales: Any) -> None:
     assert deliver(receive()) == {"batchItemFailures": []}
     assert record(lead_id, 999)["state"] == "failed"
     assert "not allowed" in record(lead_id, 999)["detail"]
+
+
+def test_a_partner_whose_format_cannot_carry_the_lead_has_the_sale_parked_with_the_reason(
+    sales: Any,
+) -> None:
+    # Building the body raised outside the attempt's handling: the sale stayed "sending".
+    sales(buyer(998, "https://buyer.example/leads", format="xml", fields={"Zip": "postal code"}))
+    lead_id = sell()
+    assert deliver(receive()) == {"batchItemFailures": []}
+    assert record(lead_id, 998)["state"] == "failed"
+    assert record(lead_id, 998)["detail"].startswith("the lead could not be written as xml")
+
+
+def test_an_attempt_that_breaks_queues_the_sale_again(
+    sales: Any, partner: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pingpost import delivery
+
+    sales(buyer(997, partner.url + "/leads"))
+    lead_id = sell()
+    messages = receive()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr(delivery, "send", broken)
+    assert deliver(messages) == {
+        "batchItemFailures": [{"itemIdentifier": messages[0]["MessageId"]}]
+    }
+    assert (record(lead_id, 997)["state"], record(lead_id, 997)["detail"]) == (
+        "queued",
+        "error: RuntimeError",
+    )
+    monkeypatch.undo()
+    assert deliver(messages) == {"batchItemFailures": []}
+    assert record(lead_id, 997)["state"] == "delivered"

@@ -57,11 +57,11 @@ class Partnerish(BaseHTTPRequestHandler):
 def server(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[str]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Partnerish)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    from pingpost import delivery
+    from pingpost import outbound
     from pingpost.config import settings
 
     allowed = settings().model_copy(update={"delivery_http_hosts": "127.0.0.1"})
-    monkeypatch_module.setattr(delivery, "settings", lambda: allowed)
+    monkeypatch_module.setattr(outbound, "settings", lambda: allowed)
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
 

@@ -137,3 +137,22 @@ def test_a_certificate_url_must_say_https(url: str) -> None:
     with pytest.raises(InvalidRequest, match="Invalid value for Trusted_Form_URL"):
         parse({"Trusted_Form_URL": url})
     assert parse({"Trusted_Form_URL": "HTTPS://cert.trustedform.com/abc123"})
+
+
+@pytest.mark.parametrize("character", ["\x01", "\x7f", "\ufdd0", "\ufffe", "\uffff", "\U0010ffff"])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("First_Name", "Jo{}hn"), ("Comments", "call {}"), ("Trusted_Form_URL", "x"), ("Mode", "p{}")],
+)
+def test_characters_no_xml_can_carry_are_refused_in_every_field(
+    character: str, name: str, value: str
+) -> None:
+    # A name with U+FFFF was accepted, then its partner's XML delivery could not be written.
+    raw = example("full") | {name: value.format(character) if "{}" in value else character}
+    assert refusal(raw, "full") == [
+        f"Invalid value for {name}: contains control characters or Unicode non-characters"
+    ]
+
+
+def test_extra_fields_lose_the_characters_no_xml_can_carry() -> None:
+    assert extras({"Note": "a\uffffb\x02c\U0001fffed"}) == {"Note": "abcd"}

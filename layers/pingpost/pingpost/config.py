@@ -19,7 +19,8 @@ class Settings(BaseModel):
     counters_table: str = "CountersTable"
     delivery_queue_url: str = ""
     dead_letter_queue_url: str = ""
-    # Hosts partners may be reached at over plain http (comma-separated); others need https.
+    # Partner hosts trusted by name (comma-separated): reached over plain http and at private
+    # addresses; every other host needs https and public addresses only.
     delivery_http_hosts: str = ""
     # A delivery that keeps failing goes back from the dead-letter queue this many times, after
     # redrive_base_seconds, then twice that, ... (at most 15 minutes), then it is parked.

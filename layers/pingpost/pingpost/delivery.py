@@ -1,30 +1,30 @@
 """Delivering a sale to its partner: one HTTP request, judged by the partner's success rule.
 
 Every request carries the Idempotency-Key "<lead_id>-<partner_id>", the same on every attempt,
-so a partner can ignore a repeat. Redirects are not followed, answers are read up to a cap,
-and XML answers are parsed without DTDs, entities or network access.
+so a partner can ignore a repeat. Redirects are not followed, answers are read up to a cap
+within the partner's timeout for the whole request, only public addresses are called (see
+pingpost.outbound), and XML answers are parsed without DTDs, entities or network access.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import requests
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 from lxml import etree
 
-from pingpost.config import settings
+from pingpost import outbound
 from pingpost.fields import DATA_FIELDS
 from pingpost.models import Partner
 from pingpost.observability import logger, metrics
+from pingpost.outbound import trusted_hosts
 from pingpost.store import deliveries, leads, partners, queues
 from pingpost.store.queues import Delivery
 
@@ -36,7 +36,6 @@ _CONTENT_TYPES = {
     "xml": "application/xml",
 }
 _XML = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
-_local = threading.local()
 
 
 class Permanent(Exception):
@@ -56,22 +55,15 @@ def idempotency_key(lead_id: int, partner_id: int) -> str:
     return f"{lead_id}-{partner_id}"
 
 
-def _session() -> requests.Session:
-    # One pooled session per thread: connections to a partner are reused across deliveries.
-    session: requests.Session | None = getattr(_local, "session", None)
-    if session is None:
-        session = requests.Session()
-        _local.session = session
-    return session
-
-
 def check_url(url: str) -> None:
-    """Refuse URLs the exchange may not call: anything but https, except allowed http hosts."""
+    """Refuse URLs the exchange may not call: anything but https, except trusted http hosts.
+
+    Where the host resolves to is judged when the request connects (see pingpost.outbound).
+    """
     parts = urlsplit(url)
-    allowed = {h.strip().lower() for h in settings().delivery_http_hosts.split(",") if h.strip()}
     if parts.scheme == "https" and parts.hostname:
         return
-    if parts.scheme == "http" and parts.hostname and parts.hostname.lower() in allowed:
+    if parts.scheme == "http" and parts.hostname and parts.hostname.lower() in trusted_hosts():
         return
     raise Permanent(f"delivery URL {parts.scheme}://{parts.hostname} is not allowed (https only)")
 
@@ -150,23 +142,19 @@ def send(partner: Partner, lead_id: int, data: Mapping[str, str], *, test: bool)
         **rule.headers,
         "Idempotency-Key": idempotency_key(lead_id, partner.id),
     }
-    payload = body(partner, lead_fields(partner, lead_id, data, test=test))
     try:
-        with _session().request(
-            rule.method,
-            rule.url,
-            data=payload,
-            headers=headers,
-            timeout=rule.timeout,
-            allow_redirects=False,
-            stream=True,
-        ) as response:
-            answer = response.raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
-            status = response.status_code
-    except requests.Timeout:
-        return Attempt(False, f"timeout after {rule.timeout} s")
-    except requests.RequestException as error:
-        return Attempt(False, f"connection failed: {type(error).__name__}")
+        payload = body(partner, lead_fields(partner, lead_id, data, test=test))
+    except (ValueError, TypeError) as error:
+        # A field name the format cannot carry, say: no retry can send it.
+        raise Permanent(f"the lead could not be written as {rule.format}: {error}") from None
+    try:
+        status, answer = outbound.call(
+            rule.method, rule.url, payload, headers, rule.timeout, MAX_ANSWER_BYTES
+        )
+    except outbound.Refused as refused:
+        raise Permanent(f"delivery URL refused: {refused}") from None
+    except outbound.Failed as failed:
+        return Attempt(False, str(failed))
     if len(answer) > MAX_ANSWER_BYTES:
         return Attempt(False, f"HTTP {status}, answer over {MAX_ANSWER_BYTES} bytes")
     if 300 <= status < 400:
@@ -201,6 +189,11 @@ def deliver(message: Delivery) -> str:
         _settle(lead.lead_id, partner.id, deliveries.FAILED, str(error))
         metrics.add_metric(name="DeliveryParked", unit=MetricUnit.Count, value=1)
         return "parked"
+    except Exception as error:
+        # A defect of this code, not the partner's: the sale is queued again, never left
+        # "sending", and the log says what broke.
+        logger.exception("delivery attempt broke")
+        attempt = Attempt(False, f"error: {type(error).__name__}")
     if attempt.ok:
         _settle(lead.lead_id, partner.id, deliveries.DELIVERED, attempt.detail)
         metrics.add_metric(name="Delivered", unit=MetricUnit.Count, value=1)

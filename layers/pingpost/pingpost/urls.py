@@ -116,11 +116,15 @@ def _problem(address: _Address) -> str | None:
     return None
 
 
+def address_problem(address: _Address) -> str | None:
+    """Why `address` is not public (loopback, private, link-local, metadata...), or None."""
+    return next(filter(None, map(_problem, _judged(address))), None)
+
+
 def _check_address(address: _Address) -> None:
-    for judged in _judged(address):
-        problem = _problem(judged)
-        if problem is not None:
-            raise UnsafeUrl(problem)
+    problem = address_problem(address)
+    if problem is not None:
+        raise UnsafeUrl(problem)
 
 
 def _split(url: str) -> SplitResult:

@@ -39,7 +39,14 @@ MAX_EXTRA_FIELDS = 100
 MAX_EXTRA_NAME = 64
 MAX_EXTRA_VALUE = 1000
 
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# What no XML document may carry (a partner's XML delivery could not be written): C0 controls
+# but tab and line breaks, DEL, and the Unicode non-characters (U+FDD0-U+FDEF, U+FFFE and
+# U+FFFF in every plane).
+_CONTROL_CHARS = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufdd0-\ufdef"
+    + "".join(chr(plane * 0x10000 + 0xFFFE) + chr(plane * 0x10000 + 0xFFFF) for plane in range(17))
+    + "]"
+)
 _EMAIL = re.compile(
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
@@ -78,12 +85,6 @@ def _choice(field: Field) -> Callable[[str], str]:
             raise _invalid(reason) from None
 
     return check
-
-
-def _text(value: str) -> str:
-    if _CONTROL_CHARS.search(value):
-        raise _invalid("contains control characters")
-    return value
 
 
 def _money(value: str) -> Decimal | None:
@@ -229,8 +230,8 @@ def _mode(value: str) -> str:
 
 
 _CHECKS: dict[Kind, Callable[[str], object]] = {
-    Kind.TEXT: _text,
-    Kind.KEY: _text,
+    Kind.TEXT: str,
+    Kind.KEY: str,
     Kind.ACTION: _constant(API_ACTION, f"must be {API_ACTION}"),
     Kind.MODE: _mode,
     Kind.MONEY: _money,
@@ -264,6 +265,8 @@ def _validator(field: Field) -> Callable[[Any], object]:
             raise _invalid("must be text")
         if len(value) > limit:
             raise _invalid(too_long)
+        if _CONTROL_CHARS.search(value):
+            raise _invalid("contains control characters or Unicode non-characters")
         return check(value)
 
     return validate

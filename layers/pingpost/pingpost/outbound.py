@@ -1,0 +1,218 @@
+"""Requests to partners: only to public addresses, connected as checked, within one deadline.
+
+A connection resolves its host once and refuses it when any address the name resolves to is
+loopback, private, link-local, the metadata service or otherwise not public, unless the
+operator trusts the host by name (DELIVERY_HTTP_HOSTS); it then connects to the addresses it
+checked, so the name cannot be pointed elsewhere between the check and the connection. However
+it is written (`2130706433`, `0x7f.1`, `[::1]`), a host is judged by what it resolves to.
+
+A request is bounded as a whole: when its time is up its sockets are shut down, so a partner
+that trickles its answer a byte at a time cannot hold a delivery past its timeout. Every
+failure of the transport comes back as one exception, `Failed`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+import threading
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util import connection
+
+from pingpost.config import settings
+from pingpost.urls import address_problem
+
+
+class Refused(Exception):
+    """A host the exchange may not call (it resolves to an address that is not public)."""
+
+
+class Failed(Exception):
+    """The request did not complete: the message says how (timed out, connection failed)."""
+
+
+def trusted_hosts() -> frozenset[str]:
+    """Hosts the operator allows over plain http and at private addresses, by name."""
+    names = settings().delivery_http_hosts.split(",")
+    return frozenset(n.strip().lower().rstrip(".") for n in names if n.strip())
+
+
+class _Deadline:
+    """Shuts down the sockets of one request when its time is up."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._done = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def watch(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._done = True
+
+
+def _shut(sock: socket.socket) -> None:
+    # The plain socket's shutdown, even under TLS: a blocked read returns at once.
+    with contextlib.suppress(OSError):  # already closed
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+_local = threading.local()
+
+
+def _watch(sock: socket.socket | None) -> None:
+    deadline: _Deadline | None = getattr(_local, "deadline", None)
+    if deadline is not None:
+        deadline.watch(sock)
+
+
+class _Checked:
+    """A connection that connects only to addresses it checked (mixed into urllib3's)."""
+
+    _dns_host: str
+    host: str
+    port: int
+    timeout: Any
+    source_address: Any
+    socket_options: Any
+
+    def _new_conn(self) -> socket.socket:
+        name = self._dns_host.rstrip(".")
+        try:
+            found = socket.getaddrinfo(name, self.port, type=socket.SOCK_STREAM)
+        except socket.gaierror as error:
+            raise NameResolutionError(self.host, self, error) from error  # type: ignore[arg-type]
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+        if name.lower() not in trusted_hosts():
+            for address in addresses:
+                problem = address_problem(ipaddress.ip_address(address.partition("%")[0]))
+                if problem is not None:
+                    raise Refused(f"{name} resolves to {address}: {problem.removeprefix('its ')}")
+        failure: OSError | None = None
+        for address in addresses:
+            try:
+                sock = connection.create_connection(
+                    (address, self.port),
+                    self.timeout,
+                    source_address=self.source_address,
+                    socket_options=self.socket_options,
+                )
+            except TimeoutError as error:
+                raise ConnectTimeoutError(self, f"connect to {name} timed out") from error
+            except OSError as error:
+                failure = error
+                continue
+            _watch(sock)
+            return sock
+        raise NewConnectionError(self, f"connection to {name} failed: {failure}")  # type: ignore[arg-type]
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _watch(getattr(self, "sock", None))  # a kept-alive connection's socket
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _Connection(_Checked, HTTPConnection):
+    pass
+
+
+class _TLSConnection(_Checked, HTTPSConnection):
+    pass
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TLSPool(HTTPSConnectionPool):
+    ConnectionCls = _TLSConnection
+
+
+class _Adapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
+
+
+def _session() -> requests.Session:
+    # One pooled session per thread: connections to a partner are reused across deliveries.
+    session: requests.Session | None = getattr(_local, "session", None)
+    if session is None:
+        session = requests.Session()
+        session.trust_env = False  # no proxy or .netrc from the environment
+        session.mount("http://", _Adapter())
+        session.mount("https://", _Adapter())
+        _local.session = session
+    return session
+
+
+def call(
+    method: str,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    seconds: float,
+    max_bytes: int,
+) -> tuple[int, bytes]:
+    """Send one request and read at most `max_bytes` + 1 of the answer, all within `seconds`.
+
+    Returns the status and the answer; raises Refused or Failed.
+    """
+    deadline = _Deadline(seconds)
+    _local.deadline = deadline
+    try:
+        with (
+            deadline,
+            _session().request(
+                method,
+                url,
+                data=body,
+                headers=headers,
+                timeout=seconds,
+                allow_redirects=False,
+                stream=True,
+            ) as response,
+        ):
+            answer = response.raw.read(max_bytes + 1, decode_content=True)
+            status = response.status_code
+        if deadline.expired:
+            # A shut socket reads as the end of the answer: what was read may be cut short.
+            raise TimeoutError
+        return status, answer
+    except Refused:
+        raise
+    except Exception as error:  # every transport error: requests', urllib3's, the socket's
+        if deadline.expired or isinstance(error, requests.Timeout):
+            raise Failed(f"timeout after {seconds} s") from None
+        raise Failed(f"connection failed: {type(error).__name__}") from None
+    finally:
+        _local.deadline = None
