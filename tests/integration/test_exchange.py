@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -125,7 +126,8 @@ def test_ping_then_post_sells_the_lead_once(exchange: None) -> None:
     assert stored is not None
     assert stored.status == "sold"
     assert stored.sales == [{"partner_id": 142, "price": 25}]
-    assert stored.expires_at is None  # a sold lead is kept
+    # A sold lead is kept for the retention period (90 days), then DynamoDB deletes it.
+    assert stored.expires_at is not None and stored.expires_at > time.time() + 89 * 86_400
     assert "Key" not in stored.data
     assert stored.data["First_Name"] == "John" and stored.data["Zip"] == "60610"
 

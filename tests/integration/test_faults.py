@@ -33,16 +33,26 @@ def dynamodb() -> Any:
     return dynamodb()
 
 
+def finishes(params: dict[str, Any]) -> bool:
+    """Whether an UpdateItem call is a post's finish (it records the lead's answer)."""
+    return "extra = :extra, answer = :answer" in params.get("UpdateExpression", "")
+
+
 def test_a_lead_being_posted_no_longer_carries_the_pings_expiry(sales: Any) -> None:
     # Regression: the claim kept the ping's TTL, so DynamoDB could delete a lead mid-post.
+    # From the claim on the lead is kept for the retention period (90 days).
+    import time
+
     from pingpost import exchange
     from pingpost.decoding import Request
     from pingpost.store import leads
 
     ping = exchange.submit(Request(complete("ping")))
-    assert leads.get(ping.lead_id).expires_at is not None  # type: ignore[union-attr]
-    assert leads.claim(ping.lead_id, "demo", "token", now_ms=1)
-    assert leads.get(ping.lead_id).expires_at is None  # type: ignore[union-attr]
+    pinged = leads.get(ping.lead_id).expires_at  # type: ignore[union-attr]
+    assert pinged is not None and pinged <= time.time() + 72 * 3600
+    assert leads.claim(ping.lead_id, "demo", "token", now_ms=int(time.time() * 1000))
+    kept = leads.get(ping.lead_id).expires_at  # type: ignore[union-attr]
+    assert kept is not None and kept >= time.time() + 89 * 86_400
 
 
 def test_parking_waits_for_a_worker_that_is_sending_the_delivery(sales: Any, partner: Any) -> None:
@@ -156,9 +166,7 @@ def test_a_full_request_whose_finish_fails_after_its_sale_is_answered_matched(
     from pingpost.store import leads
 
     sales(buyer(975, partner.url))
-    finishing = {
-        "when": lambda params: "REMOVE expires_at, claim" in params.get("UpdateExpression", "")
-    }
+    finishing = {"when": finishes}
     with fault(dynamodb(), "UpdateItem", **finishing) as failed:
         answer = full()
     assert failed.hits == 1
@@ -221,9 +229,7 @@ def test_the_sweep_finishes_a_full_lead_whose_request_died_after_its_sale(
     from pingpost.store import leads
 
     sales(buyer(978, partner.url))
-    finishing = {
-        "when": lambda params: "REMOVE expires_at, claim" in params.get("UpdateExpression", "")
-    }
+    finishing = {"when": finishes}
     with fault(dynamodb(), "UpdateItem", **finishing):
         answer = full()
     assert answer.status == "Matched"
@@ -356,9 +362,7 @@ def test_a_full_request_whose_process_died_after_its_sale_is_sold_once_when_retr
 
     sales(buyer(983, partner.url))
     request = complete("full", Home_Improvement_Product="Gutters")
-    finishing = {
-        "when": lambda params: "REMOVE expires_at, claim" in params.get("UpdateExpression", "")
-    }
+    finishing = {"when": finishes}
     with fault(dynamodb(), "UpdateItem", die=True, **finishing), pytest.raises(Killed):
         exchange.submit(Request(dict(request)))
     quick = settings().model_copy(update={"post_wait_seconds": 0.3})
@@ -386,9 +390,7 @@ def test_a_post_whose_finish_failed_is_delivered_with_the_posts_data(
     sales(buyer(984, partner.url))
     ping = exchange.submit(Request(complete("ping", Home_Improvement_Product="Gutters")))
     posted = complete("post", Lead_ID=str(ping.lead_id))
-    finishing = {
-        "when": lambda params: "REMOVE expires_at, claim" in params.get("UpdateExpression", "")
-    }
+    finishing = {"when": finishes}
     with fault(dynamodb(), "UpdateItem", **finishing) as failed:
         answer = exchange.submit(Request(posted))
     assert (failed.hits, answer.status) == (1, "Matched")

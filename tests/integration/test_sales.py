@@ -235,3 +235,27 @@ def test_a_sale_refuses_a_partner_whose_test_flag_differs_from_the_leads(partner
     assert refused == TEST_PARTNER
     assert stored(ping.lead_id).sold_to == {}
     assert day_counters(923) == {}
+
+
+def test_every_lead_and_dedupe_record_expires_after_the_retention_period(partners: Any) -> None:
+    # Sold and unsold leads had no expiry: DynamoDB kept consumers' data for ever.
+    import time
+
+    from pingpost.store import sales
+
+    partners(_partner(950, 30, dedupe_days=365), _partner(951, 20, dedupe_days=30))
+    retention = 90 * 86_400
+    start = int(time.time())
+    ping = submit(complete("ping", Home_Improvement_Product="Gutters"))
+    assert start + 72 * 3600 <= stored(ping.lead_id).expires_at <= time.time() + 72 * 3600
+    posted = submit(complete("post", Lead_ID=str(ping.lead_id), Allowed_Times_Sold="2"))
+    sold = submit(full(Email="kept@example.com", Home_Phone="3125550123", Allowed_Times_Sold="2"))
+    unsold = submit(complete("full", Home_Improvement_Product="Roofing - Metal"))
+    assert (posted.status, sold.status, unsold.status) == ("Matched", "Matched", "Unmatched")
+    for lead_id in (ping.lead_id, sold.lead_id, unsold.lead_id):
+        assert start + retention <= stored(lead_id).expires_at <= time.time() + retention
+    # The dedupe records name the consumer (hashed): 365 days asked, the retention kept.
+    for partner_id, days in ((950, 90), (951, 30)):
+        record = counter(sales._dedupe_key(partner_id, "email", "kept@example.com"))
+        assert record["lead_id"] == sold.lead_id
+        assert start + days * 86_400 <= record["expires_at"] <= time.time() + days * 86_400

@@ -29,6 +29,10 @@ class Settings(BaseModel):
     # A sale whose delivery message may not have reached the queue is re-sent after this long.
     outbox_grace_seconds: int = Field(default=120, ge=0)
     ping_ttl_hours: int = Field(default=72, ge=1)
+    # Every lead (with its deliveries) and every dedupe record is deleted by DynamoDB's TTL this
+    # many days after it was last sold or posted (a pinged lead that is never posted: after
+    # ping_ttl_hours). A partner's dedupe window is capped at it.
+    lead_retention_days: int = Field(default=90, ge=1, le=3650)
     # How long a container trusts its copy of the vendors and partners.
     cache_seconds: float = Field(default=30, ge=0)
     # How long a container trusts the cap counters it read (a sale always checks them again).

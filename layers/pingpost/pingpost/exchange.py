@@ -309,6 +309,7 @@ def full(
         claimed_at=int(now.timestamp() * 1000),
         outbox=outbox_shard(lead_id),  # the sweep watches it until it is recorded
         outbox_since=int(now.timestamp() * 1000),
+        expires_at=leads.kept_until(int(now.timestamp())),
     )
     agreed = consent.given(lead.consent) is True
     criteria = Criteria.of(values, lead.cost, vendor_matches=tuple(matches), consent=agreed)

@@ -46,7 +46,7 @@ class Lead:
     test: bool = False
     # The consumer's consent and its evidence (pingpost.consent), when the lead carries any.
     consent: dict[str, Any] = field(default_factory=dict)
-    expires_at: int | None = None  # epoch seconds; only while the lead waits for its post
+    expires_at: int | None = None  # epoch seconds: the ping's TTL, then the retention
     claim: str | None = None  # the token of the post (or full request) selling the lead now
     claimed_at: int | None = None  # epoch milliseconds, by the claimant's clock (for reading)
     # The claimant's progress: every sale adds one. A claim whose token and beat stay the same
@@ -122,6 +122,11 @@ class Repeated(Exception):
 
 
 _ATTEMPTS = 5
+
+
+def kept_until(now: int) -> int:
+    """The epoch second DynamoDB may delete a lead (or dedupe record) last written at `now`."""
+    return now + settings().lead_retention_days * 86_400
 
 
 def add(lead: Lead, repeat: Repeat | None = None) -> None:
@@ -260,8 +265,8 @@ def claim(
                     if posted
                     else ""
                 )
-                # The ping's expiry ends here: DynamoDB must not delete a lead being sold.
-                + " REMOVE expires_at, sweep_seen, unanswered"
+                # The ping's expiry ends here: the lead is kept for the retention period.
+                + ", expires_at = :kept REMOVE sweep_seen, unanswered"
             ),
             ConditionExpression=condition,
             ExpressionAttributeNames={"#s": "status", **({"#d": "data"} if posted else {})},
@@ -275,6 +280,7 @@ def claim(
                     ":vendor": vendor_id,
                     ":none": {},
                     ":shard": outbox_shard(lead_id),
+                    ":kept": kept_until(now_ms // 1000),
                     **({":seen": seen[0], ":beat": seen[1]} if seen else {}),
                     **(
                         {
@@ -306,8 +312,8 @@ def finish(lead: Lead, token: str) -> bool:
             UpdateExpression=(
                 "SET #s = :status, #d = :data, extra = :extra, answer = :answer,"
                 " matches = :matches, decisions = :decisions, test = :test, consent = :consent,"
-                " timeline = list_append(if_not_exists(timeline, :none), :timeline)"
-                " REMOVE expires_at, claim, claimed_at"
+                " timeline = list_append(if_not_exists(timeline, :none), :timeline),"
+                " expires_at = :kept REMOVE claim, claimed_at"
                 # A lead with sales leaves the outbox once their messages are queued.
                 + ("" if lead.status == SOLD else ", outbox, outbox_since")
             ),
@@ -324,6 +330,7 @@ def finish(lead: Lead, token: str) -> bool:
                     ":test": lead.test,
                     ":consent": lead.consent,
                     ":timeline": lead.timeline,
+                    ":kept": kept_until(int(time.time())),
                     ":none": [],
                     ":posting": POSTING,
                     ":token": token,

@@ -26,6 +26,7 @@ from pingpost.matching import NOT_TEST_PARTNER, TEST_PARTNER, Periods, Usage, pe
 from pingpost.models import Partner
 from pingpost.store import Expiring, dynamodb, from_item, to_item
 from pingpost.store.deliveries import QUEUED, outbox_shard
+from pingpost.store.leads import kept_until
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
@@ -155,7 +156,14 @@ def _dedupe_put(key: str, lead_id: int, now: int, days: int) -> TransactWriteIte
     return {
         "Put": {
             "TableName": settings().counters_table,
-            "Item": to_item({"counter": key, "lead_id": lead_id, "expires_at": now + days * _DAY}),
+            # It names a consumer (a hash of an email or phone): kept no longer than leads are.
+            "Item": to_item(
+                {
+                    "counter": key,
+                    "lead_id": lead_id,
+                    "expires_at": min(now + days * _DAY, kept_until(now)),
+                }
+            ),
             "ConditionExpression": "attribute_not_exists(#c) OR expires_at < :now",
             "ExpressionAttributeNames": {"#c": "counter"},
             "ExpressionAttributeValues": {":now": {"N": str(now)}},
