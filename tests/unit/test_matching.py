@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pingpost import matching
+from pingpost.fields import HASH_VALUE_TYPES
 from pingpost.matching import (
     Criteria,
     Decision,
@@ -48,6 +49,7 @@ def partner(id: int, price: float = 20, /, **fields: Any) -> Partner:
             "phone": "(312) 555-0100",
             "promotion_code": f"P{id}",
             "group_id": id % 3,
+            "expose_hashes": list(HASH_VALUE_TYPES),
             "filters": filters,
             **fields,
         }
@@ -534,6 +536,24 @@ def test_the_vendors_own_matches_exclude_partners_plain_or_hashed() -> None:
 def test_selected_partner_hashes_limit_the_match() -> None:
     chosen = (HashedValue("company", "md5", digest("co 2", "md5")),)
     assert buyers([partner(1), partner(2)], lead(selected=chosen)) == [2]
+
+
+def test_a_partner_exposes_no_hash_it_has_not_agreed_to() -> None:
+    # Unsalted hashes of partners' phones came back to any vendor that asked, and a phone's
+    # md5 is reversed by brute force in a minute.
+    private = partner(4, expose_hashes=[])
+    company_only = partner(5, expose_hashes=["company"])
+    assert Partner.model_validate({"id": 6, "price": 1}).expose_hashes == []
+    for value_type in HASH_VALUE_TYPES:
+        assert partner_hash(private, value_type, "md5") is None
+    assert partner_hash(company_only, "phone", "md5") is None
+    assert partner_hash(company_only, "company", "md5") == digest("co 5", "md5")
+    # Nor can a vendor select it by a hash it computed itself.
+    chosen = (
+        HashedValue("phone", "md5", digest("3125550100", "md5")),
+        HashedValue("company", "md5", digest("co 5", "md5")),
+    )
+    assert buyers([private, company_only], lead(selected=chosen)) == [5]
 
 
 def test_test_leads_go_to_test_partners_only() -> None:

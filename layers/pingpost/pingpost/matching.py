@@ -103,13 +103,19 @@ def digest(value: str, hash_type: str) -> str:
 
 
 def partner_hash(partner: Partner, value_type: str, hash_type: str) -> str | None:
-    """The hash of `partner` a ping returns for Return_Hash_Type/Return_Hash_Value_Type."""
+    """The hash of `partner` a ping returns for Return_Hash_Type/Return_Hash_Value_Type, if the
+    partner exposes that value (see Partner.expose_hashes)."""
+    if value_type not in partner.expose_hashes:
+        return None
     value = identity(partner, value_type)
     return None if value is None else digest(value, hash_type)
 
 
-def _identified(partner: Partner, values: Iterable[HashedValue]) -> bool:
+def _identified(partner: Partner, values: Iterable[HashedValue], *, exposed: bool = False) -> bool:
+    """Whether one of `values` names `partner`; `exposed`: only by values it exposes."""
     for given in values:
+        if exposed and given.value_type not in partner.expose_hashes:
+            continue
         mine = identity(partner, given.value_type)
         if mine is None:
             continue
@@ -461,7 +467,7 @@ def _verdict(
         return PRICE
     if lead.vendor_matches and _identified(partner, lead.vendor_matches):
         return ALREADY_SOLD
-    if lead.selected and not _identified(partner, lead.selected):
+    if lead.selected and not _identified(partner, lead.selected, exposed=True):
         return NOT_SELECTED
     return None
 

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pingpost.fields import BY_NAME, PRODUCTS
+from pingpost.fields import BY_NAME, HASH_VALUE_TYPES, PRODUCTS
 from pingpost.geography import US_STATES
 from pingpost.urls import is_host_name
 
@@ -240,9 +240,21 @@ class Partner(BaseModel):
     requires_consent: bool = False
     # What a vendor with the full response style is shown of this partner when it buys.
     public: list[Literal["company", "phone", "email"]] = ["company"]
+    # Which of its identity values a ping's Return_Hash_Type / Return_Hash_Value_Type returns as
+    # a hash (and Match_With_Partner_Hashes may select it by): none unless the partner agrees.
+    # Hashes are unsalted, as the API defines them: a phone's is reversed by brute force.
+    expose_hashes: list[str] = []
     filters: Filters = Filters()
     caps: Caps = Caps()
     delivery: Delivery = Delivery()
+
+    @field_validator("expose_hashes")
+    @classmethod
+    def _hash_value_types(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in HASH_VALUE_TYPES]
+        if unknown:
+            raise ValueError(f"expose_hashes takes: {', '.join(HASH_VALUE_TYPES)}")
+        return names
 
     @field_validator("timezone")
     @classmethod
