@@ -55,41 +55,65 @@ def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Expiring[K, V]:
-    """A per-container copy of values that may be a few seconds stale, shared by threads."""
+    """A per-container copy of values that may be a few seconds stale, shared by threads.
+
+    It holds at most `size` entries (the oldest loaded go first), and remembers a value that is
+    None (a miss: an unknown Key, say) for `miss_seconds` at most, so that a flood of unknown
+    keys neither grows the container's memory nor stays cached.
+    """
 
     def __init__(
-        self, seconds: float | Callable[[], float], clock: Callable[[], float] = time.monotonic
+        self,
+        seconds: float | Callable[[], float],
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        size: int = 1024,
+        miss_seconds: float = 1.0,
     ) -> None:
         # A callable is asked each time: the settings are read once the environment is set.
         self._seconds = seconds if callable(seconds) else (lambda: seconds)
         self._clock = clock
+        self._size = size
+        self._miss_seconds = miss_seconds
         self._lock = threading.Lock()
         self._values: dict[K, tuple[float, V]] = {}
+
+    def _fresh(self, hit: tuple[float, V] | None, now: float) -> bool:
+        if hit is None:
+            return False
+        age = now - hit[0]
+        limit = self._seconds()
+        return age < (min(limit, self._miss_seconds) if hit[1] is None else limit)
+
+    def _store(self, key: K, loaded: float, value: V) -> None:
+        with self._lock:
+            self._values.pop(key, None)  # to the end: the newest
+            self._values[key] = (loaded, value)
+            while len(self._values) > self._size:
+                del self._values[next(iter(self._values))]
 
     def get(self, key: K, load: Callable[[], V]) -> V:
         """The cached value of `key`, loaded again once it is older than the time allowed."""
         now = self._clock()
         with self._lock:
             hit = self._values.get(key)
-        if hit is not None and now - hit[0] < self._seconds():
+        if hit is not None and self._fresh(hit, now):
             return hit[1]
         value = load()
-        with self._lock:
-            self._values[key] = (now, value)
+        self._store(key, now, value)
         return value
 
     def peek(self, key: K) -> V | None:
         """The cached value of `key` while it is fresh, else None."""
         with self._lock:
             hit = self._values.get(key)
-        if hit is None or self._clock() - hit[0] >= self._seconds():
+        if hit is None or not self._fresh(hit, self._clock()):
             return None
         return hit[1]
 
     def put(self, key: K, value: V) -> None:
         """Remember `value` as of now."""
-        with self._lock:
-            self._values[key] = (self._clock(), value)
+        self._store(key, self._clock(), value)
 
     def forget(self, key: K) -> None:
         """Drop `key` (after this container changed it)."""
@@ -100,3 +124,7 @@ class Expiring[K, V]:
         """Forget everything (after a write this container made)."""
         with self._lock:
             self._values.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._values)
