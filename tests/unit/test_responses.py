@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
+import pytest
 from lxml import etree
 
 from pingpost.responses import Answer, Hash, answer_xml, error_xml, money, stylesheet_xsl
@@ -140,3 +142,20 @@ def test_response_styles_shape_what_a_vendor_is_told() -> None:
     assert sold.styled("success_error") == Answer("Success", 9)
     assert Answer("Unmatched", 9).styled("success_error") == Answer("Success", 9)
     assert Answer.restored(sold.stored()) == sold
+
+
+def test_a_stylesheet_may_read_no_file_and_open_no_url(tmp_path: Path) -> None:
+    from pingpost.responses import compiled
+
+    secret = tmp_path / "secret.xml"
+    secret.write_text("<secret>do not show</secret>")
+    xsl = (
+        '<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">'
+        f'<xsl:template match="/"><out><xsl:copy-of select="document(\'{secret.as_uri()}\')"/>'
+        "</out></xsl:template></xsl:stylesheet>"
+    ).encode()
+    with pytest.raises(etree.XSLTApplyError):
+        compiled(xsl)(etree.fromstring(b"<response/>"))
+    # The same stylesheet without the access control reads the file: the test can tell.
+    unguarded = etree.XSLT(etree.fromstring(xsl))
+    assert "do not show" in str(unguarded(etree.fromstring(b"<response/>")))

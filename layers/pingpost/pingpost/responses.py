@@ -162,14 +162,26 @@ def stylesheet_xsl() -> bytes:
     return resources.files("pingpost").joinpath("data", STYLESHEET).read_bytes()
 
 
+# Stylesheets and answers are parsed without DTDs, entities or network access, and a stylesheet
+# may read or write no file and open no URL (document(), xsl:include, exsl:document).
+_SAFE = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+
+
+def compiled(xsl: bytes) -> etree.XSLT:
+    """A stylesheet, compiled to run with no access to files or the network."""
+    return etree.XSLT(
+        etree.fromstring(xsl, parser=_SAFE), access_control=etree.XSLTAccessControl.DENY_ALL
+    )
+
+
 @cache
 def _transform() -> etree.XSLT:
-    return etree.XSLT(etree.fromstring(stylesheet_xsl()))
+    return compiled(stylesheet_xsl())
 
 
 def page(document: bytes) -> str:
     """An answer as the HTML page its stylesheet makes, for browsers that no longer run XSLT."""
-    return str(_transform()(etree.fromstring(document)))
+    return str(_transform()(etree.fromstring(document, parser=_SAFE)))
 
 
 def _quality(accept: str) -> dict[str, float]:
