@@ -163,16 +163,22 @@ def install_error_handlers(app: APIGatewayHttpResolver) -> None:
         body = error_xml(error.message, stylesheet=_wants_stylesheet(app), as_json=_wants_json(app))
         return _respond(app, body, _status(app, error.status))
 
+    @app.not_found
+    def unrouted(error: Exception) -> Response[str]:
+        # API Gateway routes each path to its function; this answers an event sent elsewhere.
+        body = error_xml("No such resource", stylesheet=False, as_json=_wants_json(app))
+        return _respond(app, body, 404)
+
     @app.exception_handler([ClientError, BotoCoreError])
     def storage_failed(error: Exception) -> Response[str]:
-        logger.exception("storage failed")
+        logger.exception("storage failed", exc_info=error)
         metrics.add_metric(name="StorageFailed", unit=MetricUnit.Count, value=1)
         unavailable = Unavailable("The exchange could not store the lead; nothing was sold. Retry.")
         return refused(unavailable)
 
     @app.exception_handler(Exception)
     def crashed(error: Exception) -> Response[str]:
-        logger.exception("unexpected failure")
+        logger.exception("unexpected failure", exc_info=error)
         metrics.add_metric(name="Crashed", unit=MetricUnit.Count, value=1)
         message = "Internal error; the lead was not accepted. Retry."
         body = error_xml(message, stylesheet=False, as_json=_wants_json(app))

@@ -1,0 +1,324 @@
+"""Each function's IAM policy in template.yaml allows exactly the AWS calls its code makes.
+
+Every call a function's handler makes through botocore is recorded while it serves the
+requests and messages of its job, its recovery paths included (a repeated request, a lead
+taken over, dead letters redriven and parked, a dead post swept), and compared with the
+statements of that function in the template: each call must be allowed (or it fails on AWS),
+and each permission must be used (or it is more than the function needs). A last test checks
+that the scenarios reach every AWS operation the product code names.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlencode
+
+import boto3
+import pytest
+
+from tests.conftest import DEMO_SEED, EVENTS, ROOT, TEMPLATE
+from tests.leads import complete
+
+FOLDERS = {
+    "PingFunction": "ping",
+    "PostFunction": "post",
+    "FullFunction": "full",
+    "ApiFunction": "api",
+    "DeliverFunction": "deliver",
+    "RetryFunction": "retry",
+}
+# The actions a transaction's items need, by the kind of item.
+_ITEM_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+_BATCHES = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage"}
+
+
+def _template() -> dict[str, Any]:
+    from pingpost.local.template import load_template
+
+    return load_template(TEMPLATE)
+
+
+def _names() -> dict[str, str]:
+    """Physical table names and queue URLs, by the logical ID the template's environment gives."""
+    variables = _template()["Globals"]["Function"]["Environment"]["Variables"]
+    return {
+        os.environ[name]: value["Ref"]
+        for name, value in variables.items()
+        if isinstance(value, dict) and "Ref" in value and name in os.environ
+    }
+
+
+def _needed(service: str, operation: str, params: dict[str, Any]) -> set[tuple[str, str]]:
+    """The (action, resource) pairs IAM checks for one call, resources as physical names."""
+    if service == "sqs":
+        return {(f"sqs:{_BATCHES.get(operation, operation)}", params["QueueUrl"])}
+    if operation == "TransactWriteItems":
+        return {
+            (f"dynamodb:{_ITEM_ACTIONS[kind]}", body["TableName"])
+            for item in params["TransactItems"]
+            for kind, body in item.items()
+        }
+    if operation == "BatchGetItem":
+        return {("dynamodb:BatchGetItem", table) for table in params["RequestItems"]}
+    resource = params["TableName"]
+    if "IndexName" in params:
+        resource += "/index/" + params["IndexName"]
+    return {(f"dynamodb:{operation}", resource)}
+
+
+# Every operation recorded, as the code names it (update_item, query, ...).
+OPERATIONS: set[str] = set()
+
+
+@contextmanager
+def recording() -> Iterator[set[tuple[str, str]]]:
+    """The calls made by this process's product clients while inside, as (action, resource)."""
+    from pingpost.store import dynamodb
+    from pingpost.store.queues import sqs
+
+    names = _names()
+    seen: set[tuple[str, str]] = set()
+
+    def hook(params: dict[str, Any], model: Any, **kwargs: Any) -> None:
+        service = model.service_model.endpoint_prefix
+        OPERATIONS.add(re.sub(r"(?<!^)([A-Z])", r"_\1", model.name).lower())
+        for action, resource in _needed(service, model.name, params):
+            table, _, index = resource.partition("/index/")
+            logical = names.get(table, table)
+            seen.add((action, f"{logical}/index/{index}" if index else logical))
+
+    clients = (dynamodb(), sqs())
+    for client in clients:
+        client.meta.events.register("before-parameter-build", hook, unique_id="permissions")
+    try:
+        yield seen
+    finally:
+        for client in clients:
+            client.meta.events.unregister("before-parameter-build", unique_id="permissions")
+
+
+def _resource(value: Any) -> str:
+    """A policy Resource as `Logical` or `Logical/index/name`."""
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        logical, attribute = value["Fn::GetAtt"]
+        assert attribute == "Arn", value
+        return str(logical)
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        found = re.fullmatch(r"\$\{(\w+)\.Arn\}/index/(\w+)", value["Fn::Sub"])
+        assert found, value
+        return f"{found[1]}/index/{found[2]}"
+    raise AssertionError(f"a resource the test cannot read: {value!r}")
+
+
+def allowed(function_id: str) -> set[tuple[str, str]]:
+    """The (action, resource) pairs the template's statements grant a function."""
+    out: set[tuple[str, str]] = set()
+    for policy in _template()["Resources"][function_id]["Properties"].get("Policies", []):
+        assert set(policy) == {"Statement"}, f"{function_id}: only explicit statements: {policy}"
+        for statement in policy["Statement"]:
+            assert statement["Effect"] == "Allow"
+            actions = statement["Action"]
+            resources = statement["Resource"]
+            for action in actions if isinstance(actions, list) else [actions]:
+                for resource in resources if isinstance(resources, list) else [resources]:
+                    out.add((action, _resource(resource)))
+    return out
+
+
+def _handler(function_id: str) -> Any:
+    from pingpost.local.gateway import LocalFunction
+
+    folder = ROOT / "functions" / FOLDERS[function_id]
+    return LocalFunction(
+        function_id, folder, "app.lambda_handler", dict(os.environ), serialize=False
+    )
+
+
+def _http(function_id: str, fields: dict[str, str], **headers: str) -> int:
+    """Serve one GET request of these fields; its HTTP status."""
+    route = FOLDERS[function_id]
+    payload = json.loads((EVENTS / f"{route}-get.json").read_text())
+    payload["rawQueryString"] = urlencode(fields)
+    payload["queryStringParameters"] = fields
+    payload["headers"] = payload.get("headers", {}) | headers
+    result = _handler(function_id).invoke(payload)
+    assert result["statusCode"] < 500, result["body"]
+    status: int = result["statusCode"]
+    return status
+
+
+def _lead(mode: str, **changes: str) -> dict[str, str]:
+    # Gutters: the demo partner that buys them has caps, a budget and a dedupe window, so a
+    # sale writes every kind of item it can.
+    return complete(mode, Home_Improvement_Product="Gutters", **changes)
+
+
+def _pinged() -> int:
+    from pingpost import exchange
+    from pingpost.decoding import Request
+
+    return exchange.submit(Request(_lead("ping"))).lead_id
+
+
+@pytest.fixture(scope="module")
+def demo(aws: str) -> None:
+    from pingpost import seed
+
+    seed.apply(seed.load(DEMO_SEED))
+
+
+def _api_calls(function_id: str) -> set[tuple[str, str]]:
+    """Ping, post and full requests as this function takes them, repeats included."""
+    modes = {"PingFunction": ["ping"], "PostFunction": ["post"], "FullFunction": ["full"]}
+    with_mode = function_id == "ApiFunction"
+    calls: set[tuple[str, str]] = set()
+    for mode in modes.get(function_id, ["ping", "post", "full"]):
+        lead_id = _pinged() if mode == "post" else None
+        fields = _lead(mode, **({"Lead_ID": str(lead_id)} if lead_id else {}))
+        if not with_mode:
+            fields.pop("Mode", None)
+        key = {"idempotency-key": uuid.uuid4().hex}
+        with recording() as seen:
+            assert _http(function_id, fields, **key) == 200
+            # The same request again: a repeated post or full is the first lead's answer.
+            assert _http(function_id, fields, **key) == 200
+        calls |= seen
+    return calls
+
+
+def _drain(queue: str) -> None:
+    sqs = boto3.client("sqs")
+    while sqs.receive_message(QueueUrl=os.environ[queue], MaxNumberOfMessages=10).get("Messages"):
+        pass
+
+
+def _deliver_calls() -> set[tuple[str, str]]:
+    """A sale's delivery (the demo partner is not listening: the attempt fails, is recorded)."""
+    from pingpost import exchange
+    from pingpost.decoding import Request
+    from pingpost.local.events import sqs_event
+
+    sqs = boto3.client("sqs")
+    queue = os.environ["DELIVERY_QUEUE_URL"]
+    _drain("DELIVERY_QUEUE_URL")
+    assert exchange.submit(Request(_lead("full"))).status == "Matched"
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+    with recording() as seen:
+        _handler("DeliverFunction").invoke(
+            sqs_event(messages["Messages"], arn["Attributes"]["QueueArn"])
+        )
+    return seen
+
+
+def _retry_calls(monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
+    """Two scheduled runs: a dead letter redriven, one parked, a post that died swept."""
+    from pingpost.config import settings
+    from pingpost.local.events import scheduled_event, schedules
+    from pingpost.local.template import load_template
+    from pingpost.store import leads
+
+    monkeypatch.setenv("OUTBOX_GRACE_SECONDS", "0")
+    monkeypatch.setenv("REDRIVE_BASE_SECONDS", "0")
+    settings.cache_clear()
+    _drain("DEAD_LETTER_QUEUE_URL")
+    sqs = boto3.client("sqs")
+    for redrives in ("0", str(settings().max_redrives)):
+        sqs.send_message(
+            QueueUrl=os.environ["DEAD_LETTER_QUEUE_URL"],
+            MessageBody=json.dumps({"lead_id": _pinged(), "partner_id": 510}),
+            MessageAttributes={"redrives": {"DataType": "Number", "StringValue": redrives}},
+        )
+    assert leads.claim(_pinged(), "demo", "a post that dies", now_ms=1)
+    (source,) = schedules(load_template(TEMPLATE))
+    with recording() as seen:
+        for _ in range(2):
+            _handler("RetryFunction").invoke(scheduled_event(source))
+    monkeypatch.undo()
+    settings.cache_clear()
+    return seen
+
+
+def calls(function_id: str, monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
+    if function_id == "DeliverFunction":
+        return _deliver_calls()
+    if function_id == "RetryFunction":
+        return _retry_calls(monkeypatch)
+    return _api_calls(function_id)
+
+
+RECORDED: dict[str, set[tuple[str, str]]] = {}
+
+
+@pytest.mark.parametrize("function_id", list(FOLDERS))
+def test_each_function_may_make_exactly_the_calls_its_code_makes(
+    demo: None, function_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = calls(function_id, monkeypatch)
+    RECORDED[function_id] = made
+    granted = allowed(function_id)
+    assert made <= granted, f"{function_id} would be denied: {sorted(made - granted)}"
+    assert granted <= made, f"{function_id} is granted more than it uses: {sorted(granted - made)}"
+
+
+# What only an operator's tools call (the CLI and the seed), never a function.
+OPERATOR_ONLY = {"partners.put", "vendors.put", "vendors.all_vendors", "deliveries.failed"}
+
+
+def _operations_in_code() -> dict[str, set[str]]:
+    """Each store function's AWS operations, by `module.function`, read from the source."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "layers" / "pingpost" / "pingpost" / "store").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            names = set()
+            for call in ast.walk(node):
+                if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
+                    continue
+                client = call.func.value
+                on_client = isinstance(client, ast.Call) and getattr(client.func, "id", "") in (
+                    "dynamodb",
+                    "sqs",
+                )
+                if on_client and call.func.attr == "get_paginator":
+                    names.add(ast.literal_eval(call.args[0]))
+                elif on_client:
+                    names.add(call.func.attr)
+            if names:
+                found[f"{path.stem}.{node.name}"] = names
+    return found
+
+
+def test_the_functions_make_every_call_the_store_code_names(demo: None) -> None:
+    assert set(RECORDED) == set(FOLDERS), "run with the test above"
+    code = _operations_in_code()
+    assert set(code) >= OPERATOR_ONLY
+    missing = {
+        f"{where}: {op}"
+        for where, ops in code.items()
+        if where not in OPERATOR_ONLY
+        for op in ops
+        if op not in OPERATIONS
+    }
+    assert not missing, f"no scenario above makes these calls: {sorted(missing)}"
+
+
+def test_an_event_for_another_functions_route_is_a_404_not_a_crash(demo: None) -> None:
+    # Found writing these scenarios: it was answered 500 "Internal error".
+    payload = json.loads((EVENTS / "api-get.json").read_text())
+    result = _handler("PingFunction").invoke(payload)
+    assert result["statusCode"] == 404
+    assert "<error>No such resource</error>" in result["body"]
