@@ -320,3 +320,33 @@ def test_an_attempt_that_breaks_queues_the_sale_again(
     monkeypatch.undo()
     assert deliver(messages) == {"batchItemFailures": []}
     assert record(lead_id, 997)["state"] == "delivered"
+
+
+def test_a_partners_secret_headers_are_kept_in_parameter_store_not_in_the_partners_table(
+    sales: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The functions that match leads read the whole partners table: its X-Api-Key values were
+    # theirs to read.
+    from pingpost import outbound
+
+    sales(buyer(996, "https://buyer.example/leads", headers={"X-Api-Key": "s3cret-996"}))
+    table = boto3.client("dynamodb").scan(TableName=os.environ["PARTNERS_TABLE"])["Items"]
+    assert "s3cret-996" not in json.dumps(table)
+    assert json.dumps(table).count('"X-Api-Key"') == 1  # its name, under secret_headers
+    name = f"{os.environ['PARTNER_SECRETS_PATH']}/996/headers"
+    stored = boto3.client("ssm").get_parameter(Name=name, WithDecryption=True)["Parameter"]
+    assert (stored["Type"], json.loads(stored["Value"])) == (
+        "SecureString",
+        {"X-Api-Key": "s3cret-996"},
+    )
+    sent: dict[str, str] = {}
+
+    def call(method: str, url: str, body: bytes, headers: dict[str, str], *_: Any) -> Any:
+        sent.update(headers)
+        return 200, b"ok"
+
+    monkeypatch.setattr(outbound, "call", call)
+    lead_id = sell()
+    assert deliver(receive()) == {"batchItemFailures": []}
+    assert record(lead_id, 996)["state"] == "delivered"
+    assert sent["X-Api-Key"] == "s3cret-996"

@@ -64,6 +64,8 @@ def _needed(service: str, operation: str, params: dict[str, Any]) -> set[tuple[s
     """The (action, resource) pairs IAM checks for one call, resources as physical names."""
     if service == "sqs":
         return {(f"sqs:{_BATCHES.get(operation, operation)}", params["QueueUrl"])}
+    if service == "ssm":
+        return {(f"ssm:{operation}", params["Name"])}
     if operation == "TransactWriteItems":
         return {
             (f"dynamodb:{_ITEM_ACTIONS[kind]}", body["TableName"])
@@ -87,6 +89,7 @@ def recording() -> Iterator[set[tuple[str, str]]]:
     """The calls made by this process's product clients while inside, as (action, resource)."""
     from pingpost.store import dynamodb
     from pingpost.store.queues import sqs
+    from pingpost.store.secrets import ssm
 
     names = _names()
     seen: set[tuple[str, str]] = set()
@@ -94,12 +97,13 @@ def recording() -> Iterator[set[tuple[str, str]]]:
     def hook(params: dict[str, Any], model: Any, **kwargs: Any) -> None:
         service = model.service_model.endpoint_prefix
         OPERATIONS.add(re.sub(r"(?<!^)([A-Z])", r"_\1", model.name).lower())
-        for action, resource in _needed(service, model.name, params):
-            table, _, index = resource.partition("/index/")
+        for action, name in _needed(service, model.name, params):
+            secret = name.startswith(os.environ["PARTNER_SECRETS_PATH"] + "/")
+            table, _, index = (SECRETS if secret else name).partition("/index/")
             logical = names.get(table, table)
             seen.add((action, f"{logical}/index/{index}" if index else logical))
 
-    clients = (dynamodb(), sqs())
+    clients = (dynamodb(), sqs(), ssm())
     for client in clients:
         client.meta.events.register("before-parameter-build", hook, unique_id="permissions")
     try:
@@ -109,8 +113,17 @@ def recording() -> Iterator[set[tuple[str, str]]]:
             client.meta.events.unregister("before-parameter-build", unique_id="permissions")
 
 
+SECRETS = "partner secrets"
+_SECRETS_ARN = (
+    "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
+    "/pingpost/${AWS::StackName}/partners/*"
+)
+
+
 def _resource(value: Any) -> str:
-    """A policy Resource as `Logical` or `Logical/index/name`."""
+    """A policy Resource as `Logical`, `Logical/index/name` or the partner secrets."""
+    if value == {"Fn::Sub": _SECRETS_ARN}:
+        return SECRETS
     if isinstance(value, dict) and "Fn::GetAtt" in value:
         logical, attribute = value["Fn::GetAtt"]
         assert attribute == "Arn", value
@@ -206,13 +219,17 @@ def _drain(queue: str) -> None:
 
 def _deliver_calls() -> set[tuple[str, str]]:
     """A sale's delivery (the demo partner is not listening: the attempt fails, is recorded)."""
-    from pingpost import exchange
+    from pingpost import exchange, seed
     from pingpost.decoding import Request
     from pingpost.local.events import sqs_event
 
     sqs = boto3.client("sqs")
     queue = os.environ["DELIVERY_QUEUE_URL"]
     _drain("DELIVERY_QUEUE_URL")
+    document = seed.load(DEMO_SEED)
+    (gutters,) = [p for p in document.partners if p.id == 510]
+    gutters.delivery.headers = {"X-Api-Key": "partner-510-secret"}
+    seed.apply(document)
     assert exchange.submit(Request(_lead("full"))).status == "Matched"
     messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
@@ -220,6 +237,7 @@ def _deliver_calls() -> set[tuple[str, str]]:
         _handler("DeliverFunction").invoke(
             sqs_event(messages["Messages"], arn["Attributes"]["QueueArn"])
         )
+    seed.apply(seed.load(DEMO_SEED))
     return seen
 
 
@@ -314,6 +332,12 @@ def test_the_functions_make_every_call_the_store_code_names(demo: None) -> None:
         if op not in OPERATIONS
     }
     assert not missing, f"no scenario above makes these calls: {sorted(missing)}"
+
+
+def test_the_secrets_path_the_functions_use_is_the_one_the_deliver_function_may_read() -> None:
+    variables = _template()["Globals"]["Function"]["Environment"]["Variables"]
+    path = variables["PARTNER_SECRETS_PATH"]["Fn::Sub"]
+    assert _SECRETS_ARN.endswith(":parameter" + path + "/*")
 
 
 def test_an_event_for_another_functions_route_is_a_404_not_a_crash(demo: None) -> None:

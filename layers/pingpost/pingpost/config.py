@@ -18,6 +18,8 @@ class Settings(BaseModel):
     partners_table: str = "PartnersTable"
     counters_table: str = "CountersTable"
     delivery_queue_url: str = ""
+    # Where partners' secret headers are kept (SSM Parameter Store, SecureString per partner).
+    partner_secrets_path: str = "/pingpost/partners"
     dead_letter_queue_url: str = ""
     # Partner hosts trusted by name (comma-separated): reached over plain http and at private
     # addresses; every other host needs https and public addresses only.

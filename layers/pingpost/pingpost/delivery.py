@@ -25,7 +25,7 @@ from pingpost.fields import DATA_FIELDS
 from pingpost.models import Partner
 from pingpost.observability import logger, metrics
 from pingpost.outbound import trusted_hosts
-from pingpost.store import deliveries, leads, partners, queues
+from pingpost.store import deliveries, leads, partners, queues, secrets
 from pingpost.store.queues import Delivery
 
 MAX_ANSWER_BYTES = 64 * 1024
@@ -136,10 +136,15 @@ def send(partner: Partner, lead_id: int, data: Mapping[str, str], *, test: bool)
     """POST (or PUT) the lead to the partner once and judge the answer; raises Permanent."""
     rule = partner.delivery
     check_url(rule.url)
+    secret = secrets.headers(partner.id) if rule.secret_headers else {}
+    missing = sorted(set(rule.secret_headers) - set(secret))
+    if missing:
+        return Attempt(False, f"headers {', '.join(missing)} not found in Parameter Store")
     headers = {
         "Content-Type": _CONTENT_TYPES[rule.format],
         "User-Agent": USER_AGENT,
         **rule.headers,
+        **secret,
         "Idempotency-Key": idempotency_key(lead_id, partner.id),
     }
     try:

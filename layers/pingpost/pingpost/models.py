@@ -180,7 +180,10 @@ class Delivery(BaseModel):
     # Lead field -> the partner's name for it; when empty, every lead field goes as named.
     fields: dict[str, str] = {}
     static: dict[str, str] = {}  # fields added to every lead, e.g. a partner's account ID
+    # Headers sent with every delivery (an API key, say). Their values are kept in SSM
+    # Parameter Store, never in the partners table, which records their names only.
     headers: dict[str, str] = {}
+    secret_headers: list[str] = []
     timeout: float = Field(default=5.0, gt=0, le=25)
     success_status: list[int] = [200, 201, 202, 204]
     # Optional, all must hold: a regular expression found in the body; a JSON path "a.b"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pingpost.config import settings
 from pingpost.matching import PartnerSet
 from pingpost.models import Partner
-from pingpost.store import Expiring, dynamodb, from_item, to_item
+from pingpost.store import Expiring, dynamodb, from_item, secrets, to_item
 
 _cache: Expiring[str, PartnerSet] = Expiring(lambda: settings().cache_seconds)
 _everyone: Expiring[str, dict[int, Partner]] = Expiring(lambda: settings().cache_seconds)
@@ -28,8 +28,12 @@ def _partner(item: dict[str, object]) -> Partner:
 
 
 def put(partner: Partner) -> None:
-    """Create or replace a partner."""
+    """Create or replace a partner; its header values go to SSM, their names to the table."""
     item = partner.model_dump(mode="python")
+    sent = item["delivery"].pop("headers")
+    if sent:
+        secrets.put(partner.id, sent)
+        item["delivery"]["secret_headers"] = sorted(sent)
     item["partner_id"] = item.pop("id")
     dynamodb().put_item(TableName=settings().partners_table, Item=to_item(item))
     _cache.clear()
