@@ -603,3 +603,29 @@ def test_a_post_that_would_make_the_lead_too_large_to_store_is_refused_before_an
     assert lead is not None and (lead.status, lead.sold_to) == ("pinged", {})
     # The same post without the extra fields sells the lead.
     assert call(api, "/api.php", urlencode(post).encode())["status"] == "Matched"
+
+
+def test_a_vendor_over_its_rate_limit_gets_429_and_other_vendors_do_not(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from pingpost import seed
+    from pingpost.store import counters
+
+    key = "rate-limited-key-0123456789"
+    seed.apply(
+        seed.Seed.model_validate({"vendors": [{"id": "limited", "key": key, "rate_limit": 3}]})
+    )
+    clock = SimpleNamespace(time=lambda: 1_900_000_000.25)
+    monkeypatch.setattr(counters, "time", clock)
+    before = lead_count()
+    answers = [call(api, "/api.php", query=complete("ping", Key=key)) for _ in range(5)]
+    assert [a.status for a in answers] == [200, 200, 200, 429, 429]
+    assert answers[3]["error"] == "This Key is over its limit of 3 requests a second; retry shortly"
+    assert answers[3].headers["Retry-After"] == "1"
+    assert lead_count() == before + 3
+    # Another vendor in the same second is not limited by it.
+    assert call(api, "/api.php", query=complete("ping")).status == 200
+    clock.time = lambda: 1_900_000_001.0  # the next second
+    assert call(api, "/api.php", query=complete("ping", Key=key)).status == 200

@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pingpost import exchange
 from pingpost.config import settings
 from pingpost.decoding import decode, query
-from pingpost.errors import InvalidRequest, PingPostError, Unavailable
+from pingpost.errors import InvalidRequest, PingPostError, TooManyRequests, Unavailable
 from pingpost.fields import FORMATS
 from pingpost.models import Vendor
 from pingpost.observability import logger, metrics
@@ -56,20 +56,23 @@ def _body(app: APIGatewayHttpResolver) -> bytes:
     return event.body.encode()
 
 
-def _respond(app: APIGatewayHttpResolver, body: bytes, status: int) -> Response[str]:
+def _respond(
+    app: APIGatewayHttpResolver, body: bytes, status: int, headers: dict[str, str] | None = None
+) -> Response[str]:
     """An answer document (XML, or JSON when asked for) with `status`."""
+    headers = _HEADERS | (headers or {})
     if _wants_json(app):
         return Response(
-            status_code=status, content_type=JSON_CONTENT_TYPE, body=body.decode(), headers=_HEADERS
+            status_code=status, content_type=JSON_CONTENT_TYPE, body=body.decode(), headers=headers
         )
     # Browsers are dropping XSLT: one that asks for HTML gets the page the stylesheet makes.
     stylesheet = _wants_stylesheet(app)
     if stylesheet and wants_page(app.current_event.headers.get("accept")):
         html = page(body)
-        return Response(status_code=status, content_type=HTML, body=html, headers=_HEADERS)
+        return Response(status_code=status, content_type=HTML, body=html, headers=headers)
     # Text, not bytes: API Gateway then passes it through without base64.
     return Response(
-        status_code=status, content_type=CONTENT_TYPE, body=body.decode(), headers=_HEADERS
+        status_code=status, content_type=CONTENT_TYPE, body=body.decode(), headers=headers
     )
 
 
@@ -161,7 +164,8 @@ def install_error_handlers(app: APIGatewayHttpResolver) -> None:
         if isinstance(target, str):
             return _redirect(target, {"status": ERROR, "error": error.message})
         body = error_xml(error.message, stylesheet=_wants_stylesheet(app), as_json=_wants_json(app))
-        return _respond(app, body, _status(app, error.status))
+        wait = {"Retry-After": "1"} if isinstance(error, TooManyRequests) else None
+        return _respond(app, body, _status(app, error.status), wait)
 
     @app.not_found
     def unrouted(error: Exception) -> Response[str]:

@@ -51,6 +51,12 @@ class PayloadTooLarge(PingPostError):
     status = 413
 
 
+class TooManyRequests(PingPostError):
+    """The vendor's Key is over its rate limit this second."""
+
+    status = 429
+
+
 class Unavailable(PingPostError):
     """Storage failed or was throttled; nothing was accepted, the publisher may retry."""
 

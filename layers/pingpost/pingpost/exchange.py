@@ -25,6 +25,7 @@ from pingpost.errors import (
     InvalidRequest,
     LeadNotFound,
     PayloadTooLarge,
+    TooManyRequests,
     Unauthorized,
 )
 from pingpost.fields import LEAD_ID, MAX_LEAD_BYTES, MODES
@@ -32,7 +33,7 @@ from pingpost.matching import Criteria, HashedValue, Outcome, match, partner_has
 from pingpost.models import Partner, Vendor
 from pingpost.observability import logger
 from pingpost.responses import MATCHED, UNMATCHED, Answer, Contact, Hash
-from pingpost.store import leads, partners, sales, vendors
+from pingpost.store import counters, leads, partners, sales, vendors
 from pingpost.store.counters import LeadIds, lead_ids
 from pingpost.store.deliveries import outbox_shard
 from pingpost.store.leads import DONE, PINGED, POSTING, SOLD, UNSOLD, Lead
@@ -100,6 +101,10 @@ def authenticate(key: str | None) -> Vendor:
         raise Unauthorized("Invalid Key")
     if not vendor.active:
         raise Forbidden("This Key's vendor account is disabled")
+    if vendor.rate_limit and not counters.take(vendor.id, vendor.rate_limit):
+        raise TooManyRequests(
+            f"This Key is over its limit of {vendor.rate_limit} requests a second; retry shortly"
+        )
     return vendor
 
 

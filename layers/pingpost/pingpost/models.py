@@ -72,6 +72,10 @@ class Vendor(BaseModel):
     redirect_hosts: list[str] = []
     # False: errors are answered with HTTP 200 (for clients that take any other as a failure).
     http_errors: bool = True
+    # Requests a second this vendor's Key may make across the exchange (429 past it); 0: no
+    # limit of its own, only the API stage's throttle. A limited vendor's request costs one
+    # counter write more.
+    rate_limit: int = Field(default=0, ge=0, le=100_000)
 
     @field_validator("redirect_hosts")
     @classmethod

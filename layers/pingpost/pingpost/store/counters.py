@@ -1,8 +1,12 @@
-"""The counters table: lead IDs, handed out in blocks so no item is written on every ping."""
+"""The counters table: lead IDs, handed out in blocks so no item is written on every ping,
+and the per-second request counts of vendors with a rate limit."""
 
 from __future__ import annotations
 
 import threading
+import time
+
+from botocore.exceptions import ClientError
 
 from pingpost.config import settings
 from pingpost.store import dynamodb
@@ -44,3 +48,29 @@ class LeadIds:
 
 
 lead_ids = LeadIds()
+
+
+def take(vendor_id: str, limit: int, now: float | None = None) -> bool:
+    """Count one request of a vendor in the current second; False once `limit` are counted.
+
+    One conditional write on the second's counter, so every container shares the count.
+    """
+    second = int(time.time() if now is None else now)
+    try:
+        dynamodb().update_item(
+            TableName=settings().counters_table,
+            Key={"counter": {"S": f"rate#{vendor_id}#{second}"}},
+            UpdateExpression="ADD #n :one SET expires_at = :expires",
+            ConditionExpression="attribute_not_exists(#n) OR #n < :limit",
+            ExpressionAttributeNames={"#n": "requests"},
+            ExpressionAttributeValues={
+                ":one": {"N": "1"},
+                ":limit": {"N": str(limit)},
+                ":expires": {"N": str(second + 60)},
+            },
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
