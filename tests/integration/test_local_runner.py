@@ -3,8 +3,10 @@
 import base64
 import http.client
 import json
+import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -369,11 +371,15 @@ def test_serve_uses_the_given_endpoint_and_creates_resources(
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("DELIVERY_HTTP_HOSTS", raising=False)
     seeded: list[str] = []
     thread, stop, _url = _run_serve(TEMPLATE, seeded)
     try:
         names = _dynamodb(aws_endpoint).list_tables()["TableNames"]
         assert set(TABLES) <= set(names)
+        # Local partners are on loopback whichever endpoint is used: they used to be parked
+        # as "not allowed" when the endpoint was the caller's.
+        assert os.environ["DELIVERY_HTTP_HOSTS"] == "127.0.0.1,localhost"
     finally:
         stop.set()
         thread.join(timeout=60)
@@ -381,3 +387,37 @@ def test_serve_uses_the_given_endpoint_and_creates_resources(
     out = capsys.readouterr().out
     assert aws_endpoint in out
     assert "POST    /apiXML.php" in out
+    assert "trusted over plain http and at private addresses: 127.0.0.1,localhost" in out
+
+
+def test_serve_honours_the_callers_trusted_partner_hosts(
+    aws_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "AWS_ENDPOINT_URL": aws_endpoint,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "DELIVERY_HTTP_HOSTS": "partner.test",
+    }.items():
+        monkeypatch.setenv(name, value)
+    thread, stop, _url = _run_serve(TEMPLATE, [])
+    try:
+        assert os.environ["DELIVERY_HTTP_HOSTS"] == "partner.test"
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+
+
+def test_200_concurrent_requests_are_all_answered(exchange: LocalExchange) -> None:
+    # 50 concurrent requests used to get 11 ConnectionResetError (a listen backlog of 5).
+    start = threading.Barrier(200)
+
+    def one(_: int) -> int:
+        start.wait()
+        status, _response, _body = _request(exchange, "GET", "/echo")
+        return status
+
+    with ThreadPoolExecutor(max_workers=200) as pool:
+        statuses = list(pool.map(one, range(200)))
+    assert statuses == [200] * 200

@@ -229,3 +229,17 @@ def test_stop_ends_a_slow_answer_without_accepting_it(partners: list[DemoPartner
     assert not client.is_alive()
     assert answers == [503]
     assert partner.accepted == {}
+
+
+def test_the_demo_seed_delivers_to_the_demo_partner_wherever_it_listens() -> None:
+    # `--partner-port` moved the partner, but the seed's partners still delivered to :9000.
+    from pingpost import cli, seed
+    from tests.conftest import DEMO_SEED
+
+    document = seed.load(DEMO_SEED)
+    moved = cli._to_demo_partner(document, "http://127.0.0.1:43117")
+    assert {p.delivery.url for p in moved.partners} == {"http://127.0.0.1:43117/leads"}
+    assert {p.delivery.url for p in document.partners} == {"http://127.0.0.1:9000/leads"}
+    assert cli._to_demo_partner(document, None) is document
+    # A free port unless one is asked for.
+    assert cli.parser().parse_args(["serve"]).partner_port == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +19,21 @@ def _seed_file(path: Path) -> seed.Seed:
         return seed.load(path)
     except (OSError, ValueError, ValidationError) as error:
         raise SystemExit(f"pingpost: cannot read seed file {path}: {error}") from None
+
+
+# Where demo/seed.json's partners deliver: the demo partner, wherever `serve` started it.
+DEMO_PARTNER_ORIGIN = "http://127.0.0.1:9000"
+
+
+def _to_demo_partner(document: seed.Seed, url: str | None) -> seed.Seed:
+    """The seed with deliveries to DEMO_PARTNER_ORIGIN sent to the running demo partner."""
+    if not url:
+        return document
+    moved = document.model_copy(deep=True)
+    for partner in moved.partners:
+        if partner.delivery.url.startswith(DEMO_PARTNER_ORIGIN + "/"):
+            partner.delivery.url = url + partner.delivery.url[len(DEMO_PARTNER_ORIGIN) :]
+    return moved
 
 
 def _demo_key(document: seed.Seed) -> str | None:
@@ -61,7 +77,7 @@ def serve(args: argparse.Namespace) -> None:
 
         settings.cache_clear()
         if document is not None:
-            seed.apply(document)
+            seed.apply(_to_demo_partner(document, os.environ.get("DEMO_PARTNER_URL")))
 
     key = _demo_key(document) if document else None
     try:
@@ -228,8 +244,8 @@ def _vendor_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     hosts.set_defaults(handler=vendors_redirect_hosts)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `pingpost` console script."""
+def parser() -> argparse.ArgumentParser:
+    """The `pingpost` command line."""
     parser = argparse.ArgumentParser(prog="pingpost", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -254,8 +270,11 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument(
         "--partner-port",
         type=int,
-        default=9000,
-        help="port of the demo partner that the demo partners deliver to (-1: none)",
+        default=0,
+        help=(
+            "port of the demo partner (0: a free one, printed when it starts; -1: none); seed"
+            f" deliveries to {DEMO_PARTNER_ORIGIN} go to it"
+        ),
     )
     run.add_argument(
         "--partner-failure-rate",
@@ -309,7 +328,12 @@ def main(argv: list[str] | None = None) -> None:
     table = commands.add_parser("fields", help="print the pingPostLead field table (Markdown)")
     table.set_defaults(handler=fields_command)
 
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `pingpost` console script."""
+    args = parser().parse_args(argv)
     args.handler(args)
 
 

@@ -230,6 +230,7 @@ class _PartnerServer(ThreadingHTTPServer):
     daemon_threads = True
     # server_close() joins request threads; every connection closes after one answer.
     block_on_close = True
+    request_queue_size = 1024  # a burst of deliveries waits to be accepted, never reset
 
     def __init__(self, address: tuple[str, int], partner: DemoPartner) -> None:
         super().__init__(address, _PartnerHandler)

@@ -61,6 +61,8 @@ class _ExchangeHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     # stop() must not wait for idle keep-alive connections to end.
     block_on_close = False
+    # Connections the kernel holds while every thread is busy (socketserver's 5 reset a burst).
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], gateway: Gateway, quiet: bool) -> None:
         super().__init__(address, _RequestHandler)
@@ -254,15 +256,20 @@ def _banner(
     return "\n".join(lines)
 
 
-def _export_embedded_aws(endpoint: str, environment: _Environment) -> dict[str, str]:
+def _export_embedded_aws(endpoint: str, environment: _Environment) -> None:
     """Point the SDK at the embedded endpoint; return what the functions need locally too."""
     environment.set("AWS_ENDPOINT_URL", endpoint)
     environment.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     # moto accepts any credentials, but the SDK refuses to sign without some.
     environment.setdefault("AWS_ACCESS_KEY_ID", "testing")
     environment.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    environment.setdefault("DELIVERY_HTTP_HOSTS", LOCAL_DELIVERY_HTTP_HOSTS)
-    return {"DELIVERY_HTTP_HOSTS": os.environ["DELIVERY_HTTP_HOSTS"]}
+
+
+def _trusted_hosts() -> dict[str, str]:
+    """The partner hosts trusted locally: the caller's DELIVERY_HTTP_HOSTS, else loopback."""
+    return {
+        "DELIVERY_HTTP_HOSTS": os.environ.get("DELIVERY_HTTP_HOSTS") or LOCAL_DELIVERY_HTTP_HOSTS
+    }
 
 
 def _shut_down(
@@ -356,7 +363,7 @@ def serve(
     stop_event: threading.Event | None = None,
     retry_seconds: float | None = 5.0,
     schedule_seconds: float | None = 30.0,
-    demo_partner_port: int | None = 9000,
+    demo_partner_port: int | None = 0,
     demo_partner_failure_rate: float = 0.0,
     demo_partner_latency: float = 0.0,
     cors_origins: Sequence[str] = (),
@@ -378,10 +385,11 @@ def serve(
     previous_handlers: dict[int, Any] = {}
     try:
         endpoint = os.environ.get("AWS_ENDPOINT_URL")
-        local_environment: dict[str, str] = {}
         if not endpoint:
             moto, endpoint = start_aws_endpoint()
-            local_environment = _export_embedded_aws(endpoint, environment)
+            _export_embedded_aws(endpoint, environment)
+        # Local partners listen on loopback over plain http, whichever endpoint is used.
+        local_environment = _trusted_hosts()
         if demo_partner_port is not None:
             # Before seeding: the seed's delivery URLs point at it.
             partner = DemoPartner(
@@ -431,6 +439,10 @@ def serve(
 
         exchange.start()
         events, notes = sources.describe(), _notes(sources, retry_seconds, partner)
+        notes.append(
+            "Partner hosts trusted over plain http and at private addresses: "
+            f"{os.environ['DELIVERY_HTTP_HOSTS']} (DELIVERY_HTTP_HOSTS)"
+        )
         cors = exchange.gateway.cors
         banner = _banner(
             exchange.url,
