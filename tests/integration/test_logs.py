@@ -1,0 +1,113 @@
+"""The logs of a whole cycle hold no Key, no consumer's personal data and no partner secret.
+
+Every line the functions print while a lead is pinged, posted, sold in full, refused,
+delivered (and refused by its partner), redriven and parked is captured and searched for the
+values that must never be logged in clear.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+from urllib.parse import urlencode
+
+import boto3
+import pytest
+
+from tests.conftest import DEMO_SEED, EVENTS, ROOT
+from tests.leads import KEY, complete
+
+PERSON = {
+    "First_Name": "Zebulon",
+    "Last_Name": "Quackenbush",
+    "Email": "zebulon.quackenbush@example.com",
+    "Home_Phone": "(312) 555-0188",
+    "Address": "742 Evergreen Terrace",
+    "IP_Address": "203.0.113.77",
+}
+SECRET_HEADER = "partner-secret-0123456789"
+# What must not appear: the Key, each personal value, the phone as stored, the partner secret.
+NEVER = [KEY, *PERSON.values(), "3125550188", SECRET_HEADER]
+
+
+def _handler(function_id: str, folder: str) -> Any:
+    from pingpost.local.gateway import LocalFunction
+
+    return LocalFunction(
+        function_id,
+        ROOT / "functions" / folder,
+        "app.lambda_handler",
+        dict(os.environ),
+        serialize=False,
+    )
+
+
+def _get(fields: dict[str, str]) -> dict[str, Any]:
+    payload = json.loads((EVENTS / "api-get.json").read_text())
+    payload["rawQueryString"] = urlencode(fields)
+    payload["queryStringParameters"] = fields
+    result: dict[str, Any] = _handler("ApiFunction", "api").invoke(payload)
+    return result
+
+
+def test_a_whole_cycle_logs_no_secret_and_no_personal_data(
+    aws: str, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pingpost import seed
+    from pingpost.config import settings
+    from pingpost.local.events import scheduled_event, schedules, sqs_event
+    from pingpost.local.partner import DemoPartner
+    from pingpost.local.template import load_template
+    from tests.conftest import TEMPLATE
+
+    monkeypatch.setenv("OUTBOX_GRACE_SECONDS", "0")
+    monkeypatch.setenv("REDRIVE_BASE_SECONDS", "0")
+    settings.cache_clear()
+    with DemoPartner(failure_rate=1.0) as refusing:
+        document = seed.load(DEMO_SEED)
+        for partner in document.partners:
+            partner.dedupe_days = 0
+            partner.delivery.url = refusing.url + "/leads"
+            partner.delivery.headers = {"X-Api-Key": SECRET_HEADER}
+        seed.apply(document)
+        sqs = boto3.client("sqs")
+        queue, dead = os.environ["DELIVERY_QUEUE_URL"], os.environ["DEAD_LETTER_QUEUE_URL"]
+        for url in (queue, dead):
+            sqs.purge_queue(QueueUrl=url)
+        capfd.readouterr()
+
+        ping = _get(complete("ping", **{k: PERSON[k] for k in ("IP_Address",)}))
+        assert ping["statusCode"] == 200
+        lead_id = ping["body"].split("<lead_id>")[1].split("<")[0]
+        post = _get(complete("post", Lead_ID=lead_id, **PERSON))
+        assert "<status>Matched</status>" in post["body"]
+        assert "<status>Matched</status>" in _get(complete("full", **PERSON))["body"]
+        # Refused requests: a bad email, a wrong Key.
+        assert _get(complete("full", **(PERSON | {"Email": "zebulon@"})))["statusCode"] == 400
+        assert _get(complete("ping", Key=KEY[::-1]))["statusCode"] == 401
+
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+        batch = sqs_event(messages["Messages"], arn["Attributes"]["QueueArn"])
+        failed = _handler("DeliverFunction", "deliver").invoke(batch)["batchItemFailures"]
+        assert len(failed) == len(messages["Messages"]) == 2  # the partner refused both
+        for message in messages["Messages"]:
+            sqs.send_message(
+                QueueUrl=dead,
+                MessageBody=message["Body"],
+                MessageAttributes={
+                    "redrives": {"DataType": "Number", "StringValue": str(settings().max_redrives)}
+                },
+            )
+        (source,) = schedules(load_template(TEMPLATE))
+        report = _handler("RetryFunction", "retry").invoke(scheduled_event(source))
+        assert report["parked"] == 2
+    logged = capfd.readouterr()
+    text = logged.out + logged.err
+    assert '"message":"request refused"' in text and '"message":"retry run"' in text
+    found = [value for value in NEVER if value in text]
+    assert not found, f"logged in clear: {found}"
+    monkeypatch.undo()
+    settings.cache_clear()
+    seed.apply(seed.load(DEMO_SEED))
