@@ -444,3 +444,13 @@ def test_aliases_are_read_as_their_fields() -> None:
         "Trusted_Form_URL": "https://cert.trustedform.com/abc",
         "LeadiD_Token": "Y-2",  # the field itself wins over its alias
     }
+
+
+def test_a_key_in_the_query_and_another_in_the_body_is_a_problem_not_a_guess() -> None:
+    same = decode("POST", "application/x-www-form-urlencoded", "Key=abc", b"Key=abc&Zip=1", LIMIT)
+    assert same.problems == ()
+    differ = decode("POST", "application/x-www-form-urlencoded", "Key=abc", b"Key=xyz", LIMIT)
+    assert differ.problems == (
+        "Key is sent in the query string and in the body with different values",
+    )
+    assert decode("POST", None, "Key=abc", b"Zip=1", LIMIT).problems == ()

@@ -516,4 +516,8 @@ def decode(
         sent = Request(form(body, content_type or MULTIPART))
     else:
         sent = Request(urlencoded(body))
-    return Request(canonical(fields | sent.fields), sent.matches, sent.selected, sent.problems)
+    problems = sent.problems
+    if fields.get("Key", sent.fields.get("Key")) != sent.fields.get("Key", fields.get("Key")):
+        # Which one did the publisher mean? Neither is guessed.
+        problems += ("Key is sent in the query string and in the body with different values",)
+    return Request(canonical(fields | sent.fields), sent.matches, sent.selected, problems)
