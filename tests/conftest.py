@@ -144,6 +144,31 @@ class Server:
     aws: str
     output: list[str]
 
+    def dynamodb(self) -> Any:
+        """A DynamoDB client of the server's AWS endpoint."""
+        import boto3
+
+        return boto3.client(
+            "dynamodb",
+            endpoint_url=self.aws,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+
+def local_function(function_id: str, folder: str) -> Any:
+    """A function of template.yaml run in this process, as the local runner runs it."""
+    from pingpost.local.gateway import LocalFunction
+
+    return LocalFunction(
+        function_id,
+        ROOT / "functions" / folder,
+        "app.lambda_handler",
+        dict(os.environ),
+        serialize=False,
+    )
+
 
 @contextmanager
 def serve_process(*options: str) -> Iterator[Server]:

@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-import boto3
 import pytest
 import requests
 from lxml import etree
@@ -172,14 +171,7 @@ CASES = [
 
 
 def _leads(server: Server) -> int:
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=server.aws,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    return int(client.scan(TableName="LeadsTable", Select="COUNT")["Count"])
+    return int(server.dynamodb().scan(TableName="LeadsTable", Select="COUNT")["Count"])
 
 
 def _send(server: Server, case: Hostile) -> requests.Response:
@@ -258,14 +250,9 @@ def test_the_same_post_ten_times_at_once_sells_the_lead_once(server: Server) -> 
     assert set(statuses) <= {200, 409}, statuses
     answered = {etree.fromstring(r.content).findtext("status") for r in responses if r.ok}
     assert answered == {"Matched"}
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=server.aws,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    item = client.get_item(TableName="LeadsTable", Key={"lead_id": {"N": lead_id}})["Item"]
+    item = server.dynamodb().get_item(TableName="LeadsTable", Key={"lead_id": {"N": lead_id}})[
+        "Item"
+    ]
     assert len(item["sold_to"]["M"]) == 1
 
 

@@ -71,17 +71,11 @@ def xml(server: Server, fields: dict[str, str], extra: str = "") -> Reply:
 
 
 def lead(server: Server, lead_id: str | None) -> dict[str, Any]:
-    import boto3
     from boto3.dynamodb.types import TypeDeserializer
 
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=server.aws,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    item = client.get_item(TableName="LeadsTable", Key={"lead_id": {"N": str(lead_id)}})["Item"]
+    item = server.dynamodb().get_item(TableName="LeadsTable", Key={"lead_id": {"N": str(lead_id)}})[
+        "Item"
+    ]
     return {k: TypeDeserializer().deserialize(v) for k, v in item.items()}
 
 

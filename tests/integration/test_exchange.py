@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import pytest
 from lxml import etree
 
-from tests.conftest import DEMO_SEED, EVENTS, ROOT
+from tests.conftest import DEMO_SEED, EVENTS, ROOT, local_function
 from tests.leads import DYNAMIC_KEY as OTHER_KEY
 from tests.leads import KEY, complete
 
@@ -52,16 +52,7 @@ def exchange(aws: str) -> Iterator[None]:
 
 
 def handler(name: str) -> Any:
-    from pingpost.local.gateway import LocalFunction
-
-    function_id, folder = FUNCTIONS[name]
-    return LocalFunction(
-        function_id,
-        ROOT / "functions" / folder,
-        "app.lambda_handler",
-        dict(os.environ),
-        serialize=False,
-    )
+    return local_function(*FUNCTIONS[name])
 
 
 def event(name: str) -> dict[str, Any]:

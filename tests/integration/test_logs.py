@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 
-from tests.conftest import DEMO_SEED, EVENTS, ROOT
+from tests.conftest import DEMO_SEED, EVENTS, local_function
 from tests.leads import KEY, complete
 
 PERSON = {
@@ -31,23 +31,11 @@ SECRET_HEADER = "partner-secret-0123456789"
 NEVER = [KEY, *PERSON.values(), "3125550188", SECRET_HEADER]
 
 
-def _handler(function_id: str, folder: str) -> Any:
-    from pingpost.local.gateway import LocalFunction
-
-    return LocalFunction(
-        function_id,
-        ROOT / "functions" / folder,
-        "app.lambda_handler",
-        dict(os.environ),
-        serialize=False,
-    )
-
-
 def _get(fields: dict[str, str]) -> dict[str, Any]:
     payload = json.loads((EVENTS / "api-get.json").read_text())
     payload["rawQueryString"] = urlencode(fields)
     payload["queryStringParameters"] = fields
-    result: dict[str, Any] = _handler("ApiFunction", "api").invoke(payload)
+    result: dict[str, Any] = local_function("ApiFunction", "api").invoke(payload)
     return result
 
 
@@ -90,7 +78,7 @@ def test_a_whole_cycle_logs_no_secret_and_no_personal_data(
         messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
         arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
         batch = sqs_event(messages["Messages"], arn["Attributes"]["QueueArn"])
-        failed = _handler("DeliverFunction", "deliver").invoke(batch)["batchItemFailures"]
+        failed = local_function("DeliverFunction", "deliver").invoke(batch)["batchItemFailures"]
         assert len(failed) == len(messages["Messages"]) == 2  # the partner refused both
         for message in messages["Messages"]:
             sqs.send_message(
@@ -101,7 +89,7 @@ def test_a_whole_cycle_logs_no_secret_and_no_personal_data(
                 },
             )
         (source,) = schedules(load_template(TEMPLATE))
-        report = _handler("RetryFunction", "retry").invoke(scheduled_event(source))
+        report = local_function("RetryFunction", "retry").invoke(scheduled_event(source))
         assert report["parked"] == 2
     logged = capfd.readouterr()
     text = logged.out + logged.err

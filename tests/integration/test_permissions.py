@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 
-from tests.conftest import DEMO_SEED, EVENTS, ROOT, TEMPLATE
+from tests.conftest import DEMO_SEED, EVENTS, ROOT, TEMPLATE, local_function
 from tests.leads import complete
 
 FOLDERS = {
@@ -151,12 +151,7 @@ def allowed(function_id: str) -> set[tuple[str, str]]:
 
 
 def _handler(function_id: str) -> Any:
-    from pingpost.local.gateway import LocalFunction
-
-    folder = ROOT / "functions" / FOLDERS[function_id]
-    return LocalFunction(
-        function_id, folder, "app.lambda_handler", dict(os.environ), serialize=False
-    )
+    return local_function(function_id, FOLDERS[function_id])
 
 
 def _http(function_id: str, fields: dict[str, str], **headers: str) -> int:
@@ -274,7 +269,19 @@ def calls(function_id: str, monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, s
         return _deliver_calls()
     if function_id == "RetryFunction":
         return _retry_calls(monkeypatch)
-    return _api_calls(function_id)
+    from pingpost.config import settings
+    from pingpost.store.counters import lead_ids
+
+    # This process's block of lead IDs used up, so that a ping reserves the next block, as the
+    # first ping of every container does; and cap usage read afresh, as a cold container does.
+    lead_ids._next = lead_ids._end
+    monkeypatch.setenv("USAGE_CACHE_SECONDS", "0")
+    settings.cache_clear()
+    try:
+        return _api_calls(function_id)
+    finally:
+        monkeypatch.undo()
+        settings.cache_clear()
 
 
 RECORDED: dict[str, set[tuple[str, str]]] = {}
