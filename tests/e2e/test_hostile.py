@@ -171,7 +171,8 @@ CASES = [
 
 
 def _leads(server: Server) -> int:
-    return int(server.dynamodb().scan(TableName="LeadsTable", Select="COUNT")["Count"])
+    pages = server.dynamodb().get_paginator("scan").paginate(TableName="LeadsTable", Select="COUNT")
+    return sum(int(page["Count"]) for page in pages)
 
 
 def _send(server: Server, case: Hostile) -> requests.Response:

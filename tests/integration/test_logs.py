@@ -7,8 +7,11 @@ values that must never be logged in clear.
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -39,8 +42,21 @@ def _get(fields: dict[str, str]) -> dict[str, Any]:
     return result
 
 
+@pytest.fixture
+def logged() -> Iterator[io.StringIO]:
+    """Every line the functions' logger writes, formatted as it prints them."""
+    from pingpost.observability import logger
+
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(logger.registered_formatter)
+    logger.addHandler(handler)
+    yield lines
+    logger.removeHandler(handler)
+
+
 def test_a_whole_cycle_logs_no_secret_and_no_personal_data(
-    aws: str, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    aws: str, logged: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pingpost import seed
     from pingpost.config import settings
@@ -63,7 +79,7 @@ def test_a_whole_cycle_logs_no_secret_and_no_personal_data(
         queue, dead = os.environ["DELIVERY_QUEUE_URL"], os.environ["DEAD_LETTER_QUEUE_URL"]
         for url in (queue, dead):
             sqs.purge_queue(QueueUrl=url)
-        capfd.readouterr()
+        logged.truncate(0)
 
         ping = _get(complete("ping", **{k: PERSON[k] for k in ("IP_Address",)}))
         assert ping["statusCode"] == 200
@@ -91,8 +107,7 @@ def test_a_whole_cycle_logs_no_secret_and_no_personal_data(
         (source,) = schedules(load_template(TEMPLATE))
         report = local_function("RetryFunction", "retry").invoke(scheduled_event(source))
         assert report["parked"] == 2
-    logged = capfd.readouterr()
-    text = logged.out + logged.err
+    text = logged.getvalue()
     assert '"message":"request refused"' in text and '"message":"retry run"' in text
     found = [value for value in NEVER if value in text]
     assert not found, f"logged in clear: {found}"

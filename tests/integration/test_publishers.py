@@ -151,10 +151,12 @@ def stored(lead_id: str | None) -> Any:
 
 
 def lead_count() -> int:
+    """Every lead stored (a scan's pages each count up to 1 MB of items: all are summed)."""
     import boto3
 
+    pages = boto3.client("dynamodb").get_paginator("scan")
     table = os.environ["LEADS_TABLE"]
-    return int(boto3.client("dynamodb").scan(TableName=table, Select="COUNT")["Count"])
+    return sum(int(page["Count"]) for page in pages.paginate(TableName=table, Select="COUNT"))
 
 
 def as_xml(fields: dict[str, str]) -> bytes:
@@ -624,6 +626,8 @@ def test_a_vendor_over_its_rate_limit_gets_429_and_other_vendors_do_not(
     assert [a.status for a in answers] == [200, 200, 200, 429, 429]
     assert answers[3]["error"] == "This Key is over its limit of 3 requests a second; retry shortly"
     assert answers[3].headers["Retry-After"] == "1"
+    assert [stored(a["lead_id"]) is not None for a in answers[:3]] == [True] * 3
+    assert answers[3]["lead_id"] is None and answers[4]["lead_id"] is None
     assert lead_count() == before + 3
     # Another vendor in the same second is not limited by it.
     assert call(api, "/api.php", query=complete("ping")).status == 200
