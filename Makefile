@@ -10,11 +10,12 @@ export SAM_CLI_TELEMETRY := 0
 
 .PHONY: run test lint typecheck pytest sam clean
 
-$(STAMP): pyproject.toml
+# Every dependency at the version and hash of requirements.lock (tools/lock.py writes it).
+$(STAMP): pyproject.toml requirements.lock
 	@test -n "$(PYTHON)" || { echo "Python 3.13 is needed (pyenv install 3.13.0)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 ## make run: the whole exchange on http://127.0.0.1:$(PORT) with a demo vendor and partners
