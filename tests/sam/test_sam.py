@@ -60,6 +60,10 @@ def test_sam_build_makes_every_function_and_the_layer(built: Path) -> None:
     assert (layer / "pingpost" / "data" / "zip_states.bin").is_file()
     for package in ("pydantic", "lxml", "aws_lambda_powertools", "requests"):
         assert (layer / package).is_dir(), package
+    # No test code of ours ships (the local runner still does, until it moves out of the package).
+    assert not (layer / "tests").exists()
+    ours = [p.name for p in (layer / "pingpost").rglob("*.py")]
+    assert ours and not [n for n in ours if n.startswith("test_") or n == "conftest.py"]
     # Built for Lambda's arm64 python3.13, not for this machine
     (etree,) = (layer / "lxml").glob("etree.*.so")
     assert etree.name == "etree.cpython-313-aarch64-linux-gnu.so"
