@@ -48,7 +48,9 @@ def serve(answer: Any) -> Iterator[str]:
     listener.close()
 
 
-def trickle(head: bytes, then: bytes) -> Any:
+def trickle(head: bytes, then: bytes, sent: list[int] | None = None) -> Any:
+    """Send `head`, then `then` a byte every 0.1 s; `sent` counts the bytes that went out."""
+
     def answer(connection: socket.socket, stop: threading.Event) -> None:
         connection.sendall(head)
         for byte in then:
@@ -56,6 +58,8 @@ def trickle(head: bytes, then: bytes) -> Any:
                 return
             time.sleep(0.1)
             connection.sendall(bytes([byte]))
+            if sent is not None:
+                sent.append(byte)
 
     return answer
 
@@ -73,6 +77,17 @@ def trickling_headers() -> Iterator[str]:
     yield from serve(trickle(b"HTTP/1.1 200 OK\r\n", headers))
 
 
+HANDSHAKE_SENT: list[int] = []
+
+
+@pytest.fixture
+def trickling_handshake() -> Iterator[str]:
+    # A TLS record header announcing 16 KB, then 40 of its bytes one at a time (4 s).
+    HANDSHAKE_SENT.clear()
+    for url in serve(trickle(b"\x16\x03\x03\x40\x00", b"\x00" * 40, HANDSHAKE_SENT)):
+        yield url.replace("http://", "https://")
+
+
 @pytest.fixture
 def cut_short() -> Iterator[str]:
     def answer(connection: socket.socket, stop: threading.Event) -> None:
@@ -88,6 +103,16 @@ def test_a_partner_trickling_its_answer_times_out_at_the_partners_timeout(
     for url in (trickling_body, trickling_headers):
         attempt = send(partner(url), 7, DATA, test=False)
         assert (attempt.ok, attempt.detail) == (False, "timeout after 1.0 s")
+
+
+def test_a_tls_handshake_trickled_byte_by_byte_times_out_at_the_partners_timeout(
+    trickling_handshake: str,
+) -> None:
+    # The deadline holds through the TLS handshake: cut off at 1 s, the partner gets about 10
+    # of its 40 bytes out before the line drops.
+    attempt = send(partner(trickling_handshake), 7, DATA, test=False)
+    assert (attempt.ok, attempt.detail) == (False, "timeout after 1.0 s")
+    assert len(HANDSHAKE_SENT) < 30
 
 
 def test_an_answer_cut_short_is_a_failed_attempt_not_an_exception(cut_short: str) -> None:

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import socket
 import threading
+import time
 from typing import Any
 
 import requests
@@ -48,6 +50,7 @@ class _Deadline:
     """Shuts down the sockets of one request when its time is up."""
 
     def __init__(self, seconds: float) -> None:
+        self.ends = time.monotonic() + seconds
         self.expired = False
         self._done = False
         self._sockets: list[socket.socket] = []
@@ -56,12 +59,15 @@ class _Deadline:
         self._timer.daemon = True
 
     def watch(self, sock: socket.socket | None) -> None:
-        if sock is None:
+        if sock is None or sock.fileno() < 0:
             return
+        # A descriptor of its own: wrapping the socket in TLS detaches the object it was given,
+        # and shutting the connection through the copy still ends a handshake or a read.
+        copy = socket.socket(sock.family, sock.type, sock.proto, fileno=os.dup(sock.fileno()))
         with self._lock:
-            self._sockets.append(sock)
+            self._sockets.append(copy)
             if self.expired:
-                _shut(sock)
+                _shut(copy)
 
     def _expire(self) -> None:
         with self._lock:
@@ -79,6 +85,8 @@ class _Deadline:
         self._timer.cancel()
         with self._lock:
             self._done = True
+            for copy in self._sockets:
+                copy.close()  # the descriptor only: the connection stays for the pool
 
 
 def _shut(sock: socket.socket) -> None:
@@ -94,6 +102,12 @@ def _watch(sock: socket.socket | None) -> None:
     deadline: _Deadline | None = getattr(_local, "deadline", None)
     if deadline is not None:
         deadline.watch(sock)
+
+
+def _remaining() -> float:
+    """Seconds left to this thread's request (a name lookup cannot be interrupted)."""
+    deadline: _Deadline | None = getattr(_local, "deadline", None)
+    return float("inf") if deadline is None else deadline.ends - time.monotonic()
 
 
 class _Checked:
@@ -120,10 +134,14 @@ class _Checked:
                     raise Refused(f"{name} resolves to {address}: {problem.removeprefix('its ')}")
         failure: OSError | None = None
         for address in addresses:
+            left = _remaining()
+            if left <= 0:
+                raise ConnectTimeoutError(self, f"connect to {name}: no time left")
+            wait = min(self.timeout, left) if isinstance(self.timeout, int | float) else left
             try:
                 sock = connection.create_connection(
                     (address, self.port),
-                    self.timeout,
+                    None if wait == float("inf") else wait,
                     source_address=self.source_address,
                     socket_options=self.socket_options,
                 )
