@@ -621,9 +621,19 @@ def test_a_vendor_over_its_rate_limit_gets_429_and_other_vendors_do_not(
     )
     clock = SimpleNamespace(time=lambda: 1_900_000_000.25)
     monkeypatch.setattr(counters, "time", clock)
+    writes: list[str] = []
+    client = counters.dynamodb()
+
+    def counting(**params: Any) -> Any:
+        writes.append(params["Key"]["counter"]["S"])
+        return client.update_item(**params)
+
+    monkeypatch.setattr(counters, "dynamodb", lambda: SimpleNamespace(update_item=counting))
     before = lead_count()
     answers = [call(api, "/api.php", query=complete("ping", Key=key)) for _ in range(5)]
     assert [a.status for a in answers] == [200, 200, 200, 429, 429]
+    # Once over its limit, the vendor's requests of that second write no counter again.
+    assert writes.count("rate#limited#1900000000") == 4
     assert answers[3]["error"] == "This Key is over its limit of 3 requests a second; retry shortly"
     assert answers[3].headers["Retry-After"] == "1"
     assert [stored(a["lead_id"]) is not None for a in answers[:3]] == [True] * 3
@@ -633,3 +643,19 @@ def test_a_vendor_over_its_rate_limit_gets_429_and_other_vendors_do_not(
     assert call(api, "/api.php", query=complete("ping")).status == 200
     clock.time = lambda: 1_900_000_001.0  # the next second
     assert call(api, "/api.php", query=complete("ping", Key=key)).status == 200
+
+
+def test_a_throttled_rate_counter_counts_as_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A flood on one counter item: DynamoDB throttles it; that is a 429, not a 503.
+    from types import SimpleNamespace
+
+    from botocore.exceptions import ClientError
+
+    from pingpost.store import counters
+
+    def throttled(**params: Any) -> Any:
+        error = {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}
+        raise ClientError(error, "UpdateItem")  # type: ignore[arg-type]
+
+    monkeypatch.setattr(counters, "dynamodb", lambda: SimpleNamespace(update_item=throttled))
+    assert counters.take("throttled-vendor", 5, now=1_900_000_100) is False

@@ -74,8 +74,8 @@ class Vendor(BaseModel):
     http_errors: bool = True
     # Requests a second this vendor's Key may make across the exchange (429 past it); 0: no
     # limit of its own, only the API stage's throttle. A limited vendor's request costs one
-    # counter write more.
-    rate_limit: int = Field(default=0, ge=0, le=100_000)
+    # counter write more; one DynamoDB item takes about 1,000 writes a second, hence the cap.
+    rate_limit: int = Field(default=0, ge=0, le=1000)
 
     @field_validator("redirect_hosts")
     @classmethod

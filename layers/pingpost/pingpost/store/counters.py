@@ -50,12 +50,21 @@ class LeadIds:
 lead_ids = LeadIds()
 
 
+# The second in which each vendor was last found over its limit, in this container: its
+# further requests in that second are refused without writing to the counter again.
+_full: dict[str, int] = {}
+_THROTTLED = ("ProvisionedThroughputExceededException", "ThrottlingException")
+
+
 def take(vendor_id: str, limit: int, now: float | None = None) -> bool:
     """Count one request of a vendor in the current second; False once `limit` are counted.
 
-    One conditional write on the second's counter, so every container shares the count.
+    One conditional write on the second's counter, so every container shares the count; a
+    counter DynamoDB throttles (a flood on one item) counts as full.
     """
     second = int(time.time() if now is None else now)
+    if _full.get(vendor_id) == second:
+        return False
     try:
         dynamodb().update_item(
             TableName=settings().counters_table,
@@ -70,7 +79,9 @@ def take(vendor_id: str, limit: int, now: float | None = None) -> bool:
             },
         )
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+        code = error.response.get("Error", {}).get("Code")
+        if code == "ConditionalCheckFailedException" or code in _THROTTLED:
+            _full[vendor_id] = second
             return False
         raise
     return True
