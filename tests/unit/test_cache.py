@@ -57,3 +57,24 @@ def test_a_miss_is_remembered_for_a_moment_a_value_for_the_full_time() -> None:
     clock.now = 31
     cache.get("vendor", load("v"))
     assert loads == ["None", "v", "None", "v"]
+
+
+def test_a_flood_of_misses_does_not_push_known_values_out() -> None:
+    # Random Keys used to evict the vendors a container knew: every real request queried again.
+    cache: Expiring[str, str | None] = Expiring(30, Clock(), size=4)
+    cache.put("vendor", "v")
+    for n in range(100):
+        cache.get(f"unknown-{n}", lambda: None)
+    assert cache.peek("vendor") == "v"
+    assert len(cache) == 5  # the vendor and the 4 newest misses
+
+
+def test_a_value_forgotten_while_it_loads_is_not_kept() -> None:
+    cache: Expiring[str, str] = Expiring(30, Clock())
+
+    def load() -> str:
+        cache.forget("vendor")  # another thread changed the vendor meanwhile
+        return "old"
+
+    assert cache.get("vendor", load) == "old"
+    assert cache.get("vendor", lambda: "new") == "new"

@@ -57,9 +57,9 @@ def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
 class Expiring[K, V]:
     """A per-container copy of values that may be a few seconds stale, shared by threads.
 
-    It holds at most `size` entries (the oldest loaded go first), and remembers a value that is
-    None (a miss: an unknown Key, say) for `miss_seconds` at most, so that a flood of unknown
-    keys neither grows the container's memory nor stays cached.
+    It holds at most `size` values and `size` misses (a value that is None: an unknown Key,
+    say), the oldest loaded going first, and remembers a miss for `miss_seconds` at most: a
+    flood of unknown keys neither grows the container's memory nor pushes known values out.
     """
 
     def __init__(
@@ -77,54 +77,68 @@ class Expiring[K, V]:
         self._miss_seconds = miss_seconds
         self._lock = threading.Lock()
         self._values: dict[K, tuple[float, V]] = {}
+        self._misses: dict[K, float] = {}
+        self._generation = 0  # forget() and clear() count up: a load begun before is not kept
 
-    def _fresh(self, hit: tuple[float, V] | None, now: float) -> bool:
-        if hit is None:
-            return False
-        age = now - hit[0]
+    def _hit(self, key: K, now: float) -> tuple[bool, V | None]:
+        """(True, value) while `key` is fresh; (False, None) when it must be loaded."""
         limit = self._seconds()
-        return age < (min(limit, self._miss_seconds) if hit[1] is None else limit)
-
-    def _store(self, key: K, loaded: float, value: V) -> None:
         with self._lock:
-            self._values.pop(key, None)  # to the end: the newest
-            self._values[key] = (loaded, value)
-            while len(self._values) > self._size:
-                del self._values[next(iter(self._values))]
+            found = self._values.get(key)
+            if found is not None and now - found[0] < limit:
+                return True, found[1]
+            missed = self._misses.get(key)
+        if missed is not None and now - missed < min(limit, self._miss_seconds):
+            return True, None
+        return False, None
+
+    def _store(self, key: K, loaded: float, value: V, generation: int) -> None:
+        with self._lock:
+            if generation != self._generation:
+                return  # forgotten while it loaded: the next get loads it again
+            self._values.pop(key, None)
+            self._misses.pop(key, None)
+            kept: dict[K, Any] = self._misses if value is None else self._values
+            kept[key] = loaded if value is None else (loaded, value)  # the newest, at the end
+            while len(kept) > self._size:
+                del kept[next(iter(kept))]
 
     def get(self, key: K, load: Callable[[], V]) -> V:
         """The cached value of `key`, loaded again once it is older than the time allowed."""
         now = self._clock()
+        fresh, value = self._hit(key, now)
+        if fresh:
+            return value  # type: ignore[return-value]  # None only when None was loaded
         with self._lock:
-            hit = self._values.get(key)
-        if hit is not None and self._fresh(hit, now):
-            return hit[1]
-        value = load()
-        self._store(key, now, value)
-        return value
+            generation = self._generation
+        loaded = load()
+        self._store(key, now, loaded, generation)
+        return loaded
 
     def peek(self, key: K) -> V | None:
         """The cached value of `key` while it is fresh, else None."""
-        with self._lock:
-            hit = self._values.get(key)
-        if hit is None or not self._fresh(hit, self._clock()):
-            return None
-        return hit[1]
+        return self._hit(key, self._clock())[1]
 
     def put(self, key: K, value: V) -> None:
         """Remember `value` as of now."""
-        self._store(key, self._clock(), value)
+        with self._lock:
+            generation = self._generation
+        self._store(key, self._clock(), value, generation)
 
     def forget(self, key: K) -> None:
         """Drop `key` (after this container changed it)."""
         with self._lock:
+            self._generation += 1
             self._values.pop(key, None)
+            self._misses.pop(key, None)
 
     def clear(self) -> None:
         """Forget everything (after a write this container made)."""
         with self._lock:
+            self._generation += 1
             self._values.clear()
+            self._misses.clear()
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._values)
+            return len(self._values) + len(self._misses)
