@@ -454,3 +454,16 @@ def test_a_key_in_the_query_and_another_in_the_body_is_a_problem_not_a_guess() -
         "Key is sent in the query string and in the body with different values",
     )
     assert decode("POST", None, "Key=abc", b"Zip=1", LIMIT).problems == ()
+
+
+def test_multipart_edge_cases_browsers_and_scripts_produce() -> None:
+    # Found by review: bare-LF headers with a CRLF blank line later in the value, a preamble
+    # naming the boundary mid-line, and a file part named only by filename*.
+    body = (
+        b"preamble mentions --b0undary here\r\n"
+        b'--b0undary\nContent-Disposition: form-data; name="Comments"\n\nline one\r\n\r\nline two'
+        b"\r\n--b0undary\r\nContent-Disposition: form-data; name=\"f\"; filename*=UTF-8''a.bin"
+        b"\r\n\r\n\xff\xfe\r\n--b0undary--\r\n"
+    )
+    request = decode("POST", "multipart/form-data; boundary=b0undary", "", body, LIMIT)
+    assert request.fields == {"Comments": "line one\r\n\r\nline two"}

@@ -179,10 +179,16 @@ def _part(part: bytes) -> tuple[str, bytes] | None:
     if part.startswith((b"\r\n", b"\n")):
         block, content = b"", part[2 if part.startswith(b"\r") else 1 :]
     else:
-        end = part.find(b"\r\n\r\n", 0, MAX_PART_HEADER_BYTES + 4)
-        size = 4
-        if end < 0:
-            end, size = part.find(b"\n\n", 0, MAX_PART_HEADER_BYTES + 2), 2
+        # The headers end at the first blank line, CRLF or bare LF, whichever comes first.
+        found = [
+            (at, size)
+            for at, size in (
+                (part.find(b"\r\n\r\n", 0, MAX_PART_HEADER_BYTES + 4), 4),
+                (part.find(b"\n\n", 0, MAX_PART_HEADER_BYTES + 2), 2),
+            )
+            if at >= 0
+        ]
+        end, size = min(found) if found else (-1, 0)
         if end < 0:
             if len(part) > MAX_PART_HEADER_BYTES:
                 _part_headers(part)  # refused: over the size
@@ -190,7 +196,7 @@ def _part(part: bytes) -> tuple[str, bytes] | None:
         block, content = part[:end], part[end + size :]
     headers = _part_headers(block)
     disposition = _parameters(headers.get("content-disposition", ""), "Content-Disposition")
-    if "name" not in disposition or "filename" in disposition:
+    if "name" not in disposition or {"filename", "filename*"} & set(disposition):
         return None
     encoding = headers.get("content-transfer-encoding", "").lower()
     try:
@@ -207,7 +213,9 @@ def form(body: bytes, content_type: str) -> dict[str, str]:
     """Fields of a multipart/form-data body, read in one pass and refused at the first limit."""
     delimiter = b"--" + _boundary(content_type)
     position = body.find(delimiter)
-    if position < 0 or (position and body[position - 1 : position] != b"\n"):
+    while position > 0 and body[position - 1 : position] != b"\n":
+        position = body.find(delimiter, position + 1)  # in the preamble, not at a line's start
+    if position < 0:
         raise InvalidRequest(["The multipart/form-data body does not start with its boundary"])
     pairs: list[tuple[str, str]] = []
     for count in range(MAX_FIELDS + 1):
