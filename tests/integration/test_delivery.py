@@ -350,3 +350,7 @@ def test_a_partners_secret_headers_are_kept_in_parameter_store_not_in_the_partne
     assert deliver(receive()) == {"batchItemFailures": []}
     assert record(lead_id, 996)["state"] == "delivered"
     assert sent["X-Api-Key"] == "s3cret-996"
+    # Seeded again without headers: the secret goes too.
+    sales(buyer(996, "https://buyer.example/leads"))
+    with pytest.raises(boto3.client("ssm").exceptions.ParameterNotFound):
+        boto3.client("ssm").get_parameter(Name=name, WithDecryption=True)

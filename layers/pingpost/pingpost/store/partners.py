@@ -34,6 +34,8 @@ def put(partner: Partner) -> None:
     if sent:
         secrets.put(partner.id, sent)
         item["delivery"]["secret_headers"] = sorted(sent)
+    elif not partner.delivery.secret_headers:
+        secrets.forget(partner.id)  # headers removed: their values go too
     item["partner_id"] = item.pop("id")
     dynamodb().put_item(TableName=settings().partners_table, Item=to_item(item))
     _cache.clear()

@@ -43,6 +43,15 @@ def put(partner_id: int, headers: dict[str, str]) -> None:
     _cache.forget(partner_id)
 
 
+def forget(partner_id: int) -> None:
+    """Delete a partner's secret headers (it has none any more)."""
+    try:
+        ssm().delete_parameter(Name=_name(partner_id))
+    except ssm().exceptions.ParameterNotFound:
+        pass
+    _cache.forget(partner_id)
+
+
 def headers(partner_id: int) -> dict[str, str]:
     """A partner's secret headers; empty when it has none stored."""
 
