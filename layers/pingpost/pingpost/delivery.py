@@ -24,7 +24,6 @@ from pingpost import outbound
 from pingpost.fields import DATA_FIELDS
 from pingpost.models import Partner
 from pingpost.observability import logger, metrics
-from pingpost.outbound import trusted_hosts
 from pingpost.store import deliveries, leads, partners, queues, secrets
 from pingpost.store.queues import Delivery
 
@@ -63,7 +62,11 @@ def check_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return
-    if parts.scheme == "http" and parts.hostname and parts.hostname.lower() in trusted_hosts():
+    if (
+        parts.scheme == "http"
+        and parts.hostname
+        and parts.hostname.lower() in outbound.trusted_hosts()
+    ):
         return
     raise Permanent(f"delivery URL {parts.scheme}://{parts.hostname} is not allowed (https only)")
 

@@ -249,7 +249,8 @@ def ping(
     ids: LeadIds = lead_ids,
 ) -> Answer:
     """Match a partial lead, store it to await its post, and say whether it can be sold."""
-    _fits(_wire(values), kept, matches)
+    data = _wire(values)
+    _fits(data, kept, matches)
     now = datetime.now(UTC)
     cost = _cost(values, vendor)
     evidence = consent.record(values, _ms(now))
@@ -265,7 +266,7 @@ def ping(
             lead_id=lead_id,
             vendor_id=vendor.id,
             status=PINGED,
-            data=_wire(values),
+            data=data,
             cost=cost,
             created_at=int(now.timestamp() * 1000),
             answer=answer.stored(),
@@ -293,7 +294,8 @@ def full(
 
     A repeat of an earlier full request (see `_repeat`) is the earlier lead, not a new one.
     """
-    _fits(_wire(values), kept, matches)
+    data = _wire(values)
+    _fits(data, kept, matches)
     now = datetime.now(UTC)
     repeat = _repeat(vendor, values, kept, matches, idempotency_key, now)
     token = uuid.uuid4().hex
@@ -302,7 +304,7 @@ def full(
         lead_id=lead_id,
         vendor_id=vendor.id,
         status=POSTING,
-        data=_wire(values),
+        data=data,
         cost=_cost(values, vendor),
         created_at=int(now.timestamp() * 1000),
         answer={},
