@@ -21,7 +21,6 @@ DEMO_SEED = ROOT / "demo" / "seed.json"
 os.environ["CACHE_SECONDS"] = "0"
 os.environ["USAGE_CACHE_SECONDS"] = "0"
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_DEV", "false")
 
@@ -31,8 +30,8 @@ def aws() -> Iterator[str]:
     """An embedded AWS endpoint (moto server mode) with every table and queue of template.yaml."""
     import boto3
 
-    from pingpost.local.server import start_aws_endpoint
-    from pingpost.local.template import (
+    from pingpost_local.server import start_aws_endpoint
+    from pingpost_local.template import (
         create_resources,
         function_environment,
         function_ids,
@@ -67,7 +66,7 @@ def aws() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def aws_endpoint() -> Iterator[str]:
     """An embedded AWS endpoint of the test module's own, with nothing created in it."""
-    from pingpost.local.server import start_aws_endpoint
+    from pingpost_local.server import start_aws_endpoint
 
     server, url = start_aws_endpoint()
     try:
@@ -109,8 +108,8 @@ class Serving:
 def serve_in_thread(
     template: Path, seed: Callable[[], None] | None = None, **options: Any
 ) -> Serving:
-    """Start `pingpost.local.server.serve` on port 0 in a thread; return once it listens."""
-    from pingpost.local.server import serve
+    """Start `pingpost_local.server.serve` on port 0 in a thread; return once it listens."""
+    from pingpost_local.server import serve
 
     ready: list[str] = []
     listening = threading.Event()
@@ -159,7 +158,7 @@ class Server:
 
 def local_function(function_id: str, folder: str) -> Any:
     """A function of template.yaml run in this process, as the local runner runs it."""
-    from pingpost.local.gateway import LocalFunction
+    from pingpost_local.gateway import LocalFunction
 
     return LocalFunction(
         function_id,
@@ -182,7 +181,16 @@ def serve_process(*options: str) -> Iterator[Server]:
     env |= {"PYTHONUNBUFFERED": "1", "POWERTOOLS_METRICS_DISABLED": "true"}
     for name in ("LEADS_TABLE", "VENDORS_TABLE", "PARTNERS_TABLE", "COUNTERS_TABLE"):
         env.pop(name, None)
-    command = ["-m", "pingpost.cli", "serve", "--port", "0", "--seed", str(DEMO_SEED), *options]
+    command = [
+        "-m",
+        "pingpost_local.cli",
+        "serve",
+        "--port",
+        "0",
+        "--seed",
+        str(DEMO_SEED),
+        *options,
+    ]
     process = subprocess.Popen(
         [sys.executable, *command],
         cwd=ROOT,

@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pingpost.delivery import deliver
-from pingpost.observability import logger, metrics, tracer
+from pingpost.observability import logger, metrics
 from pingpost.store.queues import REDRIVES, Delivery
 
 # A batch whose every delivery failed is reported like any other, item by item: partners being
@@ -29,7 +29,6 @@ def record_handler(record: SQSRecord) -> str:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pingpost import edge
-from pingpost.observability import logger, metrics, tracer
+from pingpost.observability import logger, metrics
 
 app = APIGatewayHttpResolver()
 edge.install_error_handlers(app)
@@ -21,6 +21,5 @@ def ping() -> Response[str]:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -7,12 +7,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pingpost import redrive
-from pingpost.observability import logger, metrics, tracer
+from pingpost.observability import logger, metrics
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Leave time for the last batch before the function's own timeout.
     budget = max(1.0, context.get_remaining_time_in_millis() / 1000 - 15)

@@ -353,7 +353,7 @@ def test_pingpost_seed_upserts_into_the_endpoint_the_environment_names(
     def seed(document: dict[str, Any]) -> subprocess.CompletedProcess[str]:
         path.write_text(json.dumps(document))
         return subprocess.run(
-            [sys.executable, "-m", "pingpost.cli", "seed", str(path)],
+            [sys.executable, "-m", "pingpost_local.cli", "seed", str(path)],
             env=env,
             cwd=ROOT,
             capture_output=True,

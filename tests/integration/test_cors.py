@@ -91,7 +91,7 @@ def test_the_banner_lists_the_allowed_origins(serving: Server) -> None:
 
 def _cli(*arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pingpost.cli", "serve", *arguments],
+        [sys.executable, "-m", "pingpost_local.cli", "serve", *arguments],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -16,7 +16,7 @@ from tests.leads import complete
 
 @pytest.fixture
 def partner() -> Iterator[Any]:
-    from pingpost.local.partner import DemoPartner
+    from pingpost_local.partner import DemoPartner
 
     with DemoPartner() as good:
         yield good
@@ -25,8 +25,8 @@ def partner() -> Iterator[Any]:
 @pytest.fixture
 def sales(aws: str, partner: Any) -> Iterator[Any]:
     """Install partners that deliver to local endpoints; empty both queues around each test."""
-    from pingpost import seed
     from pingpost.store import partners as store
+    from pingpost_local import seed
 
     queues = ("DELIVERY_QUEUE_URL", "DEAD_LETTER_QUEUE_URL")
 
@@ -89,8 +89,8 @@ def receive(queue: str = "DELIVERY_QUEUE_URL", most: int = 10, wait: int = 1) ->
 
 def deliver(messages: list[Any]) -> dict[str, Any]:
     """Invoke the deliver function as Lambda's SQS poller would, with these messages."""
-    from pingpost.local.events import sqs_event
-    from pingpost.local.gateway import LocalFunction
+    from pingpost_local.events import sqs_event
+    from pingpost_local.gateway import LocalFunction
 
     arn = boto3.client("sqs").get_queue_attributes(
         QueueUrl=os.environ["DELIVERY_QUEUE_URL"], AttributeNames=["QueueArn"]
@@ -136,7 +136,7 @@ def test_a_sale_is_delivered_once_with_its_idempotency_key(sales: Any, partner: 
 def test_one_bad_message_in_a_batch_of_ten_is_the_only_one_retried(
     sales: Any, partner: Any
 ) -> None:
-    from pingpost.local.partner import DemoPartner
+    from pingpost_local.partner import DemoPartner
 
     with DemoPartner(failure_rate=1.0) as broken:
         sales(buyer(970, partner.url), buyer(971, broken.url, price=35))
@@ -192,9 +192,9 @@ def test_dead_letters_are_redriven_with_backoff_then_parked(
     sales: Any, partner: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from pingpost import redrive
-    from pingpost.cli import main
     from pingpost.config import settings
     from pingpost.store.queues import Delivery
+    from pingpost_local.cli import main
 
     sales(buyer(990, partner.url))
     lead_id = sell()

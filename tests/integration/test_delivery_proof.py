@@ -78,14 +78,15 @@ def _states(lead_ids: list[int]) -> dict[tuple[int, int], dict[str, Any]]:
 
 
 def test_every_sale_is_delivered_once_or_parked(aws: str) -> None:
-    from pingpost import exchange, redrive, seed
+    from pingpost import exchange, redrive
     from pingpost.config import settings
     from pingpost.decoding import Request
-    from pingpost.local.events import QueuePoller, sqs_sources
-    from pingpost.local.gateway import LocalFunction
-    from pingpost.local.partner import DemoPartner
-    from pingpost.local.template import load_template
     from pingpost.store import Expiring, partners, vendors
+    from pingpost_local import seed
+    from pingpost_local.events import QueuePoller, sqs_sources
+    from pingpost_local.gateway import LocalFunction
+    from pingpost_local.partner import DemoPartner
+    from pingpost_local.template import load_template
 
     quick = settings().model_copy(update={"redrive_base_seconds": 1, "max_redrives": 2})
     with (

@@ -41,7 +41,7 @@ FUNCTIONS = {
 
 @pytest.fixture(scope="module")
 def exchange(aws: str) -> Iterator[None]:
-    from pingpost import seed
+    from pingpost_local import seed
 
     document = seed.load(DEMO_SEED)
     # The events post one consumer many times: dedupe is tested in test_sales.
@@ -183,7 +183,7 @@ def test_unknown_lead_id_is_404(exchange: None) -> None:
 
 
 def test_a_disabled_vendor_is_403(exchange: None) -> None:
-    from pingpost import seed
+    from pingpost_local import seed
 
     document = seed.load(DEMO_SEED)
     disabled = document.vendors[0].model_copy(
@@ -328,7 +328,7 @@ def test_a_test_lead_is_not_sold_to_real_partners(exchange: None) -> None:
 
 
 def test_every_route_of_the_template_has_an_event() -> None:
-    from pingpost.local.template import http_routes, load_template
+    from pingpost_local.template import http_routes, load_template
 
     keys = {json.loads(p.read_text())["routeKey"] for p in EVENTS.glob("*.json")}
     routes = {route.route_key for route in http_routes(load_template(ROOT / "template.yaml"))}

@@ -44,7 +44,7 @@ DELAY = 0.4  # longer than the post wait below: the concurrent request watches, 
 
 @pytest.fixture
 def partner() -> Iterator[Any]:
-    from pingpost.local.partner import DemoPartner
+    from pingpost_local.partner import DemoPartner
 
     with DemoPartner() as good:
         yield good
@@ -97,7 +97,7 @@ def receive(queue: str = "DELIVERY_QUEUE_URL") -> list[Any]:
 
 @functools.cache
 def _deliver_function() -> tuple[Any, str]:
-    from pingpost.local.gateway import LocalFunction
+    from pingpost_local.gateway import LocalFunction
 
     arn = _plain("sqs").get_queue_attributes(
         QueueUrl=os.environ["DELIVERY_QUEUE_URL"], AttributeNames=["QueueArn"]
@@ -112,7 +112,7 @@ def _deliver_function() -> tuple[Any, str]:
 
 def deliver(messages: list[Any]) -> set[str]:
     """Hand messages to the deliver function; the IDs of those it did not deliver."""
-    from pingpost.local.events import sqs_event
+    from pingpost_local.events import sqs_event
 
     function, arn = _deliver_function()
     result = function.invoke(sqs_event(messages, arn))

@@ -21,7 +21,7 @@ from tests.leads import complete
 
 @pytest.fixture
 def partner() -> Iterator[Any]:
-    from pingpost.local.partner import DemoPartner
+    from pingpost_local.partner import DemoPartner
 
     with DemoPartner() as good:
         yield good

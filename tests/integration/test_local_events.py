@@ -19,7 +19,7 @@ import pytest
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SqsModel
 from mypy_boto3_sqs.client import SQSClient
 
-from pingpost.local.events import (
+from pingpost_local.events import (
     QueuePoller,
     Scheduler,
     ScheduleSource,
@@ -31,8 +31,8 @@ from pingpost.local.events import (
     schedules,
     sqs_sources,
 )
-from pingpost.local.gateway import LocalFunction
-from pingpost.local.template import create_resources, load_template, parameter_values
+from pingpost_local.gateway import LocalFunction
+from pingpost_local.template import create_resources, load_template, parameter_values
 from tests.conftest import _dynamodb, _sqs, serve_in_thread
 
 REPO = Path(__file__).resolve().parents[2]

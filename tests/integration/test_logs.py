@@ -58,11 +58,11 @@ def logged() -> Iterator[io.StringIO]:
 def test_a_whole_cycle_logs_no_secret_and_no_personal_data(
     aws: str, logged: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pingpost import seed
     from pingpost.config import settings
-    from pingpost.local.events import scheduled_event, schedules, sqs_event
-    from pingpost.local.partner import DemoPartner
-    from pingpost.local.template import load_template
+    from pingpost_local import seed
+    from pingpost_local.events import scheduled_event, schedules, sqs_event
+    from pingpost_local.partner import DemoPartner
+    from pingpost_local.template import load_template
     from tests.conftest import TEMPLATE
 
     monkeypatch.setenv("OUTBOX_GRACE_SECONDS", "0")

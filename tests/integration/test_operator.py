@@ -13,13 +13,13 @@ from tests.leads import complete
 
 @pytest.fixture(scope="module")
 def demo(aws: str) -> None:
-    from pingpost import seed
+    from pingpost_local import seed
 
     seed.apply(seed.load(DEMO_SEED))
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    from pingpost.cli import main
+    from pingpost_local.cli import main
 
     main(list(args))
     return capsys.readouterr().out
@@ -63,7 +63,7 @@ def test_lead_show_explains_the_lead_with_personal_data_masked(
 
 
 def test_lead_show_of_an_unknown_lead_says_so(demo: None) -> None:
-    from pingpost.cli import main
+    from pingpost_local.cli import main
 
     with pytest.raises(SystemExit, match="no lead 987654321"):
         main(["lead", "show", "987654321"])
@@ -98,7 +98,7 @@ def test_vendors_add_prints_a_new_key_once_and_stores_its_hash(
     assert key not in str(stored)
     answer = submit(complete("ping", Key=key))
     assert answer.status == "Matched"
-    from pingpost.cli import main
+    from pingpost_local.cli import main
 
     with pytest.raises(SystemExit, match="exists already"):
         main(["vendors", "add", "newco"])
@@ -134,7 +134,7 @@ def test_vendors_list_and_redirect_hosts(demo: None, capsys: pytest.CaptureFixtu
     (stored,) = [v for v in vendors.all_vendors() if v.id == "forms-co"]
     assert stored.redirect_hosts == ["www.forms.example", "thanks.example"]
     assert stored.response_style == "full" and not stored.http_errors
-    from pingpost.cli import main
+    from pingpost_local.cli import main
 
     with pytest.raises(SystemExit, match="redirect_hosts must be host names"):
         main(["vendors", "redirect-hosts", "forms-co", "http://evil.example/x"])

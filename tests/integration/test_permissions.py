@@ -45,7 +45,7 @@ _BATCHES = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMess
 
 
 def _template() -> dict[str, Any]:
-    from pingpost.local.template import load_template
+    from pingpost_local.template import load_template
 
     return load_template(TEMPLATE)
 
@@ -182,7 +182,7 @@ def _pinged() -> int:
 
 @pytest.fixture(scope="module")
 def demo(aws: str) -> None:
-    from pingpost import seed
+    from pingpost_local import seed
 
     seed.apply(seed.load(DEMO_SEED))
 
@@ -214,9 +214,10 @@ def _drain(queue: str) -> None:
 
 def _deliver_calls() -> set[tuple[str, str]]:
     """A sale's delivery (the demo partner is not listening: the attempt fails, is recorded)."""
-    from pingpost import exchange, seed
+    from pingpost import exchange
     from pingpost.decoding import Request
-    from pingpost.local.events import sqs_event
+    from pingpost_local import seed
+    from pingpost_local.events import sqs_event
 
     sqs = boto3.client("sqs")
     queue = os.environ["DELIVERY_QUEUE_URL"]
@@ -239,9 +240,9 @@ def _deliver_calls() -> set[tuple[str, str]]:
 def _retry_calls(monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
     """Two scheduled runs: a dead letter redriven, one parked, a post that died swept."""
     from pingpost.config import settings
-    from pingpost.local.events import scheduled_event, schedules
-    from pingpost.local.template import load_template
     from pingpost.store import leads
+    from pingpost_local.events import scheduled_event, schedules
+    from pingpost_local.template import load_template
 
     monkeypatch.setenv("OUTBOX_GRACE_SECONDS", "0")
     monkeypatch.setenv("REDRIVE_BASE_SECONDS", "0")

@@ -42,8 +42,8 @@ CONSENT_PARTNER = 777  # buys Decks, only with consent, above the demo's catch-a
 
 @pytest.fixture(scope="module")
 def api(aws: str) -> Iterator[Any]:
-    from pingpost import seed
-    from pingpost.local.gateway import LocalFunction
+    from pingpost_local import seed
+    from pingpost_local.gateway import LocalFunction
 
     document = seed.load(DEMO_SEED)
     for partner in document.partners:
@@ -127,7 +127,7 @@ def call(
     accept: str = "*/*",
     headers: dict[str, str] | None = None,
 ) -> Answer:
-    from pingpost.local.gateway import HttpRequest, build_event, to_http_response
+    from pingpost_local.gateway import HttpRequest, build_event, to_http_response
 
     headers = [("host", "localhost"), ("accept", accept), *(headers or {}).items()]
     if content_type is not None:
@@ -612,8 +612,8 @@ def test_a_vendor_over_its_rate_limit_gets_429_and_other_vendors_do_not(
 ) -> None:
     from types import SimpleNamespace
 
-    from pingpost import seed
     from pingpost.store import counters
+    from pingpost_local import seed
 
     key = "rate-limited-key-0123456789"
     seed.apply(

@@ -36,7 +36,7 @@ def _clear_partners() -> None:
 
 @pytest.fixture
 def partners(aws: str) -> Iterator[Any]:
-    from pingpost import seed
+    from pingpost_local import seed
 
     seed.apply(seed.load(DEMO_SEED))
 
@@ -155,7 +155,7 @@ def test_a_test_lead_goes_to_test_partners_and_consumes_no_cap(partners: Any) ->
 
 
 def test_return_best_price_sums_the_sales_net_of_a_percent_margin(partners: Any) -> None:
-    from pingpost import seed
+    from pingpost_local import seed
 
     partners(_partner(930, 40), _partner(931, 30), _partner(932, 10))
     dynamic = {

@@ -1,8 +1,10 @@
 """The SAM application as AWS will get it: the template passes `sam validate --lint`, and
-`sam build` makes every function and the arm64 / python3.13 layer with its dependencies."""
+`sam build` makes every function and the arm64 / python3.13 layer: the runtime package and its
+dependencies, with bytecode, and nothing else."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -51,7 +53,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_sam_build_makes_every_function_and_the_layer(built: Path) -> None:
-    from pingpost.local.template import function_ids, load_template
+    from pingpost_local.template import function_ids, load_template
 
     for function_id in function_ids(load_template(TEMPLATE)):
         assert (built / function_id / "app.py").is_file(), function_id
@@ -60,10 +62,43 @@ def test_sam_build_makes_every_function_and_the_layer(built: Path) -> None:
     assert (layer / "pingpost" / "data" / "zip_states.bin").is_file()
     for package in ("pydantic", "lxml", "aws_lambda_powertools", "requests"):
         assert (layer / package).is_dir(), package
-    # No test code of ours ships (the local runner still does, until it moves out of the package).
-    assert not (layer / "tests").exists()
-    ours = [p.name for p in (layer / "pingpost").rglob("*.py")]
-    assert ours and not [n for n in ours if n.startswith("test_") or n == "conftest.py"]
     # Built for Lambda's arm64 python3.13, not for this machine
     (etree,) = (layer / "lxml").glob("etree.*.so")
     assert etree.name == "etree.cpython-313-aarch64-linux-gnu.so"
+
+
+def test_the_layer_ships_only_what_lambda_runs(built: Path) -> None:
+    layer = built / "CoreLayer" / "python"
+    ours = {
+        p.relative_to(layer / "pingpost").as_posix() for p in (layer / "pingpost").rglob("*.py")
+    }
+    shipped = {
+        p.relative_to(ROOT / "layers" / "pingpost" / "pingpost").as_posix()
+        for p in (ROOT / "layers" / "pingpost" / "pingpost").rglob("*.py")
+    }
+    assert ours == shipped
+    # No tests, no local runner or command, no build files, no tracing SDK and no botocore
+    # (the runtime has its own), no Makefile or requirements of the build.
+    for absent in ("tests", "pingpost_local", "Makefile", "requirements.txt", "aws_xray_sdk"):
+        assert not (layer / absent).exists(), absent
+    assert not (layer / "botocore").exists() and not (layer / "boto3").exists()
+    assert not [n for n in ours if Path(n).name.startswith("test_") or n.endswith("conftest.py")]
+
+
+def test_every_module_of_the_layer_ships_its_bytecode_for_python_3_13(built: Path) -> None:
+    """A .pyc beside every .py, made for this Python's magic number and used unchecked."""
+    layer = built / "CoreLayer" / "python"
+    sources = list(layer.rglob("*.py"))
+    assert len(sources) > 100
+    missing, checked = [], []
+    for source in sources:
+        compiled = source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
+        if not compiled.is_file():
+            missing.append(source.relative_to(layer).as_posix())
+            continue
+        header = compiled.read_bytes()[:8]
+        assert header[:4] == importlib.util.MAGIC_NUMBER, compiled
+        # PEP 552 flags: 1 = hash-based and not checked against the source.
+        if int.from_bytes(header[4:8], "little") != 1:
+            checked.append(compiled.relative_to(layer).as_posix())
+    assert not missing and not checked, (missing[:5], checked[:5])

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pingpost.local.partner import MAX_BODY_BYTES, DemoPartner
+from pingpost_local.partner import MAX_BODY_BYTES, DemoPartner
 
 # Every wait in these tests gives up after this long.
 DEADLINE_SECONDS = 30.0
@@ -233,7 +233,7 @@ def test_stop_ends_a_slow_answer_without_accepting_it(partners: list[DemoPartner
 
 def test_the_demo_seed_delivers_to_the_demo_partner_wherever_it_listens() -> None:
     # `--partner-port` moved the partner, but the seed's partners still delivered to :9000.
-    from pingpost import cli, seed
+    from pingpost_local import cli, seed
     from tests.conftest import DEMO_SEED
 
     document = seed.load(DEMO_SEED)

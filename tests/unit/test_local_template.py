@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pingpost.local.template import (
+from pingpost_local.template import (
     Route,
     function_environment,
     http_api_cors,

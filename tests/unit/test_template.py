@@ -12,7 +12,7 @@ from tests.conftest import TEMPLATE
 
 @pytest.fixture(scope="module")
 def resources() -> dict[str, Any]:
-    from pingpost.local.template import load_template
+    from pingpost_local.template import load_template
 
     found: dict[str, Any] = load_template(TEMPLATE)["Resources"]
     return found

@@ -24,7 +24,7 @@ from pingpost import outbound
 from pingpost.fields import DATA_FIELDS
 from pingpost.models import Partner
 from pingpost.observability import logger, metrics
-from pingpost.store import deliveries, leads, partners, queues, secrets
+from pingpost.store import deliveries, leads, partners, secrets
 from pingpost.store.queues import Delivery
 
 MAX_ANSWER_BYTES = 64 * 1024
@@ -231,23 +231,3 @@ def _settle(lead_id: int, partner_id: int, outcome: str, detail: str) -> None:
                 raise
             logger.warning("delivery status not recorded; retrying", extra={"try": attempt + 1})
             time.sleep(0.1 * 2**attempt)
-
-
-def enqueue_sales(lead_id: int, partner_ids: list[int]) -> None:
-    """Queue the delivery of a post's sales; the outbox keeps whatever SQS did not take."""
-    if not partner_ids:
-        return
-    try:
-        refused = queues.enqueue([Delivery(lead_id, p) for p in partner_ids])
-    except (ClientError, BotoCoreError):
-        logger.exception("delivery queue unavailable; the outbox keeps the sales")
-        return
-    queued = set(partner_ids) - {d.partner_id for d in refused}
-    if refused:
-        logger.error("delivery queue refused messages; the outbox keeps them")
-    try:
-        deliveries.clear_outbox(lead_id, queued)
-    except (ClientError, BotoCoreError):
-        # The sales stay in the outbox: the sweep sends them again, and a second message of a
-        # sale finds it delivered or being sent.
-        logger.exception("outbox not cleared; the sweep will send these sales again")

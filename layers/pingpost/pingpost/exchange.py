@@ -18,7 +18,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pingpost import consent
 from pingpost.config import settings
 from pingpost.decoding import Request
-from pingpost.delivery import enqueue_sales
 from pingpost.errors import (
     Conflict,
     Forbidden,
@@ -33,10 +32,11 @@ from pingpost.matching import Criteria, HashedValue, Outcome, match, partner_has
 from pingpost.models import Partner, Vendor
 from pingpost.observability import logger
 from pingpost.responses import MATCHED, UNMATCHED, Answer, Contact, Hash
-from pingpost.store import counters, leads, partners, sales, vendors
+from pingpost.store import counters, deliveries, leads, partners, queues, sales, vendors
 from pingpost.store.counters import LeadIds, lead_ids
 from pingpost.store.deliveries import outbox_shard
 from pingpost.store.leads import DONE, PINGED, POSTING, SOLD, UNSOLD, Lead
+from pingpost.store.queues import Delivery
 from pingpost.validation import cross_check, extras, parse, present, validate
 
 # Fields that are about one request, never part of the lead itself. The Key is a secret.
@@ -607,3 +607,23 @@ def _outcome(lead_id: int, vendor: Vendor) -> Answer:
         if time.monotonic() >= deadline:
             raise Conflict(f"Lead_ID {lead_id} is being posted by another request; retry shortly")
         time.sleep(_WAIT_STEP)
+
+
+def enqueue_sales(lead_id: int, partner_ids: list[int]) -> None:
+    """Queue the delivery of a post's sales; the outbox keeps whatever SQS did not take."""
+    if not partner_ids:
+        return
+    try:
+        refused = queues.enqueue([Delivery(lead_id, p) for p in partner_ids])
+    except (ClientError, BotoCoreError):
+        logger.exception("delivery queue unavailable; the outbox keeps the sales")
+        return
+    queued = set(partner_ids) - {d.partner_id for d in refused}
+    if refused:
+        logger.error("delivery queue refused messages; the outbox keeps them")
+    try:
+        deliveries.clear_outbox(lead_id, queued)
+    except (ClientError, BotoCoreError):
+        # The sales stay in the outbox: the sweep sends them again, and a second message of a
+        # sale finds it delivered or being sent.
+        logger.exception("outbox not cleared; the sweep will send these sales again")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from pingpost import seed
 from pingpost.fields import markdown
+from pingpost_local import seed
 
 
 def _seed_file(path: Path) -> seed.Seed:
@@ -56,7 +56,7 @@ def _banner(url: str, key: str | None) -> None:
 
 def _cors_origin(text: str) -> str:
     """A --cors-origin value: http(s)://host[:port], no path, never '*'."""
-    from pingpost.local.cors import CorsError, parse_origin
+    from pingpost_local.cors import CorsError, parse_origin
 
     try:
         return parse_origin(text)
@@ -66,8 +66,8 @@ def _cors_origin(text: str) -> str:
 
 def serve(args: argparse.Namespace) -> None:
     """Start the whole exchange on 127.0.0.1 (an embedded AWS endpoint unless one is set)."""
-    from pingpost.local.cors import CorsError
-    from pingpost.local.server import serve as run  # needs the development extras
+    from pingpost_local.cors import CorsError
+    from pingpost_local.server import serve as run  # needs the development extras
 
     document = _seed_file(args.seed) if args.seed else None
 
@@ -105,8 +105,8 @@ def seed_command(args: argparse.Namespace) -> None:
 
 def lead_show(args: argparse.Namespace) -> None:
     """Print a lead, its timeline, its sales and the decision on every partner considered."""
-    from pingpost.explain import lead_report
     from pingpost.store import leads, partners
+    from pingpost_local.explain import lead_report
 
     lead = leads.get(args.lead_id)
     if lead is None:
@@ -117,8 +117,8 @@ def lead_show(args: argparse.Namespace) -> None:
 
 def partners_list(args: argparse.Namespace) -> None:
     """Print every partner: price, filters and caps."""
-    from pingpost.explain import partner_table
     from pingpost.store import partners
+    from pingpost_local.explain import partner_table
 
     print(partner_table(partners.all_partners()), end="")
 
@@ -155,8 +155,8 @@ def vendors_add(args: argparse.Namespace) -> None:
 
 def vendors_list(args: argparse.Namespace) -> None:
     """Print every vendor: pricing, how its answers read, where its forms may send browsers."""
-    from pingpost.explain import vendor_table
     from pingpost.store import vendors
+    from pingpost_local.explain import vendor_table
 
     print(vendor_table(vendors.all_vendors()), end="")
 

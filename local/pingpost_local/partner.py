@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
-from pingpost.local.background import Served
+from pingpost_local.background import Served
 
 LOOPBACK: Final = "127.0.0.1"
 MAX_BODY_BYTES: Final = 1024 * 1024

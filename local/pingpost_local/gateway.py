@@ -26,8 +26,8 @@ from types import ModuleType
 from typing import Any, Final
 from urllib.parse import unquote, unquote_plus, urlsplit
 
-from pingpost.local.cors import CorsPolicy
-from pingpost.local.template import (
+from pingpost_local.cors import CorsPolicy
+from pingpost_local.template import (
     ACCOUNT_ID,
     DEFAULT_ROUTE,
     Route,

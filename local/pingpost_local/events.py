@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 import boto3
 
-from pingpost.local.background import Loop
-from pingpost.local.gateway import LocalFunction
-from pingpost.local.template import (
+from pingpost_local.background import Loop
+from pingpost_local.gateway import LocalFunction
+from pingpost_local.template import (
     ACCOUNT_ID,
     FUNCTION_TYPE,
     STACK_NAME,

@@ -18,20 +18,20 @@ from typing import Any, Final
 import boto3
 from moto.server import ThreadedMotoServer
 
-from pingpost.local.background import Served
-from pingpost.local.cors import CorsError, merge_origins, parse_origin
-from pingpost.local.dynamodb import make_safe
-from pingpost.local.events import EventSources, event_sources
-from pingpost.local.gateway import (
+from pingpost_local.background import Served
+from pingpost_local.cors import CorsError, merge_origins, parse_origin
+from pingpost_local.dynamodb import make_safe
+from pingpost_local.events import EventSources, event_sources
+from pingpost_local.gateway import (
     MAX_BODY_BYTES,
     Gateway,
     HttpRequest,
     HttpResponse,
     LocalFunction,
 )
-from pingpost.local.gateway import message_response as _message_response
-from pingpost.local.partner import DemoPartner
-from pingpost.local.template import Route, create_resources, load_template, parameter_values
+from pingpost_local.gateway import message_response as _message_response
+from pingpost_local.partner import DemoPartner
+from pingpost_local.template import Route, create_resources, load_template, parameter_values
 
 LOOPBACK: Final = "127.0.0.1"
 # Idle keep-alive connections are dropped after this long so threads don't pile up.

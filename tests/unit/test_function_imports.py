@@ -1,0 +1,56 @@
+"""Each function imports only what it runs: a cold start pays for every module it loads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+# What each function must never load at init.
+NEVER = {
+    "ping": {"requests", "pingpost.delivery", "pingpost.outbound", "aws_xray_sdk"},
+    "post": {"requests", "pingpost.delivery", "pingpost.outbound", "aws_xray_sdk"},
+    "full": {"requests", "pingpost.delivery", "pingpost.outbound", "aws_xray_sdk"},
+    "api": {"requests", "pingpost.delivery", "pingpost.outbound", "aws_xray_sdk"},
+    "deliver": {"pingpost.responses", "pingpost.exchange", "pingpost.decoding", "aws_xray_sdk"},
+    "retry": {"requests", "pingpost.delivery", "pingpost.decoding", "aws_xray_sdk"},
+}
+# And what shows the import was the real one.
+LOADS = {
+    "ping": "pingpost.exchange",
+    "post": "pingpost.exchange",
+    "full": "pingpost.exchange",
+    "api": "pingpost.exchange",
+    "deliver": "pingpost.delivery",
+    "retry": "pingpost.redrive",
+}
+
+
+def loaded_by(function: str) -> set[str]:
+    """The modules a fresh interpreter holds after importing the function's app.py."""
+    code = "import json, sys, app; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT / "functions" / function,
+        env={"PYTHONPATH": str(ROOT / "layers" / "pingpost"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return set(json.loads(done.stdout))
+
+
+def test_every_function_is_listed() -> None:
+    assert {p.parent.name for p in (ROOT / "functions").glob("*/app.py")} == set(NEVER)
+
+
+@pytest.mark.parametrize("function", sorted(NEVER))
+def test_a_function_loads_nothing_it_does_not_run(function: str) -> None:
+    modules = loaded_by(function)
+    assert LOADS[function] in modules
+    assert not NEVER[function] & modules
