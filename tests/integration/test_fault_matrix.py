@@ -56,7 +56,7 @@ def world(sales: Any, partner: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator
     that took them dies."""
     from pingpost.config import settings
 
-    sales(buyer(PARTNER, partner.url))
+    sales(buyer(PARTNER, partner.url) | {"dedupe_days": 30})  # every kind of item a sale writes
     for name, value in {
         "POST_WAIT_SECONDS": "0.2",
         "OUTBOX_GRACE_SECONDS": "0",

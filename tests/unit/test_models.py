@@ -67,7 +67,7 @@ def test_partners_of_older_seeds_get_the_defaults() -> None:
     }
     for raw in [older]:
         partner = Partner.model_validate(raw)
-        assert (partner.priority, partner.timezone, partner.dedupe_days) == (0, "UTC", 30)
+        assert (partner.priority, partner.timezone, partner.dedupe_days) == (0, "UTC", 0)
         assert partner.caps == Caps()
         assert partner.filters.schedule is None
         assert partner.filters.src_allow == partner.filters.src_deny == []

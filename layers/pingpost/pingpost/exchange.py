@@ -376,8 +376,7 @@ def _repeated(
     lead = _owned(lead_id, vendor)
     token = uuid.uuid4().hex
     if lead.unanswered:
-        if not leads.claim(lead_id, vendor.id, token, _now_ms(), reopen=True):
-            return _outcome(lead_id, vendor)
+        claimed = leads.claim(lead_id, vendor.id, token, _now_ms(), reopen=True)
         story = "the earlier request died before selling anything; this one sells the lead"
     else:
         if lead.status in DONE:
@@ -385,10 +384,13 @@ def _repeated(
         watched = _watch(lead, vendor)
         if isinstance(watched, Answer):
             return watched
-        if watched is None or not leads.claim(lead_id, vendor.id, token, _now_ms(), seen=watched):
-            return _outcome(lead_id, vendor)
+        claimed = None
+        if watched is not None:
+            claimed = leads.claim(lead_id, vendor.id, token, _now_ms(), seen=watched)
         story = "the earlier request died; this one sells the lead"
-    lead.sold_to = (leads.get(lead_id) or lead).sold_to
+    if not claimed:
+        return _outcome(lead_id, vendor)
+    lead.sold_to = claimed.sold_to
     now = datetime.now(UTC)
     timeline = [_event(now, "full", f"repeated: {story}")]
     return _sell(vendor, lead, token, values, criteria, now, timeline)
@@ -565,10 +567,11 @@ def post(
     token = uuid.uuid4().hex
     # The post's data is recorded with the claim: the sales are delivered with it, whatever
     # fails after them.
-    if not leads.claim(lead_id, vendor.id, token, _now_ms(), seen=seen, posted=lead):
+    claimed = leads.claim(lead_id, vendor.id, token, _now_ms(), seen=seen, posted=lead)
+    if claimed is None:
         return _outcome(lead_id, vendor)
     # A post that took the lead over continues from the sales recorded on it until now.
-    lead.sold_to = (leads.get(lead_id) or lead).sold_to
+    lead.sold_to = claimed.sold_to
     criteria = Criteria.of(
         merged,
         lead.cost,

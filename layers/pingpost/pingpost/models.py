@@ -241,8 +241,8 @@ class Partner(BaseModel):
     priority: int = 0
     timezone: str = "UTC"
     # The same consumer (email, phone) is not sold to this partner again within this many days;
-    # 0: no window.
-    dedupe_days: int = Field(default=30, ge=0)
+    # 0 (the default): no window. A window costs two more items written per sale.
+    dedupe_days: int = Field(default=0, ge=0)
     # Buys only leads whose consumer consented (TCPA_Consent or Phone_Consent: Yes).
     requires_consent: bool = False
     # What a vendor with the full response style is shown of this partner when it buys.

@@ -232,8 +232,9 @@ def claim(
     seen: tuple[str, int] | None = None,
     posted: Lead | None = None,
     reopen: bool = False,
-) -> bool:
-    """Take the lead for one post; False when another post has it or it is already done.
+) -> Lead | None:
+    """Take the lead for one post: the lead as claimed (with the sales earlier posts recorded on
+    it); None when another post has it or it is already done.
 
     `seen`: the (claim, beat) of a post that another request watched make no progress; the lead
     is taken over only if that claim is still the lead's, at the same beat.
@@ -250,7 +251,7 @@ def claim(
     if reopen:
         condition = "vendor_id = :vendor AND #s = :unsold AND unanswered = :yes"
     try:
-        dynamodb().update_item(
+        response = dynamodb().update_item(
             TableName=settings().leads_table,
             Key={"lead_id": {"N": str(lead_id)}},
             UpdateExpression=(
@@ -295,12 +296,13 @@ def claim(
                     ),
                 }
             ),
+            ReturnValues="ALL_NEW",
         )
     except ClientError as error:
         if _conditional_failed(error):
-            return False
+            return None
         raise
-    return True
+    return Lead.of(response["Attributes"])
 
 
 def finish(lead: Lead, token: str) -> bool:

@@ -2,9 +2,10 @@
 
 Every sale is one DynamoDB transaction on the counters and leads tables:
 - the lead: one more time sold, to a partner it was not sold to, while this post holds it;
-- the partner's day, week and month counters (and the day's spend), within its caps;
+- the partner's day counter (sales and spend, the day's figures for reports and for a daily cap
+  or budget), and its week and month counters only when it has a weekly or monthly cap;
 - a dedupe record per consumer identity (email, phone) that the partner must not buy again
-  within its window.
+  within its window, when it has one.
 If any condition fails nothing changes, and the reason says which rule stopped the sale.
 A test lead changes the lead alone: it consumes no cap and leaves no dedupe record.
 """
@@ -51,6 +52,12 @@ def _counter_keys(partner_id: int, when: Periods) -> tuple[str, str, str]:
     )
 
 
+def _capped(partner: Partner) -> tuple[bool, bool, bool]:
+    """Whether the partner's day, week and month counters are needed to check its caps."""
+    caps = partner.caps
+    return bool(caps.daily or caps.daily_budget), bool(caps.weekly), bool(caps.monthly)
+
+
 def _dedupe_key(partner_id: int, kind: str, value: str) -> str:
     # Only a hash of the consumer's email or phone is stored.
     digest = hashlib.sha256(value.strip().lower().encode()).hexdigest()
@@ -58,10 +65,15 @@ def _dedupe_key(partner_id: int, kind: str, value: str) -> str:
 
 
 def usage(partners: Sequence[Partner], now: datetime) -> dict[int, Usage]:
-    """Each partner's sales in its current day, week and month, and its spend today."""
+    """Each partner's sales in its current day, week and month, and its spend today; only the
+    counters its caps need are read (the others count as 0)."""
     keys = {p.id: _counter_keys(p.id, periods(p, now)) for p in partners}
-    wanted = [k for triple in keys.values() for k in triple]
-    values = {k: v for k in wanted if (v := _usage.peek(k)) is not None}
+    wanted = [
+        key for p in partners for key, needed in zip(keys[p.id], _capped(p), strict=True) if needed
+    ]
+    values: dict[str, Mapping[str, Decimal]] = {
+        k: v for k in wanted if (v := _usage.peek(k)) is not None
+    }
     fresh = _read([k for k in wanted if k not in values])
     for key, counters in fresh.items():
         _usage.put(key, counters)
@@ -69,10 +81,10 @@ def usage(partners: Sequence[Partner], now: datetime) -> dict[int, Usage]:
     out = {}
     for partner_id, (day, week, month) in keys.items():
         out[partner_id] = Usage(
-            daily=int(values[day].get("sold", 0)),
-            weekly=int(values[week].get("sold", 0)),
-            monthly=int(values[month].get("sold", 0)),
-            spent_today=Decimal(values[day].get("spent", 0)),
+            daily=int(values.get(day, {}).get("sold", 0)),
+            weekly=int(values.get(week, {}).get("sold", 0)),
+            monthly=int(values.get(month, {}).get("sold", 0)),
+            spent_today=Decimal(values.get(day, {}).get("spent", 0)),
         )
     return out
 
@@ -205,10 +217,13 @@ def sell(
             if caps.daily and caps.daily_budget
             else ("daily budget" if caps.daily_budget else "daily cap")
         )
-        items.append(_counter_update(week, None, caps.weekly, None, epoch + _KEEP_COUNTERS))
-        reasons.append("weekly cap")
-        items.append(_counter_update(month, None, caps.monthly, None, epoch + _KEEP_COUNTERS))
-        reasons.append("monthly cap")
+        _, weekly, monthly = _capped(partner)
+        if weekly:
+            items.append(_counter_update(week, None, caps.weekly, None, epoch + _KEEP_COUNTERS))
+            reasons.append("weekly cap")
+        if monthly:
+            items.append(_counter_update(month, None, caps.monthly, None, epoch + _KEEP_COUNTERS))
+            reasons.append("monthly cap")
         if partner.dedupe_days:
             for kind, value in sorted(consumer.items()):
                 if value:
