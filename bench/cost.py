@@ -120,6 +120,8 @@ class Exchange:
         )
 
         self._server, url = start_aws_endpoint()
+        for name in ("CACHE_SECONDS", "USAGE_CACHE_SECONDS"):
+            os.environ.pop(name, None)  # the caches as deployed (template.yaml sets none)
         os.environ.update(
             AWS_ENDPOINT_URL=url,
             AWS_ACCESS_KEY_ID="testing",
@@ -380,11 +382,37 @@ def report(measured: Measured) -> str:
     return "\n".join(rows)
 
 
+def as_json(measured: Measured) -> str:
+    """The per request figures and the totals, for tests and tools."""
+    ours, least = pair_usage(measured), floor(measured)
+    requests = {
+        name: {
+            "calls": dict(getattr(measured, name).calls),
+            "write_units": getattr(measured, name).write_units,
+            "read_units": getattr(measured, name).read_units,
+        }
+        for name in ("ping", "post", "full", "delivery")
+    }
+    return json.dumps(
+        {
+            "requests": requests,
+            "pinged_bytes": measured.pinged_bytes,
+            "lead_bytes": measured.lead_bytes,
+            "dollars_per_million_pairs": sum(ours.dollars(measured.memory_mb).values()) * 1e6,
+            "floor_dollars_per_million_pairs": sum(least.dollars(measured.memory_mb).values())
+            * 1e6,
+        },
+        indent=2,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=50)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    print(report(measure(args.pairs)))
+    measured = measure(args.pairs)
+    print(as_json(measured) if args.json else report(measured))
     return 0
 
 

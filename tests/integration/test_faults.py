@@ -119,6 +119,20 @@ def queued_sales() -> set[tuple[int, int]]:
     }
 
 
+def ended_apart(sales: Any, partner: Any, buyer_id: int, email: str) -> dict[str, str]:
+    """Partners such that a lead of the consumer `email` sells to `buyer_id`, then is refused at
+    the sale by the last partner tried (977, whose dedupe window holds the consumer): the post
+    ends the lead by a write of its own after its sale (a last sale made ends it with itself).
+    Returns the fields the request must carry."""
+    refusing = buyer(977, partner.url, price=20) | {"dedupe_days": 30}
+    sales(refusing)
+    first = full(Email=email)
+    assert first.status == "Matched"
+    assert queued_sales() == {(first.lead_id, 977)}
+    sales(buyer(buyer_id, partner.url), refusing)
+    return {"Email": email, "Allowed_Times_Sold": "2"}
+
+
 def test_a_repost_that_takes_over_answers_and_queues_the_sales_already_made(
     sales: Any, partner: Any
 ) -> None:
@@ -162,16 +176,18 @@ def test_a_full_request_whose_finish_fails_after_its_sale_is_answered_matched(
     sales: Any, partner: Any
 ) -> None:
     # Regression (item 2): the publisher was told 503 "nothing was sold", and its retry sold
-    # the same consumer again.
+    # the same consumer again. The last sale records the lead's end with it; the lead is ended
+    # by a write of its own when the last partner tried refuses it at the sale (here: 977, whose
+    # dedupe window holds the consumer), and that write fails.
     from pingpost.store import leads
 
-    sales(buyer(975, partner.url))
+    apart = ended_apart(sales, partner, 975, "finish-fails@example.com")
     finishing = {"when": finishes}
     with fault(dynamodb(), "UpdateItem", **finishing) as failed:
-        answer = full()
+        answer = full(**apart)
     assert failed.hits == 1
     assert answer.status == "Matched"
-    assert "975" in leads.get(answer.lead_id).sold_to  # type: ignore[union-attr]
+    assert list(leads.get(answer.lead_id).sold_to) == ["975"]  # type: ignore[union-attr]
     assert queued_sales() == {(answer.lead_id, 975)}
 
 
@@ -228,10 +244,10 @@ def test_the_sweep_finishes_a_full_lead_whose_request_died_after_its_sale(
     # Regression (item 5): full leads were left `posting` for ever.
     from pingpost.store import leads
 
-    sales(buyer(978, partner.url))
+    apart = ended_apart(sales, partner, 978, "sweep-ends@example.com")
     finishing = {"when": finishes}
     with fault(dynamodb(), "UpdateItem", **finishing):
-        answer = full()
+        answer = full(**apart)
     assert answer.status == "Matched"
     assert leads.get(answer.lead_id).status == "posting"  # type: ignore[union-attr]
     receive(wait=0)  # its message went out; the sweep sends it again, harmlessly
@@ -360,8 +376,8 @@ def test_a_full_request_whose_process_died_after_its_sale_is_sold_once_when_retr
     from pingpost.store import leads
     from tests.faults import Killed
 
-    sales(buyer(983, partner.url))
-    request = complete("full", Home_Improvement_Product="Gutters")
+    apart = ended_apart(sales, partner, 983, "died@example.com")
+    request = complete("full", Home_Improvement_Product="Gutters", **apart)
     finishing = {"when": finishes}
     with fault(dynamodb(), "UpdateItem", die=True, **finishing), pytest.raises(Killed):
         exchange.submit(Request(dict(request)))
@@ -387,9 +403,9 @@ def test_a_post_whose_finish_failed_is_delivered_with_the_posts_data(
     from pingpost.decoding import Request
     from pingpost.store import leads
 
-    sales(buyer(984, partner.url))
+    apart = ended_apart(sales, partner, 984, "post-data@example.com")
     ping = exchange.submit(Request(complete("ping", Home_Improvement_Product="Gutters")))
-    posted = complete("post", Lead_ID=str(ping.lead_id))
+    posted = complete("post", Lead_ID=str(ping.lead_id), **apart)
     finishing = {"when": finishes}
     with fault(dynamodb(), "UpdateItem", **finishing) as failed:
         answer = exchange.submit(Request(posted))

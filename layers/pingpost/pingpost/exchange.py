@@ -8,7 +8,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -419,11 +419,25 @@ def _sell(
     sold = [known[int(p)] for p in lead.sold_to if int(p) in known]
     verdicts = {p.id: "sold" for p in sold}
     timeline += [_event(now, "sale", f"sold to partner {p.id} by an earlier post") for p in sold]
-    for partner in outcome.ranked:
+    candidates = [p for p in outcome.ranked if p.id not in verdicts]
+    recorded = False  # the post's outcome, written with its last sale
+    for n, partner in enumerate(candidates):
         if len(sold) >= allowed:
             break
-        if partner.id in verdicts:
-            continue
+        sale = _event(now, "sale", f"sold to partner {partner.id} at {partner.price}")
+        ending = None
+        if len(sold) + 1 >= allowed or n == len(candidates) - 1:
+            # If this sale is made it is the last: the lead as it then ends goes with it.
+            ending, _ = _ended(
+                vendor,
+                lead,
+                values,
+                outcome,
+                [*sold, partner],
+                verdicts | {partner.id: "sold"},
+                [*timeline, sale],
+                now,
+            )
         try:
             why = sales.sell(
                 lead.lead_id,
@@ -433,6 +447,7 @@ def _sell(
                 allowed=allowed,
                 consumer=consumer,
                 test=lead.test,
+                finished=ending,
             )
         except (ClientError, BotoCoreError):
             if _recorded(lead.lead_id, partner.id):
@@ -445,30 +460,56 @@ def _sell(
         if why is None or why == sales.ALREADY:
             sold.append(partner)
             verdicts[partner.id] = "sold"
-            timeline.append(_event(now, "sale", f"sold to partner {partner.id} at {partner.price}"))
+            timeline.append(sale)
+            recorded = ending is not None and why is None
         elif why in (sales.LOST, sales.TIMES_SOLD):
             break
         else:
             verdicts[partner.id] = f"{why} (at sale)"
-    answer = _answer(vendor, lead.lead_id, values, outcome.ranked, lead.cost, sold=sold)
-    lead.status = SOLD if sold else UNSOLD
-    lead.data = _wire(values)
-    lead.answer = answer.stored()
-    lead.decisions = _decisions(outcome, verdicts)
-    lead.timeline = [*timeline, _event(now, "answer", answer.status)]
-    try:
-        finished = leads.finish(lead, token)
-    except (ClientError, BotoCoreError):
-        if not sold:
-            raise  # nothing was sold: the publisher may retry
-        logger.exception("lead not finished; its recorded sales are answered")
-        finished = True
+    ended, answer = _ended(vendor, lead, values, outcome, sold, verdicts, timeline, now)
+    finished = recorded or _finish(ended, token)
     # Every sale of the lead is queued (again): a second message finds its sale delivered.
     enqueue_sales(lead.lead_id, [p.id for p in sold])
     if not finished:
         # Our claim went stale and another post took the lead over: its outcome stands.
         return _outcome(lead.lead_id, vendor)
     return answer
+
+
+def _ended(
+    vendor: Vendor,
+    lead: Lead,
+    values: Mapping[str, object],
+    outcome: Outcome,
+    sold: Sequence[Partner],
+    verdicts: Mapping[int, str],
+    timeline: Sequence[dict[str, Any]],
+    now: datetime,
+) -> tuple[Lead, Answer]:
+    """The lead as a post that sold it to `sold` ends (its status, data, answer, decisions and
+    the timeline to append, the answer last), and the answer."""
+    answer = _answer(vendor, lead.lead_id, values, outcome.ranked, lead.cost, sold=sold)
+    ended = replace(
+        lead,
+        status=SOLD if sold else UNSOLD,
+        data=_wire(values),
+        answer=answer.stored(),
+        decisions=_decisions(outcome, verdicts),
+        timeline=[*timeline, _event(now, "answer", answer.status)],
+    )
+    return ended, answer
+
+
+def _finish(lead: Lead, token: str) -> bool:
+    """Record the post's outcome (when its last sale did not); False when the claim was lost.
+    Once a sale is recorded the answer stands, whatever fails here."""
+    try:
+        return leads.finish(lead, token)
+    except (ClientError, BotoCoreError):
+        if lead.status != SOLD:
+            raise  # nothing was sold: the publisher may retry
+        logger.exception("lead not finished; its recorded sales are answered")
+        return True
 
 
 def _recorded(lead_id: int, partner_id: int) -> bool:

@@ -158,12 +158,27 @@ def awaiting_queue(lead_id: int) -> set[int]:
 def clear_outbox(lead_id: int, partner_ids: Collection[int]) -> None:
     """These sales' messages are on the queue; the lead leaves the outbox once none waits and
     it is no longer being posted."""
+    queued = {":queued": {"NS": [str(p) for p in set(partner_ids)]}}
     if partner_ids:
+        # Mostly every sale awaiting its message was just queued: one write ends the outbox.
+        try:
+            dynamodb().update_item(
+                TableName=settings().leads_table,
+                Key=_key(lead_id),
+                UpdateExpression="REMOVE outbox, outbox_since, outbox_sales",
+                ConditionExpression="outbox_sales = :queued AND #s <> :posting",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=queued | {":posting": {"S": "posting"}},
+            )
+            return
+        except ClientError as error:
+            if not _failed_condition(error):
+                raise
         response = dynamodb().update_item(
             TableName=settings().leads_table,
             Key=_key(lead_id),
             UpdateExpression="DELETE outbox_sales :queued",
-            ExpressionAttributeValues={":queued": {"NS": [str(p) for p in set(partner_ids)]}},
+            ExpressionAttributeValues=queued,
             ReturnValues="ALL_NEW",
         )
         if "outbox_sales" in response.get("Attributes", {}):

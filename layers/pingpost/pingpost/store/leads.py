@@ -305,39 +305,44 @@ def claim(
     return Lead.of(response["Attributes"])
 
 
+def finishing(lead: Lead) -> tuple[str, str, dict[str, str], dict[str, Any]]:
+    """What records a post's outcome (`lead` as it ends, its `timeline` to append): the SET and
+    REMOVE clauses of an update, with their names and values. The last sale writes them with
+    it; `finish` alone when the post ends otherwise."""
+    sets = (
+        "#s = :status, #d = :data, extra = :extra, answer = :answer, matches = :matches,"
+        " decisions = :decisions, test = :test, consent = :consent,"
+        " timeline = list_append(if_not_exists(timeline, :none), :timeline), expires_at = :kept"
+    )
+    # A lead with sales leaves the outbox once their messages are queued.
+    removes = "claim, claimed_at" + ("" if lead.status == SOLD else ", outbox, outbox_since")
+    values = {
+        ":status": lead.status,
+        ":data": lead.data,
+        ":extra": lead.extra,
+        ":answer": lead.answer,
+        ":matches": lead.matches,
+        ":decisions": lead.decisions,
+        ":test": lead.test,
+        ":consent": lead.consent,
+        ":timeline": lead.timeline,
+        ":kept": kept_until(int(time.time())),
+        ":none": [],
+    }
+    return sets, removes, {"#s": "status", "#d": "data"}, values
+
+
 def finish(lead: Lead, token: str) -> bool:
     """Record a post's outcome if this post still holds the claim; `lead.timeline` is appended."""
+    sets, removes, names, values = finishing(lead)
     try:
         dynamodb().update_item(
             TableName=settings().leads_table,
             Key={"lead_id": {"N": str(lead.lead_id)}},
-            UpdateExpression=(
-                "SET #s = :status, #d = :data, extra = :extra, answer = :answer,"
-                " matches = :matches, decisions = :decisions, test = :test, consent = :consent,"
-                " timeline = list_append(if_not_exists(timeline, :none), :timeline),"
-                " expires_at = :kept REMOVE claim, claimed_at"
-                # A lead with sales leaves the outbox once their messages are queued.
-                + ("" if lead.status == SOLD else ", outbox, outbox_since")
-            ),
+            UpdateExpression=f"SET {sets} REMOVE {removes}",
             ConditionExpression="#s = :posting AND claim = :token",
-            ExpressionAttributeNames={"#s": "status", "#d": "data"},
-            ExpressionAttributeValues=to_item(
-                {
-                    ":status": lead.status,
-                    ":data": lead.data,
-                    ":extra": lead.extra,
-                    ":answer": lead.answer,
-                    ":matches": lead.matches,
-                    ":decisions": lead.decisions,
-                    ":test": lead.test,
-                    ":consent": lead.consent,
-                    ":timeline": lead.timeline,
-                    ":kept": kept_until(int(time.time())),
-                    ":none": [],
-                    ":posting": POSTING,
-                    ":token": token,
-                }
-            ),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item(values | {":posting": POSTING, ":token": token}),
         )
     except ClientError as error:
         if _conditional_failed(error):

@@ -27,7 +27,7 @@ from pingpost.matching import NOT_TEST_PARTNER, TEST_PARTNER, Periods, Usage, pe
 from pingpost.models import Partner
 from pingpost.store import Expiring, dynamodb, from_item, to_item
 from pingpost.store.deliveries import QUEUED, outbox_shard
-from pingpost.store.leads import kept_until
+from pingpost.store.leads import Lead, finishing, kept_until
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
@@ -104,36 +104,50 @@ def _read(keys: Sequence[str]) -> dict[str, Mapping[str, Decimal]]:
 
 
 def _lead_update(
-    lead_id: int, token: str, partner: Partner, price: Decimal, allowed: int, now_ms: int
+    lead_id: int,
+    token: str,
+    partner: Partner,
+    price: Decimal,
+    allowed: int,
+    now_ms: int,
+    finished: Lead | None,
 ) -> TransactWriteItemTypeDef:
+    # The sale joins the lead's outbox (outbox_sales) until its message is on the queue.
+    sets = (
+        "sold_to.#p = :price, deliveries.#p = :queued, outbox = :shard,"
+        " outbox_since = if_not_exists(outbox_since, :now)"
+    )
+    update = " ADD times_sold :one, outbox_sales :sale, beat :one"
+    names = {"#s": "status", "#p": str(partner.id)}
+    values: dict[str, Any] = {
+        ":price": price,
+        ":one": 1,
+        ":posting": "posting",
+        ":token": token,
+        ":allowed": allowed,
+        ":queued": {"state": QUEUED, "attempts": 0},
+        ":shard": outbox_shard(lead_id),
+        ":now": now_ms,
+        ":sale": {partner.id},
+    }
+    if finished is not None:
+        # The post's last sale records its outcome too: no write of its own.
+        more, removes, more_names, more_values = finishing(finished)
+        sets += ", " + more
+        update += " REMOVE " + removes
+        names |= more_names
+        values |= more_values
     return {
         "Update": {
             "TableName": settings().leads_table,
             "Key": {"lead_id": {"N": str(lead_id)}},
-            # The sale joins the lead's outbox (outbox_sales) until its message is on the queue.
-            "UpdateExpression": (
-                "SET sold_to.#p = :price, deliveries.#p = :queued, outbox = :shard,"
-                " outbox_since = if_not_exists(outbox_since, :now)"
-                " ADD times_sold :one, outbox_sales :sale, beat :one"
-            ),
+            "UpdateExpression": "SET " + sets + update,
             "ConditionExpression": (
                 "#s = :posting AND claim = :token AND attribute_not_exists(sold_to.#p)"
                 " AND (attribute_not_exists(times_sold) OR times_sold < :allowed)"
             ),
-            "ExpressionAttributeNames": {"#s": "status", "#p": str(partner.id)},
-            "ExpressionAttributeValues": to_item(
-                {
-                    ":price": price,
-                    ":one": 1,
-                    ":posting": "posting",
-                    ":token": token,
-                    ":allowed": allowed,
-                    ":queued": {"state": QUEUED, "attempts": 0},
-                    ":shard": outbox_shard(lead_id),
-                    ":now": now_ms,
-                    ":sale": {partner.id},
-                }
-            ),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": to_item(values),
         }
     }
 
@@ -192,15 +206,18 @@ def sell(
     allowed: int,
     consumer: Mapping[str, str],
     test: bool,
+    finished: Lead | None = None,
 ) -> str | None:
     """Sell the lead to `partner` at its price; None when sold, else why it was not.
 
     `consumer` maps "email"/"phone" to the lead's values, for the partner's dedupe window.
+    `finished`: the lead as the post ends if this sale is made (its last): recorded with it.
     """
     if partner.test != test:
         return TEST_PARTNER if partner.test else NOT_TEST_PARTNER  # test leads to test partners
     price = partner.price
-    items = [_lead_update(lead_id, token, partner, price, allowed, int(now.timestamp() * 1000))]
+    now_ms = int(now.timestamp() * 1000)
+    items = [_lead_update(lead_id, token, partner, price, allowed, now_ms, finished)]
     reasons = ["lead"]
     if not test:
         caps = partner.caps

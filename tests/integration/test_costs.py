@@ -1,0 +1,77 @@
+"""What each request costs on AWS: its calls and write units, counted by bench/cost.py.
+
+The figures are exact (calls are counted, units computed from item sizes), so any change that
+adds a call or a written item to ping, post, full or a delivery fails here, on purpose: it
+changes the price of every lead (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def figures() -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "cost.py"), "--pairs", "3", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    measured: dict[str, Any] = json.loads(done.stdout)
+    return measured
+
+
+def test_a_ping_is_one_put(figures: dict[str, Any]) -> None:
+    ping = figures["requests"]["ping"]
+    assert ping["calls"] == {"dynamodb.PutItem": 1}
+    assert ping["write_units"] == 1
+
+
+def test_a_post_reads_the_lead_sells_and_ends_it_in_one_transaction(
+    figures: dict[str, Any],
+) -> None:
+    post = figures["requests"]["post"]
+    # The lead read; claimed; one transaction of the sale (the lead, ended with it, and the
+    # partner's day counter: no cap, no dedupe window); its message; the outbox cleared.
+    assert post["calls"] == {
+        "dynamodb.GetItem": 1,
+        "dynamodb.UpdateItem": 2,
+        "dynamodb.TransactWriteItems": 1,
+        "sqs.SendMessageBatch": 1,
+    }
+    # The claim puts the lead in the outbox index and clearing it takes it out (1 + 1 each),
+    # the transaction's two items count twice.
+    assert post["write_units"] == 8
+
+
+def test_a_full_request_stores_sells_and_ends_the_lead_in_two_transactions(
+    figures: dict[str, Any],
+) -> None:
+    full = figures["requests"]["full"]
+    assert full["calls"] == {
+        "dynamodb.TransactWriteItems": 2,
+        "dynamodb.UpdateItem": 1,
+        "sqs.SendMessageBatch": 1,
+    }
+    assert full["write_units"] == 11
+
+
+def test_a_delivery_reads_the_lead_once_and_writes_it_twice(figures: dict[str, Any]) -> None:
+    delivery = figures["requests"]["delivery"]
+    assert delivery["calls"] == {"dynamodb.GetItem": 1, "dynamodb.UpdateItem": 2}
+    assert delivery["write_units"] == 2
+
+
+def test_a_lead_stays_under_one_write_unit(figures: dict[str, Any]) -> None:
+    assert figures["pinged_bytes"] < figures["lead_bytes"] < 1024
