@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 3000
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test lint typecheck pytest sam clean
+.PHONY: run test lint typecheck pytest bench clean
 
 # Every dependency at the version and hash of requirements.lock (tools/lock.py writes it).
 $(STAMP): pyproject.toml requirements.lock
@@ -35,6 +35,15 @@ typecheck: $(STAMP)
 # pytest exits 5 when it collects no test: that fails the run like any other non-zero code.
 pytest: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
+
+## make bench: every benchmark, as docs/performance.md reports them (about 15 minutes here)
+bench: $(STAMP)
+	$(BIN)/python bench/matching.py --sizes 100 10000 100000 --rounds 200
+	$(BIN)/python bench/decoding.py --rounds 200
+	$(BIN)/python bench/init.py --rounds 15
+	$(BIN)/python bench/cost.py --pairs 50
+	$(BIN)/python bench/partners.py --sizes 10000 100000 --changed 10
+	$(BIN)/python bench/memory.py --requests 200
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

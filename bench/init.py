@@ -32,12 +32,12 @@ FUNCTIONS = sorted(p.parent.name for p in (ROOT / "functions").glob("*/app.py"))
 RUNTIME = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py", "urllib3")
 
 TIMED = """
-import json, resource, sys, time
+import json, sys, time
 sys.path[:0] = {path!r}
 started = time.perf_counter()
 {body}
 elapsed = time.perf_counter() - started
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+rss = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
 print(json.dumps([elapsed, rss]))
 """
 FUNCTION = "import app"

@@ -171,8 +171,7 @@ def cold() -> None:
     """Forget every per-container copy, so each run makes the same calls."""
     from pingpost.store import counters, partners, sales, vendors
 
-    partners._cache.clear()
-    partners._everyone.clear()
+    partners.forget()
     vendors._cache.clear()
     sales._usage.clear()
     counters.lead_ids._next = counters.lead_ids._end  # the next lead ID reserves a block
