@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/decoding.py --rounds 200
 	$(BIN)/python bench/init.py --rounds 15
 	$(BIN)/python bench/cost.py --pairs 50
+	$(BIN)/python bench/warm.py --rounds 300
 	$(BIN)/python bench/partners.py --sizes 10000 100000 --changed 10
 	$(BIN)/python bench/memory.py --requests 200
 

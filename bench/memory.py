@@ -31,7 +31,7 @@ def peak():  # VmHWM: this process's own peak (ru_maxrss keeps the parent's acro
 import app
 imported = peak()
 from pingpost_local.gateway import LambdaContext as Context
-plan = json.loads(sys.argv[1])
+plan = json.loads(sys.stdin.read())
 for event in plan["events"]:
     result = app.lambda_handler(event, Context(plan["name"], 512, 10))
     if "statusCode" in result:
@@ -95,7 +95,8 @@ def measure(requests: int) -> dict[str, tuple[float, float, int]]:
             env = os.environ | {"PYTHONPATH": f"{ROOT / 'layers' / 'pingpost'}:{ROOT / 'local'}"}
             plan = json.dumps({"name": f"{name.title()}Function", "events": events})
             done = subprocess.run(
-                [sys.executable, "-c", CHILD, plan],
+                [sys.executable, "-c", CHILD],
+                input=plan,
                 cwd=folder,
                 env=env,
                 capture_output=True,

@@ -288,8 +288,13 @@ def local_function(
         handler,
         function_environment(template, function_id, physical, parameters),
         function_name=name if isinstance(name, str) else None,
-        memory_limit_in_mb=int(props.get("MemorySize", 128)),
-        timeout_seconds=float(props.get("Timeout", 3)),
+        # A parameter may size them (Ref): resolved as CloudFormation would.
+        memory_limit_in_mb=int(
+            resolve(props.get("MemorySize", 128), physical, parameters, template=template)
+        ),
+        timeout_seconds=float(
+            resolve(props.get("Timeout", 3), physical, parameters, template=template)
+        ),
     )
 
 

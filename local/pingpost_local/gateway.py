@@ -38,6 +38,7 @@ from pingpost_local.template import (
     load_template,
     parameter_values,
     region,
+    resolve,
 )
 
 # HTTP API refuses request payloads over 10 MB.
@@ -476,8 +477,20 @@ class Gateway:
             route.handler,
             environment,
             function_name=name if isinstance(name, str) else None,
-            memory_limit_in_mb=int(props.get("MemorySize", 128)),
-            timeout_seconds=float(props.get("Timeout", 3)),
+            # A parameter may size them (Ref): resolved as CloudFormation would.
+            memory_limit_in_mb=int(
+                resolve(
+                    props.get("MemorySize", 128),
+                    self.physical,
+                    self.parameters,
+                    template=self.template,
+                )
+            ),
+            timeout_seconds=float(
+                resolve(
+                    props.get("Timeout", 3), self.physical, self.parameters, template=self.template
+                )
+            ),
             serialize=serialize,
         )
 
