@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import run_bench
 
 RUNS = {
     "warm": ["--rounds", "3"],
@@ -19,17 +16,9 @@ RUNS = {
 
 @pytest.mark.parametrize("bench", sorted(RUNS))
 def test_a_benchmark_prints_its_table(bench: str) -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / f"{bench}.py"), *RUNS[bench]],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
-    assert len(rows) >= 4, done.stdout
+    printed = run_bench(bench, *RUNS[bench])
+    rows = [line for line in printed.splitlines() if line.startswith("| ")]
+    assert len(rows) >= 4, printed
     if bench in ("warm", "memory", "init"):
         # A row per function (or kind of request) it measures, every figure a number.
         for row in rows[1:]:

@@ -8,27 +8,16 @@ changes the price of every lead (docs/performance.md).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import run_bench
 
 
 @pytest.fixture(scope="module")
 def figures() -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "cost.py"), "--pairs", "3", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    measured: dict[str, Any] = json.loads(done.stdout)
+    measured: dict[str, Any] = json.loads(run_bench("cost", "--pairs", "3", "--json"))
     return measured
 
 
