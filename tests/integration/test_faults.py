@@ -441,3 +441,54 @@ def test_a_full_request_retried_after_the_sweep_ended_it_unsold_is_sold(
     assert ("sweep", "post abandoned: nothing sold; its request died") in events
     assert any("died before selling anything" in detail for _, detail in events)
     assert day_sales(985) == 1
+
+
+def test_a_lost_last_sale_answers_what_the_lead_holds_when_another_post_made_that_sale(
+    sales: Any, partner: Any
+) -> None:
+    # Found in review: the last sale ends the lead with it; when its answer was lost, the post
+    # took "the partner is in sold_to" for its own write, though a post that took the lead over
+    # meanwhile had sold that partner and ended the lead with its own answer. The publisher was
+    # told this post's answer, not the one the lead holds.
+    from pingpost.store import leads
+
+    sales(buyer(985, partner.url))
+    raw = boto3.client("dynamodb")
+
+    def taken_over(params: dict[str, Any]) -> bool:
+        """Before this post's sale is sent: another post sells partner 985 and ends the lead."""
+        update = params["TransactItems"][0].get("Update")
+        if update is None:
+            return False  # the full request storing its lead
+        raw.update_item(
+            TableName=os.environ["LEADS_TABLE"],
+            Key=update["Key"],
+            UpdateExpression=(
+                "SET sold_to.#p = :price, #s = :sold, answer = :answer, ended_by = :other"
+                " REMOVE claim"
+            ),
+            ExpressionAttributeNames={"#p": "985", "#s": "status"},
+            ExpressionAttributeValues={
+                ":price": {"N": "30"},
+                ":sold": {"S": "sold"},
+                ":answer": {
+                    "M": {
+                        "status": {"S": "Matched"},
+                        "lead_id": update["Key"]["lead_id"],
+                        "price": {"NULL": True},
+                        "matches": {"N": "7"},
+                        "hashes": {"L": []},
+                        "partners": {"L": []},
+                    }
+                },
+                ":other": {"S": "the post that took over"},
+            },
+        )
+        return True
+
+    with fault(dynamodb(), "TransactWriteItems", when=taken_over) as failed:
+        answer = full()
+    assert failed.hits == 1
+    stored = leads.get(answer.lead_id)
+    assert stored is not None and stored.ended_by == "the post that took over"
+    assert (answer.status, answer.matches) == ("Matched", 7)  # what the lead holds

@@ -450,8 +450,12 @@ def _sell(
                 finished=ending,
             )
         except (ClientError, BotoCoreError):
-            if _recorded(lead.lead_id, partner.id):
+            stored = _reread(lead.lead_id)
+            if stored is not None and str(partner.id) in stored.sold_to:
                 why = None  # the sale was applied; only its answer was lost
+                # It ended the lead only if this post's write made the sale (not a post that
+                # took the lead over meanwhile and sold the same partner).
+                ending = ending if stored.ended_by == token else None
             elif sold:
                 logger.exception("sale failed; the lead's earlier sales are answered")
                 break
@@ -512,13 +516,12 @@ def _finish(lead: Lead, token: str) -> bool:
         return True
 
 
-def _recorded(lead_id: int, partner_id: int) -> bool:
-    """Whether the lead's record holds a sale to the partner (after a sale's answer was lost)."""
+def _reread(lead_id: int) -> Lead | None:
+    """The lead as stored (after a sale's answer was lost), or None if it cannot be read."""
     try:
-        lead = leads.get(lead_id)
+        return leads.get(lead_id)
     except (ClientError, BotoCoreError):
-        return False
-    return lead is not None and str(partner_id) in lead.sold_to
+        return None
 
 
 def _owned(lead_id: int, vendor: Vendor) -> Lead:

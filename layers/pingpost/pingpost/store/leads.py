@@ -48,6 +48,7 @@ class Lead:
     consent: dict[str, Any] = field(default_factory=dict)
     expires_at: int | None = None  # epoch seconds: the ping's TTL, then the retention
     claim: str | None = None  # the token of the post (or full request) selling the lead now
+    ended_by: str | None = None  # the token of the post whose write recorded its outcome
     claimed_at: int | None = None  # epoch milliseconds, by the claimant's clock (for reading)
     # The claimant's progress: every sale adds one. A claim whose token and beat stay the same
     # while another request (or the sweep) watches is presumed dead: stored values, no clocks.
@@ -307,12 +308,13 @@ def claim(
 
 def finishing(lead: Lead) -> tuple[str, str, dict[str, str], dict[str, Any]]:
     """What records a post's outcome (`lead` as it ends, its `timeline` to append): the SET and
-    REMOVE clauses of an update, with their names and values. The last sale writes them with
-    it; `finish` alone when the post ends otherwise."""
+    REMOVE clauses of an update, with their names and values (`:token`, the post's, is the
+    caller's). The last sale writes them with it; `finish` alone when the post ends otherwise."""
     sets = (
         "#s = :status, #d = :data, extra = :extra, answer = :answer, matches = :matches,"
         " decisions = :decisions, test = :test, consent = :consent,"
-        " timeline = list_append(if_not_exists(timeline, :none), :timeline), expires_at = :kept"
+        " timeline = list_append(if_not_exists(timeline, :none), :timeline), expires_at = :kept,"
+        " ended_by = :token"
     )
     # A lead with sales leaves the outbox once their messages are queued.
     removes = "claim, claimed_at" + ("" if lead.status == SOLD else ", outbox, outbox_since")

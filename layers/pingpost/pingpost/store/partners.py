@@ -1,12 +1,14 @@
 """The partners table: buyers, kept in the container and refreshed by what changed.
 
-A container reads every partner once (a scan). After that, at most every `cache_seconds`, it
-reads the partners' version (one item of the counters table): when it is the version the
-container has, nothing else is read; when it moved, the container queries the `by_change`
-index for the partners written since and applies them. Every write of a partner gives it the
-next version, in one transaction with the version item (conditional on the version before), so
-no version is skipped or given twice. A partner is never deleted by the exchange: pausing one
-writes it `active: false`.
+A container reads every partner once (a strongly consistent scan). After that, at most every
+`cache_seconds`, it reads the partners' version item (in the counters table): when its version
+is the one the container has, nothing else is read; when it moved, the item's log names the
+partners of its last `LOG` writes, and the container reads those partners again (strongly
+consistent, so it gets them as they are now, whatever the order their writes landed in). A
+container further behind than the log reaches reads every partner again. Every write of a
+partner takes the next version and adds itself to the log in one transaction with the partner
+(conditional on the version before), so no version is skipped or given twice. A partner is
+never deleted by the exchange: pausing one writes it `active: false`.
 
 A delivery looks its partner up by id (one read, kept `cache_seconds`), never the whole table.
 """
@@ -27,7 +29,7 @@ from pingpost.models import Partner
 from pingpost.store import Expiring, dynamodb, from_item, secrets, to_item
 
 VERSION = "partners#version"  # the counters table's item counting partner writes
-CHANGES = "changes"  # the by_change index's one partition: every versioned partner is in it
+LOG = 100  # the version item names the partners of this many latest writes
 _ATTEMPTS = 20
 
 
@@ -62,63 +64,65 @@ def _fresh() -> _Copy:
         copy = _kept.copy
         if copy is not None and now - _kept.checked < settings().cache_seconds:
             return copy
-        version = _version()
-        if copy is None or version < copy.version:
+        version, log = _version()
+        if copy is None or version < copy.version or not _reaches(log, copy.version, version):
             copy = _made(version, {p.id: p for p in all_partners()})
         elif version > copy.version:
-            copy = _changed(copy, version)
+            copy = _changed(copy, version, {p for change, p in log if change > copy.version})
         _kept.copy, _kept.checked = copy, now
         return copy
+
+
+def _reaches(log: list[tuple[int, int]], seen: int, version: int) -> bool:
+    """Whether the log names every write after version `seen` (up to `version`)."""
+    return version == seen or (bool(log) and min(change for change, _ in log) <= seen + 1)
 
 
 def _made(version: int, partners: dict[int, Partner]) -> _Copy:
     return _Copy(version, partners, PartnerSet(p for p in partners.values() if p.active))
 
 
-def _changed(copy: _Copy, version: int) -> _Copy:
-    """The copy with the partners written since its version. The index is eventually
-    consistent: until it shows every write up to `version`, the copy keeps its version, so the
-    next look asks again for all of them (applying a partner twice changes nothing)."""
-    pages = (
-        dynamodb()
-        .get_paginator("query")
-        .paginate(
-            TableName=settings().partners_table,
-            IndexName="by_change",
-            KeyConditionExpression="changes = :all AND change > :seen",
-            ExpressionAttributeValues={
-                ":all": {"S": CHANGES},
-                ":seen": {"N": str(copy.version)},
-            },
-        )
-    )
-    items = [from_item(item) for page in pages for item in page.get("Items", [])]
-    if not items:
-        return copy
-    newest = max(int(item["change"]) for item in items)
-    partners = copy.partners | {p.id: p for p in map(_partner, items)}
-    return _made(version if newest >= version else copy.version, partners)
+def _changed(copy: _Copy, version: int, written: set[int]) -> _Copy:
+    """The copy with the partners written since its version, read as they are now."""
+    table = settings().partners_table
+    found: dict[int, Partner] = {}
+    keys = [{"partner_id": {"N": str(p)}} for p in sorted(written)]
+    pending: Any = {table: {"Keys": keys, "ConsistentRead": True}}
+    while pending:
+        response = dynamodb().batch_get_item(RequestItems=pending)
+        for item in response.get("Responses", {}).get(table, []):
+            partner = _partner(from_item(item))
+            found[partner.id] = partner
+        pending = response.get("UnprocessedKeys") or None
+    kept = {i: p for i, p in copy.partners.items() if i not in written}
+    return _made(version, kept | found)
 
 
-def _version() -> int:
+def _version() -> tuple[int, list[tuple[int, int]]]:
+    """The partners' version, and its log: (version, partner ID) of the latest writes."""
     item = dynamodb().get_item(
         TableName=settings().counters_table,
         Key={"counter": {"S": VERSION}},
         ConsistentRead=True,
     )
-    return int(item.get("Item", {}).get("version", {}).get("N", 0))
+    values = from_item(item.get("Item", {}))
+    log = [(int(change), int(partner)) for change, partner in values.get("log", [])]
+    return int(values.get("version", 0)), log
 
 
 def all_partners() -> list[Partner]:
-    """Every partner, read from the table."""
-    pages = dynamodb().get_paginator("scan").paginate(TableName=settings().partners_table)
+    """Every partner, read from the table as it is now (a strongly consistent scan)."""
+    pages = (
+        dynamodb()
+        .get_paginator("scan")
+        .paginate(TableName=settings().partners_table, ConsistentRead=True)
+    )
     return [_partner(from_item(item)) for page in pages for item in page.get("Items", [])]
 
 
 def _partner(item: dict[str, Any]) -> Partner:
     item["id"] = item.pop("partner_id")
-    for kept in ("changes", "change"):
-        item.pop(kept, None)
+    item.pop("change", None)
     return Partner.model_validate(item)
 
 
@@ -132,10 +136,10 @@ def put(partner: Partner) -> None:
     elif not partner.delivery.secret_headers:
         secrets.forget(partner.id)  # headers removed: their values go too
     item["partner_id"] = item.pop("id")
-    item["changes"] = CHANGES
     for attempt in range(_ATTEMPTS):
-        version = _version()
-        item["change"] = version + 1
+        version, log = _version()
+        item["change"] = version + 1  # the version that wrote it, for the reader of the table
+        logged = [*log, (version + 1, partner.id)][-LOG:]
         try:
             dynamodb().transact_write_items(
                 TransactItems=[
@@ -144,14 +148,18 @@ def put(partner: Partner) -> None:
                         "Update": {
                             "TableName": settings().counters_table,
                             "Key": {"counter": {"S": VERSION}},
-                            "UpdateExpression": "SET version = :next",
+                            "UpdateExpression": "SET version = :next, #log = :log",
                             "ConditionExpression": (
                                 "attribute_not_exists(version) OR version = :seen"
                             ),
-                            "ExpressionAttributeValues": {
-                                ":next": {"N": str(version + 1)},
-                                ":seen": {"N": str(version)},
-                            },
+                            "ExpressionAttributeNames": {"#log": "log"},
+                            "ExpressionAttributeValues": to_item(
+                                {
+                                    ":next": version + 1,
+                                    ":seen": version,
+                                    ":log": [list(entry) for entry in logged],
+                                }
+                            ),
                         }
                     },
                 ]
