@@ -9,7 +9,8 @@ scan), a refresh when nothing changed (the version only), and a refresh after `-
 partners were written (the version, then those partners, read by id). A
 refresh's calls and units do not depend on how many partners there are. **At scale**, for each
 of `--sizes` (bench/matching.py's random partners, as stored): the read units of the first read
-(the scan reads every item: what every refresh cost before), and the milliseconds this process
+(a strongly consistent scan of every item; every refresh scanned them all, eventually
+consistent, at half that, before the version item), and the milliseconds this process
 spends making the copy from the stored items (validating and indexing every partner) and
 applying `--changed` partners to it (the index is built again), and the memory the copy holds
 (tracemalloc, measured apart). The embedded endpoint is too
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {units:,.1f} | {listed} |")
     print()
     print(
-        f"| partners | read units of a scan (every refresh before) | ms to make the copy"
+        f"| partners | read units of the first read | ms to make the copy"
         f" | ms to apply {args.changed} changed | MB the copy holds |"
     )
     print("|--:|--:|--:|--:|--:|")
