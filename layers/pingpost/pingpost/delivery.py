@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from lxml import etree
 
 from pingpost import outbound
+from pingpost.clock import now_ms as _now_ms
 from pingpost.fields import DATA_FIELDS
 from pingpost.models import Partner
 from pingpost.observability import logger, metrics
@@ -209,10 +210,6 @@ def deliver(message: Delivery) -> str:
     _settle(lead.lead_id, partner.id, deliveries.QUEUED, attempt.detail)
     metrics.add_metric(name="DeliveryAttemptFailed", unit=MetricUnit.Count, value=1)
     raise Undelivered(attempt.detail)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 _SETTLE_ATTEMPTS = 5

@@ -16,6 +16,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pingpost import consent
+from pingpost.clock import now_ms as _now_ms
 from pingpost.config import settings
 from pingpost.decoding import Request
 from pingpost.errors import (
@@ -106,10 +107,6 @@ def authenticate(key: str | None) -> Vendor:
             f"This Key is over its limit of {vendor.rate_limit} requests a second; retry shortly"
         )
     return vendor
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _ms(at: datetime) -> int:

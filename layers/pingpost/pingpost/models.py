@@ -17,6 +17,10 @@ from pingpost.urls import is_host_name
 
 Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # in date.weekday() order
+# A lead's status: pinged -> posting -> sold | unsold (or straight to sold | unsold in full mode).
+PINGED, POSTING, SOLD, UNSOLD = "pinged", "posting", "sold", "unsold"
+DONE = (SOLD, UNSOLD)
+
 _WINDOW = re.compile(r"^([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})$")
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from pingpost.clock import now_ms as _now_ms
 from pingpost.config import settings
 from pingpost.observability import logger, metrics
 from pingpost.responses import MATCHED, UNMATCHED, Answer
@@ -41,10 +42,6 @@ def backoff(redrives: int) -> int:
     """Seconds before the (redrives+1)-th redrive is delivered again."""
     delay: int = settings().redrive_base_seconds * 2**redrives
     return min(MAX_DELAY_SECONDS, delay)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def redrive(report: Report, deadline: float) -> None:

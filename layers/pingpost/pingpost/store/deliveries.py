@@ -12,6 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from pingpost.config import settings
+from pingpost.models import POSTING
 from pingpost.store import dynamodb, from_item, to_item
 
 QUEUED, SENDING, DELIVERED, FAILED = "queued", "sending", "delivered", "failed"
@@ -168,7 +169,7 @@ def clear_outbox(lead_id: int, partner_ids: Collection[int]) -> None:
                 UpdateExpression="REMOVE outbox, outbox_since, outbox_sales",
                 ConditionExpression="outbox_sales = :queued AND #s <> :posting",
                 ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=queued | {":posting": {"S": "posting"}},
+                ExpressionAttributeValues=queued | {":posting": {"S": POSTING}},
             )
             return
         except ClientError as error:
@@ -191,7 +192,7 @@ def clear_outbox(lead_id: int, partner_ids: Collection[int]) -> None:
             # A lead still being posted stays: the sweep ends it if its post died.
             ConditionExpression="attribute_not_exists(outbox_sales) AND #s <> :posting",
             ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":posting": {"S": "posting"}},
+            ExpressionAttributeValues={":posting": {"S": POSTING}},
         )
     except ClientError as error:
         if not _failed_condition(error):

@@ -23,8 +23,18 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from pingpost.config import settings
-from pingpost.matching import NOT_TEST_PARTNER, TEST_PARTNER, Periods, Usage, periods
-from pingpost.models import Partner
+from pingpost.matching import (
+    DAILY_BUDGET,
+    DAILY_CAP,
+    MONTHLY_CAP,
+    NOT_TEST_PARTNER,
+    TEST_PARTNER,
+    WEEKLY_CAP,
+    Periods,
+    Usage,
+    periods,
+)
+from pingpost.models import POSTING, Partner
 from pingpost.store import Expiring, dynamodb, from_item, to_item
 from pingpost.store.deliveries import QUEUED, outbox_shard
 from pingpost.store.leads import Lead, finishing, kept_until
@@ -122,7 +132,7 @@ def _lead_update(
     values: dict[str, Any] = {
         ":price": price,
         ":one": 1,
-        ":posting": "posting",
+        ":posting": POSTING,
         ":token": token,
         ":allowed": allowed,
         ":queued": {"state": QUEUED, "attempts": 0},
@@ -227,20 +237,20 @@ def sell(
         if caps.daily_budget:
             left = caps.daily_budget - price
             if left < 0:
-                return "daily budget"
+                return DAILY_BUDGET
         items.append(_counter_update(day, price, caps.daily, left, epoch + _KEEP_COUNTERS))
         reasons.append(
-            "daily cap or budget"
+            f"{DAILY_CAP} or budget"
             if caps.daily and caps.daily_budget
-            else ("daily budget" if caps.daily_budget else "daily cap")
+            else (DAILY_BUDGET if caps.daily_budget else DAILY_CAP)
         )
         _, weekly, monthly = _capped(partner)
         if weekly:
             items.append(_counter_update(week, None, caps.weekly, None, epoch + _KEEP_COUNTERS))
-            reasons.append("weekly cap")
+            reasons.append(WEEKLY_CAP)
         if monthly:
             items.append(_counter_update(month, None, caps.monthly, None, epoch + _KEEP_COUNTERS))
-            reasons.append("monthly cap")
+            reasons.append(MONTHLY_CAP)
         if partner.dedupe_days:
             for kind, value in sorted(consumer.items()):
                 if value:
@@ -276,7 +286,7 @@ def _why(
     from pingpost.store import leads
 
     lead = leads.get(lead_id)
-    if lead is None or lead.status != "posting":
+    if lead is None or lead.status != POSTING:
         return LOST
     if str(partner.id) in lead.sold_to:
         return ALREADY
