@@ -36,7 +36,7 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 
-## make bench: every benchmark, as docs/performance.md reports them (about 15 minutes here)
+## make bench: every benchmark, as docs/performance.md reports them
 bench: $(STAMP)
 	$(BIN)/python bench/matching.py --sizes 100 10000 100000 --rounds 200
 	$(BIN)/python bench/decoding.py --rounds 200
