@@ -110,8 +110,8 @@ class Exchange:
     def __init__(self) -> None:
         import boto3
 
+        from pingpost_local.embedded_aws import start_aws_endpoint
         from pingpost_local.partner import DemoPartner
-        from pingpost_local.server import start_aws_endpoint
         from pingpost_local.template import (
             create_resources,
             function_environment,

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 def _endpoint() -> Any:
     import boto3
 
-    from pingpost_local.server import start_aws_endpoint
+    from pingpost_local.embedded_aws import start_aws_endpoint
     from pingpost_local.template import create_resources, load_template, parameter_values
 
     server, url = start_aws_endpoint()

@@ -30,7 +30,7 @@ def aws() -> Iterator[str]:
     """An embedded AWS endpoint (moto server mode) with every table and queue of template.yaml."""
     import boto3
 
-    from pingpost_local.server import start_aws_endpoint
+    from pingpost_local.embedded_aws import start_aws_endpoint
     from pingpost_local.template import (
         create_resources,
         function_environment,
@@ -66,7 +66,7 @@ def aws() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def aws_endpoint() -> Iterator[str]:
     """An embedded AWS endpoint of the test module's own, with nothing created in it."""
-    from pingpost_local.server import start_aws_endpoint
+    from pingpost_local.embedded_aws import start_aws_endpoint
 
     server, url = start_aws_endpoint()
     try:

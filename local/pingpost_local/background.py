@@ -6,7 +6,10 @@ import threading
 from abc import ABC, abstractmethod
 from http.server import ThreadingHTTPServer
 from types import TracebackType
-from typing import Self
+from typing import Final, Self
+
+# Everything the local runner serves listens on loopback only.
+LOOPBACK: Final = "127.0.0.1"
 
 
 class Loop(ABC):

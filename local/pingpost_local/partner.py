@@ -15,9 +15,8 @@ from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
-from pingpost_local.background import Served
+from pingpost_local.background import LOOPBACK, Served
 
-LOOPBACK: Final = "127.0.0.1"
 MAX_BODY_BYTES: Final = 1024 * 1024
 # Longer would only hold a delivering function until its own timeout.
 MAX_LATENCY_SECONDS: Final = 300.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import signal
@@ -18,9 +17,9 @@ from typing import Any, Final
 import boto3
 from moto.server import ThreadedMotoServer
 
-from pingpost_local.background import Served
+from pingpost_local.background import LOOPBACK, Served
 from pingpost_local.cors import CorsError, merge_origins, parse_origin
-from pingpost_local.dynamodb import make_safe
+from pingpost_local.embedded_aws import start_aws_endpoint
 from pingpost_local.events import EventSources, event_sources
 from pingpost_local.gateway import (
     MAX_BODY_BYTES,
@@ -33,26 +32,12 @@ from pingpost_local.gateway import message_response as _message_response
 from pingpost_local.partner import DemoPartner
 from pingpost_local.template import Route, create_resources, load_template, parameter_values
 
-LOOPBACK: Final = "127.0.0.1"
 # Idle keep-alive connections are dropped after this long so threads don't pile up.
 IDLE_TIMEOUT_SECONDS: Final = 60.0
 # The local demo delivers over plain http to loopback; everywhere else partners need https.
 LOCAL_DELIVERY_HTTP_HOSTS: Final = "127.0.0.1,localhost"
 # The template parameter naming the origins browsers may call the API from.
 CORS_ORIGINS_PARAMETER: Final = "CorsOrigins"
-
-
-def start_aws_endpoint() -> tuple[ThreadedMotoServer, str]:
-    """Start moto's server mode on a free loopback port; return the server and its URL."""
-    make_safe()
-    werkzeug_log = logging.getLogger("werkzeug")
-    if werkzeug_log.level == logging.NOTSET:
-        # moto logs every AWS call through werkzeug; that would drown the exchange's own log.
-        werkzeug_log.setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    return server, f"http://{host}:{port}"
 
 
 class _ExchangeHTTPServer(ThreadingHTTPServer):

@@ -1,0 +1,129 @@
+"""The embedded AWS endpoint: moto's server mode on loopback, repaired for concurrent use.
+
+moto's backends share state without locks, and the local runner calls them from many threads
+(requests, SQS pollers, schedules). Three repairs make it a faithful stand-in:
+1. One DynamoDB call at a time: its TransactWriteItems snapshots tables while other threads
+   write to them.
+2. TransactWriteItems snapshots only the items it touches: moto deep-copies every table the
+   transaction names, so each sale would cost time growing with the whole leads table.
+3. One SQS call at a time, except while a long poll waits: pollers receiving at once could
+   take the same message twice, or fail while moving a message to its dead-letter queue
+   (ValueError from list.remove) and so hide it until its visibility timeout ends.
+AWS itself has none of these limits; the exchange's code is unchanged, only the stand-in is
+fixed. The repairs reach into moto's internals, so pyproject.toml pins moto to the range
+tested here (tests/integration/test_local_aws.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import types
+from typing import Any
+
+from moto.server import ThreadedMotoServer
+
+from pingpost_local.background import LOOPBACK
+
+_DYNAMODB_LOCK = threading.Lock()
+_SQS_LOCK = threading.Lock()
+_REAL_DEEPCOPY = copy.deepcopy
+
+
+def start_aws_endpoint() -> tuple[ThreadedMotoServer, str]:
+    """Start moto's server mode on a free loopback port; return the server and its URL."""
+    make_safe()
+    werkzeug_log = logging.getLogger("werkzeug")
+    if werkzeug_log.level == logging.NOTSET:
+        # moto logs every AWS call through werkzeug; that would drown the exchange's own log.
+        werkzeug_log.setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    return server, f"http://{host}:{port}"
+
+
+def make_safe() -> None:
+    """Apply the repairs to moto in this process (once)."""
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.sqs.models import Queue
+    from moto.sqs.responses import SQSResponse
+
+    if getattr(DynamoHandler.call_action, "_pingpost", False):
+        return
+    _one_at_a_time(DynamoHandler, _DYNAMODB_LOCK)
+    _transactions_copy_items()
+    _one_at_a_time(SQSResponse, _SQS_LOCK)
+    waiting = Queue.wait_for_messages
+
+    def wait_for_messages(self: Queue, timeout: int) -> None:
+        # A long poll waits for messages that other calls send: it lets them in meanwhile.
+        _SQS_LOCK.release()
+        try:
+            waiting(self, timeout)
+        finally:
+            _SQS_LOCK.acquire()
+
+    Queue.wait_for_messages = wait_for_messages  # type: ignore[method-assign]
+
+
+def _one_at_a_time(handler: Any, lock: threading.Lock) -> None:
+    unlocked = handler.call_action
+
+    def call_action(self: Any) -> Any:
+        with lock:
+            return unlocked(self)
+
+    call_action._pingpost = True  # type: ignore[attr-defined]
+    handler.call_action = call_action
+
+
+def _transactions_copy_items() -> None:
+    from moto.dynamodb import models
+    from moto.dynamodb.models.table import Table
+
+    backend = models.DynamoDBBackend
+    whole_tables = backend.transact_write_items
+    # Inside moto's transaction, "copy.deepcopy(table)" hands back the table itself.
+    shallow = types.SimpleNamespace(
+        deepcopy=lambda value, memo=None: (
+            value if isinstance(value, Table) else _REAL_DEEPCOPY(value, memo)
+        )
+    )
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        saved = [_snapshot(self, op) for item in transact_items for op in item.values()]
+        setattr(models, "copy", shallow)  # noqa: B010 - the module moto's code reads
+        try:
+            whole_tables(self, transact_items)
+        except Exception:
+            for table_name, key, before in reversed(saved):
+                _restore(self, table_name, key, before)
+            raise
+        finally:
+            setattr(models, "copy", copy)  # noqa: B010
+
+    backend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+def _snapshot(backend: Any, op: dict[str, Any]) -> tuple[str, dict[str, Any], Any]:
+    table_name = op["TableName"]
+    table = backend.get_table(table_name)
+    if "Key" in op:
+        key = op["Key"]
+    else:
+        attrs = op["Item"]
+        key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+        if table.range_key_attr is not None:
+            key[table.range_key_attr] = attrs[table.range_key_attr]
+    item = backend.get_item(table_name, key)
+    return table_name, key, None if item is None else _REAL_DEEPCOPY(item.to_json()["Attributes"])
+
+
+def _restore(backend: Any, table_name: str, key: dict[str, Any], before: Any) -> None:
+    if before is None:
+        if backend.get_item(table_name, key) is not None:
+            backend.delete_item(table_name, key)
+    else:
+        backend.put_item(table_name, before)

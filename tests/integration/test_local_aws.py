@@ -1,0 +1,100 @@
+"""The embedded AWS endpoint stays faithful when several pollers and writers call it at once."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+from botocore.config import Config
+
+from tests.conftest import _sqs
+
+MESSAGES = 300
+POLLERS = 6
+
+
+def test_concurrent_pollers_move_each_message_to_the_dead_letter_queue_once(
+    aws_endpoint: str,
+) -> None:
+    # Given a queue whose messages were all received once, with a redrive after one receive
+    sqs = _sqs(aws_endpoint)
+    dead = sqs.create_queue(QueueName="proof-dead")["QueueUrl"]
+    dead_arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    policy = {"deadLetterTargetArn": dead_arn, "maxReceiveCount": "1"}
+    queue = sqs.create_queue(
+        QueueName="proof-live",
+        Attributes={"RedrivePolicy": json.dumps(policy), "VisibilityTimeout": "1"},
+    )["QueueUrl"]
+    for start in range(0, MESSAGES, 10):
+        entries = [{"Id": str(n), "MessageBody": str(n)} for n in range(start, start + 10)]
+        sqs.send_message_batch(QueueUrl=queue, Entries=entries)
+    seen: set[str] = set()
+    while len(seen) < MESSAGES:
+        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)
+        seen.update(message["Body"] for message in got.get("Messages", []))
+    time.sleep(1.1)  # the visibility timeout: they are all visible again
+
+    # When several pollers receive at once, so that each finds them all due for the redrive
+    start = threading.Barrier(POLLERS)
+
+    def poll(_: int) -> int:
+        client = boto3.client(
+            "sqs",
+            endpoint_url=aws_endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"total_max_attempts": 1}),  # a failed call is not hidden
+        )
+        start.wait()
+        received = 0
+        for _ in range(20):
+            got = client.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            received += len(got.get("Messages", []))
+        return received
+
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns often, as on a busy machine
+    try:
+        with ThreadPoolExecutor(POLLERS) as pool:
+            received = sum(pool.map(poll, range(POLLERS)))
+    finally:
+        sys.setswitchinterval(switching)
+
+    # Then no call fails, none is received again, and each message is dead-lettered exactly once
+    assert received == 0
+    bodies: list[str] = []
+    deadline = time.monotonic() + 30
+    while len(bodies) < MESSAGES and time.monotonic() < deadline:
+        got = sqs.receive_message(QueueUrl=dead, MaxNumberOfMessages=10, VisibilityTimeout=60)
+        bodies += [message["Body"] for message in got.get("Messages", [])]
+    assert sorted(bodies, key=int) == [str(n) for n in range(MESSAGES)]
+
+
+def test_a_long_poll_does_not_hold_up_other_calls(aws_endpoint: str) -> None:
+    # Given a poller waiting on an empty queue
+    sqs = _sqs(aws_endpoint)
+    queue = sqs.create_queue(QueueName="long-poll")["QueueUrl"]
+    received: list[str] = []
+
+    def wait() -> None:
+        got = _sqs(aws_endpoint).receive_message(QueueUrl=queue, WaitTimeSeconds=5)
+        received.extend(message["Body"] for message in got.get("Messages", []))
+
+    waiting = threading.Thread(target=wait)
+    waiting.start()
+    time.sleep(0.5)
+
+    # When another client sends while it waits
+    sqs.send_message(QueueUrl=queue, MessageBody="hello")
+    waiting.join(timeout=10)
+
+    # Then the send was not held up, and the waiting poller got the message
+    assert not waiting.is_alive()
+    assert received == ["hello"]
