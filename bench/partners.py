@@ -25,7 +25,10 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pingpost.models import Partner
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -110,11 +113,11 @@ def refreshes(loaded: int, changed: int) -> list[tuple[str, float, dict[str, int
         partners.forget()
         rows = [(f"first read ({loaded:,} partners)", *_timed(meter, partners.current))]
         rows.append(("refresh, nothing changed", *_timed(meter, partners.current)))
-        some = sorted(partners.current().all(), key=lambda p: p.id)[:changed]
+        some = sorted(partners.current().partners.values(), key=lambda p: p.id)[:changed]
         for partner in some:
             partners.put(partner.model_copy(update={"price": partner.price + 1}))
         rows.append((f"refresh, {changed} changed", *_timed(meter, partners.current)))
-        now = {p.id: p for p in partners.current().all()}
+        now = {p.id: p for p in partners.current().partners.values()}
         assert all(now[p.id].price == p.price + 1 for p in some)
         return rows
     finally:
@@ -127,28 +130,32 @@ def at_scale(count: int, changed: int) -> tuple[float, float, float, float]:
     import math
     import tracemalloc
 
-    from pingpost.store import from_item, partners
+    from pingpost.matching import PartnerSet
+    from pingpost.store import partners
     from pingpost_local.meter import item_size
+
+    def copy_of(stored: list[dict[str, Any]]) -> tuple[dict[int, Partner], PartnerSet]:
+        """What a container makes of the partners it reads: each parsed, the active indexed."""
+        every = {p.id: p for p in map(partners.stored, stored)}
+        return every, PartnerSet(p for p in every.values() if p.active)
 
     items = _stored(count)
     # A strongly consistent scan is billed by the data it reads, 4 KB a unit.
     units = float(math.ceil(sum(item_size(i) for i in items) / 4096))
     started = time.perf_counter()
-    copy = partners._made(
-        count, {p.id: p for p in (partners._partner(from_item(i)) for i in items)}
-    )
+    every, _ = copy_of(items)
     made = time.perf_counter() - started
-    new = [partners._partner(from_item(i)) for i in items[:changed]]
+    new = [partners.stored(i) for i in items[:changed]]
     started = time.perf_counter()
-    partners._made(count + changed, copy.partners | {p.id: p for p in new})
+    changed_copy = every | {p.id: p for p in new}
+    PartnerSet(p for p in changed_copy.values() if p.active)
     applied = time.perf_counter() - started
-    del copy
+    del every, changed_copy
     tracemalloc.start()  # apart from the timing: it slows what it watches
-    loaded = (partners._partner(from_item(i)) for i in items)
-    kept = partners._made(count, {p.id: p for p in loaded})
+    kept = copy_of(items)
     held = tracemalloc.get_traced_memory()[0] / 2**20
     tracemalloc.stop()
-    assert len(kept.partners) == count
+    assert len(kept[0]) == count
     return units, made * 1000, applied * 1000, held
 
 

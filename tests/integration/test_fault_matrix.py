@@ -152,7 +152,7 @@ def today() -> str:
     """The buyer's day (its counters' period) now."""
     from datetime import UTC, datetime
 
-    from pingpost.matching import periods
+    from pingpost.caps import periods
     from pingpost.store import partners
 
     buyer_ = partners.by_id(PARTNER)

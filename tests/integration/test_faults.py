@@ -169,7 +169,7 @@ def test_a_repost_that_takes_over_answers_and_queues_the_sales_already_made(
 def store_partners() -> Any:
     from pingpost.store import partners
 
-    return partners.current().all()
+    return partners.current().partners.values()
 
 
 def test_a_full_request_whose_finish_fails_after_its_sale_is_answered_matched(

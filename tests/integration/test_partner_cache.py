@@ -46,8 +46,16 @@ def counting() -> Iterator[Counter[str]]:
 def _partner(partner_id: int) -> Any:
     from pingpost.store import partners
 
-    (found,) = [p for p in partners.current().all() if p.id == partner_id]
+    (found,) = [p for p in partners.current().partners.values() if p.id == partner_id]
     return found
+
+
+def _matching() -> set[int]:
+    """The partners the exchange matches leads against now."""
+    from pingpost import exchange
+    from pingpost.store import partners
+
+    return {p.id for p in exchange._indexed(partners.current()).all()}
 
 
 def test_a_new_container_reads_every_partner_then_only_the_version(demo: None) -> None:
@@ -59,6 +67,11 @@ def test_a_new_container_reads_every_partner_then_only_the_version(demo: None) -
     with counting() as again:
         partners.current()  # the tests keep nothing: every use looks at the version
     assert again == {"GetItem": 1}
+    # Nothing changed: the same copy, so the exchange's matching index is not built again.
+    assert partners.current() is partners.current()
+    from pingpost import exchange
+
+    assert exchange._indexed(partners.current()) is exchange._indexed(partners.current())
 
 
 def test_a_partner_written_is_read_alone_and_applied(demo: None) -> None:
@@ -72,9 +85,10 @@ def test_a_partner_written_is_read_alone_and_applied(demo: None) -> None:
     assert after.price == before.price + 1
     # A partner paused leaves the partners that match, and comes back when resumed.
     partners.put(after.model_copy(update={"active": False}))
-    assert 142 not in {p.id for p in partners.current().all()}
+    assert 142 not in _matching()
+    assert not partners.current().partners[142].active
     partners.put(after.model_copy(update={"active": True}))
-    assert 142 in {p.id for p in partners.current().all()}
+    assert 142 in _matching()
 
 
 def test_partners_written_at_once_each_take_their_own_version(demo: None) -> None:
@@ -92,7 +106,7 @@ def test_partners_written_at_once_each_take_their_own_version(demo: None) -> Non
         if 7000 <= int(item["partner_id"]["N"]) < 7012
     )
     assert changes == list(range(version + 1, version + 13))
-    assert {p.id for p in written} <= {p.id for p in partners.current().all()}
+    assert {p.id for p in written} <= {p.id for p in partners.current().partners.values()}
     assert partners._kept.copy.version == version + 12  # type: ignore[union-attr]
     client = boto3.client("dynamodb")
     for partner in written:
@@ -111,7 +125,7 @@ def test_a_container_further_behind_than_the_log_reads_every_partner_again(demo:
     for partner in written:
         partners.put(partner)
     with counting() as made:
-        everyone = {p.id for p in partners.current().all()}
+        everyone = {p.id for p in partners.current().partners.values()}
     assert made == {"GetItem": 1, "Scan": 1}
     assert {p.id for p in written} <= everyone
     client = boto3.client("dynamodb")
@@ -137,7 +151,7 @@ def test_partners_are_read_as_they_are_now_whatever_the_order_of_their_writes(
     partners.put(second)
     partners.put(first.model_copy(update={"company": "First, again"}))
     with counting() as made:
-        seen = {p.id: p.company for p in partners.current().all()}
+        seen = {p.id: p.company for p in partners.current().partners.values()}
     assert made == {"GetItem": 1, "BatchGetItem": 1}
     assert (seen[225], seen[142]) == ("First, again", "Second")
 

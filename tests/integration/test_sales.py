@@ -77,7 +77,7 @@ def counter(key: str) -> dict[str, Any]:
 def day_counters(partner_id: int) -> dict[str, Any]:
     from datetime import UTC, datetime
 
-    from pingpost.matching import periods
+    from pingpost.caps import periods
     from pingpost.store import partners
 
     partner = next(p for p in partners.all_partners() if p.id == partner_id)
@@ -222,7 +222,7 @@ def test_a_post_cannot_make_a_test_ping_a_real_lead(partners: Any) -> None:
 def test_a_sale_refuses_a_partner_whose_test_flag_differs_from_the_leads(partners: Any) -> None:
     from datetime import UTC, datetime
 
-    from pingpost.matching import NOT_TEST_PARTNER, TEST_PARTNER
+    from pingpost.reasons import NOT_TEST_PARTNER, TEST_PARTNER
     from pingpost.store import leads, sales
     from pingpost.store import partners as store
 

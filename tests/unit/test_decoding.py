@@ -6,7 +6,7 @@ import pytest
 
 from pingpost.decoding import Request, decode
 from pingpost.errors import InvalidRequest, PayloadTooLarge
-from pingpost.matching import HashedValue
+from pingpost.identity import HashedValue
 
 LIMIT = 256 * 1024
 

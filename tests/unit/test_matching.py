@@ -11,24 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pingpost import matching
+from pingpost import reasons
+from pingpost.caps import Periods, Usage, UsageLookup, cap_exclusion, periods
 from pingpost.fields import HASH_VALUE_TYPES
-from pingpost.matching import (
-    Criteria,
-    Decision,
-    HashedValue,
-    Outcome,
-    PartnerSet,
-    Periods,
-    Usage,
-    cap_exclusion,
-    digest,
-    exclusion,
-    match,
-    partner_hash,
-    periods,
-    rank,
-)
+from pingpost.identity import HashedValue, digest, partner_hash
+from pingpost.matching import Criteria, Decision, Outcome, PartnerSet, exclusion, match, rank
 from pingpost.models import Partner
 
 MONDAY_NOON_CHICAGO = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
@@ -73,7 +60,7 @@ def outcome(
     partners: Sequence[Partner],
     criteria: Criteria | None = None,
     now: datetime = NOW,
-    usage: matching.UsageLookup | None = None,
+    usage: UsageLookup | None = None,
 ) -> Outcome:
     return match(criteria or lead(), PartnerSet(partners), now, usage)
 
@@ -94,22 +81,22 @@ A_TEST_PARTNER = {"test": True}
 SOLD_TO_1 = (HashedValue("email", "plain", "buy1@example.com"),)
 RULES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     # (reason, the partner's fields, the lead's changes)
-    (matching.INACTIVE, {"active": False}, {}),
-    (matching.TEST_PARTNER, A_TEST_PARTNER, {}),
-    (matching.NOT_TEST_PARTNER, {}, {"test": True}),
-    (matching.SKIPPED, {}, {"skip": frozenset({1})}),
-    (matching.NOT_LISTED, {}, {"only": frozenset({2})}),
-    (matching.STATE, {"states": ["CA"]}, {}),
-    (matching.ZIP, {"zips": ["60611"]}, {}),
-    (matching.ZIP, {"zip_prefixes": ["607"]}, {}),
-    (matching.PRODUCT, {"products": ["Decks"]}, {}),
-    (matching.SCORE, {"min_score": 13}, {}),
-    (matching.SRC_DENIED, {"src_deny": ["google"]}, {}),
-    (matching.SRC_NOT_ALLOWED, {"src_allow": ["bing"]}, {}),
-    (matching.CLOSED, {"schedule": {"mon": []}}, {}),
-    (matching.PRICE, {}, {"cost": Decimal("20.01")}),
-    (matching.ALREADY_SOLD, {}, {"vendor_matches": SOLD_TO_1}),
-    (matching.NOT_SELECTED, {}, {"selected": (HashedValue("company", "plain", "co 2"),)}),
+    (reasons.INACTIVE, {"active": False}, {}),
+    (reasons.TEST_PARTNER, A_TEST_PARTNER, {}),
+    (reasons.NOT_TEST_PARTNER, {}, {"test": True}),
+    (reasons.SKIPPED, {}, {"skip": frozenset({1})}),
+    (reasons.NOT_LISTED, {}, {"only": frozenset({2})}),
+    (reasons.STATE, {"states": ["CA"]}, {}),
+    (reasons.ZIP, {"zips": ["60611"]}, {}),
+    (reasons.ZIP, {"zip_prefixes": ["607"]}, {}),
+    (reasons.PRODUCT, {"products": ["Decks"]}, {}),
+    (reasons.SCORE, {"min_score": 13}, {}),
+    (reasons.SRC_DENIED, {"src_deny": ["google"]}, {}),
+    (reasons.SRC_NOT_ALLOWED, {"src_allow": ["bing"]}, {}),
+    (reasons.CLOSED, {"schedule": {"mon": []}}, {}),
+    (reasons.PRICE, {}, {"cost": Decimal("20.01")}),
+    (reasons.ALREADY_SOLD, {}, {"vendor_matches": SOLD_TO_1}),
+    (reasons.NOT_SELECTED, {}, {"selected": (HashedValue("company", "plain", "co 2"),)}),
 ]  # fmt: skip
 
 
@@ -122,7 +109,7 @@ def test_each_rule_excludes_with_its_reason(
     found = outcome([excluded], lead(**changes))
     assert found.ranked == ()
     # The index does not even consider partners these rules exclude.
-    unconsidered = {matching.STATE, matching.PRODUCT, matching.NOT_LISTED}
+    unconsidered = {reasons.STATE, reasons.PRODUCT, reasons.NOT_LISTED}
     assert found.decisions == (() if reason in unconsidered else (Decision(1, reason),))
 
 
@@ -168,20 +155,20 @@ def test_a_partner_that_fails_every_rule_is_told_the_first_in_order() -> None:
         fields |= partner_fix
         criteria = lead(**{f: getattr(criteria, f) for f in Criteria.__slots__} | lead_fix)
     assert seen == [
-        matching.INACTIVE,
-        matching.TEST_PARTNER,
-        matching.SKIPPED,
-        matching.NOT_LISTED,
-        matching.STATE,
-        matching.ZIP,
-        matching.PRODUCT,
-        matching.SCORE,
-        matching.SRC_DENIED,
-        matching.SRC_NOT_ALLOWED,
-        matching.CLOSED,
-        matching.PRICE,
-        matching.ALREADY_SOLD,
-        matching.NOT_SELECTED,
+        reasons.INACTIVE,
+        reasons.TEST_PARTNER,
+        reasons.SKIPPED,
+        reasons.NOT_LISTED,
+        reasons.STATE,
+        reasons.ZIP,
+        reasons.PRODUCT,
+        reasons.SCORE,
+        reasons.SRC_DENIED,
+        reasons.SRC_NOT_ALLOWED,
+        reasons.CLOSED,
+        reasons.PRICE,
+        reasons.ALREADY_SOLD,
+        reasons.NOT_SELECTED,
     ]
     assert exclusion(partner(1, 20, **fields), criteria, NOW) is None
 
@@ -198,20 +185,20 @@ def test_zip_codes_or_prefixes_either_admit_the_lead() -> None:
     assert exclusion(partner(1, zip_prefixes=["9", "6061"]), lead(), NOW) is None
     assert exclusion(partner(1, zips=["60611"], zip_prefixes=["606"]), lead(), NOW) is None
     assert exclusion(partner(1, zips=["60610"], zip_prefixes=["9"]), lead(), NOW) is None
-    assert exclusion(partner(1, zip_prefixes=["6062"]), lead(), NOW) == matching.ZIP
-    assert exclusion(partner(1, zip_prefixes=["606"]), lead(zip=None), NOW) == matching.ZIP
+    assert exclusion(partner(1, zip_prefixes=["6062"]), lead(), NOW) == reasons.ZIP
+    assert exclusion(partner(1, zip_prefixes=["606"]), lead(zip=None), NOW) == reasons.ZIP
 
 
 def test_src_lists_ignore_case_and_surrounding_spaces() -> None:
     denies = partner(1, src_deny=[" Spammy "])
-    assert exclusion(denies, lead(src="SPAMMY  "), NOW) == matching.SRC_DENIED
+    assert exclusion(denies, lead(src="SPAMMY  "), NOW) == reasons.SRC_DENIED
     assert exclusion(denies, lead(src="google"), NOW) is None
     assert exclusion(denies, lead(src=None), NOW) is None
     allows = partner(1, src_allow=["Google", "bing"])
     assert exclusion(allows, lead(src=" GOOGLE"), NOW) is None
-    assert exclusion(allows, lead(src="yahoo"), NOW) == matching.SRC_NOT_ALLOWED
-    assert exclusion(allows, lead(src=None), NOW) == matching.SRC_NOT_ALLOWED
-    assert exclusion(allows, lead(src="  "), NOW) == matching.SRC_NOT_ALLOWED
+    assert exclusion(allows, lead(src="yahoo"), NOW) == reasons.SRC_NOT_ALLOWED
+    assert exclusion(allows, lead(src=None), NOW) == reasons.SRC_NOT_ALLOWED
+    assert exclusion(allows, lead(src="  "), NOW) == reasons.SRC_NOT_ALLOWED
 
 
 def test_criteria_of_a_validated_lead_carry_its_src_and_test_flag() -> None:
@@ -239,28 +226,28 @@ def test_a_schedule_follows_daylight_saving_time() -> None:
     weekdays = chicago({"mon": ["08:00-20:00"]})
     at_1330_utc_before = datetime(2026, 3, 2, 13, 30, tzinfo=UTC)  # 07:30 CST
     at_1330_utc_after = datetime(2026, 3, 9, 13, 30, tzinfo=UTC)  # 08:30 CDT, DST since Mar 8
-    assert exclusion(weekdays, lead(), at_1330_utc_before) == matching.CLOSED
+    assert exclusion(weekdays, lead(), at_1330_utc_before) == reasons.CLOSED
     assert exclusion(weekdays, lead(), at_1330_utc_after) is None
 
 
 def test_the_day_is_the_partners_day_not_utcs() -> None:
     closed_sundays = chicago({"sun": []})
     monday_utc_sunday_chicago = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
-    assert exclusion(closed_sundays, lead(), monday_utc_sunday_chicago) == matching.CLOSED
+    assert exclusion(closed_sundays, lead(), monday_utc_sunday_chicago) == reasons.CLOSED
     assert exclusion(partner(1, schedule={"sun": []}), lead(), monday_utc_sunday_chicago) is None
 
 
 def test_a_day_left_out_is_open_and_an_empty_day_is_closed() -> None:
     saturday_3am = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
     assert exclusion(chicago({"mon": ["08:00-20:00"]}), lead(), saturday_3am) is None
-    assert exclusion(chicago({"sat": []}), lead(), saturday_3am) == matching.CLOSED
+    assert exclusion(chicago({"sat": []}), lead(), saturday_3am) == reasons.CLOSED
     assert exclusion(chicago({"sat": ["02:00-03:00", "03:00-04:00"]}), lead(), saturday_3am) is None
 
 
 def test_a_window_may_end_at_midnight() -> None:
     late = chicago({"mon": ["18:00-24:00"], "tue": []})
     assert exclusion(late, lead(), datetime(2026, 12, 1, 5, 59, tzinfo=UTC)) is None  # 23:59
-    assert exclusion(late, lead(), datetime(2026, 12, 1, 6, 0, tzinfo=UTC)) == matching.CLOSED
+    assert exclusion(late, lead(), datetime(2026, 12, 1, 6, 0, tzinfo=UTC)) == reasons.CLOSED
 
 
 def test_matching_needs_an_aware_time() -> None:
@@ -298,7 +285,7 @@ def test_caps_are_looked_up_once_for_the_partners_that_passed_every_other_rule()
     assert usages.asked == [[1, 3, 4]]
     assert [p.id for p in found.ranked] == [3, 4]
     assert found.decisions == (
-        Decision(1, matching.DAILY_CAP),
+        Decision(1, reasons.DAILY_CAP),
         Decision(3, None),
         Decision(4, None),
     )
@@ -317,12 +304,12 @@ def test_without_a_usage_lookup_caps_are_not_checked() -> None:
 def test_each_cap_and_the_daily_budget() -> None:
     capped = partner(1, 20, caps={"daily": 3, "weekly": 10, "monthly": 30, "daily_budget": 100})
     assert cap_exclusion(capped, Usage()) is None
-    assert cap_exclusion(capped, Usage(daily=3)) == matching.DAILY_CAP
-    assert cap_exclusion(capped, Usage(daily=2, weekly=10)) == matching.WEEKLY_CAP
-    assert cap_exclusion(capped, Usage(daily=2, weekly=9, monthly=30)) == matching.MONTHLY_CAP
+    assert cap_exclusion(capped, Usage(daily=3)) == reasons.DAILY_CAP
+    assert cap_exclusion(capped, Usage(daily=2, weekly=10)) == reasons.WEEKLY_CAP
+    assert cap_exclusion(capped, Usage(daily=2, weekly=9, monthly=30)) == reasons.MONTHLY_CAP
     # The budget must hold this lead too: 80 spent + 20 fits, 80.01 + 20 does not.
     assert cap_exclusion(capped, Usage(spent_today=Decimal(80))) is None
-    assert cap_exclusion(capped, Usage(spent_today=Decimal("80.01"))) == matching.DAILY_BUDGET
+    assert cap_exclusion(capped, Usage(spent_today=Decimal("80.01"))) == reasons.DAILY_BUDGET
     assert cap_exclusion(partner(2), Usage(daily=10**6, spent_today=Decimal(10**6))) is None
 
 
@@ -388,7 +375,7 @@ def test_only_partners_whose_state_and_product_can_admit_the_lead_are_considered
     assert [p.id for p in index.candidates(lead())] == [1, 2, 3, 4, 5]
     found = match(lead(), index, NOW)
     assert [d.partner_id for d in found.decisions] == [1, 2, 3, 4, 5]
-    assert found.decisions[-1] == Decision(5, matching.INACTIVE)
+    assert found.decisions[-1] == Decision(5, reasons.INACTIVE)
 
 
 def test_partners_with_many_states_and_products_are_found_too() -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from pingpost.responses import Answer, Hash, answer_xml, error_xml, money, stylesheet_xsl
+from pingpost.answers import Answer, Hash
+from pingpost.responses import answer_xml, error_xml, money, stylesheet_xsl
 
 DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 PI = '<?xml-stylesheet type="text/xsl" href="response.xsl"?>\n'
@@ -108,7 +109,7 @@ def test_the_page_is_what_the_stylesheet_makes() -> None:
 def test_json_answers_hold_the_xml_elements_as_strings() -> None:
     import json
 
-    from pingpost.responses import Contact
+    from pingpost.answers import Contact
 
     answer = Answer(
         status="Matched",
@@ -134,7 +135,7 @@ def test_json_answers_hold_the_xml_elements_as_strings() -> None:
 
 
 def test_response_styles_shape_what_a_vendor_is_told() -> None:
-    from pingpost.responses import Contact
+    from pingpost.answers import Contact
 
     sold = Answer("Matched", 9, matches=1, partners=(Contact("Roof Co"),))
     assert sold.styled("short") == Answer("Matched", 9, matches=1)

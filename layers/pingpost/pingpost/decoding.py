@@ -35,7 +35,7 @@ from pingpost.fields import (
     YES_NO,
     Kind,
 )
-from pingpost.matching import HashedValue
+from pingpost.identity import HashedValue
 
 MAX_PROBLEMS = 10  # the first few are enough to act on
 _ID_LISTS = frozenset(f.name for f in FIELDS if f.kind is Kind.ID_LIST)

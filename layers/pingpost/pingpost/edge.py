@@ -13,6 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pingpost import exchange
+from pingpost.answers import ERROR, Answer
 from pingpost.config import settings
 from pingpost.decoding import decode, query
 from pingpost.errors import InvalidRequest, PingPostError, TooManyRequests, Unavailable
@@ -21,9 +22,7 @@ from pingpost.models import Vendor
 from pingpost.observability import logger, metrics
 from pingpost.responses import (
     CONTENT_TYPE,
-    ERROR,
     JSON_CONTENT_TYPE,
-    Answer,
     answer_xml,
     error_xml,
     page,

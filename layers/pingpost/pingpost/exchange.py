@@ -11,11 +11,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pingpost import consent
+from pingpost.answers import MATCHED, UNMATCHED, Answer, Contact, Hash
 from pingpost.clock import now_ms as _now_ms
 from pingpost.config import settings
 from pingpost.decoding import Request
@@ -29,10 +31,10 @@ from pingpost.errors import (
     Unauthorized,
 )
 from pingpost.fields import LEAD_ID, MAX_LEAD_BYTES, MODES
-from pingpost.matching import Criteria, HashedValue, Outcome, match, partner_hash
+from pingpost.identity import HashedValue, partner_hash
+from pingpost.matching import Criteria, Outcome, PartnerSet, match
 from pingpost.models import Partner, Vendor
 from pingpost.observability import logger
-from pingpost.responses import MATCHED, UNMATCHED, Answer, Contact, Hash
 from pingpost.store import counters, deliveries, leads, partners, queues, sales, vendors
 from pingpost.store.counters import LeadIds, lead_ids
 from pingpost.store.deliveries import outbox_shard
@@ -234,8 +236,15 @@ def _decisions(outcome: Outcome, verdicts: Mapping[int, str] | None = None) -> l
     ]
 
 
-def _match(lead: Criteria, now: datetime) -> Outcome:
-    return match(lead, partners.current(), now, sales.usage)
+def _match(lead: Criteria, now: datetime, roster: partners.Roster | None = None) -> Outcome:
+    return match(lead, _indexed(roster or partners.current()), now, sales.usage)
+
+
+# A roster is the same object until the partners change (and hashes by identity).
+@lru_cache(maxsize=1)
+def _indexed(roster: partners.Roster) -> PartnerSet:
+    """The active partners of the container's copy, indexed for matching once per copy."""
+    return PartnerSet(p for p in roster.partners.values() if p.active)
 
 
 def ping(
@@ -407,13 +416,14 @@ def _sell(
     Sales an earlier post of the lead recorded stand and count; once a sale is recorded the
     answer says Matched, whatever fails after it (the outbox and the sweep finish the rest).
     """
-    outcome = _match(criteria, now)
+    roster = partners.current()
+    outcome = _match(criteria, now, roster)
     allowed = _allowed(values, vendor)
     consumer = {
         k: str(values[f]) for k, f in (("email", "Email"), ("phone", "Home_Phone")) if f in values
     }
-    known = {p.id: p for p in partners.current().all()}
-    sold = [known[int(p)] for p in lead.sold_to if int(p) in known]
+    # Every partner sold to counts, even one paused since.
+    sold = [roster.partners[int(p)] for p in lead.sold_to if int(p) in roster.partners]
     verdicts = {p.id: "sold" for p in sold}
     timeline += [_event(now, "sale", f"sold to partner {p.id} by an earlier post") for p in sold]
     candidates = [p for p in outcome.ranked if p.id not in verdicts]

@@ -23,7 +23,6 @@ the partners that match by price, then priority; equal ones take turns (per cont
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -35,96 +34,27 @@ from operator import attrgetter
 from typing import Final, Protocol
 from zoneinfo import ZoneInfo
 
+from pingpost.caps import Usage, UsageLookup, aware, cap_exclusion
+from pingpost.identity import HashedValue, identified
 from pingpost.models import DAYS, Partner, src_key, window_minutes
-
-INACTIVE: Final = "inactive"
-TEST_PARTNER: Final = "test partner"
-NOT_TEST_PARTNER: Final = "not a test partner (Test_Lead)"
-SKIPPED: Final = "skipped (Skip_Partner_ID)"
-NOT_LISTED: Final = "not listed (Match_With_Partner_ID)"
-STATE: Final = "state"
-ZIP: Final = "zip"
-PRODUCT: Final = "product"
-SCORE: Final = "score below minimum"
-SRC_DENIED: Final = "SRC denied"
-SRC_NOT_ALLOWED: Final = "SRC not allowed"
-NO_CONSENT: Final = "no consent (requires_consent)"
-CLOSED: Final = "schedule closed"
-PRICE: Final = "price below cost"
-ALREADY_SOLD: Final = "already sold by the vendor (Matches)"
-NOT_SELECTED: Final = "not selected (Match_With_Partner_Hashes)"
-DAILY_CAP: Final = "daily cap"
-WEEKLY_CAP: Final = "weekly cap"
-MONTHLY_CAP: Final = "monthly cap"
-DAILY_BUDGET: Final = "daily budget"
-
-
-@dataclass(frozen=True, slots=True)
-class HashedValue:
-    """A partner identity value as a vendor sends it in <Match> or <Selected_Partner_Hash>."""
-
-    value_type: str  # email, phone, company, promotionCode, partnerGroup
-    hash_type: str  # plain, md5, sha1
-    value: str
-
-
-def identity(partner: Partner, value_type: str) -> str | None:
-    """The normalised identity value of `partner` that vendors hash, or None if it has none."""
-    match value_type:
-        case "email":
-            raw = partner.email
-        case "company":
-            raw = partner.company
-        case "promotionCode":
-            raw = partner.promotion_code
-        case "phone":
-            digits = "".join(c for c in partner.phone if c.isdigit())
-            return digits[-10:] if len(digits) >= 10 else None
-        case "partnerGroup":
-            return None if partner.group_id is None else str(partner.group_id)
-        case _:
-            return None
-    normalised = raw.strip().lower()
-    return normalised or None
-
-
-def normalise(value_type: str, value: str) -> str:
-    """A vendor's plain <Match> value in the form `identity` produces."""
-    if value_type == "phone":
-        return "".join(c for c in value if c.isdigit())[-10:]
-    return value.strip().lower()
-
-
-def digest(value: str, hash_type: str) -> str:
-    """md5 or sha1 hex of `value`, as the hash options of the spec define."""
-    if hash_type not in ("md5", "sha1"):
-        raise ValueError(hash_type)
-    return hashlib.new(hash_type, value.encode(), usedforsecurity=False).hexdigest()
-
-
-def partner_hash(partner: Partner, value_type: str, hash_type: str) -> str | None:
-    """The hash of `partner` a ping returns for Return_Hash_Type/Return_Hash_Value_Type, if the
-    partner exposes that value (see Partner.expose_hashes)."""
-    if value_type not in partner.expose_hashes:
-        return None
-    value = identity(partner, value_type)
-    return None if value is None else digest(value, hash_type)
-
-
-def _identified(partner: Partner, values: Iterable[HashedValue], *, exposed: bool = False) -> bool:
-    """Whether one of `values` names `partner`; `exposed`: only by values it exposes."""
-    for given in values:
-        if exposed and given.value_type not in partner.expose_hashes:
-            continue
-        mine = identity(partner, given.value_type)
-        if mine is None:
-            continue
-        if given.hash_type == "plain":
-            if normalise(given.value_type, given.value) == mine:
-                return True
-        elif digest(mine, given.hash_type) == given.value.strip().lower():
-            return True
-    return False
+from pingpost.reasons import (
+    ALREADY_SOLD,
+    CLOSED,
+    INACTIVE,
+    NO_CONSENT,
+    NOT_LISTED,
+    NOT_SELECTED,
+    NOT_TEST_PARTNER,
+    PRICE,
+    PRODUCT,
+    SCORE,
+    SKIPPED,
+    SRC_DENIED,
+    SRC_NOT_ALLOWED,
+    STATE,
+    TEST_PARTNER,
+    ZIP,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,37 +97,6 @@ class Criteria:
 
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
-
-
-@dataclass(frozen=True, slots=True)
-class Periods:
-    """The day, ISO week and month a moment falls in, in a partner's time zone."""
-
-    day: str  # 2026-11-28
-    week: str  # 2026-W48
-    month: str  # 2026-11
-
-
-def periods(partner: Partner, now: datetime) -> Periods:
-    """The periods `partner`'s caps count `now` in (`now` must be timezone-aware)."""
-    local = _aware(now).astimezone(ZoneInfo(partner.timezone))
-    year, week, _ = local.isocalendar()
-    return Periods(local.date().isoformat(), f"{year:04d}-W{week:02d}", local.strftime("%Y-%m"))
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """What a partner has bought in its current periods."""
-
-    daily: int = 0
-    weekly: int = 0
-    monthly: int = 0
-    spent_today: Decimal = Decimal(0)
-
-
-# The usage of many partners in one go (one read, not one per partner); a missing id: none.
-UsageLookup = Callable[[Sequence[Partner], datetime], Mapping[int, Usage]]
-_UNUSED: Final = Usage()
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,12 +299,6 @@ class PartnerSet:
         return found
 
 
-def _aware(now: datetime) -> datetime:
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware (UTC)")
-    return now
-
-
 # Many partners share a few time zones and one ping shares its `now`: convert once for all.
 @lru_cache(maxsize=256)
 def _local(now: datetime, timezone: str) -> tuple[int, int]:
@@ -465,30 +358,19 @@ def _verdict(
         return CLOSED
     if head.price < lead.cost:
         return PRICE
-    if lead.vendor_matches and _identified(partner, lead.vendor_matches):
+    if lead.vendor_matches and identified(partner, lead.vendor_matches):
         return ALREADY_SOLD
-    if lead.selected and not _identified(partner, lead.selected, exposed=True):
+    if lead.selected and not identified(partner, lead.selected, exposed=True):
         return NOT_SELECTED
     return None
 
 
 def exclusion(partner: Partner, lead: Criteria, now: datetime) -> str | None:
     """The first rule (any but caps) that keeps `partner` from buying `lead` at `now`, or None."""
-    return _verdict(partner, partner, partner.filters, lead, _aware(now))
+    return _verdict(partner, partner, partner.filters, lead, aware(now))
 
 
-def cap_exclusion(partner: Partner, usage: Usage) -> str | None:
-    """The cap `partner` has reached with `usage`, or None; a cap of 0 is no cap."""
-    caps = partner.caps
-    if caps.daily and usage.daily >= caps.daily:
-        return DAILY_CAP
-    if caps.weekly and usage.weekly >= caps.weekly:
-        return WEEKLY_CAP
-    if caps.monthly and usage.monthly >= caps.monthly:
-        return MONTHLY_CAP
-    if caps.daily_budget and usage.spent_today + partner.price > caps.daily_budget:
-        return DAILY_BUDGET
-    return None
+_UNUSED: Final = Usage()
 
 
 def match(
@@ -496,7 +378,7 @@ def match(
 ) -> Outcome:
     """Who may buy `lead` at `now`, best first, and why each other candidate may not. `usage` is
     called once, with the partners all other rules let through (if any); without it, no caps."""
-    _aware(now)
+    aware(now)
     candidates = partners._candidates(lead)
     reasons = [_verdict(e.partner, e, e, lead, now, admitted=True) for e in candidates]
     if usage is not None and None in reasons:

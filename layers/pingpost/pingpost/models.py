@@ -177,7 +177,7 @@ class Caps(BaseModel):
     daily_budget: Money = Decimal(0)
 
 
-class Delivery(BaseModel):
+class Endpoint(BaseModel):
     """Where and how a partner receives its leads, and what answer counts as accepted."""
 
     model_config = ConfigDict(extra="allow")
@@ -257,7 +257,7 @@ class Partner(BaseModel):
     expose_hashes: list[str] = []
     filters: Filters = Filters()
     caps: Caps = Caps()
-    delivery: Delivery = Delivery()
+    delivery: Endpoint = Endpoint()
 
     @field_validator("expose_hashes")
     @classmethod

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from pingpost.answers import MATCHED, UNMATCHED, Answer
 from pingpost.clock import now_ms as _now_ms
 from pingpost.config import settings
 from pingpost.observability import logger, metrics
-from pingpost.responses import MATCHED, UNMATCHED, Answer
 from pingpost.store import deliveries, leads, queues
 from pingpost.store.queues import Delivery
 

@@ -1,4 +1,6 @@
-"""The only code that talks to DynamoDB: one small module per table."""
+"""The only code that talks to AWS. DynamoDB: leads, partners, vendors, counters (a module a
+table), deliveries (the leads' delivery records and outbox), sales (one transaction over the
+leads and counters tables). SQS: queues. SSM Parameter Store: secrets."""
 
 from __future__ import annotations
 

@@ -18,13 +18,13 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from pingpost.config import settings
-from pingpost.matching import PartnerSet
 from pingpost.models import Partner
 from pingpost.store import Expiring, dynamodb, from_item, secrets, to_item
 
@@ -33,11 +33,16 @@ LOG = 100  # the version item names the partners of this many latest writes
 _ATTEMPTS = 20
 
 
-@dataclass(frozen=True)
-class _Copy:
+@dataclass(frozen=True, eq=False)
+class Roster:
+    """Every partner, active or not, by id, as of a version of the partners table.
+
+    A container's copy: the same object until a write moves the version, so whatever is built
+    from it (the matching index) can be kept as long as it is the current one.
+    """
+
     version: int
-    partners: dict[int, Partner]
-    active: PartnerSet
+    partners: Mapping[int, Partner]
 
 
 class _Kept:
@@ -45,7 +50,7 @@ class _Kept:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.copy: _Copy | None = None
+        self.copy: Roster | None = None
         self.checked = 0.0  # time.monotonic()
 
 
@@ -53,12 +58,8 @@ _kept = _Kept()
 _one: Expiring[int, Partner | None] = Expiring(lambda: settings().cache_seconds)
 
 
-def current() -> PartnerSet:
-    """The active partners, indexed for matching; this container's copy, refreshed by change."""
-    return _fresh().active
-
-
-def _fresh() -> _Copy:
+def current() -> Roster:
+    """Every partner: this container's copy, refreshed by what changed."""
     with _kept.lock:
         now = time.monotonic()
         copy = _kept.copy
@@ -66,7 +67,7 @@ def _fresh() -> _Copy:
             return copy
         version, log = _version()
         if copy is None or version < copy.version or not _reaches(log, copy.version, version):
-            copy = _made(version, {p.id: p for p in all_partners()})
+            copy = Roster(version, {p.id: p for p in all_partners()})
         elif version > copy.version:
             copy = _changed(copy, version, {p for change, p in log if change > copy.version})
         _kept.copy, _kept.checked = copy, now
@@ -78,11 +79,7 @@ def _reaches(log: list[tuple[int, int]], seen: int, version: int) -> bool:
     return version == seen or (bool(log) and min(change for change, _ in log) <= seen + 1)
 
 
-def _made(version: int, partners: dict[int, Partner]) -> _Copy:
-    return _Copy(version, partners, PartnerSet(p for p in partners.values() if p.active))
-
-
-def _changed(copy: _Copy, version: int, written: set[int]) -> _Copy:
+def _changed(copy: Roster, version: int, written: set[int]) -> Roster:
     """The copy with the partners written since its version, read as they are now."""
     table = settings().partners_table
     found: dict[int, Partner] = {}
@@ -91,11 +88,11 @@ def _changed(copy: _Copy, version: int, written: set[int]) -> _Copy:
     while pending:
         response = dynamodb().batch_get_item(RequestItems=pending)
         for item in response.get("Responses", {}).get(table, []):
-            partner = _partner(from_item(item))
+            partner = stored(item)
             found[partner.id] = partner
         pending = response.get("UnprocessedKeys") or None
     kept = {i: p for i, p in copy.partners.items() if i not in written}
-    return _made(version, kept | found)
+    return Roster(version, kept | found)
 
 
 def _version() -> tuple[int, list[tuple[int, int]]]:
@@ -117,10 +114,12 @@ def all_partners() -> list[Partner]:
         .get_paginator("scan")
         .paginate(TableName=settings().partners_table, ConsistentRead=True)
     )
-    return [_partner(from_item(item)) for page in pages for item in page.get("Items", [])]
+    return [stored(item) for page in pages for item in page.get("Items", [])]
 
 
-def _partner(item: dict[str, Any]) -> Partner:
+def stored(raw: Mapping[str, Any]) -> Partner:
+    """A partner from its item in the table (DynamoDB's typed attribute values)."""
+    item = from_item(raw)
     item["id"] = item.pop("partner_id")
     item.pop("change", None)
     return Partner.model_validate(item)
@@ -186,7 +185,7 @@ def by_id(partner_id: int) -> Partner | None:
             Key={"partner_id": {"N": str(partner_id)}},
             ConsistentRead=True,
         )
-        return _partner(from_item(item["Item"])) if "Item" in item else None
+        return stored(item["Item"]) if "Item" in item else None
 
     return _one.get(partner_id, load)
 

@@ -1,4 +1,4 @@
-"""The only code that talks to SQS: delivery messages in, dead letters out."""
+"""The SQS queues: delivery messages in, dead letters out."""
 
 from __future__ import annotations
 

@@ -22,19 +22,17 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from pingpost.caps import Periods, Usage, periods
 from pingpost.config import settings
-from pingpost.matching import (
+from pingpost.models import POSTING, Partner
+from pingpost.reasons import (
     DAILY_BUDGET,
     DAILY_CAP,
     MONTHLY_CAP,
     NOT_TEST_PARTNER,
     TEST_PARTNER,
     WEEKLY_CAP,
-    Periods,
-    Usage,
-    periods,
 )
-from pingpost.models import POSTING, Partner
 from pingpost.store import Expiring, dynamodb, from_item, to_item
 from pingpost.store.deliveries import QUEUED, outbox_shard
 from pingpost.store.leads import Lead, finishing, kept_until
