@@ -8,7 +8,9 @@ dependencies and its `dev` extras from pyproject.toml, resolved for Python 3.13.
 runtime dependencies less boto3, which the Lambda runtime carries, resolved for arm64 Linux
 with the same versions as the lock, so the tests run what Lambda runs. Each pinned version
 lists the sha256 of every file PyPI has for it, so that any platform installs from the same
-file. Run it after changing pyproject.toml; it needs PyPI.
+file. Run it after changing pyproject.toml; it needs PyPI. The versions already locked are
+kept where pyproject.toml still allows them (`--upgrade` takes the newest instead; so does a
+new dependency that needs a newer version of a locked one, after `--upgrade`).
 """
 
 from __future__ import annotations
@@ -78,11 +80,35 @@ def _write(path: Path, pins: dict[str, tuple[str, set[str]]], title: str) -> Non
     path.write_text("\n".join(lines) + "\n")
 
 
-def main() -> int:
+def _locked() -> list[str]:
+    """name==version of every pin of requirements.lock (none if there is no lock yet)."""
+    if not LOCK.exists():
+        return []
+    pins = (line.split(" ", 1)[0] for line in LOCK.read_text().splitlines())
+    return [pin for pin in pins if "==" in pin]
+
+
+def _kept(requirements: list[str]) -> list[str]:
+    """Constraints keeping the locked version of each package, where pyproject.toml allows it."""
+    wanted = {canonicalize_name(Requirement(r).name): Requirement(r) for r in requirements}
+    kept = []
+    for pin in _locked():
+        name, version = pin.split("==")
+        asked = wanted.get(canonicalize_name(name))
+        if asked is None or asked.specifier.contains(version, prereleases=True):
+            kept.append(pin)
+    return kept
+
+
+def main(argv: list[str] | None = None) -> int:
+    upgrade = "--upgrade" in (sys.argv[1:] if argv is None else argv)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     runtime: list[str] = project["dependencies"]
     dev: list[str] = project["optional-dependencies"]["dev"]
-    everything = _resolve(runtime + dev, *PYTHON)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as constraints:
+        constraints.write("\n".join([] if upgrade else _kept(runtime + dev)) + "\n")
+        constraints.flush()
+        everything = _resolve(runtime + dev, *PYTHON, "-c", constraints.name)
     for name, (version, seen) in everything.items():
         everything[name] = (version, seen | _pypi_hashes(name, version))
     _write(LOCK, everything, "Every dependency of pingpost and its dev extras, pinned and hashed.")
