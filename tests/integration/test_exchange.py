@@ -197,6 +197,7 @@ def test_a_disabled_vendor_is_403(exchange: None) -> None:
 def test_50_concurrent_pings_from_many_containers_get_50_distinct_ids(exchange: None) -> None:
     from pingpost import exchange as core
     from pingpost.store import counters
+    from pingpost.stores import Stores
 
     fields = complete("ping", Home_Improvement_Product="Gutters", Score="3")
     vendor = core.authenticate(KEY)
@@ -205,7 +206,8 @@ def test_50_concurrent_pings_from_many_containers_get_50_distinct_ids(exchange: 
     containers = [counters.LeadIds(block=3) for _ in range(50)]
 
     def ping(container: counters.LeadIds) -> int:
-        return core.ping(vendor, dict(values), {}, ids=container).lead_id
+        stores = Stores(lead_ids=container)
+        return core.ping(vendor, dict(values), {}, stores=stores).lead_id
 
     with ThreadPoolExecutor(max_workers=50) as pool:
         ids = list(pool.map(ping, containers))

@@ -276,7 +276,7 @@ def _dead_letters() -> int:
 
 
 def _quiet(run: Run) -> bool:
-    from pingpost.store.leads import POSTING
+    from pingpost.models import POSTING
 
     email = run.request.get("Email", "-")
     ids = run.lead_ids or [lead.lead_id for lead in leads_of(email, run.first_id)]

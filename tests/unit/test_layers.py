@@ -24,6 +24,8 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     ("answers", "caps", "consent", "identity"),
     # Matching, storage, and the formats of requests and answers.
     ("decoding", "matching", "outbound", "responses", "store", "validation"),
+    # The stores as the services see them, and what a request is told and recorded.
+    ("answering", "stores"),
     # What a request or a queued sale does.
     ("delivery", "exchange", "redrive"),
     # The HTTP edge shared by the API functions.

@@ -25,8 +25,9 @@ from pingpost.clock import now_ms as _now_ms
 from pingpost.fields import DATA_FIELDS
 from pingpost.models import Partner
 from pingpost.observability import logger, metrics
-from pingpost.store import deliveries, leads, partners, secrets
+from pingpost.store.deliveries import BUSY, DELIVERED, FAILED, QUEUED, STARTED
 from pingpost.store.queues import Delivery
+from pingpost.stores import STORES, Stores
 
 MAX_ANSWER_BYTES = 64 * 1024
 USER_AGENT = "pingpost-delivery/1"
@@ -136,11 +137,18 @@ def judge(partner: Partner, status: int, answer: bytes) -> Attempt:
     return Attempt(True, f"HTTP {status}")
 
 
-def send(partner: Partner, lead_id: int, data: Mapping[str, str], *, test: bool) -> Attempt:
+def send(
+    partner: Partner,
+    lead_id: int,
+    data: Mapping[str, str],
+    *,
+    test: bool,
+    stores: Stores = STORES,
+) -> Attempt:
     """POST (or PUT) the lead to the partner once and judge the answer; raises Permanent."""
     rule = partner.delivery
     check_url(rule.url)
-    secret = secrets.headers(partner.id) if rule.secret_headers else {}
+    secret = stores.secrets.headers(partner.id) if rule.secret_headers else {}
     missing = sorted(set(rule.secret_headers) - set(secret))
     if missing:
         return Attempt(False, f"headers {', '.join(missing)} not found in Parameter Store")
@@ -175,10 +183,10 @@ class Undelivered(Exception):
     """This attempt did not deliver the sale; its message goes back to the queue to retry."""
 
 
-def deliver(message: Delivery) -> str:
+def deliver(message: Delivery, stores: Stores = STORES) -> str:
     """Deliver one sale unless it is delivered, parked or being sent; returns what happened."""
-    lead = leads.get(message.lead_id)
-    partner = partners.by_id(message.partner_id)
+    lead = stores.leads.get(message.lead_id)
+    partner = stores.partners.by_id(message.partner_id)
     now = _now_ms()
     if lead is None or partner is None:
         # Nothing can ever deliver it: say so in the log and let the message go.
@@ -186,16 +194,16 @@ def deliver(message: Delivery) -> str:
         return "unknown lead or partner"
     # The lease outlives one attempt (timeout plus slack), so a live sender is never doubled.
     lease_ms = int((partner.delivery.timeout + 10) * 1000)
-    taken = deliveries.begin(message.lead_id, message.partner_id, now, lease_ms)
-    if taken == deliveries.BUSY:
+    taken = stores.deliveries.begin(message.lead_id, message.partner_id, now, lease_ms)
+    if taken == BUSY:
         raise Undelivered("another worker is sending it")
-    if taken != deliveries.STARTED:
+    if taken != STARTED:
         return taken
     try:
-        attempt = send(partner, lead.lead_id, lead.data, test=lead.test)
+        attempt = send(partner, lead.lead_id, lead.data, test=lead.test, stores=stores)
     except Permanent as error:
         # This worker holds the lease: it parks the sale itself.
-        _settle(lead.lead_id, partner.id, deliveries.FAILED, str(error))
+        _settle(stores, lead.lead_id, partner.id, FAILED, str(error))
         metrics.add_metric(name="DeliveryParked", unit=MetricUnit.Count, value=1)
         return "parked"
     except Exception as error:
@@ -204,10 +212,10 @@ def deliver(message: Delivery) -> str:
         logger.exception("delivery attempt broke")
         attempt = Attempt(False, f"error: {type(error).__name__}")
     if attempt.ok:
-        _settle(lead.lead_id, partner.id, deliveries.DELIVERED, attempt.detail)
+        _settle(stores, lead.lead_id, partner.id, DELIVERED, attempt.detail)
         metrics.add_metric(name="Delivered", unit=MetricUnit.Count, value=1)
-        return deliveries.DELIVERED
-    _settle(lead.lead_id, partner.id, deliveries.QUEUED, attempt.detail)
+        return DELIVERED
+    _settle(stores, lead.lead_id, partner.id, QUEUED, attempt.detail)
     metrics.add_metric(name="DeliveryAttemptFailed", unit=MetricUnit.Count, value=1)
     raise Undelivered(attempt.detail)
 
@@ -215,13 +223,13 @@ def deliver(message: Delivery) -> str:
 _SETTLE_ATTEMPTS = 5
 
 
-def _settle(lead_id: int, partner_id: int, outcome: str, detail: str) -> None:
+def _settle(stores: Stores, lead_id: int, partner_id: int, outcome: str, detail: str) -> None:
     """Record an attempt's outcome, retried until it lands: the message is acknowledged only
     after it, so a lost write cannot make a delivered sale look undelivered (and be sent again)
     unless DynamoDB stays unreachable through every retry."""
     for attempt in range(_SETTLE_ATTEMPTS):
         try:
-            deliveries.settle(lead_id, partner_id, outcome, detail, _now_ms())
+            stores.deliveries.settle(lead_id, partner_id, outcome, detail, _now_ms())
             return
         except (ClientError, BotoCoreError):
             if attempt == _SETTLE_ATTEMPTS - 1:

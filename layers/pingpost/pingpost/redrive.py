@@ -20,9 +20,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pingpost.answers import MATCHED, UNMATCHED, Answer
 from pingpost.clock import now_ms as _now_ms
 from pingpost.config import settings
+from pingpost.models import PINGED, POSTING, SOLD, UNSOLD
 from pingpost.observability import logger, metrics
-from pingpost.store import deliveries, leads, queues
-from pingpost.store.queues import Delivery
+from pingpost.store.deliveries import QUEUED, SENDING
+from pingpost.store.leads import Lead
+from pingpost.store.queues import DeadLetter, Delivery
+from pingpost.stores import STORES, Stores
 
 MAX_DELAY_SECONDS = 900  # SQS's longest DelaySeconds
 
@@ -44,17 +47,17 @@ def backoff(redrives: int) -> int:
     return min(MAX_DELAY_SECONDS, delay)
 
 
-def redrive(report: Report, deadline: float) -> None:
+def redrive(report: Report, deadline: float, stores: Stores = STORES) -> None:
     """Move dead letters back to the queue, or park them after the last redrive."""
     while time.monotonic() < deadline:
-        letters = queues.dead_letters(10)
+        letters = stores.queues.dead_letters(10)
         if not letters:
             return
         for letter in letters:
-            _settle(letter, report)
+            _settle(stores, letter, report)
 
 
-def _settle(letter: queues.DeadLetter, report: Report) -> None:
+def _settle(stores: Stores, letter: DeadLetter, report: Report) -> None:
     try:
         message = Delivery.parse(letter.body, letter.redrives)
     except (ValueError, KeyError, TypeError):
@@ -62,80 +65,80 @@ def _settle(letter: queues.DeadLetter, report: Report) -> None:
         logger.error("unreadable dead letter dropped", extra={"size": len(letter.body)})
         metrics.add_metric(name="DeadLetterUnreadable", unit=MetricUnit.Count, value=1)
         report.unreadable += 1
-        queues.forget(letter)
+        stores.queues.forget(letter)
         return
     if message.redrives < settings().max_redrives:
         again = Delivery(message.lead_id, message.partner_id, message.redrives + 1)
-        if queues.enqueue([again], delay_seconds=backoff(message.redrives)):
+        if stores.queues.enqueue([again], delay_seconds=backoff(message.redrives)):
             return  # SQS refused it: the dead letter stays for the next run
         report.redriven += 1
     else:
         detail = f"parked after {message.redrives + 1} rounds of delivery attempts"
-        if deliveries.park(message.lead_id, message.partner_id, detail, _now_ms()):
+        if stores.deliveries.park(message.lead_id, message.partner_id, detail, _now_ms()):
             metrics.add_metric(name="DeliveryParked", unit=MetricUnit.Count, value=1)
             report.parked += 1
         else:
-            record = deliveries.state(message.lead_id, message.partner_id) or {}
-            if record.get("state") == deliveries.SENDING:
+            record = stores.deliveries.state(message.lead_id, message.partner_id) or {}
+            if record.get("state") == SENDING:
                 # A worker is sending it right now: its outcome decides; if that fails too,
                 # this letter (back after its visibility timeout) parks it on a later run.
                 return
-    queues.forget(letter)
+    stores.queues.forget(letter)
 
 
-def sweep(report: Report) -> None:
+def sweep(report: Report, stores: Stores = STORES) -> None:
     """Queue the deliveries of leads left in the outbox longer than the grace period."""
     before = _now_ms() - settings().outbox_grace_seconds * 1000
-    for lead_id in deliveries.in_outbox(before):
-        lead = leads.get(lead_id)
+    for lead_id in stores.deliveries.in_outbox(before):
+        lead = stores.leads.get(lead_id)
         if lead is None:
             continue
-        if lead.status == leads.POSTING and not _ended(lead, report):
+        if lead.status == POSTING and not _ended(stores, lead, report):
             continue
         # The sales waiting for a message (leads sold before sales were tracked one by one:
         # every queued delivery).
-        waiting = deliveries.awaiting_queue(lead_id) or {
+        waiting = stores.deliveries.awaiting_queue(lead_id) or {
             int(partner)
             for partner, record in lead.deliveries.items()
-            if record.get("state") == deliveries.QUEUED
+            if record.get("state") == QUEUED
         }
         queued = [Delivery(lead_id, partner) for partner in sorted(waiting)]
-        if queued and queues.enqueue(queued):
+        if queued and stores.queues.enqueue(queued):
             continue  # SQS still refuses: the lead stays in the outbox
         report.swept += len(queued)
-        deliveries.clear_outbox(lead_id, waiting)
+        stores.deliveries.clear_outbox(lead_id, waiting)
 
 
-def _ended(lead: leads.Lead, report: Report) -> bool:
+def _ended(stores: Stores, lead: Lead, report: Report) -> bool:
     """End a post that died holding `lead` (seen with the same claim and progress on the last
     run too); True when it ended with sales to queue."""
     if lead.sweep_seen != f"{lead.claim}#{lead.beat}":
-        leads.watch(lead)  # the next run decides
+        stores.leads.watch(lead)  # the next run decides
         return False
     now = _now_ms()
     allowed_sent = "Allowed_Times_Sold" in lead.data
     if lead.sold_to:
-        status = leads.SOLD
+        status = SOLD
         told = Answer(MATCHED, lead.lead_id, matches=len(lead.sold_to) if allowed_sent else None)
         answer, detail = told.stored(), f"sold to {len(lead.sold_to)}; its post died"
     elif lead.answer:
-        status, answer, detail = leads.PINGED, lead.answer, "nothing sold; awaits its post again"
+        status, answer, detail = PINGED, lead.answer, "nothing sold; awaits its post again"
     else:
-        status, answer = leads.UNSOLD, Answer(UNMATCHED, lead.lead_id).stored()
+        status, answer = UNSOLD, Answer(UNMATCHED, lead.lead_id).stored()
         detail = "nothing sold; its request died"
     event = {"at": now, "event": "sweep", "detail": f"post abandoned: {detail}"}
-    if not leads.abandon(lead, status, answer, event):
+    if not stores.leads.abandon(lead, status, answer, event):
         return False  # the post made progress after all
     logger.warning("abandoned post ended", extra={"lead_id": lead.lead_id, "status": status})
     report.abandoned += 1
-    return status == leads.SOLD
+    return status == SOLD
 
 
-def run(budget_seconds: float = 100) -> Report:
+def run(budget_seconds: float = 100, stores: Stores = STORES) -> Report:
     """One scheduled run: the outbox sweep, then the dead letters, within the time budget."""
     report = Report()
     deadline = time.monotonic() + budget_seconds
-    sweep(report)
-    redrive(report, deadline)
+    sweep(report, stores)
+    redrive(report, deadline, stores)
     logger.info("retry run", extra=report.__dict__)
     return report

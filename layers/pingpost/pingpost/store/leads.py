@@ -16,11 +16,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pingpost.config import settings
 from pingpost.errors import Conflict
-from pingpost.models import DONE, PINGED, POSTING, SOLD, UNSOLD
+from pingpost.models import PINGED, POSTING, SOLD, UNSOLD
 from pingpost.store import dynamodb, from_item, to_item
 from pingpost.store.deliveries import outbox_shard
-
-__all__ = ["DONE", "PINGED", "POSTING", "SOLD", "UNSOLD", "Lead"]
 
 
 @dataclass
