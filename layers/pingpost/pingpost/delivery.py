@@ -12,7 +12,7 @@ import json
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -190,7 +190,7 @@ def deliver(message: Delivery, stores: Stores = STORES) -> str:
     now = _now_ms()
     if lead is None or partner is None:
         # Nothing can ever deliver it: say so in the log and let the message go.
-        logger.error("delivery of an unknown lead or partner", extra=message.__dict__)
+        logger.error("delivery of an unknown lead or partner", extra=asdict(message))
         return "unknown lead or partner"
     # The lease outlives one attempt (timeout plus slack), so a live sender is never doubled.
     lease_ms = int((partner.delivery.timeout + 10) * 1000)
