@@ -33,8 +33,11 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # pytest exits 5 when it collects no test: that fails the run like any other non-zero code.
+# The tests run in TEST_WORKERS processes (pytest-xdist), one test at a time each, the long
+# ones first; most of them wait on sockets, so there are more workers than cores.
+TEST_WORKERS ?= 4
 pytest: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 
 ## make bench: every benchmark, as docs/performance.md reports them
 bench: $(STAMP)

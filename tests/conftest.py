@@ -25,6 +25,12 @@ os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_DEV", "false")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long tests first (in their order), so that a parallel run does not end waiting for
+    one that started last."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 @pytest.fixture(scope="session")
 def aws() -> Iterator[str]:
     """An embedded AWS endpoint (moto server mode) with every table and queue of template.yaml."""

@@ -14,6 +14,7 @@ RUNS = {
 }
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("bench", sorted(RUNS))
 def test_a_benchmark_prints_its_table(bench: str) -> None:
     printed = run_bench(bench, *RUNS[bench])

@@ -78,6 +78,7 @@ def _states(lead_ids: list[int]) -> dict[tuple[int, int], dict[str, Any]]:
     return out
 
 
+@pytest.mark.long
 def test_every_sale_is_delivered_once_or_parked(aws: str) -> None:
     from pingpost import exchange, redrive
     from pingpost.config import settings

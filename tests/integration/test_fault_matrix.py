@@ -545,6 +545,7 @@ def count_calls(world: World, step: Step) -> list[str]:
     return plan.calls
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("step", STEPS, ids=[s.name for s in STEPS])
 def test_every_call_of_the_step_faulted_in_turn_leaves_one_truth(

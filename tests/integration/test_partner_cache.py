@@ -115,6 +115,7 @@ def test_partners_written_at_once_each_take_their_own_version(demo: None) -> Non
         )
 
 
+@pytest.mark.long
 def test_a_container_further_behind_than_the_log_reads_every_partner_again(demo: None) -> None:
     from pingpost.store import partners
 

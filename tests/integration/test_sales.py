@@ -92,6 +92,7 @@ def stored(lead_id: int) -> Any:
     return lead
 
 
+@pytest.mark.long
 def test_50_concurrent_full_leads_for_a_daily_cap_of_10_sell_exactly_10(partners: Any) -> None:
     partners(_partner(900, 30, caps={"daily": 10}, dedupe_days=0))
     with ThreadPoolExecutor(max_workers=50) as pool:
@@ -102,6 +103,7 @@ def test_50_concurrent_full_leads_for_a_daily_cap_of_10_sell_exactly_10(partners
     assert sum(len(stored(a.lead_id).sales) for a in answers) == 10
 
 
+@pytest.mark.long
 def test_concurrent_posts_never_sell_a_lead_more_than_allowed_nor_over_a_cap(
     partners: Any,
 ) -> None:

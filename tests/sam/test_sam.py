@@ -30,6 +30,7 @@ def sam(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.long
 def test_the_template_passes_sam_validate_lint() -> None:
     done = sam("validate", "--lint", "--template-file", str(TEMPLATE))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -52,6 +53,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return where / "build"
 
 
+@pytest.mark.long
 def test_sam_build_makes_every_function_and_the_layer(built: Path) -> None:
     from pingpost_local.template import function_ids, load_template
 

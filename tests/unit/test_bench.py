@@ -42,6 +42,7 @@ def test_the_index_matches_the_same_partners_as_the_linear_scan(bench: ModuleTyp
     assert matched > 0  # the leads are of a kind the partners buy
 
 
+@pytest.mark.long
 def test_main_prints_a_markdown_row_per_size(
     bench: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:

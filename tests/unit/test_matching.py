@@ -471,6 +471,7 @@ def leads(draw: st.DrawFn, known: Sequence[int]) -> Criteria:
     )
 
 
+@pytest.mark.long
 @settings(max_examples=300, deadline=None)
 @given(
     st.data(),

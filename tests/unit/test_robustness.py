@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,6 +61,7 @@ BODIES = (
 )
 
 
+@pytest.mark.long
 @settings(max_examples=600, deadline=None)
 @given(st.sampled_from(["GET", "POST"]), TYPES, st.text(max_size=200), BODIES)
 def test_decoding_reads_or_refuses_any_body(
