@@ -162,17 +162,11 @@ class Server:
         )
 
 
-def local_function(function_id: str, folder: str) -> Any:
+def local_function(function_id: str) -> Any:
     """A function of template.yaml run in this process, as the local runner runs it."""
-    from pingpost_local.gateway import LocalFunction
+    from pingpost_local.functions import in_this_environment
 
-    return LocalFunction(
-        function_id,
-        ROOT / "functions" / folder,
-        "app.lambda_handler",
-        dict(os.environ),
-        serialize=False,
-    )
+    return in_this_environment(TEMPLATE, function_id)
 
 
 @contextmanager

@@ -21,13 +21,8 @@ from pingpost_local.background import LOOPBACK, Served
 from pingpost_local.cors import CorsError, merge_origins, parse_origin
 from pingpost_local.embedded_aws import start_aws_endpoint
 from pingpost_local.events import EventSources, event_sources
-from pingpost_local.gateway import (
-    MAX_BODY_BYTES,
-    Gateway,
-    HttpRequest,
-    HttpResponse,
-    LocalFunction,
-)
+from pingpost_local.functions import LocalFunction
+from pingpost_local.gateway import MAX_BODY_BYTES, Gateway, HttpRequest, HttpResponse
 from pingpost_local.gateway import message_response as _message_response
 from pingpost_local.partner import DemoPartner
 from pingpost_local.template import Route, create_resources, load_template, parameter_values

@@ -85,9 +85,9 @@ def test_every_sale_is_delivered_once_or_parked(aws: str) -> None:
     from pingpost.decoding import Request
     from pingpost.store import Expiring, partners, vendors
     from pingpost_local import seed
-    from pingpost_local.events import QueuePoller, sqs_sources
-    from pingpost_local.gateway import LocalFunction
+    from pingpost_local.functions import LocalFunction
     from pingpost_local.partner import DemoPartner
+    from pingpost_local.sqs import QueuePoller, sqs_sources
     from pingpost_local.template import load_template
 
     quick = settings().model_copy(update={"redrive_base_seconds": 1, "max_redrives": 2})
