@@ -112,8 +112,8 @@ class Exchange:
 
         from pingpost_local.embedded_aws import start_aws_endpoint
         from pingpost_local.partner import DemoPartner
+        from pingpost_local.resources import create_resources
         from pingpost_local.template import (
-            create_resources,
             function_environment,
             function_ids,
             load_template,

@@ -37,8 +37,8 @@ def aws() -> Iterator[str]:
     import boto3
 
     from pingpost_local.embedded_aws import start_aws_endpoint
+    from pingpost_local.resources import create_resources
     from pingpost_local.template import (
-        create_resources,
         function_environment,
         function_ids,
         load_template,

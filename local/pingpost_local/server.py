@@ -25,7 +25,8 @@ from pingpost_local.functions import LocalFunction
 from pingpost_local.gateway import MAX_BODY_BYTES, Gateway, HttpRequest, HttpResponse
 from pingpost_local.gateway import message_response as _message_response
 from pingpost_local.partner import DemoPartner
-from pingpost_local.template import Route, create_resources, load_template, parameter_values
+from pingpost_local.resources import create_resources
+from pingpost_local.template import Route, load_template, parameter_values
 
 # Idle keep-alive connections are dropped after this long so threads don't pile up.
 IDLE_TIMEOUT_SECONDS: Final = 60.0
