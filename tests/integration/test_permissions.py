@@ -351,8 +351,12 @@ def _operations_in_code() -> dict[str, set[str]]:
     return found
 
 
-def test_the_functions_make_every_call_the_store_code_names(demo: None) -> None:
-    assert set(RECORDED) == set(FOLDERS), "run with the test above"
+def test_the_functions_make_every_call_the_store_code_names(
+    demo: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for function_id in FOLDERS:
+        if function_id not in RECORDED:  # the test above ran elsewhere (a parallel run)
+            RECORDED[function_id] = calls(function_id, monkeypatch)
     code = _operations_in_code()
     assert set(code) >= OPERATOR_ONLY
     missing = {
