@@ -112,8 +112,8 @@ class Exchange:
 
         from pingpost_local.embedded_aws import start_aws_endpoint
         from pingpost_local.partner import DemoPartner
+        from pingpost_local.resources import create_resources
         from pingpost_local.template import (
-            create_resources,
             function_environment,
             function_ids,
             load_template,
@@ -165,16 +165,10 @@ class Exchange:
         self.partner.stop()
         self._server.stop()
 
-    def function(self, function_id: str, folder: str) -> Any:
-        from pingpost_local.gateway import LocalFunction
+    def function(self, function_id: str) -> Any:
+        from pingpost_local.functions import in_this_environment
 
-        return LocalFunction(
-            function_id,
-            ROOT / "functions" / folder,
-            "app.lambda_handler",
-            dict(os.environ),
-            serialize=False,
-        )
+        return in_this_environment(ROOT / "template.yaml", function_id)
 
 
 class Run:
@@ -189,7 +183,7 @@ class Run:
         self.exchange = exchange
         self.meter = Meter([dynamodb(), sqs(), ssm()], exchange.raw)
         self.functions = {
-            name: exchange.function(f"{name.title()}Function", name)
+            name: exchange.function(f"{name.title()}Function")
             for name in ("ping", "post", "full", "deliver")
         }
         self._consumer = 0
@@ -238,7 +232,7 @@ class Run:
 
     def deliver_all(self, usage: Usage) -> int:
         """Deliver every queued sale, one message an invocation; how many were delivered."""
-        from pingpost_local.events import sqs_event
+        from pingpost_local.sqs import sqs_event
 
         queue = os.environ["DELIVERY_QUEUE_URL"]
         arn = self.exchange.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])

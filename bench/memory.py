@@ -30,7 +30,7 @@ def peak():  # VmHWM: this process's own peak (ru_maxrss keeps the parent's acro
     return int(status.split()[0]) / 1024
 import app
 imported = peak()
-from pingpost_local.gateway import LambdaContext as Context
+from pingpost_local.functions import LambdaContext as Context
 plan = json.loads(sys.stdin.read())
 for event in plan["events"]:
     result = app.lambda_handler(event, Context(plan["name"], 512, 10))
@@ -53,7 +53,8 @@ def plans(requests: int) -> dict[str, list[dict[str, object]]]:
     """The events each function serves, made ready against the seeded exchange."""
     import cost
 
-    from pingpost_local.events import scheduled_event, schedules, sqs_event
+    from pingpost_local.schedules import scheduled_event, schedules
+    from pingpost_local.sqs import sqs_event
     from pingpost_local.template import load_template
 
     exchange = cost.Exchange()

@@ -38,7 +38,8 @@ def _endpoint() -> Any:
     import boto3
 
     from pingpost_local.embedded_aws import start_aws_endpoint
-    from pingpost_local.template import create_resources, load_template, parameter_values
+    from pingpost_local.resources import create_resources
+    from pingpost_local.template import load_template, parameter_values
 
     server, url = start_aws_endpoint()
     os.environ.update(

@@ -84,7 +84,7 @@ def measure(rounds: int) -> dict[str, tuple[float, float, float]]:
 
     from pingpost.store import dynamodb
     from pingpost.store.queues import sqs
-    from pingpost_local.gateway import LambdaContext
+    from pingpost_local.functions import LambdaContext
 
     os.environ["LEAD_ID_BLOCK"] = "100000"  # no counter write while measuring
     exchange = cost.Exchange()

@@ -37,8 +37,8 @@ def aws() -> Iterator[str]:
     import boto3
 
     from pingpost_local.embedded_aws import start_aws_endpoint
+    from pingpost_local.resources import create_resources
     from pingpost_local.template import (
-        create_resources,
         function_environment,
         function_ids,
         load_template,
@@ -162,17 +162,11 @@ class Server:
         )
 
 
-def local_function(function_id: str, folder: str) -> Any:
+def local_function(function_id: str) -> Any:
     """A function of template.yaml run in this process, as the local runner runs it."""
-    from pingpost_local.gateway import LocalFunction
+    from pingpost_local.functions import in_this_environment
 
-    return LocalFunction(
-        function_id,
-        ROOT / "functions" / folder,
-        "app.lambda_handler",
-        dict(os.environ),
-        serialize=False,
-    )
+    return in_this_environment(TEMPLATE, function_id)
 
 
 @contextmanager

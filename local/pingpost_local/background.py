@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import traceback
 from abc import ABC, abstractmethod
 from http.server import ThreadingHTTPServer
 from types import TracebackType
@@ -104,3 +106,15 @@ class Served(ABC):
     ) -> None:
         """Stop serving."""
         self.stop()
+
+
+def report(message: str) -> None:
+    """One line for the person watching the local runner."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def report_exception(message: str) -> None:
+    """A failure with its traceback; the loop that caught it goes on."""
+    print(message, file=sys.stderr)
+    traceback.print_exc(file=sys.stderr)
+    sys.stderr.flush()

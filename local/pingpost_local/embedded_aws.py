@@ -1,7 +1,8 @@
 """The embedded AWS endpoint: moto's server mode on loopback, repaired for concurrent use.
 
 moto's backends share state without locks, and the local runner calls them from many threads
-(requests, SQS pollers, schedules). Three repairs make it a faithful stand-in:
+(requests, SQS pollers, schedules). Three repairs make it a faithful stand-in, and a fourth
+makes it quicker:
 1. One DynamoDB call at a time: its TransactWriteItems snapshots tables while other threads
    write to them.
 2. TransactWriteItems snapshots only the items it touches: moto deep-copies every table the
@@ -9,6 +10,8 @@ moto's backends share state without locks, and the local runner calls them from 
 3. One SQS call at a time, except while a long poll waits: pollers receiving at once could
    take the same message twice, or fail while moving a message to its dead-letter queue
    (ValueError from list.remove) and so hide it until its visibility timeout ends.
+4. moto's dispatcher lists its own package's folders (a stat of each) on every request to
+   find the service: they are listed once.
 AWS itself has none of these limits; the exchange's code is unchanged, only the stand-in is
 fixed. The repairs reach into moto's internals, so pyproject.toml pins moto to the range
 tested here (tests/integration/test_local_aws.py).
@@ -66,6 +69,11 @@ def make_safe() -> None:
             _SQS_LOCK.acquire()
 
     Queue.wait_for_messages = wait_for_messages  # type: ignore[method-assign]
+
+    from moto import backends
+
+    listed = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: listed
 
 
 def _one_at_a_time(handler: Any, lock: threading.Lock) -> None:

@@ -8,37 +8,28 @@ from __future__ import annotations
 import base64
 import binascii
 import decimal
-import importlib.util
 import json
-import os
 import re
 import secrets
 import sys
-import threading
-import time
 import traceback
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Final
 from urllib.parse import unquote, unquote_plus, urlsplit
 
 from pingpost_local.cors import CorsPolicy
+from pingpost_local.functions import LocalFunction, local_function
 from pingpost_local.template import (
     ACCOUNT_ID,
     DEFAULT_ROUTE,
     Route,
-    function_environment,
-    function_properties,
     http_api_cors,
     http_routes,
     load_template,
     parameter_values,
-    region,
-    resolve,
 )
 
 # HTTP API refuses request payloads over 10 MB.
@@ -52,8 +43,6 @@ TEXT_MEDIA_TYPES: Final = frozenset(
 _MONTHS: Final = "JanFebMarAprMayJunJulAugSepOctNovDec"
 # Framing headers belong to this hop; the server computes its own Content-Length.
 _HOP_HEADERS: Final = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
-
-Handler = Callable[[dict[str, Any], Any], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,112 +283,6 @@ def _header_text(value: Any) -> str:
     return json.dumps(value)
 
 
-class LambdaContext:
-    """The context object of the Python runtime, with the attributes handlers read."""
-
-    def __init__(self, function_name: str, memory_limit_in_mb: int, timeout_seconds: float) -> None:
-        now = datetime.now(UTC)
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = (
-            f"arn:aws:lambda:{region()}:{ACCOUNT_ID}:function:{function_name}"
-        )
-        self.memory_limit_in_mb = memory_limit_in_mb
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = f"{now:%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
-        self.identity: Any = None
-        self.client_context: Any = None
-        self._deadline = time.monotonic() + timeout_seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        """Milliseconds left before the function's configured Timeout."""
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
-def _module_token(text: str) -> str:
-    """Make text usable inside a module name."""
-    return re.sub(r"\W", "_", text)
-
-
-class LocalFunction:
-    """One template function: its handler loaded once from CodeUri, invoked like Lambda."""
-
-    def __init__(
-        self,
-        function_id: str,
-        code_dir: Path,
-        handler: str,
-        environment: Mapping[str, str],
-        *,
-        function_name: str | None = None,
-        memory_limit_in_mb: int = 128,
-        timeout_seconds: float = 3.0,
-        serialize: bool = True,
-    ) -> None:
-        self.function_id = function_id
-        self.code_dir = code_dir
-        self.handler_name = handler
-        self.environment = dict(environment)
-        self.function_name = function_name or function_id
-        self.memory_limit_in_mb = memory_limit_in_mb
-        self.timeout_seconds = timeout_seconds
-        self._handler: Handler | None = None
-        self._load_lock = threading.Lock()
-        # One sandbox runs one event at a time; serializing keeps module-level state honest.
-        self._invoke_lock: threading.Lock | None = threading.Lock() if serialize else None
-
-    def load(self) -> Handler:
-        """Import the handler module once, after exporting the function's environment."""
-        with self._load_lock:
-            if self._handler is None:
-                self._handler = self._import()
-            return self._handler
-
-    def _import(self) -> Handler:
-        """Load the handler's module from CodeUri under a module name unique to this function."""
-        module_path, _, attribute = self.handler_name.rpartition(".")
-        if not module_path:
-            raise ValueError(
-                f"{self.function_id}: Handler {self.handler_name!r} is not module.func"
-            )
-        relative = Path(*module_path.split("."))
-        source = self.code_dir / relative.with_suffix(".py")
-        if not source.is_file():
-            source = self.code_dir / relative / "__init__.py"
-        # Every function has its own app.py, so each gets a module name of its own.
-        name = f"_pingpost_local_{_module_token(self.function_id)}_{_module_token(module_path)}"
-        spec = importlib.util.spec_from_file_location(name, source)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"{self.function_id}: cannot load {source}")
-        os.environ.update(self.environment)
-        module: ModuleType = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        # Sibling modules of app.py import as top-level names, as in the Lambda package root.
-        sys.path.insert(0, str(self.code_dir))
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
-        finally:
-            sys.path.remove(str(self.code_dir))
-        handler = getattr(module, attribute, None)
-        if not callable(handler):
-            raise ImportError(f"{self.function_id}: {source} has no callable {attribute!r}")
-        loaded: Handler = handler
-        return loaded
-
-    def invoke(self, event: dict[str, Any]) -> Any:
-        """Call the handler with event and a fresh context; exceptions propagate."""
-        handler = self.load()
-        context = LambdaContext(self.function_name, self.memory_limit_in_mb, self.timeout_seconds)
-        if self._invoke_lock is None:
-            return handler(event, context)
-        with self._invoke_lock:
-            return handler(event, context)
-
-
 @dataclass(frozen=True, slots=True)
 class _CompiledRoute:
     """A route with its path template compiled for matching."""
@@ -462,37 +345,14 @@ class Gateway:
         self.functions: dict[str, LocalFunction] = {}
         for route in self.routes:
             if route.function_id not in self.functions:
-                self.functions[route.function_id] = self._function(route, serialize_invocations)
-
-    def _function(self, route: Route, serialize: bool) -> LocalFunction:
-        """Build the LocalFunction behind a route from the template's settings."""
-        props = function_properties(self.template, route.function_id)
-        environment = function_environment(
-            self.template, route.function_id, self.physical, self.parameters
-        )
-        name = props.get("FunctionName")
-        return LocalFunction(
-            route.function_id,
-            (self.template_path.parent / route.code_uri).resolve(),
-            route.handler,
-            environment,
-            function_name=name if isinstance(name, str) else None,
-            # A parameter may size them (Ref): resolved as CloudFormation would.
-            memory_limit_in_mb=int(
-                resolve(
-                    props.get("MemorySize", 128),
+                self.functions[route.function_id] = local_function(
+                    template_path,
+                    self.template,
+                    route.function_id,
                     self.physical,
                     self.parameters,
-                    template=self.template,
+                    serialize=serialize_invocations,
                 )
-            ),
-            timeout_seconds=float(
-                resolve(
-                    props.get("Timeout", 3), self.physical, self.parameters, template=self.template
-                )
-            ),
-            serialize=serialize,
-        )
 
     def configure_cors(self, parameters: Mapping[str, str] | None = None) -> None:
         """(Re)read the HttpApi's CorsConfiguration, with new parameter values if given.

@@ -21,16 +21,12 @@ from pingpost_local.background import LOOPBACK, Served
 from pingpost_local.cors import CorsError, merge_origins, parse_origin
 from pingpost_local.embedded_aws import start_aws_endpoint
 from pingpost_local.events import EventSources, event_sources
-from pingpost_local.gateway import (
-    MAX_BODY_BYTES,
-    Gateway,
-    HttpRequest,
-    HttpResponse,
-    LocalFunction,
-)
+from pingpost_local.functions import LocalFunction
+from pingpost_local.gateway import MAX_BODY_BYTES, Gateway, HttpRequest, HttpResponse
 from pingpost_local.gateway import message_response as _message_response
 from pingpost_local.partner import DemoPartner
-from pingpost_local.template import Route, create_resources, load_template, parameter_values
+from pingpost_local.resources import create_resources
+from pingpost_local.template import Route, load_template, parameter_values
 
 # Idle keep-alive connections are dropped after this long so threads don't pile up.
 IDLE_TIMEOUT_SECONDS: Final = 60.0

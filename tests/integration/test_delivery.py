@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import DEMO_SEED, ROOT
+from tests.conftest import DEMO_SEED, local_function
 from tests.leads import complete
 
 
@@ -89,19 +89,12 @@ def receive(queue: str = "DELIVERY_QUEUE_URL", most: int = 10, wait: int = 1) ->
 
 def deliver(messages: list[Any]) -> dict[str, Any]:
     """Invoke the deliver function as Lambda's SQS poller would, with these messages."""
-    from pingpost_local.events import sqs_event
-    from pingpost_local.gateway import LocalFunction
+    from pingpost_local.sqs import sqs_event
 
     arn = boto3.client("sqs").get_queue_attributes(
         QueueUrl=os.environ["DELIVERY_QUEUE_URL"], AttributeNames=["QueueArn"]
     )["Attributes"]["QueueArn"]
-    function = LocalFunction(
-        "DeliverFunction",
-        ROOT / "functions" / "deliver",
-        "app.lambda_handler",
-        dict(os.environ),
-        serialize=False,
-    )
+    function = local_function("DeliverFunction")
     result: dict[str, Any] = function.invoke(sqs_event(messages, arn))
     return result
 

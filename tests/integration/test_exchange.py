@@ -52,7 +52,7 @@ def exchange(aws: str) -> Iterator[None]:
 
 
 def handler(name: str) -> Any:
-    return local_function(*FUNCTIONS[name])
+    return local_function(FUNCTIONS[name][0])
 
 
 def event(name: str) -> dict[str, Any]:

@@ -31,7 +31,7 @@ import boto3
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tests.conftest import ROOT
+from tests.conftest import local_function
 from tests.faults import Killed, Plan, faulting
 from tests.integration.test_delivery import buyer
 from tests.integration.test_delivery import sales as sales  # noqa: PLC0414 (the fixture)
@@ -97,22 +97,16 @@ def receive(queue: str = "DELIVERY_QUEUE_URL") -> list[Any]:
 
 @functools.cache
 def _deliver_function() -> tuple[Any, str]:
-    from pingpost_local.gateway import LocalFunction
 
     arn = _plain("sqs").get_queue_attributes(
         QueueUrl=os.environ["DELIVERY_QUEUE_URL"], AttributeNames=["QueueArn"]
     )["Attributes"]["QueueArn"]
-    folder = ROOT / "functions" / "deliver"
-    environment = dict(os.environ)
-    function = LocalFunction(
-        "DeliverFunction", folder, "app.lambda_handler", environment, serialize=False
-    )
-    return function, arn
+    return local_function("DeliverFunction"), arn
 
 
 def deliver(messages: list[Any]) -> set[str]:
     """Hand messages to the deliver function; the IDs of those it did not deliver."""
-    from pingpost_local.events import sqs_event
+    from pingpost_local.sqs import sqs_event
 
     function, arn = _deliver_function()
     result = function.invoke(sqs_event(messages, arn))

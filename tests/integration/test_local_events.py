@@ -19,20 +19,17 @@ import pytest
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SqsModel
 from mypy_boto3_sqs.client import SQSClient
 
-from pingpost_local.events import (
-    QueuePoller,
+from pingpost_local.functions import LocalFunction, local_function
+from pingpost_local.resources import create_resources
+from pingpost_local.schedules import (
     Scheduler,
     ScheduleSource,
-    SqsSource,
-    local_function,
-    messages_to_keep,
     rate_seconds,
     scheduled_event,
     schedules,
-    sqs_sources,
 )
-from pingpost_local.gateway import LocalFunction
-from pingpost_local.template import create_resources, load_template, parameter_values
+from pingpost_local.sqs import QueuePoller, SqsSource, messages_to_keep, sqs_sources
+from pingpost_local.template import load_template, parameter_values
 from tests.conftest import _dynamodb, _sqs, serve_in_thread
 
 REPO = Path(__file__).resolve().parents[2]

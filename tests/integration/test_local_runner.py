@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from pingpost_local.gateway import HttpRequest, build_event, to_http_response
+from pingpost_local.resources import create_resources
 from pingpost_local.server import LocalExchange
-from pingpost_local.template import create_resources, load_template
+from pingpost_local.template import load_template
 from tests.conftest import _dynamodb, _sqs, serve_in_thread
 
 REPO = Path(__file__).resolve().parents[2]

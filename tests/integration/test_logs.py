@@ -38,7 +38,7 @@ def _get(fields: dict[str, str]) -> dict[str, Any]:
     payload = json.loads((EVENTS / "api-get.json").read_text())
     payload["rawQueryString"] = urlencode(fields)
     payload["queryStringParameters"] = fields
-    result: dict[str, Any] = local_function("ApiFunction", "api").invoke(payload)
+    result: dict[str, Any] = local_function("ApiFunction").invoke(payload)
     return result
 
 
@@ -60,8 +60,9 @@ def test_a_whole_cycle_logs_no_secret_and_no_personal_data(
 ) -> None:
     from pingpost.config import settings
     from pingpost_local import seed
-    from pingpost_local.events import scheduled_event, schedules, sqs_event
     from pingpost_local.partner import DemoPartner
+    from pingpost_local.schedules import scheduled_event, schedules
+    from pingpost_local.sqs import sqs_event
     from pingpost_local.template import load_template
     from tests.conftest import TEMPLATE
 
@@ -94,7 +95,7 @@ def test_a_whole_cycle_logs_no_secret_and_no_personal_data(
         messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
         arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
         batch = sqs_event(messages["Messages"], arn["Attributes"]["QueueArn"])
-        failed = local_function("DeliverFunction", "deliver").invoke(batch)["batchItemFailures"]
+        failed = local_function("DeliverFunction").invoke(batch)["batchItemFailures"]
         assert len(failed) == len(messages["Messages"]) == 2  # the partner refused both
         for message in messages["Messages"]:
             sqs.send_message(
@@ -105,7 +106,7 @@ def test_a_whole_cycle_logs_no_secret_and_no_personal_data(
                 },
             )
         (source,) = schedules(load_template(TEMPLATE))
-        report = local_function("RetryFunction", "retry").invoke(scheduled_event(source))
+        report = local_function("RetryFunction").invoke(scheduled_event(source))
         assert report["parked"] == 2
     text = logged.getvalue()
     assert '"message":"request refused"' in text and '"message":"retry run"' in text

@@ -52,10 +52,10 @@ def _partner(partner_id: int) -> Any:
 
 def _matching() -> set[int]:
     """The partners the exchange matches leads against now."""
-    from pingpost import exchange
+    from pingpost import selling
     from pingpost.store import partners
 
-    return {p.id for p in exchange._indexed(partners.current()).all()}
+    return {p.id for p in selling._indexed(partners.current()).all()}
 
 
 def test_a_new_container_reads_every_partner_then_only_the_version(demo: None) -> None:
@@ -69,9 +69,9 @@ def test_a_new_container_reads_every_partner_then_only_the_version(demo: None) -
     assert again == {"GetItem": 1}
     # Nothing changed: the same copy, so the exchange's matching index is not built again.
     assert partners.current() is partners.current()
-    from pingpost import exchange
+    from pingpost import selling
 
-    assert exchange._indexed(partners.current()) is exchange._indexed(partners.current())
+    assert selling._indexed(partners.current()) is selling._indexed(partners.current())
 
 
 def test_a_partner_written_is_read_alone_and_applied(demo: None) -> None:

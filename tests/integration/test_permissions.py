@@ -151,7 +151,7 @@ def allowed(function_id: str) -> set[tuple[str, str]]:
 
 
 def _handler(function_id: str) -> Any:
-    return local_function(function_id, FOLDERS[function_id])
+    return local_function(function_id)
 
 
 def _http(function_id: str, fields: dict[str, str], **headers: str) -> int:
@@ -232,7 +232,7 @@ def _deliver_calls() -> set[tuple[str, str]]:
     from pingpost import exchange
     from pingpost.decoding import Request
     from pingpost_local import seed
-    from pingpost_local.events import sqs_event
+    from pingpost_local.sqs import sqs_event
 
     sqs = boto3.client("sqs")
     queue = os.environ["DELIVERY_QUEUE_URL"]
@@ -256,7 +256,7 @@ def _retry_calls(monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
     """Two scheduled runs: a dead letter redriven, one parked, a post that died swept."""
     from pingpost.config import settings
     from pingpost.store import leads
-    from pingpost_local.events import scheduled_event, schedules
+    from pingpost_local.schedules import scheduled_event, schedules
     from pingpost_local.template import load_template
 
     monkeypatch.setenv("OUTBOX_GRACE_SECONDS", "0")
@@ -351,8 +351,12 @@ def _operations_in_code() -> dict[str, set[str]]:
     return found
 
 
-def test_the_functions_make_every_call_the_store_code_names(demo: None) -> None:
-    assert set(RECORDED) == set(FOLDERS), "run with the test above"
+def test_the_functions_make_every_call_the_store_code_names(
+    demo: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for function_id in FOLDERS:
+        if function_id not in RECORDED:  # the test above ran elsewhere (a parallel run)
+            RECORDED[function_id] = calls(function_id, monkeypatch)
     code = _operations_in_code()
     assert set(code) >= OPERATOR_ONLY
     missing = {

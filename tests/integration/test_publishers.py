@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pytest
 from lxml import etree
 
-from tests.conftest import DEMO_SEED, ROOT
+from tests.conftest import DEMO_SEED, local_function
 from tests.leads import KEY, complete
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
@@ -43,7 +43,6 @@ CONSENT_PARTNER = 777  # buys Decks, only with consent, above the demo's catch-a
 @pytest.fixture(scope="module")
 def api(aws: str) -> Iterator[Any]:
     from pingpost_local import seed
-    from pingpost_local.gateway import LocalFunction
 
     document = seed.load(DEMO_SEED)
     for partner in document.partners:
@@ -82,13 +81,7 @@ def api(aws: str) -> Iterator[Any]:
             vendors=[*document.vendors, *extra], partners=[*document.partners, consent_partner]
         )
     )
-    yield LocalFunction(
-        "ApiFunction",
-        ROOT / "functions" / "api",
-        "app.lambda_handler",
-        dict(os.environ),
-        serialize=False,
-    )
+    yield local_function("ApiFunction")
 
 
 @dataclass

@@ -26,6 +26,8 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     ("decoding", "matching", "outbound", "responses", "store", "validation"),
     # The stores as the services see them, and what a request is told and recorded.
     ("answering", "stores"),
+    # Selling a lead a request holds.
+    ("selling",),
     # What a request or a queued sale does.
     ("delivery", "exchange", "redrive"),
     # The HTTP edge shared by the API functions.

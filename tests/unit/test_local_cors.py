@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 
 from pingpost_local.cors import CorsError, merge_origins, parse_origin
-from pingpost_local.gateway import Gateway, HttpRequest, HttpResponse, LocalFunction
+from pingpost_local.functions import LocalFunction
+from pingpost_local.gateway import Gateway, HttpRequest, HttpResponse
 
 FORMS = "https://forms.example.com"
 OTHER = "https://evil.example"

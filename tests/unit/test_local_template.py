@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from pingpost_local.resources import queue_attributes, table_request
 from pingpost_local.template import (
     Route,
     function_environment,
@@ -12,9 +13,7 @@ from pingpost_local.template import (
     http_routes,
     load_template,
     parameter_values,
-    queue_attributes,
     resolve,
-    table_request,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -152,6 +151,32 @@ def test_sub_join_select_split_if(monkeypatch: pytest.MonkeyPatch) -> None:
         )
         == 128
     )
+
+
+def test_base64_getazs_and_or_not_and_an_unsupported_function(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    assert resolve({"Fn::Base64": {"Fn::Sub": "${Stage}"}}, {}, {"Stage": "dev"}) == "ZGV2"
+    assert resolve({"Fn::GetAZs": ""}, {}, {}) == ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+    template = {
+        "Resources": {},
+        "Conditions": {
+            "IsDev": {"Fn::Equals": [{"Ref": "Stage"}, "dev"]},
+            "Big": {"Fn::Equals": [{"Ref": "Size"}, "big"]},
+            "Both": {"Fn::And": [{"Condition": "IsDev"}, {"Condition": "Big"}]},
+            "Either": {"Fn::Or": [{"Condition": "IsDev"}, {"Condition": "Big"}]},
+            "NotDev": {"Fn::Not": [{"Condition": "IsDev"}]},
+        },
+    }
+    values = {"Stage": "dev", "Size": "small"}
+    told = {
+        name: resolve({"Fn::If": [name, 1, 0]}, {}, values, template=template)
+        for name in ("Both", "Either", "NotDev")
+    }
+    assert told == {"Both": 0, "Either": 1, "NotDev": 0}
+    with pytest.raises(ValueError, match="Fn::Cidr is not supported by the local runner"):
+        resolve({"Fn::Cidr": ["10.0.0.0/16", 2, 8]}, {}, {})
 
 
 def test_parameter_values_take_defaults_as_strings() -> None:

@@ -1,4 +1,9 @@
-"""Requests as publishers send them: a query string, form fields, the XML <Request> or JSON."""
+"""Requests as publishers send them: a query string, form fields, the XML <Request> or JSON.
+
+One module of over 400 lines on purpose: every format ends in the same `Request`, through the
+same limits and helpers (field pairs, canonical names, hashed values, problems); split by
+format, each part would import those from the others.
+"""
 
 from __future__ import annotations
 

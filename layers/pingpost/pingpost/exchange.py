@@ -2,7 +2,7 @@
 
 Every read and write goes through the `Stores` given (by default the real ones), so that each
 path runs in unit tests without AWS; what a request is told is computed in
-`pingpost.answering`.
+`pingpost.answering`, and a lead the request holds is sold by `pingpost.selling`.
 """
 
 from __future__ import annotations
@@ -11,10 +11,6 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from functools import lru_cache
-from typing import Any
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from pingpost import answering, consent
 from pingpost.answering import event, ms, restored, stored, wire
@@ -32,14 +28,11 @@ from pingpost.errors import (
 )
 from pingpost.fields import LEAD_ID, MODES
 from pingpost.identity import HashedValue
-from pingpost.matching import Criteria, Outcome, PartnerSet, match
-from pingpost.models import DONE, PINGED, POSTING, SOLD, Partner, Vendor
-from pingpost.observability import logger
-from pingpost.store import sales
+from pingpost.matching import Criteria
+from pingpost.models import DONE, PINGED, POSTING, Vendor
+from pingpost.selling import match_lead, sell
 from pingpost.store.deliveries import outbox_shard
 from pingpost.store.leads import Lead, Repeated, kept_until
-from pingpost.store.partners import Roster
-from pingpost.store.queues import Delivery
 from pingpost.stores import STORES, Stores
 from pingpost.validation import extras, present, validate
 
@@ -109,17 +102,6 @@ def authenticate(key: str | None, stores: Stores = STORES) -> Vendor:
     return vendor
 
 
-def _match(stores: Stores, lead: Criteria, now: datetime, roster: Roster | None = None) -> Outcome:
-    return match(lead, _indexed(roster or stores.partners.current()), now, stores.sales.usage)
-
-
-# A roster is the same object until the partners change (and hashes by identity).
-@lru_cache(maxsize=1)
-def _indexed(roster: Roster) -> PartnerSet:
-    """The active partners of the container's copy, indexed for matching once per copy."""
-    return PartnerSet(p for p in roster.partners.values() if p.active)
-
-
 def ping(
     vendor: Vendor,
     values: dict[str, object],
@@ -136,7 +118,7 @@ def ping(
     criteria = Criteria.of(
         values, cost, vendor_matches=tuple(matches), consent=consent.given(evidence)
     )
-    outcome = _match(stores, criteria, now)
+    outcome = match_lead(stores, criteria, now)
     lead_id = stores.lead_ids.next()
     answer = answering.answer(vendor, lead_id, values, outcome.ranked, cost)
     summary = f"{len(outcome.ranked)} of {len(outcome.decisions)} partners considered matched"
@@ -212,7 +194,8 @@ def full(
             ) from None
         return _repeated(stores, earlier.lead_id, vendor, values, criteria)
     timeline = [event(now, "full", "received")]
-    return _sell(stores, vendor, lead, token, values, criteria, now, timeline)
+    answer = sell(stores, vendor, lead, token, values, criteria, now, timeline)
+    return answer or _outcome(stores, lead.lead_id, vendor)
 
 
 def _repeated(
@@ -243,135 +226,8 @@ def _repeated(
     lead.sold_to = claimed.sold_to
     now = datetime.now(UTC)
     timeline = [event(now, "full", f"repeated: {story}")]
-    return _sell(stores, vendor, lead, token, values, criteria, now, timeline)
-
-
-def _sell(
-    stores: Stores,
-    vendor: Vendor,
-    lead: Lead,
-    token: str,
-    values: Mapping[str, object],
-    criteria: Criteria,
-    now: datetime,
-    timeline: list[dict[str, Any]],
-) -> Answer:
-    """Sell a lead this request holds to the best partners that will take it, then record it.
-
-    Sales an earlier post of the lead recorded stand and count; once a sale is recorded the
-    answer says Matched, whatever fails after it (the outbox and the sweep finish the rest).
-    """
-    roster = stores.partners.current()
-    outcome = _match(stores, criteria, now, roster)
-    allowed = answering.allowed(values, vendor)
-    consumer = {
-        k: str(values[f]) for k, f in (("email", "Email"), ("phone", "Home_Phone")) if f in values
-    }
-    # Every partner sold to counts, even one paused since.
-    sold = [roster.partners[int(p)] for p in lead.sold_to if int(p) in roster.partners]
-    verdicts = {p.id: "sold" for p in sold}
-    timeline += [event(now, "sale", f"sold to partner {p.id} by an earlier post") for p in sold]
-    candidates = [p for p in outcome.ranked if p.id not in verdicts]
-    # The lead as it ends and its answer, once this post's last sale wrote them with the sale.
-    recorded: tuple[Lead, Answer] | None = None
-    for n, partner in enumerate(candidates):
-        if len(sold) >= allowed:
-            break
-        sale = event(now, "sale", f"sold to partner {partner.id} at {partner.price}")
-        ending = None
-        if len(sold) + 1 >= allowed or n == len(candidates) - 1:
-            # If this sale is made it is the last: the lead as it then ends goes with it.
-            ending = answering.ended(
-                vendor,
-                lead,
-                values,
-                outcome,
-                [*sold, partner],
-                verdicts | {partner.id: "sold"},
-                [*timeline, sale],
-                now,
-            )
-        why, ending = _sale(stores, lead, token, partner, now, allowed, consumer, ending, sold)
-        if why is None or why == sales.ALREADY:
-            sold.append(partner)
-            verdicts[partner.id] = "sold"
-            timeline.append(sale)
-            recorded = ending if why is None else None
-        elif why in (sales.LOST, sales.TIMES_SOLD):
-            break
-        else:
-            verdicts[partner.id] = f"{why} (at sale)"
-    if recorded is not None:
-        finished, answer = True, recorded[1]
-    else:
-        done, answer = answering.ended(vendor, lead, values, outcome, sold, verdicts, timeline, now)
-        finished = _finish(stores, done, token)
-    # Every sale of the lead is queued (again): a second message finds its sale delivered.
-    enqueue_sales(lead.lead_id, [p.id for p in sold], stores)
-    if not finished:
-        # Our claim went stale and another post took the lead over: its outcome stands.
-        return _outcome(stores, lead.lead_id, vendor)
-    return answer
-
-
-def _sale(
-    stores: Stores,
-    lead: Lead,
-    token: str,
-    partner: Partner,
-    now: datetime,
-    allowed: int,
-    consumer: Mapping[str, str],
-    ending: tuple[Lead, Answer] | None,
-    sold: Sequence[Partner],
-) -> tuple[str | None, tuple[Lead, Answer] | None]:
-    """Sell the lead to `partner` (ending the lead with the sale when `ending` is given).
-
-    Returns why the sale was refused (None: sold) and the ending the sale recorded, if any.
-    A write whose answer was lost counts as made when the lead shows the sale.
-    """
-    try:
-        why = stores.sales.sell(
-            lead.lead_id,
-            token,
-            partner,
-            now,
-            allowed=allowed,
-            consumer=consumer,
-            test=lead.test,
-            finished=None if ending is None else ending[0],
-        )
-    except (ClientError, BotoCoreError):
-        again = _reread(stores, lead.lead_id)
-        if again is not None and str(partner.id) in again.sold_to:
-            # The sale was applied; only its answer was lost. It ended the lead only if this
-            # post's write made the sale (not a post that took the lead over meanwhile).
-            return None, ending if again.ended_by == token else None
-        if sold:
-            logger.exception("sale failed; the lead's earlier sales are answered")
-            return sales.LOST, None
-        raise
-    return why, ending
-
-
-def _finish(stores: Stores, lead: Lead, token: str) -> bool:
-    """Record the post's outcome (when its last sale did not); False when the claim was lost.
-    Once a sale is recorded the answer stands, whatever fails here."""
-    try:
-        return stores.leads.finish(lead, token)
-    except (ClientError, BotoCoreError):
-        if lead.status != SOLD:
-            raise  # nothing was sold: the publisher may retry
-        logger.exception("lead not finished; its recorded sales are answered")
-        return True
-
-
-def _reread(stores: Stores, lead_id: int) -> Lead | None:
-    """The lead as stored (after a sale's answer was lost), or None if it cannot be read."""
-    try:
-        return stores.leads.get(lead_id)
-    except (ClientError, BotoCoreError):
-        return None
+    answer = sell(stores, vendor, lead, token, values, criteria, now, timeline)
+    return answer or _outcome(stores, lead_id, vendor)
 
 
 def _owned(stores: Stores, lead_id: int, vendor: Vendor) -> Lead:
@@ -443,7 +299,8 @@ def post(
         selected=tuple(selected),
         consent=consent.given(lead.consent) is True,
     )
-    return _sell(stores, vendor, lead, token, merged, criteria, now, timeline)
+    answer = sell(stores, vendor, lead, token, merged, criteria, now, timeline)
+    return answer or _outcome(stores, lead_id, vendor)
 
 
 def _watch(stores: Stores, lead: Lead, vendor: Vendor) -> Answer | tuple[str, int] | None:
@@ -474,23 +331,3 @@ def _outcome(stores: Stores, lead_id: int, vendor: Vendor) -> Answer:
         if time.monotonic() >= deadline:
             raise Conflict(f"Lead_ID {lead_id} is being posted by another request; retry shortly")
         time.sleep(_WAIT_STEP)
-
-
-def enqueue_sales(lead_id: int, partner_ids: list[int], stores: Stores = STORES) -> None:
-    """Queue the delivery of a post's sales; the outbox keeps whatever SQS did not take."""
-    if not partner_ids:
-        return
-    try:
-        refused = stores.queues.enqueue([Delivery(lead_id, p) for p in partner_ids])
-    except (ClientError, BotoCoreError):
-        logger.exception("delivery queue unavailable; the outbox keeps the sales")
-        return
-    queued = set(partner_ids) - {d.partner_id for d in refused}
-    if refused:
-        logger.error("delivery queue refused messages; the outbox keeps them")
-    try:
-        stores.deliveries.clear_outbox(lead_id, queued)
-    except (ClientError, BotoCoreError):
-        # The sales stay in the outbox: the sweep sends them again, and a second message of a
-        # sale finds it delivered or being sent.
-        logger.exception("outbox not cleared; the sweep will send these sales again")

@@ -19,6 +19,10 @@ Caps come last, with the partner's usage (`cap_exclusion`): ``daily cap``, ``wee
 
 `match` checks only the candidates a `PartnerSet` index finds by state and product, and ranks
 the partners that match by price, then priority; equal ones take turns (per container).
+
+One module of over 400 lines on purpose: the rules and the index that finds their candidates
+must decide alike (a property test checks the index against every rule), so they change
+together.
 """
 
 from __future__ import annotations

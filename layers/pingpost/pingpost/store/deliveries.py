@@ -162,41 +162,39 @@ def clear_outbox(lead_id: int, partner_ids: Collection[int]) -> None:
     queued = {":queued": {"NS": [str(p) for p in set(partner_ids)]}}
     if partner_ids:
         # Mostly every sale awaiting its message was just queued: one write ends the outbox.
-        try:
-            dynamodb().update_item(
-                TableName=settings().leads_table,
-                Key=_key(lead_id),
-                UpdateExpression="REMOVE outbox, outbox_since, outbox_sales",
-                ConditionExpression="outbox_sales = :queued AND #s <> :posting",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=queued | {":posting": {"S": POSTING}},
-            )
+        if _leave_outbox(lead_id, "outbox_sales = :queued", ", outbox_sales", queued):
             return
-        except ClientError as error:
-            if not _failed_condition(error):
-                raise
         response = dynamodb().update_item(
             TableName=settings().leads_table,
             Key=_key(lead_id),
             UpdateExpression="DELETE outbox_sales :queued",
             ExpressionAttributeValues=queued,
-            ReturnValues="ALL_NEW",
+            ReturnValues="UPDATED_NEW",
         )
         if "outbox_sales" in response.get("Attributes", {}):
             return  # another sale of this lead still waits for its message
+    _leave_outbox(lead_id, "attribute_not_exists(outbox_sales)")
+
+
+def _leave_outbox(
+    lead_id: int, waiting: str, also: str = "", values: dict[str, Any] | None = None
+) -> bool:
+    """Take the lead out of the outbox if `waiting` holds and it is not being posted (a lead
+    still being posted stays: the sweep ends it if its post died); False when it stays."""
     try:
         dynamodb().update_item(
             TableName=settings().leads_table,
             Key=_key(lead_id),
-            UpdateExpression="REMOVE outbox, outbox_since",
-            # A lead still being posted stays: the sweep ends it if its post died.
-            ConditionExpression="attribute_not_exists(outbox_sales) AND #s <> :posting",
+            UpdateExpression=f"REMOVE outbox, outbox_since{also}",
+            ConditionExpression=f"{waiting} AND #s <> :posting",
             ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":posting": {"S": POSTING}},
+            ExpressionAttributeValues=(values or {}) | {":posting": {"S": POSTING}},
         )
     except ClientError as error:
         if not _failed_condition(error):
             raise
+        return False
+    return True
 
 
 def in_outbox(older_than_ms: int) -> list[int]:

@@ -2,6 +2,7 @@
 
 Status goes pinged -> posting -> sold | unsold (or straight to sold | unsold in full mode).
 Every change is a conditional write, so two requests can never both sell a lead.
+About 400 lines: each write here guards the same claim (token and beat), kept in one place.
 """
 
 from __future__ import annotations

@@ -1,0 +1,183 @@
+"""Selling a lead a request holds: matching it, each sale in turn, recording how it ended, and
+queueing the sales' deliveries. `pingpost.exchange` decides when a request may sell."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pingpost import answering
+from pingpost.answering import event
+from pingpost.answers import Answer
+from pingpost.matching import Criteria, Outcome, PartnerSet, match
+from pingpost.models import SOLD, Partner, Vendor
+from pingpost.observability import logger
+from pingpost.store import sales
+from pingpost.store.leads import Lead
+from pingpost.store.partners import Roster
+from pingpost.store.queues import Delivery
+from pingpost.stores import STORES, Stores
+
+
+def match_lead(
+    stores: Stores, lead: Criteria, now: datetime, roster: Roster | None = None
+) -> Outcome:
+    """Who may buy `lead` now, among the partners of `roster` (else the current ones)."""
+    return match(lead, _indexed(roster or stores.partners.current()), now, stores.sales.usage)
+
+
+# A roster is the same object until the partners change (and hashes by identity).
+@lru_cache(maxsize=1)
+def _indexed(roster: Roster) -> PartnerSet:
+    """The active partners of the container's copy, indexed for matching once per copy."""
+    return PartnerSet(p for p in roster.partners.values() if p.active)
+
+
+def sell(
+    stores: Stores,
+    vendor: Vendor,
+    lead: Lead,
+    token: str,
+    values: Mapping[str, object],
+    criteria: Criteria,
+    now: datetime,
+    timeline: list[dict[str, Any]],
+) -> Answer | None:
+    """Sell a lead this request holds to the best partners that will take it, then record it.
+
+    Sales an earlier post of the lead recorded stand and count; once a sale is recorded the
+    answer says Matched, whatever fails after it (the outbox and the sweep finish the rest).
+    None: the claim went stale and another post took the lead over; its outcome stands.
+    """
+    roster = stores.partners.current()
+    outcome = match_lead(stores, criteria, now, roster)
+    allowed = answering.allowed(values, vendor)
+    consumer = {
+        k: str(values[f]) for k, f in (("email", "Email"), ("phone", "Home_Phone")) if f in values
+    }
+    # Every partner sold to counts, even one paused since.
+    sold = [roster.partners[int(p)] for p in lead.sold_to if int(p) in roster.partners]
+    verdicts = {p.id: "sold" for p in sold}
+    timeline += [event(now, "sale", f"sold to partner {p.id} by an earlier post") for p in sold]
+    candidates = [p for p in outcome.ranked if p.id not in verdicts]
+    # The lead as it ends and its answer, once this post's last sale wrote them with the sale.
+    recorded: tuple[Lead, Answer] | None = None
+    for n, partner in enumerate(candidates):
+        if len(sold) >= allowed:
+            break
+        sale = event(now, "sale", f"sold to partner {partner.id} at {partner.price}")
+        ending = None
+        if len(sold) + 1 >= allowed or n == len(candidates) - 1:
+            # If this sale is made it is the last: the lead as it then ends goes with it.
+            ending = answering.ended(
+                vendor,
+                lead,
+                values,
+                outcome,
+                [*sold, partner],
+                verdicts | {partner.id: "sold"},
+                [*timeline, sale],
+                now,
+            )
+        why, ending = _sale(stores, lead, token, partner, now, allowed, consumer, ending, sold)
+        if why is None or why == sales.ALREADY:
+            sold.append(partner)
+            verdicts[partner.id] = "sold"
+            timeline.append(sale)
+            recorded = ending if why is None else None
+        elif why in (sales.LOST, sales.TIMES_SOLD):
+            break
+        else:
+            verdicts[partner.id] = f"{why} (at sale)"
+    if recorded is not None:
+        finished, answer = True, recorded[1]
+    else:
+        done, answer = answering.ended(vendor, lead, values, outcome, sold, verdicts, timeline, now)
+        finished = _finish(stores, done, token)
+    # Every sale of the lead is queued (again): a second message finds its sale delivered.
+    enqueue_sales(lead.lead_id, [p.id for p in sold], stores)
+    return answer if finished else None
+
+
+def _sale(
+    stores: Stores,
+    lead: Lead,
+    token: str,
+    partner: Partner,
+    now: datetime,
+    allowed: int,
+    consumer: Mapping[str, str],
+    ending: tuple[Lead, Answer] | None,
+    sold: Sequence[Partner],
+) -> tuple[str | None, tuple[Lead, Answer] | None]:
+    """Sell the lead to `partner` (ending the lead with the sale when `ending` is given).
+
+    Returns why the sale was refused (None: sold) and the ending the sale recorded, if any.
+    A write whose answer was lost counts as made when the lead shows the sale.
+    """
+    try:
+        why = stores.sales.sell(
+            lead.lead_id,
+            token,
+            partner,
+            now,
+            allowed=allowed,
+            consumer=consumer,
+            test=lead.test,
+            finished=None if ending is None else ending[0],
+        )
+    except (ClientError, BotoCoreError):
+        again = _reread(stores, lead.lead_id)
+        if again is not None and str(partner.id) in again.sold_to:
+            # The sale was applied; only its answer was lost. It ended the lead only if this
+            # post's write made the sale (not a post that took the lead over meanwhile).
+            return None, ending if again.ended_by == token else None
+        if sold:
+            logger.exception("sale failed; the lead's earlier sales are answered")
+            return sales.LOST, None
+        raise
+    return why, ending
+
+
+def _finish(stores: Stores, lead: Lead, token: str) -> bool:
+    """Record the post's outcome (when its last sale did not); False when the claim was lost.
+    Once a sale is recorded the answer stands, whatever fails here."""
+    try:
+        return stores.leads.finish(lead, token)
+    except (ClientError, BotoCoreError):
+        if lead.status != SOLD:
+            raise  # nothing was sold: the publisher may retry
+        logger.exception("lead not finished; its recorded sales are answered")
+        return True
+
+
+def _reread(stores: Stores, lead_id: int) -> Lead | None:
+    """The lead as stored (after a sale's answer was lost), or None if it cannot be read."""
+    try:
+        return stores.leads.get(lead_id)
+    except (ClientError, BotoCoreError):
+        return None
+
+
+def enqueue_sales(lead_id: int, partner_ids: list[int], stores: Stores = STORES) -> None:
+    """Queue the delivery of a post's sales; the outbox keeps whatever SQS did not take."""
+    if not partner_ids:
+        return
+    try:
+        refused = stores.queues.enqueue([Delivery(lead_id, p) for p in partner_ids])
+    except (ClientError, BotoCoreError):
+        logger.exception("delivery queue unavailable; the outbox keeps the sales")
+        return
+    queued = set(partner_ids) - {d.partner_id for d in refused}
+    if refused:
+        logger.error("delivery queue refused messages; the outbox keeps them")
+    try:
+        stores.deliveries.clear_outbox(lead_id, queued)
+    except (ClientError, BotoCoreError):
+        # The sales stay in the outbox: the sweep sends them again, and a second message of a
+        # sale finds it delivered or being sent.
+        logger.exception("outbox not cleared; the sweep will send these sales again")
