@@ -164,14 +164,21 @@ def test_a_sale_that_fails_after_another_answers_the_sale_made(world: World) -> 
     answer = submit(world, "full", Allowed_Times_Sold="2")
     assert (answer.status, answer.matches) == ("Matched", 1)
     assert world.leads.stored[answer.lead_id].status == SOLD
+    # The same when the lead cannot even be read to see whether the sale was made.
+    world.leads.failing.calls["get"] = 1
+    again = submit(world, "full", Allowed_Times_Sold="2")
+    assert (again.status, again.matches) == ("Matched", 1)
+    assert world.leads.failing.calls["get"] == 0
 
 
 def test_a_finish_that_fails_after_a_sale_still_answers_matched(world: World) -> None:
-    world.sales.refusals[2] = DAILY_CAP  # the last candidate refuses: a finish of its own
+    # Partner 1 buys; the others refuse at the sale, so the lead ends in a write of its own.
+    world.sales.refusals[2] = DAILY_CAP
     world.sales.refusals[3] = DAILY_CAP
     world.leads.failing.calls["finish"] = 1
-    answer = submit(world, "full")
-    assert answer.status == "Matched"
+    answer = submit(world, "full", Allowed_Times_Sold="2")
+    assert (answer.status, answer.matches) == ("Matched", 1)
+    assert world.leads.failing.calls["finish"] == 0  # the finish was tried, and failed
 
 
 def test_a_finish_that_fails_with_nothing_sold_fails_the_request(world: World) -> None:
@@ -317,3 +324,96 @@ def test_a_repeat_of_a_request_that_died_unanswered_sells_the_lead(world: World)
     world.sales.refusals.clear()
     again = exchange.submit(Request(dict(fields)), stores=stores)
     assert (again.lead_id, again.status) == (first.lead_id, "Matched")
+
+
+def test_a_body_with_problems_and_a_missing_wrong_or_contrary_mode_are_refused(
+    world: World,
+) -> None:
+    stores = world.stores()
+    fields = complete("ping", Key=KEY)
+    with pytest.raises(InvalidRequest, match="a key sent twice"):
+        exchange.submit(Request(dict(fields), problems=("a key sent twice",)), stores=stores)
+    with pytest.raises(InvalidRequest, match="Required value Mode is missing"):
+        exchange.submit(Request(complete("ping", Key=KEY, Mode="")), stores=stores)
+    with pytest.raises(InvalidRequest, match="Invalid value for Mode"):
+        exchange.submit(Request(complete("ping", Key=KEY, Mode="sell")), stores=stores)
+    with pytest.raises(InvalidRequest, match="this is the /post endpoint"):
+        exchange.submit(Request(dict(fields)), path_mode="post", stores=stores)
+    told = exchange.submit(Request(complete("ping", Key=KEY, Mode="")), "ping", stores=stores)
+    assert told.status == "Matched"
+
+
+def _changing(world: World, lead_id: int, after: int, **changes: Any) -> None:
+    """The lead changes as another request would, once it has been read `after` times."""
+    reads = iter(range(10_000))
+    real = type(world.leads).get
+
+    def get(lead_id_: int) -> Any:
+        if lead_id_ == lead_id and next(reads) == after:
+            for name, value in changes.items():
+                setattr(world.leads.stored[lead_id], name, value)
+        return real(world.leads, lead_id_)
+
+    world.leads.get = get  # type: ignore[method-assign]
+
+
+def test_a_post_beside_one_that_finishes_is_told_its_answer(world: World) -> None:
+    ping = submit(world, "ping")
+    lead = world.leads.stored[ping.lead_id]
+    lead.status, lead.claim = POSTING, "other"
+    finished = {"status": "Matched", "lead_id": ping.lead_id, "matches": 1}
+    _changing(world, ping.lead_id, 1, status=SOLD, answer=finished)
+    assert submit(world, "post", Lead_ID=str(ping.lead_id)).matches == 1
+    assert not world.sales.made
+
+
+def test_a_post_beside_one_that_gave_the_lead_back_sells_it(world: World) -> None:
+    ping = submit(world, "ping")
+    lead = world.leads.stored[ping.lead_id]
+    lead.status, lead.claim = POSTING, "other"
+    _changing(world, ping.lead_id, 1, status=PINGED, claim=None)
+    assert submit(world, "post", Lead_ID=str(ping.lead_id)).status == "Matched"
+    assert world.leads.stored[ping.lead_id].status == SOLD
+
+
+def test_a_post_that_changes_what_matching_reads_is_matched_again(world: World) -> None:
+    world.partners = Partners.of(buyer(1, 30, filters={"min_score": 5}))
+    ping = submit(world, "ping", Score="3")
+    assert ping.status == "Unmatched"
+    answer = submit(world, "post", Lead_ID=str(ping.lead_id), Score="7")
+    assert answer.status == "Matched"
+    events = [e["event"] for e in world.leads.stored[ping.lead_id].timeline]
+    assert "rematch" in events
+
+
+def test_a_repeated_full_request_beside_the_first_gets_its_answer_or_takes_over(
+    world: World,
+) -> None:
+    fields = complete("full", Key=KEY)
+    stores = world.stores()
+    first = exchange.submit(Request(dict(fields)), stores=stores)
+    lead = world.leads.stored[first.lead_id]
+    lead.status, lead.claim, lead.answer = POSTING, "first", {}
+    done = {"status": "Matched", "lead_id": first.lead_id, "matches": 5}
+    _changing(world, first.lead_id, 1, status=SOLD, answer=done)
+    assert exchange.submit(Request(dict(fields)), stores=stores).matches == 5
+    # The first request died holding the lead: the repeat takes it over and sells it.
+    lead = world.leads.stored[first.lead_id]
+    lead.status, lead.claim, lead.answer, lead.sold_to = POSTING, "dead", {}, {}
+    again = exchange.submit(Request(dict(fields)), stores=stores)
+    assert (again.lead_id, again.status) == (first.lead_id, "Matched")
+    assert world.leads.stored[first.lead_id].status == SOLD
+
+
+@pytest.mark.parametrize(
+    ("margin", "margin_type", "best"),
+    [("2.50", "amount", "45.00"), ("10", "percent", "45.00"), ("25", "amount", "5.00")],
+)
+def test_on_dynamic_pricing_the_best_price_is_the_buyers_prices_net_of_the_margin(
+    world: World, margin: str, margin_type: str, best: str
+) -> None:
+    world.vendors.by["v1"] = vendor(dynamic_pricing=True, margin=margin, margin_type=margin_type)
+    answer = submit(world, "ping", Return_Best_Price="1", Allowed_Times_Sold="2", Cost="")
+    assert answer.price == Decimal(best)  # the best two of 30, 20 and 10, each net
+    world.vendors.by["v1"] = vendor()
+    assert submit(world, "ping", Return_Best_Price="1").price == Decimal(5)  # the vendor's cost
