@@ -60,6 +60,8 @@ class Leads:
                 lead_id, request = self.repeats[repeat.key]
                 raise Repeated(lead_id, request)
             self.repeats[repeat.key] = (lead.lead_id, repeat.request)
+        if lead.lead_id in self.stored:
+            raise unreachable("PutItem")  # the real put is conditional: never two leads an ID
         self.stored[lead.lead_id] = replace(lead)
 
     def get(self, lead_id: int) -> Lead | None:
@@ -309,6 +311,7 @@ class World:
     deliveries: Deliveries = field(default_factory=Deliveries)
     queues: Queues = field(default_factory=Queues)
     secrets: Secrets = field(default_factory=Secrets)
+    lead_ids: LeadIds = field(default_factory=LeadIds)
     sales: Sales = field(init=False)
 
     def __post_init__(self) -> None:
@@ -321,7 +324,7 @@ class World:
             partners=self.partners,
             vendors=self.vendors,
             counters=self.counters,
-            lead_ids=LeadIds(),
+            lead_ids=self.lead_ids,
             deliveries=self.deliveries,
             queues=self.queues,
             secrets=self.secrets,

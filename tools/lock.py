@@ -108,7 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as constraints:
         constraints.write("\n".join([] if upgrade else _kept(runtime + dev)) + "\n")
         constraints.flush()
-        everything = _resolve(runtime + dev, *PYTHON, "-c", constraints.name)
+        try:
+            everything = _resolve(runtime + dev, *PYTHON, "-c", constraints.name)
+        except subprocess.CalledProcessError:
+            if upgrade:
+                raise
+            raise SystemExit(
+                "pip cannot keep the locked versions with pyproject.toml's requirements (a new"
+                " requirement needs newer ones): run `tools/lock.py --upgrade`"
+            ) from None
     for name, (version, seen) in everything.items():
         everything[name] = (version, seen | _pypi_hashes(name, version))
     _write(LOCK, everything, "Every dependency of pingpost and its dev extras, pinned and hashed.")

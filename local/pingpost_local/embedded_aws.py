@@ -31,6 +31,7 @@ from pingpost_local.background import LOOPBACK
 
 _DYNAMODB_LOCK = threading.Lock()
 _SQS_LOCK = threading.Lock()
+_holding = threading.local()  # .sqs: this thread is inside an SQS call, holding _SQS_LOCK
 _REAL_DEEPCOPY = copy.deepcopy
 
 
@@ -57,11 +58,15 @@ def make_safe() -> None:
         return
     _one_at_a_time(DynamoHandler, _DYNAMODB_LOCK)
     _transactions_copy_items()
-    _one_at_a_time(SQSResponse, _SQS_LOCK)
+    _one_at_a_time(SQSResponse, _SQS_LOCK, _holding)
     waiting = Queue.wait_for_messages
 
     def wait_for_messages(self: Queue, timeout: int) -> None:
-        # A long poll waits for messages that other calls send: it lets them in meanwhile.
+        # A long poll waits for messages that other calls send: it lets them in meanwhile
+        # (when the wait is inside an SQS call of this thread, which holds the lock).
+        if not getattr(_holding, "sqs", False):
+            waiting(self, timeout)
+            return
         _SQS_LOCK.release()
         try:
             waiting(self, timeout)
@@ -76,12 +81,20 @@ def make_safe() -> None:
     backends.list_of_moto_modules = lambda: listed
 
 
-def _one_at_a_time(handler: Any, lock: threading.Lock) -> None:
+def _one_at_a_time(
+    handler: Any, lock: threading.Lock, holding: threading.local | None = None
+) -> None:
     unlocked = handler.call_action
 
     def call_action(self: Any) -> Any:
         with lock:
-            return unlocked(self)
+            if holding is None:
+                return unlocked(self)
+            holding.sqs = True
+            try:
+                return unlocked(self)
+            finally:
+                holding.sqs = False
 
     call_action._pingpost = True  # type: ignore[attr-defined]
     handler.call_action = call_action

@@ -195,7 +195,7 @@ def full(
         return _repeated(stores, earlier.lead_id, vendor, values, criteria)
     timeline = [event(now, "full", "received")]
     answer = sell(stores, vendor, lead, token, values, criteria, now, timeline)
-    return answer or _outcome(stores, lead.lead_id, vendor)
+    return answer if answer is not None else _outcome(stores, lead.lead_id, vendor)
 
 
 def _repeated(
@@ -227,7 +227,7 @@ def _repeated(
     now = datetime.now(UTC)
     timeline = [event(now, "full", f"repeated: {story}")]
     answer = sell(stores, vendor, lead, token, values, criteria, now, timeline)
-    return answer or _outcome(stores, lead_id, vendor)
+    return answer if answer is not None else _outcome(stores, lead_id, vendor)
 
 
 def _owned(stores: Stores, lead_id: int, vendor: Vendor) -> Lead:
@@ -300,7 +300,7 @@ def post(
         consent=consent.given(lead.consent) is True,
     )
     answer = sell(stores, vendor, lead, token, merged, criteria, now, timeline)
-    return answer or _outcome(stores, lead_id, vendor)
+    return answer if answer is not None else _outcome(stores, lead_id, vendor)
 
 
 def _watch(stores: Stores, lead: Lead, vendor: Vendor) -> Answer | tuple[str, int] | None:

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -67,7 +68,7 @@ def current() -> Roster:
             return copy
         version, log = _version()
         if copy is None or version < copy.version or not _reaches(log, copy.version, version):
-            copy = Roster(version, {p.id: p for p in all_partners()})
+            copy = Roster(version, MappingProxyType({p.id: p for p in all_partners()}))
         elif version > copy.version:
             copy = _changed(copy, version, {p for change, p in log if change > copy.version})
         _kept.copy, _kept.checked = copy, now
@@ -92,7 +93,7 @@ def _changed(copy: Roster, version: int, written: set[int]) -> Roster:
             found[partner.id] = partner
         pending = response.get("UnprocessedKeys") or None
     kept = {i: p for i, p in copy.partners.items() if i not in written}
-    return Roster(version, kept | found)
+    return Roster(version, MappingProxyType(kept | found))
 
 
 def _version() -> tuple[int, list[tuple[int, int]]]:
