@@ -334,6 +334,54 @@ def _local_parameters(
     return parameters, CORS_ORIGINS_PARAMETER
 
 
+def _demo_partner(
+    port: int, failure_rate: float, latency: float, environment: _Environment
+) -> DemoPartner:
+    """Start the demo partner and name its URL in DEMO_PARTNER_URL (the demo seed's)."""
+    partner = DemoPartner(port, failure_rate=failure_rate, latency=latency, verbose=True)
+    partner.start()
+    environment.set("DEMO_PARTNER_URL", partner.url)
+    return partner
+
+
+def _stop_on_signals(stop: threading.Event) -> dict[int, Any]:
+    """Set `stop` on Ctrl-C or SIGTERM (only the main thread may handle signals); returns the
+    handlers replaced, to put back."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    return {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _ready(
+    exchange: LocalExchange,
+    endpoint: str,
+    embedded: bool,
+    sources: EventSources,
+    retry_seconds: float | None,
+    partner: DemoPartner | None,
+) -> str:
+    """The banner printed once everything serves."""
+    notes = _notes(sources, retry_seconds, partner)
+    notes.append(
+        "Partner hosts trusted over plain http and at private addresses: "
+        f"{os.environ['DELIVERY_HTTP_HOSTS']} (DELIVERY_HTTP_HOSTS)"
+    )
+    cors = exchange.gateway.cors
+    return _banner(
+        exchange.url,
+        endpoint,
+        embedded,
+        exchange.routes,
+        sources.describe(),
+        notes,
+        cors_origins=None if cors is None else cors.origins,
+    )
+
+
 def serve(
     port: int,
     template_path: Path,
@@ -373,14 +421,9 @@ def serve(
         local_environment = _trusted_hosts()
         if demo_partner_port is not None:
             # Before seeding: the seed's delivery URLs point at it.
-            partner = DemoPartner(
-                demo_partner_port,
-                failure_rate=demo_partner_failure_rate,
-                latency=demo_partner_latency,
-                verbose=True,
+            partner = _demo_partner(
+                demo_partner_port, demo_partner_failure_rate, demo_partner_latency, environment
             )
-            partner.start()
-            environment.set("DEMO_PARTNER_URL", partner.url)
 
         template = load_template(template_path)
         parameters, cors_parameter = _local_parameters(template_path, template, cors_origins)
@@ -410,31 +453,10 @@ def serve(
             seed()
         sources.start()
 
-        if threading.current_thread() is threading.main_thread():
-
-            def request_stop(signum: int, frame: FrameType | None) -> None:
-                stop.set()
-
-            for stop_signal in (signal.SIGINT, signal.SIGTERM):
-                previous_handlers[stop_signal] = signal.signal(stop_signal, request_stop)
-
+        previous_handlers = _stop_on_signals(stop)
         exchange.start()
-        events, notes = sources.describe(), _notes(sources, retry_seconds, partner)
-        notes.append(
-            "Partner hosts trusted over plain http and at private addresses: "
-            f"{os.environ['DELIVERY_HTTP_HOSTS']} (DELIVERY_HTTP_HOSTS)"
-        )
-        cors = exchange.gateway.cors
-        banner = _banner(
-            exchange.url,
-            endpoint,
-            moto is not None,
-            exchange.routes,
-            events,
-            notes,
-            cors_origins=None if cors is None else cors.origins,
-        )
-        print(banner, flush=True)
+        print(_ready(exchange, endpoint, moto is not None, sources, retry_seconds, partner))
+        sys.stdout.flush()
         if on_ready is not None:
             on_ready(exchange.url)
         # A bounded wait keeps the main thread responsive to signals on every platform.
