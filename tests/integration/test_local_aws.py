@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 from botocore.config import Config
 
-from tests.conftest import _sqs
+from tests.conftest import _dynamodb, _sqs
 
 MESSAGES = 300
 POLLERS = 6
@@ -98,3 +98,89 @@ def test_a_long_poll_does_not_hold_up_other_calls(aws_endpoint: str) -> None:
     # Then the send was not held up, and the waiting poller got the message
     assert not waiting.is_alive()
     assert received == ["hello"]
+
+
+def test_items_keep_every_type_of_value_and_errors_keep_their_codes(aws_endpoint: str) -> None:
+    # Given a table (items travel as plain JSON in both directions)
+    from botocore.exceptions import ClientError
+
+    dynamodb = _dynamodb(aws_endpoint)
+    dynamodb.create_table(
+        TableName="kinds",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    item = {
+        "id": {"N": "1"},
+        "text": {"S": "héllo <&>"},
+        "number": {"N": "-12.50"},
+        "binary": {"B": b"\x00\xff raw"},
+        "binaries": {"BS": [b"\x01", b"\x02\x03"]},
+        "numbers": {"NS": ["1", "2.5"]},
+        "texts": {"SS": ["a", "b"]},
+        "yes": {"BOOL": True},
+        "nothing": {"NULL": True},
+        "nested": {"M": {"list": {"L": [{"S": "x"}, {"B": b"\x10"}, {"M": {}}]}}},
+    }
+
+    # When it is written, updated, read, queried and scanned
+    dynamodb.put_item(TableName="kinds", Item=item)
+    dynamodb.update_item(
+        TableName="kinds",
+        Key={"id": {"N": "1"}},
+        UpdateExpression="SET #b = :b ADD numbers :n",
+        ConditionExpression="#raw = :old",
+        ExpressionAttributeNames={"#b": "more", "#raw": "binary"},
+        ExpressionAttributeValues={
+            ":b": {"B": b"\xfe"},
+            ":n": {"NS": ["3"]},
+            ":old": item["binary"],
+        },
+    )
+    got = dynamodb.get_item(TableName="kinds", Key={"id": {"N": "1"}}, ConsistentRead=True)
+    scanned = dynamodb.scan(TableName="kinds")
+    missing = dynamodb.get_item(TableName="kinds", Key={"id": {"N": "2"}})
+
+    # Then every value comes back as it was written, binary ones as bytes
+    expected = item | {"more": {"B": b"\xfe"}, "numbers": {"NS": ["1", "2.5", "3"]}}
+    stored = got["Item"]
+    assert sorted(stored["numbers"]["NS"], key=float) == expected.pop("numbers")["NS"]
+    assert sorted(stored.pop("binaries")["BS"]) == sorted(expected.pop("binaries")["BS"])
+    stored.pop("numbers")
+    assert {k: v for k, v in stored.items() if k != "texts"} == {
+        k: v for k, v in expected.items() if k != "texts"
+    }
+    assert sorted(stored["texts"]["SS"]) == ["a", "b"]
+    assert scanned["Count"] == 1 and scanned["Items"][0]["binary"] == {"B": b"\x00\xff raw"}
+    assert "Item" not in missing
+
+    # And a refused write and a cancelled transaction answer as DynamoDB does
+    try:
+        dynamodb.put_item(
+            TableName="kinds",
+            Item={"id": {"N": "1"}},
+            ConditionExpression="attribute_not_exists(id)",
+        )
+        raise AssertionError("the conditional put was applied")
+    except ClientError as error:
+        assert error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    try:
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": "kinds", "Item": {"id": {"N": "3"}}}},
+                {
+                    "ConditionCheck": {
+                        "TableName": "kinds",
+                        "Key": {"id": {"N": "1"}},
+                        "ConditionExpression": "attribute_not_exists(id)",
+                    }
+                },
+            ]
+        )
+        raise AssertionError("the transaction was applied")
+    except ClientError as error:
+        assert error.response["Error"]["Code"] == "TransactionCanceledException"
+        reasons = [r["Code"] for r in error.response["CancellationReasons"]]
+        assert reasons == ["None", "ConditionalCheckFailed"]
+    assert "Item" not in dynamodb.get_item(TableName="kinds", Key={"id": {"N": "3"}})
