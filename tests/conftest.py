@@ -223,6 +223,29 @@ def serve_process(*options: str) -> Iterator[Server]:
             process.kill()
 
 
+def made_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]
+) -> Path:
+    """A folder `make` fills once per test run: the parallel workers share it (the first one
+    to ask makes it while the others wait), so a costly build or measurement is not repeated
+    by each worker that runs one of its tests."""
+    import fcntl
+    import shutil
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's own folder, above each worker's
+    where = base / f"once-{name}"
+    with (base / f"once-{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (where / ".made").exists():
+            shutil.rmtree(where, ignore_errors=True)
+            where.mkdir()
+            make(where)
+            (where / ".made").touch()
+    return where
+
+
 def run_bench(name: str, *args: str) -> str:
     """What `bench/<name>.py ARGS` prints; the test fails with its errors if it fails."""
     import subprocess

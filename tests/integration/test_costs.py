@@ -8,17 +8,22 @@ changes the price of every lead (docs/performance.md).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import run_bench
+from tests.conftest import made_once, run_bench
 
 
 @pytest.fixture(scope="module")
-def figures() -> dict[str, Any]:
-    measured: dict[str, Any] = json.loads(run_bench("cost", "--pairs", "3", "--json"))
-    return measured
+def figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    def measure(where: Path) -> None:
+        (where / "cost.json").write_text(run_bench("cost", "--pairs", "3", "--json"))
+
+    measured = made_once(tmp_path_factory, "cost", measure) / "cost.json"
+    figures: dict[str, Any] = json.loads(measured.read_text())
+    return figures
 
 
 def test_a_ping_is_one_put(figures: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TEMPLATE
+from tests.conftest import ROOT, TEMPLATE, made_once
 
 SAM = Path(sys.executable).parent / "sam"
 ENV = os.environ | {"SAM_CLI_TELEMETRY": "0"}
@@ -39,18 +39,19 @@ def test_the_template_passes_sam_validate_lint() -> None:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    where = tmp_path_factory.mktemp("sam")
-    done = sam(
-        "build",
-        "--template-file",
-        str(TEMPLATE),
-        "--build-dir",
-        str(where / "build"),
-        "--cache-dir",
-        str(where / "cache"),
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return where / "build"
+    def build(where: Path) -> None:
+        done = sam(
+            "build",
+            "--template-file",
+            str(TEMPLATE),
+            "--build-dir",
+            str(where / "build"),
+            "--cache-dir",
+            str(where / "cache"),
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    return made_once(tmp_path_factory, "sam-build", build) / "build"
 
 
 @pytest.mark.long
