@@ -84,11 +84,12 @@ def make_safe() -> None:
     Queue.wait_for_messages = wait_for_messages  # type: ignore[method-assign]
 
     from moto import backends
-    from moto.core import responses
+    from moto.core import responses, utils
 
     listed = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: listed
-    responses.method_names_from_class = functools.cache(responses.method_names_from_class)
+    listing = functools.cache(utils.method_names_from_class)
+    setattr(responses, "method_names_from_class", listing)  # noqa: B010 - the name moto's code reads
     _items_as_json(DynamoHandler)
 
 
