@@ -14,8 +14,8 @@ make it quicker:
    find the service, and the handler's methods on every call: each is listed once.
 5. DynamoDB's item operations read their JSON request and write their JSON answer as they
    are, instead of walking the API model for every attribute value (over half of moto's time
-   for a GetItem of a lead). Binary values travel as the base64 text of the wire, as before;
-   errors and every other operation keep moto's own path.
+   for a GetItem of a lead). Binary values are kept as the base64 text of the wire (moto
+   decodes them; the answers are the same); errors and every other operation keep moto's path.
 AWS itself has none of these limits; the exchange's code is unchanged, only the stand-in is
 fixed. The repairs reach into moto's internals, so pyproject.toml pins moto to the range
 tested here (tests/integration/test_local_aws.py).
