@@ -24,6 +24,7 @@ tested here (tests/integration/test_local_aws.py).
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import functools
 import json
@@ -165,11 +166,9 @@ def _items_as_json(handler: Any) -> None:
 
     def parse_parameters(self: Any, request: Any) -> None:
         if self._get_action() in _ITEM_OPERATIONS:
-            try:
+            # A body that is not JSON goes on to moto's parser, which answers it.
+            with contextlib.suppress(ValueError):
                 self.params = json.loads(request.data or b"{}")
-            except ValueError:
-                pass  # moto's parser answers it
-            else:
                 return
         parse(self, request)
 
