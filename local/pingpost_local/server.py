@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -253,21 +254,22 @@ def _trusted_hosts() -> dict[str, str]:
     }
 
 
-def _shut_down(
-    sources: EventSources | None,
-    exchange: LocalExchange | None,
-    partner: DemoPartner | None,
-    moto: ThreadedMotoServer | None,
-) -> None:
-    """Stop whatever serve() started; pollers and schedulers first, as they call the rest."""
-    if sources is not None:
-        sources.stop()
-    if exchange is not None:
-        exchange.stop()
-    if partner is not None:
-        partner.stop()
-    if moto is not None:
-        moto.stop()
+@dataclass
+class _Running:
+    """What serve() has started so far, to stop in the right order however far it got."""
+
+    environment: _Environment = field(default_factory=_Environment)
+    moto: ThreadedMotoServer | None = None
+    partner: DemoPartner | None = None
+    exchange: LocalExchange | None = None
+    sources: EventSources | None = None
+
+    def stop(self) -> None:
+        """Pollers and schedulers first, as they call the rest; then put os.environ back."""
+        for part in (self.sources, self.exchange, self.partner, self.moto):
+            if part is not None:
+                part.stop()
+        self.environment.restore()
 
 
 def _export(
@@ -406,59 +408,44 @@ def serve(
     # (None: their rates; cron schedules then don't run). demo_partner_port: None for none.
     # cors_origins: added to the template's CorsOrigins, with the exchange's own origin.
     stop = stop_event or threading.Event()
-    environment = _Environment()
-    moto: ThreadedMotoServer | None = None
-    exchange: LocalExchange | None = None
-    partner: DemoPartner | None = None
-    sources: EventSources | None = None
+    running = _Running()
     previous_handlers: dict[int, Any] = {}
     try:
         endpoint = os.environ.get("AWS_ENDPOINT_URL")
         if not endpoint:
-            moto, endpoint = start_aws_endpoint()
-            _export_embedded_aws(endpoint, environment)
-        # Local partners listen on loopback over plain http, whichever endpoint is used.
-        local_environment = _trusted_hosts()
+            running.moto, endpoint = start_aws_endpoint()
+            _export_embedded_aws(endpoint, running.environment)
         if demo_partner_port is not None:
             # Before seeding: the seed's delivery URLs point at it.
-            partner = _demo_partner(
-                demo_partner_port, demo_partner_failure_rate, demo_partner_latency, environment
+            running.partner = _demo_partner(
+                demo_partner_port,
+                demo_partner_failure_rate,
+                demo_partner_latency,
+                running.environment,
             )
-
-        template = load_template(template_path)
-        parameters, cors_parameter = _local_parameters(template_path, template, cors_origins)
-        physical = create_resources(
-            template, boto3.client("dynamodb"), boto3.client("sqs"), parameters
+        running.exchange, running.sources = _exchange(
+            template_path, port, host, cors_origins, retry_seconds, schedule_seconds, running
         )
-        exchange = LocalExchange(
-            template_path,
-            port,
-            host=host,
-            physical=physical,
-            parameters=parameters,
-            own_origin_parameter=cors_parameter,
-        )
-        functions = exchange.gateway.functions
-        sources = event_sources(
-            template_path,
-            template,
-            physical,
-            parameters,
-            functions,
-            retry_seconds=retry_seconds,
-            schedule_seconds=schedule_seconds,
-        )
-        _export(functions.values(), local_environment, environment)
         if seed is not None:
             seed()
-        sources.start()
+        running.sources.start()
 
         previous_handlers = _stop_on_signals(stop)
-        exchange.start()
-        print(_ready(exchange, endpoint, moto is not None, sources, retry_seconds, partner))
+        running.exchange.start()
+        embedded = running.moto is not None
+        print(
+            _ready(
+                running.exchange,
+                endpoint,
+                embedded,
+                running.sources,
+                retry_seconds,
+                running.partner,
+            )
+        )
         sys.stdout.flush()
         if on_ready is not None:
-            on_ready(exchange.url)
+            on_ready(running.exchange.url)
         # A bounded wait keeps the main thread responsive to signals on every platform.
         while not stop.wait(timeout=0.5):
             pass
@@ -466,5 +453,41 @@ def serve(
     finally:
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
-        _shut_down(sources, exchange, partner, moto)
-        environment.restore()
+        running.stop()
+
+
+def _exchange(
+    template_path: Path,
+    port: int,
+    host: str,
+    cors_origins: Sequence[str],
+    retry_seconds: float | None,
+    schedule_seconds: float | None,
+    running: _Running,
+) -> tuple[LocalExchange, EventSources]:
+    """Create the template's resources; return its HTTP API and its event sources, not yet
+    started, with every function's environment exported."""
+    template = load_template(template_path)
+    parameters, cors_parameter = _local_parameters(template_path, template, cors_origins)
+    physical = create_resources(template, boto3.client("dynamodb"), boto3.client("sqs"), parameters)
+    exchange = LocalExchange(
+        template_path,
+        port,
+        host=host,
+        physical=physical,
+        parameters=parameters,
+        own_origin_parameter=cors_parameter,
+    )
+    functions = exchange.gateway.functions
+    sources = event_sources(
+        template_path,
+        template,
+        physical,
+        parameters,
+        functions,
+        retry_seconds=retry_seconds,
+        schedule_seconds=schedule_seconds,
+    )
+    # Local partners listen on loopback over plain http, whichever endpoint is used.
+    _export(functions.values(), _trusted_hosts(), running.environment)
+    return exchange, sources
