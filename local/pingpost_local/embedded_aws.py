@@ -1,7 +1,7 @@
 """The embedded AWS endpoint: moto's server mode on loopback, repaired for concurrent use.
 
 moto's backends share state without locks, and the local runner calls them from many threads
-(requests, SQS pollers, schedules). Three repairs make it a faithful stand-in, and two more
+(requests, SQS pollers, schedules). Three repairs make it a faithful stand-in, and four more
 make it quicker:
 1. One DynamoDB call at a time: its TransactWriteItems snapshots tables while other threads
    write to them.
@@ -16,6 +16,12 @@ make it quicker:
    are, instead of walking the API model for every attribute value (over half of moto's time
    for a GetItem of a lead). Binary values are kept as the base64 text of the wire (moto
    decodes them; the answers are the same); errors and every other operation keep moto's path.
+6. SQS reads the clock and a queue's settings cheaply: moto computes a time by datetime
+   arithmetic each time it looks at a message, and receiving a message recomputes every
+   attribute of the queue (its counts walk all messages) to read the retention period, so a
+   receive cost time growing with the square of the queue's length.
+7. An update expression is parsed once per text: moto parses it twice on every UpdateItem
+   (and every update of a transaction), and validates a copy of the parsed tree each time.
 AWS itself has none of these limits; the exchange's code is unchanged, only the stand-in is
 fixed. The repairs reach into moto's internals, so pyproject.toml pins moto to the range
 tested here (tests/integration/test_local_aws.py).
@@ -30,6 +36,7 @@ import functools
 import json
 import logging
 import threading
+import time
 import types
 from datetime import datetime
 from typing import Any
@@ -92,6 +99,11 @@ def make_safe() -> None:
     listing = functools.cache(utils.method_names_from_class)
     setattr(responses, "method_names_from_class", listing)  # noqa: B010 - the name moto's code reads
     _items_as_json(DynamoHandler)
+    _sqs_reads_cheaply()
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+
+    # The same text gives the same tree; moto's validator works on a copy of it.
+    UpdateExpressionParser.make = functools.lru_cache(maxsize=1024)(UpdateExpressionParser.make)
 
 
 def _one_at_a_time(
@@ -181,6 +193,29 @@ def _items_as_json(handler: Any) -> None:
 
     handler.parse_parameters = parse_parameters
     handler.serialized = serialized
+
+
+def _sqs_reads_cheaply() -> None:
+    from moto.core.utils import camelcase_to_underscores
+    from moto.core.utils import unix_time as slow_clock
+    from moto.sqs import models
+
+    def unix_time(dt: datetime | None = None) -> float:
+        # moto's clock: the seconds from the epoch to `dt` (a naive UTC time), or to now.
+        return time.time() if dt is None else slow_clock(dt)
+
+    def unix_time_millis(dt: datetime | None = None) -> float:
+        return unix_time(dt) * 1000.0
+
+    def retained(self: Any, queue_name: str, message: Any) -> bool:
+        period = self.get_queue(queue_name).message_retention_period
+        return bool(int(period) + message.sent_timestamp / 1000 > unix_time())
+
+    setattr(models, "unix_time", unix_time)  # noqa: B010 - the names moto's code reads
+    setattr(models, "unix_time_millis", unix_time_millis)  # noqa: B010
+    underscored = functools.cache(camelcase_to_underscores)
+    setattr(models, "camelcase_to_underscores", underscored)  # noqa: B010
+    models.SQSBackend.is_message_valid_based_on_retention_period = retained  # type: ignore[method-assign]
 
 
 def _json_value(value: Any) -> Any:

@@ -184,3 +184,87 @@ def test_items_keep_every_type_of_value_and_errors_keep_their_codes(aws_endpoint
         reasons = [r["Code"] for r in error.response["CancellationReasons"]]
         assert reasons == ["None", "ConditionalCheckFailed"]
     assert "Item" not in dynamodb.get_item(TableName="kinds", Key={"id": {"N": "3"}})
+
+
+def test_queue_counts_and_retention_follow_the_clock(aws_endpoint: str) -> None:
+    # Given a queue keeping messages a minute: one message received, one delayed, one waiting
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sqs.models import sqs_backends
+
+    sqs = _sqs(aws_endpoint)
+    queue = sqs.create_queue(QueueName="clock", Attributes={"MessageRetentionPeriod": "60"})[
+        "QueueUrl"
+    ]
+    sqs.send_message(QueueUrl=queue, MessageBody="received")
+    assert sqs.receive_message(QueueUrl=queue, VisibilityTimeout=30)["Messages"]
+    sqs.send_message(QueueUrl=queue, MessageBody="delayed", DelaySeconds=30)
+    sqs.send_message(QueueUrl=queue, MessageBody="waiting")
+
+    # When its counts are read
+    counts = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+
+    # Then each message is counted where it is
+    assert (
+        counts["ApproximateNumberOfMessages"],
+        counts["ApproximateNumberOfMessagesNotVisible"],
+        counts["ApproximateNumberOfMessagesDelayed"],
+    ) == ("1", "1", "1")
+
+    # And a message older than the retention period is not received any more
+    stored = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].queues["clock"]
+    waiting = next(m for m in stored._messages if m.body == "waiting")
+    assert sqs.receive_message(QueueUrl=queue, VisibilityTimeout=0)["Messages"][0]["Body"] == (
+        "waiting"
+    )
+    waiting.sent_timestamp -= 61_000
+    assert "Messages" not in sqs.receive_message(QueueUrl=queue)
+
+
+def test_an_update_expression_used_again_applies_its_new_values(aws_endpoint: str) -> None:
+    # Given a table, and an update expression applied once
+    from botocore.exceptions import ClientError
+
+    dynamodb = _dynamodb(aws_endpoint)
+    dynamodb.create_table(
+        TableName="again",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    expression = "SET #f = :v ADD #c :one"
+
+    def update(key: str, field: str, value: str) -> None:
+        dynamodb.update_item(
+            TableName="again",
+            Key={"id": {"N": key}},
+            UpdateExpression=expression,
+            ExpressionAttributeNames={"#f": field, "#c": "count"},
+            ExpressionAttributeValues={":v": {"S": value}, ":one": {"N": "1"}},
+        )
+
+    update("1", "colour", "red")
+
+    # When the same text is used again, with other names, values and items
+    update("1", "colour", "blue")
+    update("2", "size", "large")
+
+    # Then each use applies its own
+    items = {
+        key: dynamodb.get_item(TableName="again", Key={"id": {"N": key}})["Item"]
+        for key in ("1", "2")
+    }
+    assert items["1"] == {"id": {"N": "1"}, "colour": {"S": "blue"}, "count": {"N": "2"}}
+    assert items["2"] == {"id": {"N": "2"}, "size": {"S": "large"}, "count": {"N": "1"}}
+
+    # And a malformed expression is refused every time it is sent
+    for _ in range(2):
+        try:
+            dynamodb.update_item(
+                TableName="again",
+                Key={"id": {"N": "1"}},
+                UpdateExpression="SET = :v",
+                ExpressionAttributeValues={":v": {"S": "x"}},
+            )
+            raise AssertionError("a malformed update expression was applied")
+        except ClientError as error:
+            assert error.response["Error"]["Code"] == "ValidationException"
