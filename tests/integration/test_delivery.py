@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import DEMO_SEED, local_function
+from tests.conftest import DEMO_SEED, EVENTS, local_function
 from tests.leads import complete
 
 
@@ -236,6 +236,48 @@ def test_a_redriven_message_comes_back_with_its_count(sales: Any, partner: Any) 
     assert again[0]["MessageAttributes"]["redrives"]["StringValue"] == "1"
     assert deliver(again) == {"batchItemFailures": []}
     assert partner.accepted == {f"{lead_id}-991": 1}
+
+
+def test_the_deliver_event_of_events_delivers_each_sale_it_names(sales: Any, partner: Any) -> None:
+    # Given two sales to the partner events/deliver-sqs.json names, and that file (what
+    # `sam local invoke DeliverFunction` sends) naming their leads
+    sales(buyer(9001, partner.url + "/leads"))
+    lead_ids = [sell(), sell()]
+    while receive(wait=0):  # the file stands for the messages the sales queued
+        pass
+    event = json.loads((EVENTS / "deliver-sqs.json").read_text())
+    for message, lead_id in zip(event["Records"], lead_ids, strict=True):
+        body = json.loads(message["body"])
+        assert body["partner_id"] == 9001
+        message["body"] = json.dumps(body | {"lead_id": lead_id})
+
+    # When the deliver function takes the event
+    result = local_function("DeliverFunction").invoke(event)
+
+    # Then both are delivered, the redriven one (its "redrives" attribute) too
+    assert result == {"batchItemFailures": []}
+    assert partner.accepted == {f"{lead_id}-9001": 1 for lead_id in lead_ids}
+    assert [record(lead_id, 9001)["state"] for lead_id in lead_ids] == ["delivered"] * 2
+
+
+def test_the_retry_event_of_events_redrives_the_dead_letters(sales: Any, partner: Any) -> None:
+    from pingpost.store.queues import Delivery
+
+    # Given a sale whose delivery message is among the dead letters
+    sales(buyer(992, partner.url))
+    lead_id = sell()
+    receive()
+    boto3.client("sqs").send_message(
+        QueueUrl=os.environ["DEAD_LETTER_QUEUE_URL"], MessageBody=Delivery(lead_id, 992).body()
+    )
+
+    # When the retry function takes events/retry-schedule.json (EventBridge's scheduled event)
+    event = json.loads((EVENTS / "retry-schedule.json").read_text())
+    report = local_function("RetryFunction").invoke(event)
+
+    # Then it redrove that message, and nothing was left among the dead letters
+    assert (report["redriven"], report["parked"]) == (1, 0)
+    assert receive("DEAD_LETTER_QUEUE_URL", wait=0) == []
 
 
 def test_sales_whose_messages_never_reached_the_queue_are_swept(

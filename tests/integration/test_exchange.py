@@ -36,7 +36,13 @@ FUNCTIONS = {
             "response",
         )
     },
+    "deliver": ("DeliverFunction", "deliver"),  # an SQS batch (tests/integration/test_delivery)
+    "retry": ("RetryFunction", "retry"),  # a scheduled event (tests/integration/test_delivery)
 }
+# The events of the HTTP API's routes (the others are an SQS batch and a scheduled event).
+API_EVENTS = sorted(
+    p.stem for p in EVENTS.glob("*.json") if "routeKey" in json.loads(p.read_text())
+)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +91,7 @@ def ping_id() -> int:
     return int(text(xml, "lead_id") or 0)
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in EVENTS.glob("*.json")))
+@pytest.mark.parametrize("name", API_EVENTS)
 def test_every_event_file_gets_an_answer(exchange: None, name: str) -> None:
     payload = event(name)
     if name.startswith("post"):
@@ -240,7 +246,12 @@ def test_skip_xsl_leaves_out_the_stylesheet_even_on_errors(exchange: None) -> No
 
 
 def test_events_are_real_files(exchange: None) -> None:
+    from pingpost_local.template import function_ids, load_template
+
     assert {Path(p).stem.split("-")[0] for p in EVENTS.glob("*.json")} == set(FUNCTIONS)
+    # Every function of the template has an event for `sam local invoke`.
+    template = load_template(ROOT / "template.yaml")
+    assert {function_id for function_id, _ in FUNCTIONS.values()} == set(function_ids(template))
 
 
 def _mark_posting(lead_id: int, claimed_at: int) -> None:
@@ -332,6 +343,6 @@ def test_a_test_lead_is_not_sold_to_real_partners(exchange: None) -> None:
 def test_every_route_of_the_template_has_an_event() -> None:
     from pingpost_local.template import http_routes, load_template
 
-    keys = {json.loads(p.read_text())["routeKey"] for p in EVENTS.glob("*.json")}
+    keys = {event(name)["routeKey"] for name in API_EVENTS}
     routes = {route.route_key for route in http_routes(load_template(ROOT / "template.yaml"))}
     assert routes <= keys, f"routes without an event in events/: {sorted(routes - keys)}"
