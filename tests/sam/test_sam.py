@@ -8,11 +8,15 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, TEMPLATE, made_once
+
+# `sam build` takes a while; a parallel run starts these first.
+pytestmark = pytest.mark.long
 
 SAM = Path(sys.executable).parent / "sam"
 ENV = os.environ | {"SAM_CLI_TELEMETRY": "0"}
@@ -30,11 +34,21 @@ def sam(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.long
 def test_the_template_passes_sam_validate_lint() -> None:
     done = sam("validate", "--lint", "--template-file", str(TEMPLATE))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "is a valid SAM Template" in done.stdout + done.stderr
+
+
+def test_samconfig_has_a_prod_environment_sam_reads() -> None:
+    # `sam deploy --config-env prod` deploys the stack pingpost-prod; sam validate reads the same
+    # environment (lint from its settings: without them it would ask for a region).
+    done = sam("validate", "--config-env", "prod", "--template-file", str(TEMPLATE))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "is a valid SAM Template" in done.stdout + done.stderr
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    assert config["prod"]["global"]["parameters"]["stack_name"] == "pingpost-prod"
+    assert config["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +68,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return made_once(tmp_path_factory, "sam-build", build) / "build"
 
 
-@pytest.mark.long
 def test_sam_build_makes_every_function_and_the_layer(built: Path) -> None:
     from pingpost_local.template import function_ids, load_template
 
