@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from pingpost.fields import markdown
-from pingpost_local import seed
+from pingpost_local import partner_commands, seed
 
 
 def _seed_file(path: Path) -> seed.Seed:
@@ -113,14 +113,6 @@ def lead_show(args: argparse.Namespace) -> None:
         raise SystemExit(f"pingpost: no lead {args.lead_id}")
     known = {p.id: p for p in partners.all_partners()}
     print(lead_report(lead, known, personal=args.pii), end="")
-
-
-def partners_list(args: argparse.Namespace) -> None:
-    """Print every partner: price, filters and caps."""
-    from pingpost.store import partners
-    from pingpost_local.explain import partner_table
-
-    print(partner_table(partners.all_partners()), end="")
 
 
 def vendors_add(args: argparse.Namespace) -> None:
@@ -311,10 +303,7 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("--pii", action="store_true", help="show personal data in clear")
     show.set_defaults(handler=lead_show)
 
-    partner = commands.add_parser("partners", help="look at partners")
-    partner.add_subparsers(dest="what", required=True).add_parser(
-        "list", help="every partner with its price, filters and caps"
-    ).set_defaults(handler=partners_list)
+    partner_commands.add_commands(commands)
 
     _vendor_commands(commands)
 

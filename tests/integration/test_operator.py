@@ -1,7 +1,8 @@
-"""The operator's commands: lead show, partners list, vendors add."""
+"""The operator's commands: lead show, partners list|add|update|pause|resume, vendors."""
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -140,3 +141,95 @@ def test_vendors_list_and_redirect_hosts(demo: None, capsys: pytest.CaptureFixtu
         main(["vendors", "redirect-hosts", "forms-co", "http://evil.example/x"])
     with pytest.raises(SystemExit, match="no vendor nobody"):
         main(["vendors", "redirect-hosts", "nobody", "a.example"])
+
+
+def buyers(fields: dict[str, str]) -> set[str]:
+    """The partners a full request's lead was sold to."""
+    from pingpost.store import leads
+
+    lead = leads.get(submit(fields).lead_id)
+    assert lead is not None
+    return {str(partner_id) for partner_id in lead.sold_to}
+
+
+def _partner_document(partner_id: int, **changes: Any) -> dict[str, Any]:
+    return {
+        "id": partner_id,
+        "company": f"Gutter Co {partner_id}",
+        "price": 22,
+        "filters": {"states": ["IL"], "products": ["Gutters"], "min_score": 5},
+        "delivery": {"url": "https://buyer.example/leads", "headers": {"X-Api-Key": "k-secret"}},
+    } | changes
+
+
+def test_partners_add_update_pause_and_resume_a_partner(
+    demo: None, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    import json
+
+    import boto3
+
+    from pingpost.store import partners
+    from pingpost_local.cli import main
+
+    # Given a partner document, as a seed file lists partners
+    document = tmp_path / "partner.json"
+    document.write_text(json.dumps(_partner_document(7001)))
+
+    # When it is added, then updated with a JSON object of changes
+    assert run(capsys, "partners", "add", str(document)) == "added partner 7001\n"
+    changes = '{"price": 24.5, "filters": {"states": ["IL", "IN"]}, "priority": 2}'
+    assert run(capsys, "partners", "update", "7001", changes) == "updated partner 7001\n"
+
+    # Then the partner has the changes, and kept everything else (its secret header too)
+    partners.forget()
+    stored = partners.by_id(7001)
+    assert stored is not None
+    assert (str(stored.price), stored.priority) == ("24.5", 2)
+    assert stored.filters.states == ["IL", "IN"] and stored.filters.products == ["Gutters"]
+    assert stored.filters.min_score == 5 and stored.delivery.secret_headers == ["X-Api-Key"]
+    name = f"{os.environ['PARTNER_SECRETS_PATH']}/7001/headers"
+    secret = boto3.client("ssm").get_parameter(Name=name, WithDecryption=True)["Parameter"]
+    assert json.loads(secret["Value"]) == {"X-Api-Key": "k-secret"}
+
+    # And pausing takes it out of matching until it is resumed
+    assert run(capsys, "partners", "pause", "7001") == "paused partner 7001\n"
+    assert run(capsys, "partners", "pause", "7001") == "partner 7001 unchanged\n"
+    partners.forget()
+    assert partners.current().partners[7001].active is False
+    assert "7001" not in buyers(complete("full", Home_Improvement_Product="Gutters"))
+    assert run(capsys, "partners", "resume", "7001") == "resumed partner 7001\n"
+    partners.forget()
+    assert "7001" in buyers(complete("full", Home_Improvement_Product="Gutters"))
+
+    # And adding it again, or a document the model refuses, changes nothing
+    with pytest.raises(SystemExit, match="partner 7001 exists already"):
+        main(["partners", "add", str(document)])
+    document.write_text(json.dumps(_partner_document(7002, filters={"states": ["XX"]})))
+    with pytest.raises(SystemExit, match="unknown states"):
+        main(["partners", "add", str(document)])
+    assert partners.read(7002) is None
+    with pytest.raises(SystemExit, match="no partner 7003"):
+        main(["partners", "pause", "7003"])
+    with pytest.raises(SystemExit, match="id cannot change"):
+        main(["partners", "update", "7001", '{"id": 7004}'])
+
+
+def test_a_partner_changed_since_it_was_read_is_not_written_over(demo: None) -> None:
+    from pingpost.models import Partner
+    from pingpost.store import partners
+
+    # Given a partner read by one operator, then changed by another
+    partners.put(Partner.model_validate(_partner_document(7010)))
+    found = partners.read(7010)
+    assert found is not None
+    first, written = found
+    partners.put(first.model_copy(update={"price": 30}), written=written)
+
+    # When the first writes its change over the partner as it read it
+    with pytest.raises(partners.PartnerChanged):
+        partners.put(first.model_copy(update={"priority": 9}), written=written)
+
+    # Then the other's change stands, and the refused one is not written
+    now = partners.read(7010)
+    assert now is not None and (now[0].price, now[0].priority) == (30, 0)

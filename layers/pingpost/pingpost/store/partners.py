@@ -21,13 +21,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from pingpost.config import settings
 from pingpost.models import Partner
 from pingpost.store import Expiring, dynamodb, from_item, secrets, to_item
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import PutTypeDef
 
 VERSION = "partners#version"  # the counters table's item counting partner writes
 LOG = 100  # the version item names the partners of this many latest writes
@@ -126,8 +129,38 @@ def stored(raw: Mapping[str, Any]) -> Partner:
     return Partner.model_validate(item)
 
 
-def put(partner: Partner) -> None:
-    """Create or replace a partner; its header values go to SSM, their names to the table."""
+class PartnerChanged(Exception):
+    """A conditional write found the partner otherwise than its writer expected: there is one of
+    its ID already (adding), or another write came since it was read (changing)."""
+
+
+def read(partner_id: int) -> tuple[Partner, int] | None:
+    """A partner as stored now, with the version that wrote it (for `put(written=...)`)."""
+    item = (
+        dynamodb()
+        .get_item(
+            TableName=settings().partners_table,
+            Key={"partner_id": {"N": str(partner_id)}},
+            ConsistentRead=True,
+        )
+        .get("Item")
+    )
+    if item is None:
+        return None
+    return stored(item), int(item.get("change", {}).get("N", 0))
+
+
+def put(partner: Partner, *, new: bool = False, written: int | None = None) -> None:
+    """Create or replace a partner; its header values go to SSM, their names to the table.
+
+    `new`: only if there is no partner of its ID; `written`: only if the version that wrote the
+    partner is still that one (as `read` gave it). Either raises PartnerChanged otherwise.
+    """
+    if new or written is not None:
+        found = read(partner.id)
+        if (found is not None) if new else (found is None or found[1] != written):
+            # Checked before the secrets are written too: the transaction checks it again.
+            raise PartnerChanged(partner.id)
     item = partner.model_dump(mode="python")
     sent = item["delivery"].pop("headers")
     if sent:
@@ -143,7 +176,7 @@ def put(partner: Partner) -> None:
         try:
             dynamodb().transact_write_items(
                 TransactItems=[
-                    {"Put": {"TableName": settings().partners_table, "Item": to_item(item)}},
+                    {"Put": _put(item, new, written)},
                     {
                         "Update": {
                             "TableName": settings().counters_table,
@@ -166,6 +199,9 @@ def put(partner: Partner) -> None:
             )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                reasons = error.response.get("CancellationReasons") or [{}]
+                if reasons[0].get("Code") == "ConditionalCheckFailed":
+                    raise PartnerChanged(partner.id) from None
                 # Another write took this version: take the next, after a while at random.
                 time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
                 continue
@@ -175,6 +211,17 @@ def put(partner: Partner) -> None:
         _one.forget(partner.id)
         return
     raise RuntimeError(f"partner {partner.id} not written: other writes took every version")
+
+
+def _put(item: dict[str, Any], new: bool, written: int | None) -> PutTypeDef:
+    """The transaction's Put of a partner, with its condition when it has one."""
+    put: PutTypeDef = {"TableName": settings().partners_table, "Item": to_item(item)}
+    if new:
+        put["ConditionExpression"] = "attribute_not_exists(partner_id)"
+    elif written is not None:
+        put["ConditionExpression"] = "change = :written"
+        put["ExpressionAttributeValues"] = to_item({":written": written})
+    return put
 
 
 def by_id(partner_id: int) -> Partner | None:
