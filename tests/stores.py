@@ -182,7 +182,8 @@ class Vendors:
     by: dict[str, Vendor] = field(default_factory=dict)
 
     def by_key(self, key: str) -> Vendor | None:
-        return next((v for v in self.by.values() if v.key_hash == key_hash(key)), None)
+        wanted = key_hash(key)
+        return next((v for v in self.by.values() if wanted in (v.key_hash, v.next_key_hash)), None)
 
 
 @dataclass

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from decimal import Decimal
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from pingpost.fields import markdown
-from pingpost_local import partner_commands, seed
+from pingpost_local import partner_commands, seed, vendor_commands
 
 
 def _seed_file(path: Path) -> seed.Seed:
@@ -115,59 +114,6 @@ def lead_show(args: argparse.Namespace) -> None:
     print(lead_report(lead, known, personal=args.pii), end="")
 
 
-def vendors_add(args: argparse.Namespace) -> None:
-    """Create a vendor with a new random Key, printed once: only its hash is stored."""
-    import secrets
-
-    from pingpost.models import Vendor, key_hash
-    from pingpost.store import vendors
-
-    if any(v.id == args.vendor_id for v in vendors.all_vendors()):
-        raise SystemExit(f"pingpost: vendor {args.vendor_id} exists already")
-    key = secrets.token_urlsafe(32)
-    try:
-        vendor = Vendor(
-            id=args.vendor_id,
-            name=args.name or args.vendor_id,
-            key_hash=key_hash(key),
-            cost=args.cost,
-            dynamic_pricing=args.dynamic_pricing,
-            margin=args.margin,
-            margin_type=args.margin_type,
-            allowed_times_sold=args.allowed_times_sold,
-            response_style=args.response_style,
-            redirect_hosts=args.redirect_host,
-            http_errors=args.http_errors,
-        )
-    except ValidationError as error:
-        raise SystemExit(f"pingpost: {error}") from None
-    vendors.put(vendor)
-    print(f"vendor {vendor.id} created. Its Key (shown only now, store it safely):\n{key}")
-
-
-def vendors_list(args: argparse.Namespace) -> None:
-    """Print every vendor: pricing, how its answers read, where its forms may send browsers."""
-    from pingpost.store import vendors
-    from pingpost_local.explain import vendor_table
-
-    print(vendor_table(vendors.all_vendors()), end="")
-
-
-def vendors_redirect_hosts(args: argparse.Namespace) -> None:
-    """Replace the hosts a vendor's web forms may send browsers back to (none: no redirects)."""
-    from pingpost.store import vendors
-
-    found = [v for v in vendors.all_vendors() if v.id == args.vendor_id]
-    if not found:
-        raise SystemExit(f"pingpost: no vendor {args.vendor_id}")
-    try:
-        vendor = found[0].model_validate(found[0].model_dump() | {"redirect_hosts": args.hosts})
-    except ValidationError as error:
-        raise SystemExit(f"pingpost: {error}") from None
-    vendors.put(vendor)
-    print(f"vendor {vendor.id} redirect hosts: {', '.join(vendor.redirect_hosts) or '(none)'}")
-
-
 def deliveries_retry(args: argparse.Namespace) -> None:
     """Do by hand what the scheduled retry does: sweep the outbox, redrive or park dead letters."""
     from pingpost import redrive
@@ -197,43 +143,6 @@ def deliveries_failed(args: argparse.Namespace) -> None:
 def fields_command(args: argparse.Namespace) -> None:
     """Print the field table as Markdown."""
     print(markdown(), end="")
-
-
-def _vendor_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    vendor = commands.add_parser("vendors", help="manage vendors")
-    vendor_commands = vendor.add_subparsers(dest="what", required=True)
-    add = vendor_commands.add_parser("add", help="create a vendor and print its new Key once")
-    add.add_argument("vendor_id")
-    add.add_argument("--name", default="")
-    add.add_argument("--cost", type=Decimal, default=Decimal(0), help="lead cost paid per lead")
-    add.add_argument("--dynamic-pricing", action="store_true")
-    add.add_argument("--margin", type=Decimal, default=Decimal(0))
-    add.add_argument("--margin-type", choices=["amount", "percent"], default="amount")
-    add.add_argument("--allowed-times-sold", type=int, default=1)
-    add.add_argument(
-        "--response-style", choices=["short", "success_error", "full"], default="short"
-    )
-    add.add_argument(
-        "--redirect-host",
-        action="append",
-        default=[],
-        help="a host its web forms may send browsers back to (repeatable)",
-    )
-    add.add_argument(
-        "--no-http-errors",
-        dest="http_errors",
-        action="store_false",
-        help="answer errors with HTTP 200",
-    )
-    add.set_defaults(handler=vendors_add)
-    listing = vendor_commands.add_parser("list", help="every vendor and its settings")
-    listing.set_defaults(handler=vendors_list)
-    hosts = vendor_commands.add_parser(
-        "redirect-hosts", help="replace the hosts a vendor's web forms may send browsers to"
-    )
-    hosts.add_argument("vendor_id")
-    hosts.add_argument("hosts", nargs="*", metavar="HOST")
-    hosts.set_defaults(handler=vendors_redirect_hosts)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -305,7 +214,7 @@ def parser() -> argparse.ArgumentParser:
 
     partner_commands.add_commands(commands)
 
-    _vendor_commands(commands)
+    vendor_commands.add_commands(commands)
 
     delivery = commands.add_parser("deliveries", help="deliveries to partners")
     what = delivery.add_subparsers(dest="what", required=True)

@@ -54,10 +54,12 @@ def test_tables_match_the_template(aws_endpoint: str, created: dict[str, str]) -
         assert pitr["PointInTimeRecoveryStatus"] == "ENABLED"
 
     vendors = dynamodb.describe_table(TableName=created["VendorsTable"])["Table"]
-    (index,) = vendors["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "by_key_hash"
-    assert index["KeySchema"] == [{"AttributeName": "key_hash", "KeyType": "HASH"}]
-    assert index["Projection"] == {"ProjectionType": "ALL"}
+    indexes = {index["IndexName"]: index for index in vendors["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"by_key_hash", "by_next_key_hash"}
+    for name, index in indexes.items():
+        attribute = name.removeprefix("by_")
+        assert index["KeySchema"] == [{"AttributeName": attribute, "KeyType": "HASH"}]
+        assert index["Projection"] == {"ProjectionType": "ALL"}
 
     ttl = dynamodb.describe_time_to_live(TableName=created["LeadsTable"])["TimeToLiveDescription"]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}

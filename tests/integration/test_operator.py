@@ -233,3 +233,43 @@ def test_a_partner_changed_since_it_was_read_is_not_written_over(demo: None) -> 
     # Then the other's change stands, and the refused one is not written
     now = partners.read(7010)
     assert now is not None and (now[0].price, now[0].priority) == (30, 0)
+
+
+def test_a_vendor_key_rotates_with_both_keys_working_until_it_finishes(
+    demo: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pingpost.errors import PingPostError
+    from pingpost_local.cli import main
+
+    def status(key: str) -> str:
+        try:
+            return str(submit(complete("ping", Key=key)).status)
+        except PingPostError as error:
+            return f"{error.status} {error}"
+
+    # Given a vendor with its Key
+    old = run(capsys, "vendors", "add", "rotating").strip().splitlines()[-1]
+    assert status(old) == "Matched"
+
+    # When a rotation starts, both Keys work, and a second rotation waits for its end
+    new = run(capsys, "vendors", "rotate-key", "rotating").strip().splitlines()[-1]
+    assert new != old and len(new) >= 40
+    assert (status(old), status(new)) == ("Matched", "Matched")
+    with pytest.raises(SystemExit, match="rotation under way"):
+        main(["vendors", "rotate-key", "rotating"])
+
+    # Then when it finishes, only the new Key works
+    assert "only the new Key works now" in run(
+        capsys, "vendors", "rotate-key", "rotating", "--finish"
+    )
+    assert (status(old), status(new)) == ("401 Invalid Key", "Matched")
+    with pytest.raises(SystemExit, match="no rotation under way"):
+        main(["vendors", "rotate-key", "rotating", "--finish"])
+
+    # And a disabled vendor is refused until it is enabled again
+    assert run(capsys, "vendors", "disable", "rotating") == "vendor rotating disabled\n"
+    assert status(new) == "403 This Key's vendor account is disabled"
+    assert run(capsys, "vendors", "enable", "rotating") == "vendor rotating enabled\n"
+    assert status(new) == "Matched"
+    with pytest.raises(SystemExit, match="no vendor nobody"):
+        main(["vendors", "disable", "nobody"])

@@ -63,6 +63,8 @@ class Vendor(BaseModel):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     name: str = ""
     key_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # A second Key during a rotation: both work until the rotation ends and this one stays.
+    next_key_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     cost: Money = Decimal(0)
     dynamic_pricing: bool = False
     # What the exchange keeps of each sale of a dynamic-pricing vendor's lead.

@@ -1,4 +1,5 @@
-"""The vendors table: publishers, found by the hash of their Key."""
+"""The vendors table: publishers, found by the hash of their Key (or of their next Key, while
+a rotation gives them two)."""
 
 from __future__ import annotations
 
@@ -15,23 +16,29 @@ def by_key(key: str) -> Vendor | None:
     """The vendor whose Key this is, or None (compared in constant time)."""
     wanted = key_hash(key)
     vendor = _cache.get(wanted, lambda: _query(wanted))
-    if vendor is None or not hmac.compare_digest(vendor.key_hash, wanted):
+    if vendor is None:
         return None
-    return vendor
+    keys = (vendor.key_hash, vendor.next_key_hash or "")
+    # Both compared, whichever matches: the time taken does not tell which Key it was.
+    matches = [hmac.compare_digest(known, wanted) for known in keys]
+    return vendor if any(matches) else None
 
 
 def _query(hashed: str) -> Vendor | None:
-    response = dynamodb().query(
-        TableName=settings().vendors_table,
-        IndexName="by_key_hash",
-        KeyConditionExpression="key_hash = :h",
-        ExpressionAttributeValues={":h": {"S": hashed}},
-        Limit=2,
-    )
-    items = response.get("Items", [])
-    if len(items) != 1:
-        return None  # unknown, or (misconfigured) shared by two vendors: never guess
-    return _vendor(from_item(items[0]))
+    # The next Key is looked for only when no vendor has it as its Key (during a rotation).
+    for attribute in ("key_hash", "next_key_hash"):
+        response = dynamodb().query(
+            TableName=settings().vendors_table,
+            IndexName=f"by_{attribute}",
+            KeyConditionExpression=f"{attribute} = :h",
+            ExpressionAttributeValues={":h": {"S": hashed}},
+            Limit=2,
+        )
+        items = response.get("Items", [])
+        if items:
+            # Shared by two vendors (misconfigured): never guess.
+            return _vendor(from_item(items[0])) if len(items) == 1 else None
+    return None
 
 
 def _vendor(item: dict[str, object]) -> Vendor:
