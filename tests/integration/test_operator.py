@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +18,24 @@ def demo(aws: str) -> None:
     from pingpost_local import seed
 
     seed.apply(seed.load(DEMO_SEED))
+
+
+@pytest.fixture
+def added(demo: None) -> Iterator[None]:
+    """Partners a test adds (IDs 7000-7099) are removed after it, secrets too: the other tests
+    of this process see the demo's partners only."""
+    import boto3
+
+    from pingpost.store import partners, secrets
+
+    yield
+    client = boto3.client("dynamodb")
+    for partner_id in range(7000, 7100):
+        key = {"partner_id": {"N": str(partner_id)}}
+        if client.get_item(TableName=os.environ["PARTNERS_TABLE"], Key=key).get("Item"):
+            client.delete_item(TableName=os.environ["PARTNERS_TABLE"], Key=key)
+            secrets.forget(partner_id)
+    partners.forget()
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> str:
@@ -163,7 +182,7 @@ def _partner_document(partner_id: int, **changes: Any) -> dict[str, Any]:
 
 
 def test_partners_add_update_pause_and_resume_a_partner(
-    demo: None, capsys: pytest.CaptureFixture[str], tmp_path: Any
+    added: None, capsys: pytest.CaptureFixture[str], tmp_path: Any
 ) -> None:
     import json
 
@@ -215,7 +234,7 @@ def test_partners_add_update_pause_and_resume_a_partner(
         main(["partners", "update", "7001", '{"id": 7004}'])
 
 
-def test_a_partner_changed_since_it_was_read_is_not_written_over(demo: None) -> None:
+def test_a_partner_changed_since_it_was_read_is_not_written_over(added: None) -> None:
     from pingpost.models import Partner
     from pingpost.store import partners
 
