@@ -145,6 +145,14 @@ def fields_command(args: argparse.Namespace) -> None:
     print(markdown(), end="")
 
 
+def openapi_command(args: argparse.Namespace) -> None:
+    """Print the OpenAPI document of the template's HTTP API (openapi.yaml is this)."""
+    from pingpost_local.openapi import openapi_yaml
+    from pingpost_local.template import load_template
+
+    print(openapi_yaml(load_template(args.template)), end="")
+
+
 def parser() -> argparse.ArgumentParser:
     """The `pingpost` command line."""
     parser = argparse.ArgumentParser(prog="pingpost", description=__doc__)
@@ -225,6 +233,9 @@ def parser() -> argparse.ArgumentParser:
 
     table = commands.add_parser("fields", help="print the pingPostLead field table (Markdown)")
     table.set_defaults(handler=fields_command)
+    described = commands.add_parser("openapi", help="print the API's OpenAPI document (YAML)")
+    described.add_argument("--template", type=Path, default=Path("template.yaml"))
+    described.set_defaults(handler=openapi_command)
 
     return parser
 

@@ -490,13 +490,17 @@ FIELDS: tuple[Field, ...] = (
     ),
 )
 
+# A required field a request may leave out when the other is sent: the State is looked up from
+# the Zip.
+LOOKED_UP: dict[str, str] = {"State": "Zip"}
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 ALIASES: dict[str, str] = {alias: f.name for f in FIELDS for alias in f.aliases}
 CONTROL_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.control)
 DATA_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if not f.control)
 
 
-def _describe(field: Field) -> str:
+def describe(field: Field) -> str:
+    """What a value of `field` must be, in words (the table of docs/fields.md and openapi.yaml)."""
     kinds = {
         Kind.TEXT: f"text, at most {field.max_len} characters",
         Kind.KEY: "the vendor's key (given by the exchange)",
@@ -574,6 +578,6 @@ def markdown() -> str:
     for f in FIELDS:
         post = "yes" if f.post else ""
         where = "control" if f.control else "Data"
-        value = _describe(f).replace("|", "\\|")
+        value = describe(f).replace("|", "\\|")
         lines.append(f"| {f.name} | {need[f.ping]} | {post} | {where} | {value} | `{f.example}` |")
     return "\n".join(lines) + "\n"

@@ -26,6 +26,7 @@ from pingpost.fields import (
     CERTIFIER_HOSTS,
     FIELDS,
     LEAD_TYPE,
+    LOOKED_UP,
     MODES,
     Field,
     Kind,
@@ -332,7 +333,7 @@ def missing(values: Mapping[str, str], mode: str, *, dynamic_pricing: bool) -> l
             continue
         if need is Need.DYNAMIC_PRICING and not dynamic_pricing:
             continue
-        if field.name == "State" and "Zip" in values:
+        if LOOKED_UP.get(field.name, "") in values:
             continue  # looked up from the Zip (an invalid Zip is reported on its own)
         out.append(f"Required value {field.name} is missing")
     return out

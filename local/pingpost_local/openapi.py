@@ -1,0 +1,193 @@
+"""openapi.yaml: every route of the template, field of the field table and answer, generated.
+
+`pingpost openapi > openapi.yaml` writes it; tests/unit/test_openapi.py fails when the file
+differs from what this makes, and checks it against the OpenAPI 3.1 schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import yaml  # type: ignore[import-untyped]
+
+from pingpost import errors
+from pingpost.fields import FIELDS, LEAD_ID, LOOKED_UP, MODES, Field, Kind, Need, describe
+from pingpost_local.template import Route, http_routes
+
+# Which mode a route's function takes: the others read it from the Mode field.
+MODE_OF: Final = {"PingFunction": "ping", "PostFunction": "post", "FullFunction": "full"}
+STYLESHEET: Final = "/response.xsl"
+XML: Final = "application/xml"
+FORM: Final = "application/x-www-form-urlencoded"
+JSON: Final = "application/json"
+
+
+def _errors() -> dict[str, str]:
+    """What each error status means: the docstrings of the errors the edge answers with it."""
+    found: dict[str, list[str]] = {}
+    for error in vars(errors).values():
+        if (
+            isinstance(error, type)
+            and issubclass(error, errors.PingPostError)
+            and error is not errors.PingPostError
+        ):
+            text = (error.__doc__ or "").strip().rstrip(".")
+            found.setdefault(str(error.status), []).append(text)
+    return {status: "; ".join(texts) for status, texts in sorted(found.items())}
+
+
+def _schema(field: Field, mode: str) -> dict[str, Any]:
+    """A value of `field` as OpenAPI describes it (the exchange reads every value as text)."""
+    schema: dict[str, Any] = {"type": "string", "description": describe(field)}
+    if field.name == "Mode":
+        schema["enum"] = [mode]  # a route of one mode takes no other
+    elif field.values:
+        schema["enum"] = list(field.values)
+    elif field.kind is Kind.FLAG:
+        schema["enum"] = ["1", "0"]
+    elif field.kind is Kind.ZIP:
+        schema["pattern"] = "^[0-9]{5}$"
+    elif field.kind in (Kind.URL, Kind.CERTIFICATE):
+        schema["format"] = "uri"
+    elif field.kind is Kind.EMAIL:
+        schema["format"] = "email"
+    if field.max_len and "enum" not in schema:
+        schema["maxLength"] = field.max_len
+    schema["example"] = mode if field.name == "Mode" else field.example
+    return schema
+
+
+def _request(mode: str) -> dict[str, Any]:
+    """A request of one mode as one object: a form's fields, a query string, a JSON object.
+    Its Mode may be left out: the route says it (the routes of every mode require it)."""
+    fields = [f for f in FIELDS if not (mode == "full" and f.name == LEAD_ID)]
+    needed = [f.name for f in fields if f.required(mode) is Need.YES and f.name != "Mode"]
+    request: dict[str, Any] = {
+        "type": "object",
+        "properties": {f.name: _schema(f, mode) for f in fields},
+        "required": [name for name in needed if name not in LOOKED_UP],
+        "additionalProperties": {"type": "string"},
+    }
+    # A field looked up from another is required only when that other is not sent.
+    either = [[name, LOOKED_UP[name]] for name in needed if name in LOOKED_UP]
+    if either:
+        request["allOf"] = [{"anyOf": [{"required": [one]} for one in pair]} for pair in either]
+    return request
+
+
+def _any_request() -> dict[str, Any]:
+    """A request of the routes that take every mode: its Mode says which."""
+    return {
+        "oneOf": [
+            {"allOf": [{"$ref": f"#/components/schemas/{_name(mode)}"}, {"required": ["Mode"]}]}
+            for mode in MODES
+        ]
+    }
+
+
+def _name(mode: str | None) -> str:
+    return f"{mode.capitalize()}Request" if mode else "Request"
+
+
+def _answers() -> dict[str, Any]:
+    answer = {
+        "description": "The spec's XML answer (JSON with Format=JSON; an HTML page for a browser)",
+        "content": {
+            XML: {"schema": {"type": "string"}},
+            JSON: {"schema": {"type": "object"}},
+            "text/html": {"schema": {"type": "string"}},
+        },
+    }
+    errors = {
+        status: {
+            "description": f"{text}: an XML error (JSON with Format=JSON)",
+            "content": {XML: {"schema": {"type": "string"}}},
+        }
+        for status, text in _errors().items()
+    }
+    redirect = {"description": "A browser's form goes back to the vendor's Redirect_URL"}
+    return {"200": answer, "303": redirect, **errors}
+
+
+def _operation(route: Route, method: str) -> dict[str, Any]:
+    mode = MODE_OF.get(route.function_id)
+    schema = {"$ref": f"#/components/schemas/{_name(mode)}"}
+    operation: dict[str, Any] = {
+        "operationId": f"{method}_{route.path.strip('/').replace('/', '_').replace('.', '_')}",
+        "summary": f"A {mode} request" if mode else "A ping, post or full request, by its Mode",
+    }
+    if method == "get":
+        # The request's fields, each a parameter of the query string.
+        operation["parameters"] = [
+            {
+                "name": "fields",
+                "in": "query",
+                "required": True,
+                "style": "form",
+                "explode": True,
+                "schema": schema,
+            }
+        ]
+    else:
+        operation["requestBody"] = {
+            "required": True,
+            "description": "The fields as a form, a JSON object or the spec's XML <Request>",
+            "content": {
+                FORM: {"schema": dict(schema)},
+                JSON: {"schema": dict(schema)},
+                XML: {"schema": {"type": "string"}},
+            },
+        }
+    operation["responses"] = {
+        status: {"$ref": f"#/components/responses/{status}"} for status in _answers()
+    }
+    return operation
+
+
+def document(template: Mapping[str, Any]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the template's HTTP API."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in http_routes(template):
+        methods = ["get", "post"] if route.method == "ANY" else [route.method.lower()]
+        for method in methods:
+            if route.path == STYLESHEET:
+                operation: dict[str, Any] = {
+                    "operationId": "get_response_xsl",
+                    "summary": "The XSL stylesheet the XML answers name",
+                    "responses": {
+                        "200": {
+                            "description": "The stylesheet",
+                            "content": {"text/xsl": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            else:
+                operation = _operation(route, method)
+            paths.setdefault(route.path, {})[method] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "pingPostLead",
+            "version": "1",
+            "description": (
+                "The pingPostLead API (Home Improvement, TYPE=7): ping a partial lead, post the"
+                " rest, or send both at once (full). Generated from the field table and the"
+                " template by `pingpost openapi`; do not edit."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": {
+                **{_name(mode): _request(mode) for mode in MODES},
+                _name(None): _any_request(),
+            },
+            "responses": _answers(),
+        },
+    }
+
+
+def openapi_yaml(template: Mapping[str, Any]) -> str:
+    """The document as openapi.yaml holds it."""
+    text: str = yaml.safe_dump(document(template), sort_keys=False, allow_unicode=True, width=100)
+    return text
