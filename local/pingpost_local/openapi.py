@@ -7,6 +7,7 @@ differs from what this makes, and checks it against the OpenAPI 3.1 schema.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from html import escape
 from typing import Any, Final
 
 import yaml  # type: ignore[import-untyped]
@@ -191,3 +192,52 @@ def openapi_yaml(template: Mapping[str, Any]) -> str:
     """The document as openapi.yaml holds it."""
     text: str = yaml.safe_dump(document(template), sort_keys=False, allow_unicode=True, width=100)
     return text
+
+
+def html_page(described: Mapping[str, Any]) -> str:
+    """The document as one self-contained page: each route, then each request's fields."""
+    out = [
+        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        f"<title>{escape(described['info']['title'])}</title>",
+        "<style>body{font:14px sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}</style>",
+        f"</head><body><h1>{escape(described['info']['title'])}</h1>",
+        f"<p>{escape(described['info']['description'])} <a href=openapi.yaml>openapi.yaml</a></p>",
+        "<h2>Routes</h2><table><tr><th>Method</th><th>Path</th><th>What</th></tr>",
+    ]
+    for path, item in described["paths"].items():
+        for method, operation in item.items():
+            out.append(
+                f"<tr><td>{method.upper()}</td><td>{escape(path)}</td>"
+                f"<td>{escape(operation['summary'])}</td></tr>"
+            )
+    out.append("</table>")
+    for name, schema in described["components"]["schemas"].items():
+        if "properties" not in schema:
+            continue
+        out += [
+            f"<h2 id={name}>{name}</h2>",
+            "<table><tr><th>Field</th><th>Required</th><th>Value</th><th>Example</th></tr>",
+        ]
+        for field, value in schema["properties"].items():
+            needed = "yes" if field in schema["required"] else ""
+            if field in LOOKED_UP and schema.get("allOf"):
+                needed = f"yes, or {LOOKED_UP[field]}"
+            out.append(
+                f"<tr><td>{escape(field)}</td><td>{needed}</td>"
+                f"<td>{escape(value['description'])}</td><td>{escape(value['example'])}</td></tr>"
+            )
+        out.append("</table>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+PAGES: Final = ("/openapi.yaml", "/docs")
+
+
+def pages(template: Mapping[str, Any]) -> dict[str, tuple[str, bytes]]:
+    """What `pingpost serve` answers at PAGES: content type and body."""
+    return {
+        "/openapi.yaml": ("application/yaml", openapi_yaml(template).encode()),
+        "/docs": ("text/html; charset=utf-8", html_page(document(template)).encode()),
+    }

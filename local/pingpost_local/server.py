@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import signal
@@ -18,6 +19,7 @@ from typing import Any, Final
 import boto3
 from moto.server import ThreadedMotoServer
 
+from pingpost_local import openapi
 from pingpost_local.background import LOOPBACK, Served
 from pingpost_local.cors import CorsError, merge_origins, parse_origin
 from pingpost_local.embedded_aws import start_aws_endpoint
@@ -46,10 +48,18 @@ class _ExchangeHTTPServer(ThreadingHTTPServer):
     # Connections the kernel holds while every thread is busy (socketserver's 5 reset a burst).
     request_queue_size = 1024
 
-    def __init__(self, address: tuple[str, int], gateway: Gateway, quiet: bool) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        gateway: Gateway,
+        quiet: bool,
+    ) -> None:
         super().__init__(address, _RequestHandler)
         self.gateway = gateway
         self.quiet = quiet
+        # Served locally where the template has no route: path -> (content type, body), made
+        # when first asked for.
+        self.pages = functools.cache(lambda: openapi.pages(gateway.template))
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -79,7 +89,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
             protocol=self.request_version,
             server_port=self.server.server_address[1],
         )
-        self._send(self.server.gateway.handle(request))
+        self._send(self._page(request) or self.server.gateway.handle(request))
+
+    def _page(self, request: HttpRequest) -> HttpResponse | None:
+        """One of the local pages (the API's description), unless a route takes its path."""
+        path = request.target.split("?", 1)[0]
+        if request.method not in ("GET", "HEAD") or path not in openapi.PAGES:
+            return None
+        if self.server.gateway.match(request.method, path) is not None:
+            return None
+        content_type, body = self.server.pages()[path]
+        return HttpResponse(200, [("content-type", content_type)], body)
 
     do_GET = _dispatch
     do_POST = _dispatch
@@ -368,6 +388,7 @@ def _ready(
 ) -> str:
     """The banner printed once everything serves."""
     notes = _notes(sources, retry_seconds, partner)
+    notes.append(f"API description: {exchange.url}/openapi.yaml, {exchange.url}/docs (local only)")
     notes.append(
         "Partner hosts trusted over plain http and at private addresses: "
         f"{os.environ['DELIVERY_HTTP_HOSTS']} (DELIVERY_HTTP_HOSTS)"

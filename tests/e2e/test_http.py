@@ -453,3 +453,19 @@ def test_a_post_that_moves_the_lead_is_matched_again(server: Server) -> None:
     stored = lead(server, ping["lead_id"])
     assert list(stored["sold_to"]) == ["1543"] and stored["data"]["State"] == "CA"
     assert any(e["event"] == "rematch" for e in stored["timeline"])
+
+
+def test_the_api_is_described_at_openapi_yaml_and_docs(server: Server) -> None:
+    # The document of openapi.yaml, and a page of it, where the template has no route
+    described = requests.get(server.url + "/openapi.yaml", timeout=30)
+    assert described.status_code == 200
+    assert described.headers["Content-Type"] == "application/yaml"
+    assert described.text == (ROOT / "openapi.yaml").read_text()
+    page = requests.get(server.url + "/docs", timeout=30)
+    assert page.status_code == 200
+    assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "<td>GET</td><td>/ping</td>" in page.text
+    assert "<h2 id=PingRequest>" in page.text and "<td>yes, or Zip</td>" in page.text
+    # Only to GET (and HEAD): anything else is the API's own 404
+    assert requests.post(server.url + "/docs", timeout=30).status_code == 404
+    assert any("/openapi.yaml" in line for line in server.output)
