@@ -13,6 +13,7 @@ from typing import Any, Final
 import yaml  # type: ignore[import-untyped]
 
 from pingpost import errors
+from pingpost.answers import ERROR, MATCHED, SUCCESS, UNMATCHED
 from pingpost.fields import FIELDS, LEAD_ID, LOOKED_UP, MODES, Field, Kind, Need, describe
 from pingpost_local.template import Route, http_routes
 
@@ -91,20 +92,33 @@ def _name(mode: str | None) -> str:
     return f"{mode.capitalize()}Request" if mode else "Request"
 
 
+def _answer_content(statuses: list[str]) -> dict[str, Any]:
+    """An answer's media types: the spec's XML, JSON with Format=JSON, a page for a browser."""
+    response = {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"enum": statuses}, "error": {"type": "string"}},
+    }
+    return {
+        XML: {"schema": {"type": "string"}},
+        JSON: {
+            "schema": {
+                "type": "object",
+                "required": ["response"],
+                "properties": {"response": response},
+            }
+        },
+        "text/html": {"schema": {"type": "string"}},
+    }
+
+
 def _answers() -> dict[str, Any]:
     answer = {
-        "description": "The spec's XML answer (JSON with Format=JSON; an HTML page for a browser)",
-        "content": {
-            XML: {"schema": {"type": "string"}},
-            JSON: {"schema": {"type": "object"}},
-            "text/html": {"schema": {"type": "string"}},
-        },
+        "description": "The answer: Matched or Unmatched (Success or Error as the vendor asks)",
+        "content": _answer_content([MATCHED, UNMATCHED, SUCCESS, ERROR]),
     }
     errors = {
-        status: {
-            "description": f"{text}: an XML error (JSON with Format=JSON)",
-            "content": {XML: {"schema": {"type": "string"}}},
-        }
+        status: {"description": f"{text}: an error answer", "content": _answer_content([ERROR])}
         for status, text in _errors().items()
     }
     redirect = {"description": "A browser's form goes back to the vendor's Redirect_URL"}
