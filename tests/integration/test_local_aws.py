@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -100,17 +101,23 @@ def test_a_long_poll_does_not_hold_up_other_calls(aws_endpoint: str) -> None:
     assert received == ["hello"]
 
 
-def test_items_keep_every_type_of_value_and_errors_keep_their_codes(aws_endpoint: str) -> None:
-    # Given a table (items travel as plain JSON in both directions)
-    from botocore.exceptions import ClientError
-
-    dynamodb = _dynamodb(aws_endpoint)
+def _table(endpoint: str, name: str) -> Any:
+    """A DynamoDB client, and a table `name` keyed by a number `id`."""
+    dynamodb = _dynamodb(endpoint)
     dynamodb.create_table(
-        TableName="kinds",
+        TableName=name,
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}],
         BillingMode="PAY_PER_REQUEST",
     )
+    return dynamodb
+
+
+def test_items_keep_every_type_of_value_and_errors_keep_their_codes(aws_endpoint: str) -> None:
+    # Given a table (items travel as plain JSON in both directions)
+    from botocore.exceptions import ClientError
+
+    dynamodb = _table(aws_endpoint, "kinds")
     item = {
         "id": {"N": "1"},
         "text": {"S": "héllo <&>"},
@@ -224,13 +231,7 @@ def test_an_update_expression_used_again_applies_its_new_values(aws_endpoint: st
     # Given a table, and an update expression applied once
     from botocore.exceptions import ClientError
 
-    dynamodb = _dynamodb(aws_endpoint)
-    dynamodb.create_table(
-        TableName="again",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    dynamodb = _table(aws_endpoint, "again")
     expression = "SET #f = :v ADD #c :one"
 
     def update(key: str, field: str, value: str) -> None:

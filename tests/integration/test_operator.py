@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -243,7 +244,7 @@ def test_a_partner_changed_since_it_was_read_is_not_written_over(added: None) ->
     found = partners.read(7010)
     assert found is not None
     first, written = found
-    partners.put(first.model_copy(update={"price": 30}), written=written)
+    partners.put(first.model_copy(update={"price": Decimal(30)}), written=written)
 
     # When the first writes its change over the partner as it read it
     with pytest.raises(partners.PartnerChanged):
