@@ -121,6 +121,33 @@ def test_a_full_lead_is_sold_to_the_best_partners_allowed_and_queued(world: Worl
     assert world.deliveries.cleared == [(answer.lead_id, {1, 2})]
 
 
+def test_each_sale_a_request_makes_counts_once_in_the_metrics_and_a_test_leads_not(
+    world: World,
+) -> None:
+    from pingpost.observability import metrics
+
+    def counted(mode: str, **changes: str) -> tuple[list[float], list[float]]:
+        metrics.clear_metrics()
+        submit(world, mode, **changes)
+        found = metrics.metric_set
+        return list(found.get("Sales", {}).get("Value", [])), list(
+            found.get("Revenue", {}).get("Value", [])
+        )
+
+    # A full lead sold twice: two sales, at their partners' prices
+    assert counted("full", Allowed_Times_Sold="2") == ([1.0, 1.0], [30.0, 20.0])
+    # A ping sells nothing; its post sells once
+    ping = submit(world, "ping")
+    metrics.clear_metrics()
+    assert counted("post", Lead_ID=str(ping.lead_id)) == ([1.0], [30.0])
+    # The same post again answers the first one's sale: nothing new is counted
+    assert counted("post", Lead_ID=str(ping.lead_id)) == ([], [])
+    # A test lead's sale is not revenue
+    world.partners = Partners.of(buyer(9, 15, test=True))
+    assert counted("full", Test_Lead="1") == ([], [])
+    metrics.clear_metrics()
+
+
 def test_a_partner_refusing_at_the_sale_is_passed_over_with_its_reason(world: World) -> None:
     world.sales.refusals[1] = DAILY_CAP
     answer = submit(world, "full")

@@ -51,3 +51,45 @@ def test_cloudwatch_alarms_may_publish_to_the_encrypted_topic(resources: dict[st
         s for s in statements if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
     ]
     assert cloudwatch and set(cloudwatch[0]["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+
+
+def _emitted() -> set[str]:
+    """The names of the metrics the layer's code emits (literal names, and mode + status)."""
+    import re
+
+    from pingpost.answers import MATCHED, UNMATCHED
+    from pingpost.fields import MODES
+    from tests.conftest import ROOT
+
+    source = "".join(p.read_text() for p in (ROOT / "layers").rglob("*.py"))
+    literal = set(re.findall(r'add_metric\(\s*name="(\w+)"', source))
+    return literal | {f"{m.capitalize()}{s}" for m in MODES for s in (MATCHED, UNMATCHED)}
+
+
+def test_the_dashboard_shows_only_metrics_the_code_emits_and_every_function(
+    resources: dict[str, Any],
+) -> None:
+    import re
+
+    body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    # The template's ${...} references, as names CloudFormation puts in their place
+    widgets = json.loads(re.sub(r"\$\{([^}]+)\}", r"\1", body))["widgets"]
+    shown: set[str] = set()
+    functions: dict[str, set[str]] = {}
+    for widget in widgets:
+        namespace = ""
+        for line in widget["properties"]["metrics"]:
+            names = [part for part in line if isinstance(part, str)]
+            if not names or names[0] == "...":
+                if names and widget["properties"]["title"].startswith("Function"):
+                    functions.setdefault(widget["properties"]["title"], set()).add(names[1])
+                continue
+            namespace = names[0] if names[0] != "." else namespace
+            if namespace == "PingPost":
+                shown.add(names[1])
+            if names[2:3] == ["FunctionName"]:
+                functions.setdefault(widget["properties"]["title"], set()).add(names[3])
+    assert shown and shown <= _emitted(), sorted(shown - _emitted())
+    assert {"Sales", "Revenue", "Delivered", "PingMatched"} <= shown
+    every = {k for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
+    assert functions == {"Function errors": every, "Function duration (p99, ms)": every}

@@ -8,6 +8,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pingpost import answering
@@ -15,7 +16,7 @@ from pingpost.answering import event
 from pingpost.answers import Answer
 from pingpost.matching import Criteria, Outcome, PartnerSet, match
 from pingpost.models import SOLD, Partner, Vendor
-from pingpost.observability import logger
+from pingpost.observability import logger, metrics
 from pingpost.store import sales
 from pingpost.store.leads import Lead
 from pingpost.store.partners import Roster
@@ -89,6 +90,8 @@ def sell(
             verdicts[partner.id] = "sold"
             timeline.append(sale)
             recorded = ending if why is None else None
+            if why is None and not lead.test:
+                _count_sale(partner)
         elif why in (sales.LOST, sales.TIMES_SOLD):
             break
         else:
@@ -101,6 +104,12 @@ def sell(
     # Every sale of the lead is queued (again): a second message finds its sale delivered.
     enqueue_sales(lead.lead_id, [p.id for p in sold], stores)
     return answer if finished else None
+
+
+def _count_sale(partner: Partner) -> None:
+    """A sale this request made, in the metrics the dashboard shows (test leads' are not)."""
+    metrics.add_metric(name="Sales", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="Revenue", unit=MetricUnit.NoUnit, value=float(partner.price))
 
 
 def _sale(
