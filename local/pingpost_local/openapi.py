@@ -17,6 +17,7 @@ from pingpost.answers import ERROR, MATCHED, SUCCESS, UNMATCHED
 from pingpost.fields import FIELDS, LEAD_ID, LOOKED_UP, MODES, Field, Kind, Need, describe
 from pingpost_local.template import Route, http_routes
 
+MODE: Final = next(f.name for f in FIELDS if f.kind is Kind.MODE)
 # Which mode a route's function takes: the others read it from the Mode field.
 MODE_OF: Final = {"PingFunction": "ping", "PostFunction": "post", "FullFunction": "full"}
 STYLESHEET: Final = "/response.xsl"
@@ -42,7 +43,7 @@ def _errors() -> dict[str, str]:
 def _schema(field: Field, mode: str) -> dict[str, Any]:
     """A value of `field` as OpenAPI describes it (the exchange reads every value as text)."""
     schema: dict[str, Any] = {"type": "string", "description": describe(field)}
-    if field.name == "Mode":
+    if field.kind is Kind.MODE:
         schema["enum"] = [mode]  # a route of one mode takes no other
     elif field.values:
         schema["enum"] = list(field.values)
@@ -56,7 +57,7 @@ def _schema(field: Field, mode: str) -> dict[str, Any]:
         schema["format"] = "email"
     if field.max_len and "enum" not in schema:
         schema["maxLength"] = field.max_len
-    schema["example"] = mode if field.name == "Mode" else field.example
+    schema["example"] = mode if field.kind is Kind.MODE else field.example
     return schema
 
 
@@ -64,7 +65,7 @@ def _request(mode: str) -> dict[str, Any]:
     """A request of one mode as one object: a form's fields, a query string, a JSON object.
     Its Mode may be left out: the route says it (the routes of every mode require it)."""
     fields = [f for f in FIELDS if not (mode == "full" and f.name == LEAD_ID)]
-    needed = [f.name for f in fields if f.required(mode) is Need.YES and f.name != "Mode"]
+    needed = [f.name for f in fields if f.required(mode) is Need.YES and f.kind is not Kind.MODE]
     request: dict[str, Any] = {
         "type": "object",
         "properties": {f.name: _schema(f, mode) for f in fields},
@@ -82,7 +83,7 @@ def _any_request() -> dict[str, Any]:
     """A request of the routes that take every mode: its Mode says which."""
     return {
         "oneOf": [
-            {"allOf": [{"$ref": f"#/components/schemas/{_name(mode)}"}, {"required": ["Mode"]}]}
+            {"allOf": [{"$ref": f"#/components/schemas/{_name(mode)}"}, {"required": [MODE]}]}
             for mode in MODES
         ]
     }

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from openapi_spec_validator import validate
 
-from pingpost.fields import FIELDS, LOOKED_UP, MODES, Need
+from pingpost.fields import FIELDS, LEAD_ID, LOOKED_UP, MODES, Kind, Need
+from pingpost_local.openapi import MODE
 from tests.conftest import ROOT, TEMPLATE
 from tests.leads import complete
 
@@ -50,16 +51,16 @@ def test_each_modes_request_names_every_field_and_requires_what_the_table_does(
     document: dict[str, Any], mode: str
 ) -> None:
     schema = document["components"]["schemas"][f"{mode.capitalize()}Request"]
-    expected = [f for f in FIELDS if not (mode == "full" and f.name == "Lead_ID")]
+    expected = [f for f in FIELDS if not (mode == "full" and f.name == LEAD_ID)]
     assert list(schema["properties"]) == [f.name for f in expected]
-    needed = {f.name for f in expected if f.required(mode) is Need.YES and f.name != "Mode"}
+    needed = {f.name for f in expected if f.required(mode) is Need.YES and f.kind is not Kind.MODE}
     assert set(schema["required"]) == needed - set(LOOKED_UP)
     # The State may be left out when the Zip is sent (it is looked up from it).
     either = [{"anyOf": [{"required": [k]}, {"required": [v]}]} for k, v in LOOKED_UP.items()]
     assert schema.get("allOf", []) == [e for e, k in zip(either, LOOKED_UP) if k in needed]
     for field in expected:
         described = schema["properties"][field.name]
-        if field.values and field.name != "Mode":
+        if field.values and field.kind is not Kind.MODE:
             assert described["enum"] == list(field.values), field.name
         elif "enum" not in described:
             assert described["maxLength"] == field.max_len, field.name
@@ -70,10 +71,10 @@ def test_the_requests_the_exchange_takes_fit_the_description_and_incomplete_ones
     document: dict[str, Any], mode: str
 ) -> None:
     schema = document["components"]["schemas"][f"{mode.capitalize()}Request"]
-    fields = complete(mode, **({"Lead_ID": "1234"} if mode == "post" else {}))
+    fields = complete(mode, **({LEAD_ID: "1234"} if mode == "post" else {}))
     jsonschema.validate(fields, schema)  # the tests' requests, which the exchange answers
     required = next(iter(schema["required"]))
     with pytest.raises(jsonschema.ValidationError, match=required):
         jsonschema.validate({k: v for k, v in fields.items() if k != required}, schema)
     with pytest.raises(jsonschema.ValidationError, match="is not one of"):
-        jsonschema.validate(fields | {"Mode": "other"}, schema)
+        jsonschema.validate(fields | {MODE: "other"}, schema)
