@@ -321,7 +321,6 @@ def test_each_function_may_make_exactly_the_calls_its_code_makes(
 # What only an operator's tools call (the CLI and the seed), never a function.
 OPERATOR_ONLY = {
     "partners.put",
-    "partners.read",
     "vendors.put",
     "vendors.all_vendors",
     "deliveries.failed",

@@ -228,12 +228,8 @@ def by_id(partner_id: int) -> Partner | None:
     """Any partner, active or not (a sale is delivered even if its buyer was paused since)."""
 
     def load() -> Partner | None:
-        item = dynamodb().get_item(
-            TableName=settings().partners_table,
-            Key={"partner_id": {"N": str(partner_id)}},
-            ConsistentRead=True,
-        )
-        return stored(item["Item"]) if "Item" in item else None
+        found = read(partner_id)
+        return None if found is None else found[0]
 
     return _one.get(partner_id, load)
 
