@@ -393,6 +393,13 @@ def _ready(
         "Partner hosts trusted over plain http and at private addresses: "
         f"{os.environ['DELIVERY_HTTP_HOSTS']} (DELIVERY_HTTP_HOSTS)"
     )
+    if embedded:
+        # Placeholders, not the environment's credentials: moto takes any.
+        notes.append(
+            "Operator commands (pingpost lead show ID, ...) from another shell, after: export"
+            f" AWS_ENDPOINT_URL={endpoint} AWS_DEFAULT_REGION={os.environ['AWS_DEFAULT_REGION']}"
+            " AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
+        )
     cors = exchange.gateway.cors
     return _banner(
         exchange.url,
