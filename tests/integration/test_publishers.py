@@ -59,7 +59,8 @@ def api(aws: str) -> Iterator[Any]:
     )
     extra.append(
         seed.SeedVendor.model_validate(
-            base | {"id": "forms", "key": FORMS_KEY, "redirect_hosts": ["www.example.com"]}
+            base
+            | {"id": "forms", "key": FORMS_KEY, "redirect_hosts": ["www.example.com", "127.0.0.1"]}
         )
     )
     consent_partner = document.partners[0].model_copy(
@@ -349,6 +350,47 @@ def test_a_redirect_elsewhere_is_refused_and_nothing_is_stored(
     assert "text/html" in answer.headers["Content-Type"]
     assert error in answer.body
     assert lead_count() == before
+
+
+def test_a_redirect_to_a_host_the_operator_trusts_is_followed_only_while_trusted(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pingpost.config import settings
+
+    # Given a vendor listing 127.0.0.1 (the local demo's thank-you page), trusted by the tests'
+    # DELIVERY_HTTP_HOSTS as `pingpost serve` trusts it
+    lead = complete("full", Key=FORMS_KEY, Redirect_URL="http://127.0.0.1:3000/thanks")
+    answer = submit_form(api, lead)
+    assert answer.status == 303
+    assert answer.headers["Location"].startswith("http://127.0.0.1:3000/thanks?status=Matched&")
+    # When the operator trusts no such host (as deployed), the same form is refused
+    monkeypatch.setenv("DELIVERY_HTTP_HOSTS", "")
+    settings.cache_clear()
+    try:
+        refused = submit_form(
+            api, complete("full", Key=FORMS_KEY, Redirect_URL=lead["Redirect_URL"])
+        )
+    finally:
+        monkeypatch.undo()
+        settings.cache_clear()
+    assert refused.status == 400
+    assert "private, loopback or link-local" in refused.body
+
+
+def test_a_browsers_request_without_an_ip_address_takes_the_one_it_came_from(api: Any) -> None:
+    lead = complete("full")
+    del lead["IP_Address"]
+    body = urlencode(lead).encode()
+    form = "application/x-www-form-urlencoded"
+    # A fetch from the vendor's page carries an Origin header; build_event's source is 127.0.0.1
+    fetched = call(api, "/api.php", body, form, headers={"Origin": "https://www.example.com"})
+    assert (fetched.status, fetched["status"]) == (200, "Matched"), fetched.body
+    assert stored(fetched["lead_id"]).data["IP_Address"] == "127.0.0.1"
+    # A publisher's server sends neither an Origin nor asks for a page: its address is not the
+    # consumer's, so the field is still required
+    served = call(api, "/api.php", body, form)
+    assert served.status == 400
+    assert served["error"] == "Required value IP_Address is missing"
 
 
 def test_api_clients_are_answered_and_redirect_url_is_stored_as_sent(api: Any) -> None:

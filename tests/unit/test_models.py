@@ -131,3 +131,16 @@ def test_unknown_products_and_states_are_named() -> None:
     assert "unknown products ['Gutter']" in problems(with_filters(products=["Gutter"]))
     assert "unknown states ['XX']" in problems(with_filters(states=["XX"]))
     assert Filters(states=["il"]).states == ["IL"]
+
+
+def test_redirect_hosts_are_public_names_or_a_local_host_an_operator_may_trust() -> None:
+    from pingpost.models import Vendor
+
+    vendor = Vendor(
+        id="v", name="V", key_hash="0" * 64, redirect_hosts=["WWW.Example.COM.", "localhost"]
+    )
+    assert vendor.redirect_hosts == ["www.example.com", "localhost"]
+    assert Vendor(id="v", name="V", key_hash="0" * 64, redirect_hosts=["127.0.0.1"]).redirect_hosts
+    for bad in ("http://www.example.com/", "intranet", "127.1", "www.example.com:8080"):
+        with pytest.raises(ValueError, match="redirect_hosts must be host names"):
+            Vendor(id="v", name="V", key_hash="0" * 64, redirect_hosts=[bad])

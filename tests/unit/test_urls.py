@@ -342,3 +342,17 @@ def test_location_refuses_what_public_url_refuses() -> None:
 )
 def test_is_host_name_is_the_grammar_public_url_accepts(name: str, answer: bool) -> None:
     assert is_host_name(name) is answer
+
+
+def test_a_host_the_operator_trusts_is_accepted_at_a_private_address_by_its_name_only() -> None:
+    trusted = {"127.0.0.1", "localhost"}
+    assert public_url("http://127.0.0.1:3000/thanks", trusted) == "http://127.0.0.1:3000/thanks"
+    assert public_url("LOCALHOST:8080/t", trusted) == "https://LOCALHOST:8080/t"
+    told = location("http://127.0.0.1:3000/thanks", {"status": "Matched"}, trusted)
+    assert told == "http://127.0.0.1:3000/thanks?status=Matched"
+    # The same address written otherwise is not the name trusted, nor is any other private host
+    for url in ("http://2130706433/", "http://10.0.0.1/", "http://[::1]/"):
+        with pytest.raises(UnsafeUrl, match="private, loopback or link-local"):
+            public_url(url, trusted)
+    with pytest.raises(UnsafeUrl, match="private, loopback or link-local"):
+        public_url("http://127.0.0.1:3000/thanks")

@@ -21,8 +21,9 @@ class Settings(BaseModel):
     # Where partners' secret headers are kept (SSM Parameter Store, SecureString per partner).
     partner_secrets_path: str = "/pingpost/partners"
     dead_letter_queue_url: str = ""
-    # Partner hosts trusted by name (comma-separated): reached over plain http and at private
-    # addresses; every other host needs https and public addresses only.
+    # Hosts trusted by name (comma-separated): partners reached over plain http and at private
+    # addresses, and browsers sent back there (Redirect_URL, when the vendor lists the host);
+    # every other host needs https (partners) and a public address.
     delivery_http_hosts: str = ""
     # A delivery that keeps failing goes back from the dead-letter queue this many times, after
     # redrive_base_seconds, then twice that, ... (at most 15 minutes), then it is parked.
@@ -48,6 +49,11 @@ class Settings(BaseModel):
     # A full request repeating an earlier one (the same Idempotency-Key, or without one the
     # same request) within this many seconds is answered as that lead, not sold again.
     repeat_seconds: int = Field(default=600, ge=1)
+
+    def trusted_hosts(self) -> frozenset[str]:
+        """delivery_http_hosts as names: lower-case, without the root dot."""
+        names = self.delivery_http_hosts.split(",")
+        return frozenset(n.strip().lower().rstrip(".") for n in names if n.strip())
 
 
 @cache

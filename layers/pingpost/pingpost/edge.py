@@ -17,7 +17,7 @@ from pingpost.answers import ERROR, Answer
 from pingpost.config import settings
 from pingpost.decoding import decode, query
 from pingpost.errors import InvalidRequest, PingPostError, TooManyRequests, Unavailable
-from pingpost.fields import FORMATS
+from pingpost.fields import FORMATS, SOURCE_ADDRESS
 from pingpost.models import Vendor
 from pingpost.observability import logger, metrics
 from pingpost.responses import (
@@ -89,6 +89,18 @@ def _remember_wishes(app: APIGatewayHttpResolver, fields: dict[str, str]) -> Non
     )
 
 
+def _fill_source_address(app: APIGatewayHttpResolver, fields: dict[str, str]) -> None:
+    """A browser's request without IP_Address comes from the consumer: their address is it.
+
+    A browser is a request with an Origin header (a form post or a fetch) or one asking for a
+    page; publishers' servers send neither, and their address is not the consumer's.
+    """
+    headers = app.current_event.headers
+    from_browser = "origin" in headers or wants_page(headers.get("accept"))
+    if from_browser and not fields.get(SOURCE_ADDRESS, "").strip():
+        fields[SOURCE_ADDRESS] = app.current_event.request_context.http.source_ip
+
+
 def _redirect_target(app: APIGatewayHttpResolver, url: str | None, vendor: Vendor) -> str | None:
     """Where a browser posting the vendor's form is sent back to, or None for API clients.
 
@@ -109,7 +121,8 @@ def _redirect_target(app: APIGatewayHttpResolver, url: str | None, vendor: Vendo
 
 def _redirect(target: str, outcome: dict[str, str]) -> Response[str]:
     """303 See Other to `target` with the outcome (status, lead_id or error) in its query."""
-    headers = {"Cache-Control": "no-store", "Location": location(target, outcome)}
+    trusted = settings().trusted_hosts()
+    headers = {"Cache-Control": "no-store", "Location": location(target, outcome, trusted)}
     return Response(status_code=303, content_type=HTML, body="", headers=headers)
 
 
@@ -125,6 +138,7 @@ def answer(app: APIGatewayHttpResolver, path_mode: str | None) -> Response[str]:
         _body(app),
         settings().max_body_bytes,
     )
+    _fill_source_address(app, request.fields)
     sent = present(request.fields)
     _remember_wishes(app, sent)
     vendor = exchange.authenticate(sent.get("Key"))

@@ -83,6 +83,8 @@ class Field:
 
 
 LEAD_ID = "Lead_ID"
+# The consumer's address, which a browser's request may leave out (pingpost.edge fills it in).
+SOURCE_ADDRESS = "IP_Address"
 LEAD_TYPE = "7"
 API_ACTION = "pingPostLead"
 MODES = ("ping", "post", "full")
@@ -328,7 +330,18 @@ FIELDS: tuple[Field, ...] = (
     _text("Webpage_Query_Promo"),
     _text("Ad_Pxl"),
     # The spec says Varchar(30), which an IPv6 address can exceed; 45 holds every form.
-    Field("IP_Address", N, True, Kind.IP, 45, "75.2.92.149", pii=True, consent="ip"),
+    Field(
+        SOURCE_ADDRESS,
+        N,
+        True,
+        Kind.IP,
+        45,
+        "75.2.92.149",
+        pii=True,
+        consent="ip",
+        note="a browser's request (with an Origin header, or asking for a page) may leave it"
+        " out: the address the request came from is used",
+    ),
     Field("SRC", Y, False, Kind.TEXT, 100, "test", note="assigned by the exchange"),
     Field(
         "Landing_Page",

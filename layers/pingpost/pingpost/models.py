@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 from decimal import Decimal
 from functools import cache
@@ -55,6 +56,14 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def _is_local_host(name: str) -> bool:
+    """localhost, or an IP address written as ipaddress reads it."""
+    try:
+        return name == "localhost" or str(ipaddress.ip_address(name)) == name
+    except ValueError:
+        return False
+
+
 class Vendor(BaseModel):
     """A publisher that sends leads with its Key."""
 
@@ -74,7 +83,9 @@ class Vendor(BaseModel):
     active: bool = True
     # How answers read (pingpost.responses): short, success_error, or full with the buyers.
     response_style: Literal["short", "success_error", "full"] = "short"
-    # Hosts a browser posting this vendor's form may be sent back to (Redirect_URL).
+    # Hosts a browser posting this vendor's form may be sent back to (Redirect_URL): public
+    # names, or localhost or an address, which only work where the operator trusts them
+    # (DELIVERY_HTTP_HOSTS; `pingpost serve` trusts 127.0.0.1 and localhost).
     redirect_hosts: list[str] = []
     # False: errors are answered with HTTP 200 (for clients that take any other as a failure).
     http_errors: bool = True
@@ -87,9 +98,12 @@ class Vendor(BaseModel):
     @classmethod
     def _host_names(cls, hosts: list[str]) -> list[str]:
         names = [h.strip().lower().rstrip(".") for h in hosts]
-        bad = [h for h in names if not is_host_name(h)]
+        bad = [h for h in names if not (is_host_name(h) or _is_local_host(h))]
         if bad:
-            raise ValueError(f"redirect_hosts must be host names such as www.example.com: {bad}")
+            raise ValueError(
+                "redirect_hosts must be host names such as www.example.com (or localhost or an"
+                f" IP address the operator trusts): {bad}"
+            )
         return names
 
 

@@ -42,8 +42,7 @@ class Failed(Exception):
 
 def trusted_hosts() -> frozenset[str]:
     """Hosts the operator allows over plain http and at private addresses, by name."""
-    names = settings().delivery_http_hosts.split(",")
-    return frozenset(n.strip().lower().rstrip(".") for n in names if n.strip())
+    return settings().trusted_hosts()
 
 
 class _Deadline:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import stringprep
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Final
 from urllib.parse import SplitResult, quote, unquote_plus, urlencode, urlsplit
 
@@ -203,10 +203,12 @@ def _check_host(host: str, bracketed: bool) -> None:
         raise UnsafeUrl(problem)
 
 
-def public_url(value: str) -> str:
+def public_url(value: str, trusted: Collection[str] = ()) -> str:
     """`value` as a URL to send a browser to: https:// when it names no scheme.
 
-    Raises UnsafeUrl unless it is http(s) with a public host and no user name or password.
+    Raises UnsafeUrl unless it is http(s) with a public host, or a host of `trusted` (names the
+    operator allows at private addresses, lower-case, as `host_of` reads them), and no user
+    name or password.
     """
     if _UNSAFE.search(value):
         raise UnsafeUrl("it contains spaces, backslashes or control characters")
@@ -233,7 +235,8 @@ def public_url(value: str) -> str:
     host, bracketed = _host(parts.netloc)
     if not host:
         raise UnsafeUrl("it has no host name")
-    _check_host(host, bracketed)
+    if not trusted or host_of(url) not in trusted:
+        _check_host(host, bracketed)
     return url
 
 
@@ -270,16 +273,17 @@ def _without_pairs(query: str, names: set[str]) -> str:
     return "".join(kept)
 
 
-def location(target: str, outcome: Mapping[str, str]) -> str:
+def location(target: str, outcome: Mapping[str, str], trusted: Collection[str] = ()) -> str:
     """The `Location` of a 303 sending a browser to `target` with `outcome` in its query.
 
-    `target` is a URL `public_url` accepted (it is checked again: raises UnsafeUrl otherwise).
+    `target` is a URL `public_url` accepted with `trusted` (it is checked again: raises
+    UnsafeUrl otherwise).
     The result is ASCII: a non-ASCII host is IDNA-encoded as `host_of` reads it, non-ASCII and
     unsafe characters are percent-encoded. The target's own query is kept as written, less any
     pair named like an outcome key (so it cannot shadow the outcome); the outcome's pairs are
     URL-encoded after it, and the fragment follows.
     """
-    url = public_url(target)
+    url = public_url(target, trusted)
     parts = urlsplit(url)
     netloc = parts.netloc
     if not netloc.isascii():  # a name (an IPv6 address is ASCII); a port is ASCII digits

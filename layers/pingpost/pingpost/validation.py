@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError, create_model
 from pydantic_core import PydanticCustomError
 
+from pingpost.config import settings
 from pingpost.errors import InvalidRequest
 from pingpost.fields import (
     API_ACTION,
@@ -133,9 +134,12 @@ def _id_list(value: str) -> tuple[int, ...]:
 
 
 def redirect_url(value: str) -> str:
-    """Where a Redirect_URL sends a browser (https:// when it names no scheme); 400 if nowhere."""
+    """Where a Redirect_URL sends a browser (https:// when it names no scheme); 400 if nowhere.
+
+    A public host, or one the operator trusts at private addresses (DELIVERY_HTTP_HOSTS).
+    """
     try:
-        return public_url(value)
+        return public_url(value, settings().trusted_hosts())
     except UnsafeUrl as unsafe:
         raise InvalidRequest([f"Invalid value for Redirect_URL: {_URL_RULE}: {unsafe}"]) from None
 
@@ -143,7 +147,7 @@ def redirect_url(value: str) -> str:
 def _url(value: str) -> str:
     # Kept as sent: a URL without a scheme means https (see pingpost.urls).
     try:
-        public_url(value)
+        public_url(value, settings().trusted_hosts())
     except UnsafeUrl as unsafe:
         raise _invalid(f"{_URL_RULE}: {unsafe}") from None
     return value
