@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 3000
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest browser bench clean
 
 # Every dependency at the version and hash of requirements.lock (tools/lock.py writes it).
 $(STAMP): pyproject.toml requirements.lock
@@ -36,8 +36,16 @@ typecheck: $(STAMP)
 # The tests run in TEST_WORKERS processes (pytest-xdist), one test at a time each, the long
 # ones first; most of them wait on sockets, so there are more workers than cores.
 TEST_WORKERS ?= 4
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1
+
+# The web form's browser test drives Debian's Chromium. Where it is missing and this runs as
+# root with apt-get, it is installed; otherwise that test is skipped, saying why.
+browser:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null \
+	  || apt-get install -y -q --no-install-recommends chromium >/dev/null \
+	  || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; } \
+	  || echo "Chromium could not be installed: tests/e2e/test_form.py will be skipped"
 
 ## make bench: every benchmark, as docs/performance.md reports them
 bench: $(STAMP)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from pingpost.fields import markdown
-from pingpost_local import partner_commands, seed, vendor_commands
+from pingpost.fields import PRODUCTS, markdown
+from pingpost_local import form, partner_commands, seed, vendor_commands
 
 
 def _seed_file(path: Path) -> seed.Seed:
@@ -37,6 +37,15 @@ def _to_demo_partner(document: seed.Seed, url: str | None) -> seed.Seed:
 
 def _demo_key(document: seed.Seed) -> str | None:
     return document.vendors[0].key if document.vendors else None
+
+
+def _demo_form(document: seed.Seed | None) -> dict[str, form.Page]:
+    """/form as the seed's first vendor, offering the products its partners name."""
+    key = _demo_key(document) if document else None
+    if document is None or key is None:
+        return {}
+    named = [p for partner in document.partners for p in partner.filters.products]
+    return form.demo_pages(key, list(dict.fromkeys(named)) or list(PRODUCTS))
 
 
 def _banner(url: str, key: str | None) -> None:
@@ -91,6 +100,7 @@ def serve(args: argparse.Namespace) -> None:
             demo_partner_failure_rate=args.partner_failure_rate,
             demo_partner_latency=args.partner_latency,
             cors_origins=args.cors_origin,
+            pages=_demo_form(document),
         )
     except CorsError as error:
         raise SystemExit(f"pingpost: {error}") from None
@@ -223,6 +233,8 @@ def parser() -> argparse.ArgumentParser:
     partner_commands.add_commands(commands)
 
     vendor_commands.add_commands(commands)
+
+    form.add_command(commands)
 
     delivery = commands.add_parser("deliveries", help="deliveries to partners")
     what = delivery.add_subparsers(dest="what", required=True)

@@ -24,6 +24,7 @@ from pingpost_local.background import LOOPBACK, Served
 from pingpost_local.cors import CorsError, merge_origins, parse_origin
 from pingpost_local.embedded_aws import start_aws_endpoint
 from pingpost_local.events import EventSources, event_sources
+from pingpost_local.form import FORM_PATH, Page
 from pingpost_local.functions import LocalFunction
 from pingpost_local.gateway import MAX_BODY_BYTES, Gateway, HttpRequest, HttpResponse
 from pingpost_local.gateway import message_response as _message_response
@@ -53,13 +54,21 @@ class _ExchangeHTTPServer(ThreadingHTTPServer):
         address: tuple[str, int],
         gateway: Gateway,
         quiet: bool,
+        pages: Mapping[str, Page],
     ) -> None:
         super().__init__(address, _RequestHandler)
         self.gateway = gateway
         self.quiet = quiet
-        # Served locally where the template has no route: path -> (content type, body), made
-        # when first asked for.
-        self.pages = functools.cache(lambda: openapi.pages(gateway.template))
+        # Served locally where the template has no route: path -> (content type, body), each
+        # made when first asked for.
+        url = f"http://{self.server_address[0]!s}:{self.server_address[1]}"
+        described = functools.cache(lambda: openapi.pages(gateway.template))
+        self.pages: dict[str, Callable[[], tuple[str, bytes]]] = {
+            path: functools.partial(lambda p: described()[p], path) for path in openapi.PAGES
+        }
+        self.pages |= {
+            path: functools.cache(functools.partial(make, url)) for path, make in pages.items()
+        }
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -92,13 +101,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._send(self._page(request) or self.server.gateway.handle(request))
 
     def _page(self, request: HttpRequest) -> HttpResponse | None:
-        """One of the local pages (the API's description), unless a route takes its path."""
+        """One of the local pages (the API's description, the form), unless a route takes it."""
         path = request.target.split("?", 1)[0]
-        if request.method not in ("GET", "HEAD") or path not in openapi.PAGES:
+        make = self.server.pages.get(path)
+        if request.method not in ("GET", "HEAD") or make is None:
             return None
         if self.server.gateway.match(request.method, path) is not None:
             return None
-        content_type, body = self.server.pages()[path]
+        content_type, body = make()
         return HttpResponse(200, [("content-type", content_type)], body)
 
     do_GET = _dispatch
@@ -175,9 +185,11 @@ class LocalExchange(Served):
         quiet: bool = False,
         serialize_invocations: bool = True,
         own_origin_parameter: str | None = None,
+        pages: Mapping[str, Page] | None = None,
     ) -> None:
         # own_origin_parameter: a parameter listing CORS origins that gets this server's own
         # origin (http://127.0.0.1:PORT) once its port is bound, before it serves anything.
+        # pages: more local pages (path -> a page made from this server's URL).
         self.gateway = Gateway(
             template_path,
             physical=physical,
@@ -187,14 +199,19 @@ class LocalExchange(Served):
         super().__init__((host, port), "pingpost-local-http")
         self._quiet = quiet
         self._own_origin_parameter = own_origin_parameter
+        self._pages = dict(pages or {})
 
     @property
     def routes(self) -> list[Route]:
         """The routes served."""
         return self.gateway.routes
 
+    def serves(self, path: str) -> bool:
+        """Whether one of the extra local pages is at `path`."""
+        return path in self._pages
+
     def _bind(self) -> ThreadingHTTPServer:
-        server = _ExchangeHTTPServer(self._address, self.gateway, self._quiet)
+        server = _ExchangeHTTPServer(self._address, self.gateway, self._quiet, self._pages)
         name = self._own_origin_parameter
         if name is not None:
             host, port = server.server_address[:2]
@@ -389,6 +406,8 @@ def _ready(
     """The banner printed once everything serves."""
     notes = _notes(sources, retry_seconds, partner)
     notes.append(f"API description: {exchange.url}/openapi.yaml, {exchange.url}/docs (local only)")
+    if exchange.serves(FORM_PATH):
+        notes.append(f"Web form: {exchange.url}{FORM_PATH} (local only; pingpost form writes it)")
     notes.append(
         "Partner hosts trusted over plain http and at private addresses: "
         f"{os.environ['DELIVERY_HTTP_HOSTS']} (DELIVERY_HTTP_HOSTS)"
@@ -426,6 +445,7 @@ def serve(
     demo_partner_failure_rate: float = 0.0,
     demo_partner_latency: float = 0.0,
     cors_origins: Sequence[str] = (),
+    pages: Mapping[str, Page] | None = None,
 ) -> None:
     """Create the template's resources, export its environment, seed, then serve until stopped.
 
@@ -435,6 +455,7 @@ def serve(
     # VisibilityTimeout, as on AWS). schedule_seconds: the interval of every Schedule event
     # (None: their rates; cron schedules then don't run). demo_partner_port: None for none.
     # cors_origins: added to the template's CorsOrigins, with the exchange's own origin.
+    # pages: local pages beside the API's (the demo's web form).
     stop = stop_event or threading.Event()
     running = _Running()
     previous_handlers: dict[int, Any] = {}
@@ -452,7 +473,7 @@ def serve(
                 running.environment,
             )
         running.exchange, running.sources = _exchange(
-            template_path, port, host, cors_origins, retry_seconds, schedule_seconds, running
+            template_path, port, host, cors_origins, retry_seconds, schedule_seconds, running, pages
         )
         if seed is not None:
             seed()
@@ -492,6 +513,7 @@ def _exchange(
     retry_seconds: float | None,
     schedule_seconds: float | None,
     running: _Running,
+    pages: Mapping[str, Page] | None = None,
 ) -> tuple[LocalExchange, EventSources]:
     """Create the template's resources; return its HTTP API and its event sources, not yet
     started, with every function's environment exported."""
@@ -505,6 +527,7 @@ def _exchange(
         physical=physical,
         parameters=parameters,
         own_origin_parameter=cors_parameter,
+        pages=pages,
     )
     functions = exchange.gateway.functions
     sources = event_sources(

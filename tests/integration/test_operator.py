@@ -145,7 +145,8 @@ def test_vendors_list_and_redirect_hosts(demo: None, capsys: pytest.CaptureFixtu
         r"www\.forms\.example\n",
         listed,
     )
-    assert re.search(r"demo\s+Demo Forms\s+yes\s+10\S*\s+fixed\s+short\s+yes\s+\(none\)", listed)
+    demo = r"demo\s+Demo Forms\s+yes\s+10\S*\s+fixed\s+short\s+yes\s+127\.0\.0\.1,localhost\n"
+    assert re.search(demo, listed)
     said = run(
         capsys, "vendors", "redirect-hosts", "forms-co", "WWW.Forms.Example.", "thanks.example"
     )
