@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from pingpost.fields import markdown
-from pingpost_local import partner_commands, seed, vendor_commands
+from pingpost_local import client_commands, partner_commands, seed, vendor_commands
 
 
 def _seed_file(path: Path) -> seed.Seed:
@@ -223,6 +223,8 @@ def parser() -> argparse.ArgumentParser:
     partner_commands.add_commands(commands)
 
     vendor_commands.add_commands(commands)
+
+    client_commands.add_commands(commands)
 
     delivery = commands.add_parser("deliveries", help="deliveries to partners")
     what = delivery.add_subparsers(dest="what", required=True)
