@@ -160,7 +160,7 @@ def _sent(
 
 
 def _write(sink: TextIO, lines: Iterable[Mapping[str, str]], header: bool) -> None:
-    writer = csv.DictWriter(sink, RESULT_COLUMNS)
+    writer = csv.DictWriter(sink, RESULT_COLUMNS, extrasaction="ignore")
     if header:
         writer.writeheader()
     writer.writerows(lines)
@@ -216,6 +216,9 @@ def _run(
 
     bar, task = _progress(len(todo))
     header = not args.out.exists() or args.out.stat().st_size == 0
+    if not header and not args.out.read_bytes().endswith(b"\n"):
+        with args.out.open("a") as sink:
+            sink.write("\r\n")  # a line cut short by a kill stays a line of its own
     pool = ThreadPoolExecutor(max_workers=args.workers)
     try:
         with args.out.open("a", newline="") as sink, bar:

@@ -286,9 +286,10 @@ def test_backoff_grows_with_jitter_and_retry_after_reads_dates() -> None:
     assert (retry_after("3"), retry_after(""), retry_after("soon")) == (3, None, None)
 
 
-BILLION_LAUGHS = b"""<?xml version="1.0"?>
-<!DOCTYPE response [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>
-<response><status>Matched</status><lead_id>&b;</lead_id></response>"""
+# Read with its entity, this would be a Matched answer: it must not be read so.
+ENTITY = b"""<?xml version="1.0"?>
+<!DOCTYPE response [<!ENTITY id "7">]>
+<response><status>Matched</status><lead_id>&id;</lead_id></response>"""
 
 
 @pytest.mark.parametrize(
@@ -296,7 +297,7 @@ BILLION_LAUGHS = b"""<?xml version="1.0"?>
     [
         b"<html><body>Bad gateway</body></html>",
         b'{"message": "Not Found"}',
-        BILLION_LAUGHS,
+        ENTITY,
         b"<response><status>Maybe</status><lead_id>1</lead_id></response>",
         b"<response><status>Matched</status><lead_id>one</lead_id></response>",
         MATCHED + b" " * (1 << 20),
@@ -445,6 +446,23 @@ def test_send_answers_every_row_and_a_second_run_sends_nothing(
     code, _, err = run_cli(capsys, *command)
     assert code == 0 and "4 rows, 4 answered before, sending 0" in err
     assert out.read_text() == before
+
+
+def test_send_resends_a_row_whose_result_line_was_cut_short(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given results of a killed run: row 1 answered, row 2's line cut in the middle
+    leads = write_leads(tmp_path / "leads.csv", [lead_fields("full"), lead_fields("full")])
+    out = tmp_path / "results.csv"
+    out.write_bytes(b"row,status,lead_id,error\r\n1,Matched,5,\r\n2,Matc")
+    command = ["send", str(leads), "--url", server.url, "--key", KEY, "--out", str(out)]
+    code, _, err = run_cli(capsys, *command)
+    assert code == 0, err
+    assert [(r["row"], r["status"]) for r in results(out)] == [("1", "Matched"), ("2", "Matched")]
+    assert results(out)[0]["lead_id"] == "5"  # not sent again
+    # A result file of other columns is not taken for one
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    assert run_cli(capsys, *command[:-1], str(tmp_path / "other.csv"))[0] == 2
 
 
 @dataclass
