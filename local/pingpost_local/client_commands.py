@@ -146,7 +146,7 @@ def read_results(out: Path) -> dict[int, dict[str, str]]:
 def _sent(
     client: Client, mode: str, source: Path, number: int, row: dict[str, str]
 ) -> dict[str, str]:
-    """One row sent: its result line (AuthenticationFailed is left to stop the run)."""
+    """One row sent: its result line (a refused Key is left to stop the run)."""
     line = {"row": str(number), "status": UNANSWERED, "lead_id": "", "error": ""}
     try:
         result = client.call(mode, row, idempotency_key(source, number, row))
@@ -167,9 +167,12 @@ def _write(sink: TextIO, lines: Iterable[Mapping[str, str]], header: bool) -> No
     sink.flush()  # a killed run keeps every row answered so far
 
 
-def _compact(out: Path) -> dict[int, dict[str, str]]:
-    """Rewrite --out with one line per row, in row order (replaced at once, never half)."""
+def _compact(out: Path, numbers: Iterable[int]) -> dict[int, dict[str, str]]:
+    """Rewrite --out with one line per row, in row order (replaced at once, never half); a
+    row not sent (the run stopped) is Unanswered."""
     results = read_results(out)
+    for n in numbers:
+        results.setdefault(n, {"row": str(n), "status": UNANSWERED, "error": "not sent"})
     spare = out.with_name(out.name + ".tmp")
     with spare.open("w", newline="") as sink:
         _write(sink, (results[n] for n in sorted(results)), header=True)
@@ -209,10 +212,10 @@ def _run(
             local.client = _client(args)  # a session per thread: requests' are not shared
         try:
             return _sent(local.client, args.mode, args.file, number, row)
-        except AuthenticationFailed as error:
+        except AuthenticationFailed as error:  # every row would be: send no more
             stop.set()
             refused.append(error.message)
-            return None
+            return {"row": str(number), "status": UNANSWERED, "error": error.message}
 
     bar, task = _progress(len(todo))
     header = not args.out.exists() or args.out.stat().st_size == 0
@@ -256,7 +259,7 @@ def send(args: argparse.Namespace) -> None:
     except KeyboardInterrupt:
         print("interrupted: run the same command again to send the rest", file=sys.stderr)
         raise SystemExit(INTERRUPTED) from None
-    results = _compact(args.out)
+    results = _compact(args.out, (n for n, _ in rows))
     counts: dict[str, int] = {}
     for number, _ in rows:
         status = results.get(number, {}).get("status", UNANSWERED)

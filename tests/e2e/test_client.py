@@ -465,6 +465,23 @@ def test_send_resends_a_row_whose_result_line_was_cut_short(
     assert run_cli(capsys, *command[:-1], str(tmp_path / "other.csv"))[0] == 2
 
 
+def test_send_stops_at_a_refused_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    leads = write_leads(tmp_path / "leads.csv", [lead_fields("full") for _ in range(4)])
+    out = tmp_path / "results.csv"
+    with scripted((401, {}, ERROR % b"Invalid Key")) as exchange:
+        command = ["send", str(leads), "--url", exchange.url, "--key", "k", "--out", str(out)]
+        code, _, err = run_cli(capsys, *command, "--workers", "1")
+    # Every row would be refused the same: one was sent, the others are left for the next run
+    assert (code, len(exchange.seen)) == (3, 1)
+    assert "Error: Invalid Key" in err
+    assert [(r["row"], r["status"], r["error"]) for r in results(out)] == [
+        ("1", "Unanswered", "Invalid Key"),
+        ("2", "Unanswered", "not sent"),
+        ("3", "Unanswered", "not sent"),
+        ("4", "Unanswered", "not sent"),
+    ]
+
+
 @dataclass
 class Proxy:
     """A proxy to the exchange that can hold the answer to a request marked HOLD-ME."""
