@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import csv
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -148,34 +149,79 @@ def test_the_client_refuses_fields_it_sends_itself(server: Server) -> None:
         client.ping(Key="other", Mode="post", Zip="60610")
 
 
-def _pingpost(server: Server, *args: str) -> str:
+# Vendors of these tests' own, seeded into the running exchange.
+DISABLED_KEY = "client-disabled-key-0123456789"
+QUIET_KEY = "client-quiet-key-0123456789"  # success_error answers, errors with HTTP 200
+LIMITED_KEY = "client-limited-key-0123456789"  # one request a second
+
+
+@pytest.fixture(scope="module")
+def vendors(server: Server, tmp_path_factory: pytest.TempPathFactory) -> None:
+    seed = tmp_path_factory.mktemp("vendors") / "seed.json"
+    seed.write_text(
+        json.dumps(
+            {
+                "vendors": [
+                    {"id": "client-disabled", "key": DISABLED_KEY, "cost": 10, "active": False},
+                    {
+                        "id": "client-quiet",
+                        "key": QUIET_KEY,
+                        "cost": 10,
+                        "response_style": "success_error",
+                        "http_errors": False,
+                    },
+                    {"id": "client-limited", "key": LIMITED_KEY, "cost": 10, "rate_limit": 1},
+                ]
+            }
+        )
+    )
+    # `pingpost seed` with the variables `pingpost serve` printed for operator commands
     line = next(text for text in server.output if "Operator commands" in text)
     exports = dict(pair.split("=", 1) for pair in line.split("export ", 1)[1].split())
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "pingpost_local.cli", *args],
+    subprocess.run(
+        [sys.executable, "-m", "pingpost_local.cli", "seed", str(seed)],
         env=environment | exports,
-        capture_output=True,
-        text=True,
         timeout=60,
         check=True,
+        capture_output=True,
     )
-    return done.stdout
 
 
-def test_an_unknown_key_and_a_disabled_vendor_fail_authentication(server: Server) -> None:
-    with (
-        Client(server.url, "no-such-key-0123456789") as client,
-        pytest.raises(AuthenticationFailed) as unknown,
-    ):
-        client.ping(**lead_fields("ping"))
-    assert (unknown.value.status, unknown.value.message) == (401, "Invalid Key")
-    # A vendor made, then disabled
-    key = _pingpost(server, "vendors", "add", "client-disabled").splitlines()[-1]
-    _pingpost(server, "vendors", "disable", "client-disabled")
-    with Client(server.url, key) as client, pytest.raises(AuthenticationFailed) as disabled:
-        client.ping(**lead_fields("ping"))
-    assert disabled.value.status == 403
+def test_an_unknown_key_and_a_disabled_vendor_fail_authentication(
+    server: Server, vendors: None
+) -> None:
+    for key, status, message in [
+        ("no-such-key-0123456789", 401, "Invalid Key"),
+        (DISABLED_KEY, 403, "This Key's vendor account is disabled"),
+    ]:
+        with Client(server.url, key) as client, pytest.raises(AuthenticationFailed) as refused:
+            client.ping(**lead_fields("ping"))
+        assert (refused.value.status, refused.value.message) == (status, message)
+
+
+def test_a_vendor_told_errors_with_200_and_only_success(server: Server, vendors: None) -> None:
+    with Client(server.url, QUIET_KEY) as client:
+        accepted = client.full(**lead_fields("full"))
+        with pytest.raises(Refused) as refused:
+            client.full(**lead_fields("full", Zip="00000"))
+    assert (accepted.status, accepted.matched) == ("Success", True)
+    assert stored(server, accepted.lead_id)["status"] == "sold"
+    assert (refused.value.status, refused.value.message) == (
+        200,
+        "Invalid value for Zip: is not an existing US ZIP code",
+    )
+
+
+def test_the_exchanges_429_is_waited_out(server: Server, vendors: None) -> None:
+    limited = sum(" 429 " in line for line in server.output)
+    started = time.monotonic()
+    with Client(server.url, LIMITED_KEY, encoding="json") as client:
+        answers = [client.ping(**lead_fields("ping")) for _ in range(3)]
+    assert [a.status for a in answers] == ["Matched"] * 3
+    # At one request a second, the second and third waited for the next second (Retry-After: 1)
+    assert sum(" 429 " in line for line in server.output) > limited
+    assert time.monotonic() - started >= 1
 
 
 # Retries and bad answers, from a server of the test's own.
