@@ -102,7 +102,8 @@ class RetriesExhausted(PingPostError):
     """Still 429 or 503 after the retries (or past the waiting budget): nothing was stored."""
 
     def __init__(self, status: int, attempts: int, message: str) -> None:
-        super().__init__(f"HTTP {status} after {attempts} attempts: {message}")
+        tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+        super().__init__(f"HTTP {status} after {tries}: {message}")
         self.status = status
         self.attempts = attempts
         self.message = message

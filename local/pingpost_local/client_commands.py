@@ -102,7 +102,7 @@ def call(args: argparse.Namespace) -> None:
             print(f"pingpost {args.command}: {error}", file=sys.stderr)
             raise SystemExit(USAGE) from None
         except PingPostError as error:
-            print(f"Error: {getattr(error, 'message', error)}")
+            print(f"Error: {error.message if isinstance(error, Refused) else error}")
             raise SystemExit(REFUSED if isinstance(error, Refused) else NO_ANSWER) from None
     print(_line(result))
     if not result.matched:

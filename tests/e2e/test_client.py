@@ -414,7 +414,7 @@ def test_the_commands_print_the_answer_and_exit_with_its_status(
 def test_no_answer_exits_4(capsys: pytest.CaptureFixture[str]) -> None:
     with scripted((503, {}, ERROR % b"storage is busy")) as server:
         code, out, _ = run_cli(capsys, "full", "--url", server.url, "--key", KEY, "--retries", "0")
-    assert (code, out) == (4, "Error: storage is busy\n")
+    assert (code, out) == (4, "Error: HTTP 503 after 1 attempt: storage is busy\n")
 
 
 def test_the_command_reads_url_and_key_from_the_environment(server: Server) -> None:
