@@ -528,6 +528,35 @@ def test_send_stops_at_a_refused_key(tmp_path: Path, capsys: pytest.CaptureFixtu
     ]
 
 
+def test_send_draws_a_progress_bar_on_a_terminal(server: Server, tmp_path: Path) -> None:
+    import pty
+
+    leads = write_leads(tmp_path / "leads.csv", [lead_fields("full"), lead_fields("full")])
+    out = tmp_path / "results.csv"
+    terminal, stderr = pty.openpty()
+    command = ["send", str(leads), "--url", server.url, "--key", KEY, "--out", str(out)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pingpost_local.cli", *command],
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        env=os.environ | {"COLUMNS": "80", "TERM": "xterm"},
+    )
+    os.close(stderr)
+    shown = b""
+    while chunk := _read(terminal):
+        shown += chunk
+    assert process.wait(30) == 0, shown
+    assert b"sending" in shown and b"2/2" in shown
+    assert [r["status"] for r in results(out)] == ["Matched", "Matched"]
+
+
+def _read(terminal: int) -> bytes:
+    try:
+        return os.read(terminal, 4096)
+    except OSError:  # the other end closed
+        return b""
+
+
 @dataclass
 class Proxy:
     """A proxy to the exchange that can hold the answer to a request marked HOLD-ME."""
