@@ -259,6 +259,9 @@ def send(args: argparse.Namespace) -> None:
     except KeyboardInterrupt:
         print("interrupted: run the same command again to send the rest", file=sys.stderr)
         raise SystemExit(INTERRUPTED) from None
+    except OSError as error:  # --out cannot be written
+        print(f"pingpost send: {error}", file=sys.stderr)
+        raise SystemExit(USAGE) from None
     results = _compact(args.out, (n for n, _ in rows))
     counts: dict[str, int] = {}
     for number, _ in rows:

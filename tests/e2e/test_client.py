@@ -492,6 +492,12 @@ def test_send_answers_every_row_and_a_second_run_sends_nothing(
     code, _, err = run_cli(capsys, *command)
     assert code == 0 and "4 rows, 4 answered before, sending 0" in err
     assert out.read_text() == before
+    # --mode ping pings each row; an --out that cannot be written is a usage error
+    pinged = tmp_path / "pinged.csv"
+    code, _, err = run_cli(capsys, *command[:-1], str(pinged), "--mode", "ping")
+    assert [r["status"] for r in results(pinged)] == ["Matched", "Error", "Unmatched", "Matched"]
+    assert stored(server, int(results(pinged)[0]["lead_id"]))["status"] == "pinged"
+    assert run_cli(capsys, *command[:-1], str(tmp_path / "no" / "such.csv"))[0] == 2
 
 
 def test_send_resends_a_row_whose_result_line_was_cut_short(
