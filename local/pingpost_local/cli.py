@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from pingpost.fields import PRODUCTS, markdown
-from pingpost_local import form, partner_commands, seed, vendor_commands
+from pingpost_local import client_commands, form, partner_commands, seed, vendor_commands
 
 
 def _seed_file(path: Path) -> seed.Seed:
@@ -235,6 +235,8 @@ def parser() -> argparse.ArgumentParser:
     vendor_commands.add_commands(commands)
 
     form.add_command(commands)
+
+    client_commands.add_commands(commands)
 
     delivery = commands.add_parser("deliveries", help="deliveries to partners")
     what = delivery.add_subparsers(dest="what", required=True)
