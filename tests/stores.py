@@ -258,7 +258,10 @@ class Deliveries:
         now_ms: int,
         tallies: Sequence[Tally] = (),
     ) -> bool:
-        if self.park_refused:
+        if (
+            self.park_refused
+            or self.records.get((lead_id, partner_id), {}).get("state") == "failed"
+        ):
             return False
         self.records[lead_id, partner_id] = {"state": "failed", "detail": detail}
         self.tallied += tallies

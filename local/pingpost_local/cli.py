@@ -223,6 +223,9 @@ def parser() -> argparse.ArgumentParser:
     partner_commands.add_commands(commands)
 
     vendor_commands.add_commands(commands)
+    from pingpost_local.report import add_command as add_report  # pingpost report
+
+    add_report(commands)
 
     delivery = commands.add_parser("deliveries", help="deliveries to partners")
     what = delivery.add_subparsers(dest="what", required=True)

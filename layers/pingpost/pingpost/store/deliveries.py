@@ -99,8 +99,8 @@ def settle(
 def park(
     lead_id: int, partner_id: int, detail: str, now_ms: int, tallies: Sequence[Tally] = ()
 ) -> bool:
-    """Mark a delivery FAILED for good, unless it was delivered or a worker is sending it now;
-    `tallies` are counted if it is marked."""
+    """Mark a delivery FAILED for good, unless it was delivered, is FAILED already or a worker is
+    sending it now; `tallies` are counted if it is marked."""
     return _set(
         lead_id, partner_id, FAILED, detail, now_ms, "<>", DELIVERED, unleased=True, tallies=tallies
     )
@@ -125,9 +125,11 @@ def _set(
     event = {"at": now_ms, "event": "delivery", "detail": f"partner {partner_id}: {detail}"}
     condition = f"attribute_exists(deliveries.#p) AND deliveries.#p.#st {test} :than"
     if unleased:
+        # Parking: not while a worker's lease runs, and once (a second dead letter of the
+        # sale parks nothing again, nor counts it twice).
         condition += (
             " AND (attribute_not_exists(deliveries.#p.lease_until)"
-            " OR deliveries.#p.lease_until < :now)"
+            " OR deliveries.#p.lease_until < :now) AND deliveries.#p.#st <> :outcome"
         )
     update = {
         "TableName": settings().leads_table,
