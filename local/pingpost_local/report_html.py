@@ -36,8 +36,10 @@ def _chart(title: str, labels: Sequence[str], lines: dict[str, list[float]], uni
 
     figure, axes = pyplot.subplots(figsize=(8, 3))
     try:
+        # Days as positions, so that a day without a value (no pings) keeps its place.
         for name, values in lines.items():
-            axes.plot(labels, values, marker="o", label=name)
+            axes.plot(range(len(labels)), values, marker="o", label=name)
+        axes.set_xticks(range(len(labels)), labels)
         axes.set_title(title)
         axes.set_ylabel(unit)
         axes.set_ylim(bottom=0)
