@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from pingpost.caps import Usage
 from pingpost.models import DONE, PINGED, POSTING, Partner, Vendor, key_hash
+from pingpost.store.figures import Figures, Tally, merged
 from pingpost.store.leads import Lead, Repeat, Repeated
 from pingpost.store.partners import Roster
 from pingpost.store.queues import DeadLetter, Delivery
@@ -52,8 +53,9 @@ class Leads:
     failing: Failing = field(default_factory=Failing)
     lose_claims: bool = False  # another post holds every lead this store is asked for
     watched: list[int] = field(default_factory=list)
+    tallied: list[Tally] = field(default_factory=list)  # day figures of the writes made
 
-    def add(self, lead: Lead, repeat: Repeat | None = None) -> None:
+    def add(self, lead: Lead, repeat: Repeat | None = None, tallies: Sequence[Tally] = ()) -> None:
         self.failing.check("add")
         if repeat is not None:
             if repeat.key in self.repeats:
@@ -63,6 +65,7 @@ class Leads:
         if lead.lead_id in self.stored:
             raise unreachable("PutItem")  # the real put is conditional: never two leads an ID
         self.stored[lead.lead_id] = replace(lead)
+        self.tallied += tallies
 
     def get(self, lead_id: int) -> Lead | None:
         self.failing.check("get")
@@ -91,11 +94,12 @@ class Leads:
         lead.status, lead.claim, lead.claimed_at = POSTING, token, now_ms
         return replace(lead)
 
-    def finish(self, lead: Lead, token: str) -> bool:
+    def finish(self, lead: Lead, token: str, tallies: Sequence[Tally] = ()) -> bool:
         self.failing.check("finish")
         if self.stored[lead.lead_id].claim != token:
             return False
         self.stored[lead.lead_id] = replace(lead, claim=None, ended_by=token, outbox=None)
+        self.tallied += tallies
         return True
 
     def watch(self, lead: Lead) -> bool:
@@ -139,6 +143,7 @@ class Sales:
         consumer: Mapping[str, str],
         test: bool,
         finished: Lead | None = None,
+        tallies: Sequence[Tally] = (),
     ) -> str | None:
         if partner.id in self.unreachable_for:
             raise unreachable("TransactWriteItems")
@@ -153,6 +158,7 @@ class Sales:
         if finished is not None:
             ended = replace(finished, sold_to=dict(lead.sold_to), beat=lead.beat, claim=None)
             self.leads.stored[lead_id] = replace(ended, ended_by=token, outbox=None)
+        self.leads.tallied += tallies
         if partner.id in self.applied_then_lost:
             raise unreachable("TransactWriteItems")
         return None
@@ -216,6 +222,7 @@ class Deliveries:
     cleared: list[tuple[int, set[int]]] = field(default_factory=list)
     busy: bool = False  # another worker holds the lease
     park_refused: bool = False
+    tallied: list[Tally] = field(default_factory=list)  # day figures of the writes made
 
     def state(self, lead_id: int, partner_id: int) -> dict[str, Any] | None:
         return self.records.get((lead_id, partner_id))
@@ -229,15 +236,35 @@ class Deliveries:
         record["state"] = "sending"
         return "started"
 
-    def settle(self, lead_id: int, partner_id: int, outcome: str, detail: str, now_ms: int) -> bool:
+    def settle(
+        self,
+        lead_id: int,
+        partner_id: int,
+        outcome: str,
+        detail: str,
+        now_ms: int,
+        tallies: Sequence[Tally] = (),
+    ) -> bool:
         self.failing.check("settle")
         self.records[lead_id, partner_id] = {"state": outcome, "detail": detail}
+        self.tallied += tallies
         return True
 
-    def park(self, lead_id: int, partner_id: int, detail: str, now_ms: int) -> bool:
-        if self.park_refused:
+    def park(
+        self,
+        lead_id: int,
+        partner_id: int,
+        detail: str,
+        now_ms: int,
+        tallies: Sequence[Tally] = (),
+    ) -> bool:
+        if (
+            self.park_refused
+            or self.records.get((lead_id, partner_id), {}).get("state") == "failed"
+        ):
             return False
         self.records[lead_id, partner_id] = {"state": "failed", "detail": detail}
+        self.tallied += tallies
         return True
 
     def awaiting_queue(self, lead_id: int) -> set[int]:
@@ -317,6 +344,10 @@ class World:
 
     def __post_init__(self) -> None:
         self.sales = Sales(self.leads)
+
+    def figures(self) -> dict[str, Figures]:
+        """The day figures every write made so far added, by item key."""
+        return {t.key: t.figures for t in merged([*self.leads.tallied, *self.deliveries.tallied])}
 
     def stores(self) -> Stores:
         return Stores(

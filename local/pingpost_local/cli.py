@@ -233,6 +233,9 @@ def parser() -> argparse.ArgumentParser:
     partner_commands.add_commands(commands)
 
     vendor_commands.add_commands(commands)
+    from pingpost_local.report import add_command as add_report  # pingpost report
+
+    add_report(commands)
 
     form.add_command(commands)
 

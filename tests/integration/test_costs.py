@@ -26,18 +26,23 @@ def figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return figures
 
 
-def test_a_ping_is_one_put(figures: dict[str, Any]) -> None:
+def test_a_ping_is_one_transaction_of_the_lead_and_its_vendors_day(
+    figures: dict[str, Any],
+) -> None:
     ping = figures["requests"]["ping"]
-    assert ping["calls"] == {"dynamodb.PutItem": 1}
-    assert ping["write_units"] == 1
+    # The lead put and the vendor's day figures (pingpost report) added with it: two items,
+    # each counted twice in a transaction.
+    assert ping["calls"] == {"dynamodb.TransactWriteItems": 1}
+    assert ping["write_units"] == 4
 
 
 def test_a_post_reads_the_lead_sells_and_ends_it_in_one_transaction(
     figures: dict[str, Any],
 ) -> None:
     post = figures["requests"]["post"]
-    # The lead read; claimed; one transaction of the sale (the lead, ended with it, and the
-    # partner's day counter: no cap, no dedupe window); its message; the outbox cleared.
+    # The lead read; claimed; one transaction of the sale (the lead, ended with it, the
+    # partner's day counter: no cap, no dedupe window, and the vendor's and the partner's day
+    # figures); its message; the outbox cleared.
     assert post["calls"] == {
         "dynamodb.GetItem": 1,
         "dynamodb.UpdateItem": 2,
@@ -45,8 +50,8 @@ def test_a_post_reads_the_lead_sells_and_ends_it_in_one_transaction(
         "sqs.SendMessageBatch": 1,
     }
     # The claim puts the lead in the outbox index and clearing it takes it out (1 + 1 each),
-    # the transaction's two items count twice.
-    assert post["write_units"] == 8
+    # the transaction's four items count twice.
+    assert post["write_units"] == 12
 
 
 def test_a_full_request_stores_sells_and_ends_the_lead_in_two_transactions(
@@ -58,7 +63,8 @@ def test_a_full_request_stores_sells_and_ends_the_lead_in_two_transactions(
         "dynamodb.UpdateItem": 1,
         "sqs.SendMessageBatch": 1,
     }
-    assert full["write_units"] == 11
+    # The lead stored with its repeat record (2 items), the sale (4 items), the outbox cleared.
+    assert full["write_units"] == 15
 
 
 def test_a_delivery_reads_the_lead_once_and_writes_it_twice(figures: dict[str, Any]) -> None:

@@ -67,6 +67,15 @@ def net(vendor: Vendor, price: Decimal) -> Decimal:
     return max(amount, Decimal(0)).quantize(_CENT, rounding=ROUND_HALF_UP)
 
 
+def margin(vendor: Vendor, price: Decimal, cost: Decimal, *, first: bool) -> Decimal:
+    """What the exchange keeps of a sale at `price`: the price less what the vendor is owed
+    for it. A vendor on dynamic pricing is owed each sale's net price (`net`); any other vendor
+    the lead's cost, once, with the lead's first sale (as `best_price` tells it)."""
+    if vendor.dynamic_pricing:
+        return price - net(vendor, price)
+    return price - cost if first else price
+
+
 def best_price(vendor: Vendor, ranked: Sequence[Partner], cost: Decimal, most: int) -> Decimal:
     """The best price the lead can be accepted at (see the README: Return_Best_Price).
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -26,6 +27,7 @@ from pingpost.fields import DATA_FIELDS
 from pingpost.models import Partner
 from pingpost.observability import logger, metrics
 from pingpost.store.deliveries import BUSY, DELIVERED, FAILED, QUEUED, STARTED
+from pingpost.store.figures import Figures, Tally, partner_day
 from pingpost.store.queues import Delivery
 from pingpost.stores import STORES, Stores
 
@@ -203,7 +205,8 @@ def deliver(message: Delivery, stores: Stores = STORES) -> str:
         attempt = send(partner, lead.lead_id, lead.data, test=lead.test, stores=stores)
     except Permanent as error:
         # This worker holds the lease: it parks the sale itself.
-        _settle(stores, lead.lead_id, partner.id, FAILED, str(error))
+        parked = _tallies(lead.test, partner.id, Figures(parked=1))
+        _settle(stores, lead.lead_id, partner.id, FAILED, str(error), parked)
         metrics.add_metric(name="DeliveryParked", unit=MetricUnit.Count, value=1)
         return "parked"
     except Exception as error:
@@ -215,7 +218,8 @@ def deliver(message: Delivery, stores: Stores = STORES) -> str:
         _settle(stores, lead.lead_id, partner.id, DELIVERED, attempt.detail)
         metrics.add_metric(name="Delivered", unit=MetricUnit.Count, value=1)
         return DELIVERED
-    _settle(stores, lead.lead_id, partner.id, QUEUED, attempt.detail)
+    failed = _tallies(lead.test, partner.id, Figures(failed=1))
+    _settle(stores, lead.lead_id, partner.id, QUEUED, attempt.detail, failed)
     metrics.add_metric(name="DeliveryAttemptFailed", unit=MetricUnit.Count, value=1)
     raise Undelivered(attempt.detail)
 
@@ -223,13 +227,27 @@ def deliver(message: Delivery, stores: Stores = STORES) -> str:
 _SETTLE_ATTEMPTS = 5
 
 
-def _settle(stores: Stores, lead_id: int, partner_id: int, outcome: str, detail: str) -> None:
+def _tallies(test: bool, partner_id: int, counted: Figures) -> list[Tally]:
+    """What a delivery's outcome adds to its partner's day (nothing for a test lead's)."""
+    return [] if test else [partner_day(partner_id, datetime.now(UTC), counted)]
+
+
+def _settle(
+    stores: Stores,
+    lead_id: int,
+    partner_id: int,
+    outcome: str,
+    detail: str,
+    tallies: Sequence[Tally] = (),
+) -> None:
     """Record an attempt's outcome, retried until it lands: the message is acknowledged only
     after it, so a lost write cannot make a delivered sale look undelivered (and be sent again)
-    unless DynamoDB stays unreachable through every retry."""
+    unless DynamoDB stays unreachable through every retry. The tallies are counted with the
+    write that lands; a retry after one whose answer was lost finds the outcome recorded (no
+    longer `sending`) and counts nothing again."""
     for attempt in range(_SETTLE_ATTEMPTS):
         try:
-            stores.deliveries.settle(lead_id, partner_id, outcome, detail, _now_ms())
+            stores.deliveries.settle(lead_id, partner_id, outcome, detail, _now_ms(), tallies)
             return
         except (ClientError, BotoCoreError):
             if attempt == _SETTLE_ATTEMPTS - 1:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from pingpost import answering, consent
 from pingpost.answering import event, ms, restored, stored, wire
-from pingpost.answers import Answer
+from pingpost.answers import MATCHED, Answer
 from pingpost.clock import now_ms as _now_ms
 from pingpost.config import settings
 from pingpost.decoding import Request
@@ -32,6 +32,7 @@ from pingpost.matching import Criteria
 from pingpost.models import DONE, PINGED, POSTING, Vendor
 from pingpost.selling import match_lead, sell
 from pingpost.store.deliveries import outbox_shard
+from pingpost.store.figures import Figures, vendor_day
 from pingpost.store.leads import Lead, Repeated, kept_until
 from pingpost.stores import STORES, Stores
 from pingpost.validation import extras, present, validate
@@ -122,6 +123,9 @@ def ping(
     lead_id = stores.lead_ids.next()
     answer = answering.answer(vendor, lead_id, values, outcome.ranked, cost)
     summary = f"{len(outcome.ranked)} of {len(outcome.decisions)} partners considered matched"
+    test = values.get("Test_Lead") is True
+    # The vendor's day counts the ping with the lead, in one write (test leads are not counted).
+    counted = Figures(pings=1, matched=int(answer.status == MATCHED))
     stores.leads.add(
         Lead(
             lead_id=lead_id,
@@ -135,10 +139,11 @@ def ping(
             matches=stored(matches),
             decisions=answering.decisions(outcome),
             timeline=[event(now, "ping", f"{answer.status}: {summary}")],
-            test=values.get("Test_Lead") is True,
+            test=test,
             consent=evidence,
             expires_at=int(now.timestamp()) + settings().ping_ttl_hours * 3600,
-        )
+        ),
+        tallies=[] if test else [vendor_day(vendor.id, lead_id, now, counted)],
     )
     return answer
 
@@ -194,7 +199,7 @@ def full(
             ) from None
         return _repeated(stores, earlier.lead_id, vendor, values, criteria)
     timeline = [event(now, "full", "received")]
-    answer = sell(stores, vendor, lead, token, values, criteria, now, timeline)
+    answer = sell(stores, vendor, lead, token, values, criteria, now, timeline, full=True)
     return answer if answer is not None else _outcome(stores, lead.lead_id, vendor)
 
 
@@ -226,7 +231,7 @@ def _repeated(
     lead.sold_to = claimed.sold_to
     now = datetime.now(UTC)
     timeline = [event(now, "full", f"repeated: {story}")]
-    answer = sell(stores, vendor, lead, token, values, criteria, now, timeline)
+    answer = sell(stores, vendor, lead, token, values, criteria, now, timeline, full=True)
     return answer if answer is not None else _outcome(stores, lead_id, vendor)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -23,6 +24,7 @@ from pingpost.config import settings
 from pingpost.models import PINGED, POSTING, SOLD, UNSOLD
 from pingpost.observability import logger, metrics
 from pingpost.store.deliveries import QUEUED, SENDING
+from pingpost.store.figures import Figures, Tally, partner_day
 from pingpost.store.leads import Lead
 from pingpost.store.queues import DeadLetter, Delivery
 from pingpost.stores import STORES, Stores
@@ -74,7 +76,8 @@ def _settle(stores: Stores, letter: DeadLetter, report: Report) -> None:
         report.redriven += 1
     else:
         detail = f"parked after {message.redrives + 1} rounds of delivery attempts"
-        if stores.deliveries.park(message.lead_id, message.partner_id, detail, _now_ms()):
+        tallies = _parked(stores, message)
+        if stores.deliveries.park(message.lead_id, message.partner_id, detail, _now_ms(), tallies):
             metrics.add_metric(name="DeliveryParked", unit=MetricUnit.Count, value=1)
             report.parked += 1
         else:
@@ -84,6 +87,15 @@ def _settle(stores: Stores, letter: DeadLetter, report: Report) -> None:
                 # this letter (back after its visibility timeout) parks it on a later run.
                 return
     stores.queues.forget(letter)
+
+
+def _parked(stores: Stores, message: Delivery) -> list[Tally]:
+    """What parking a sale adds to its partner's day: one parked, unless its lead is a test
+    lead (read here: the message does not say) or is gone."""
+    lead = stores.leads.get(message.lead_id)
+    if lead is None or lead.test:
+        return []
+    return [partner_day(message.partner_id, datetime.now(UTC), Figures(parked=1))]
 
 
 def sweep(report: Report, stores: Stores = STORES) -> None:

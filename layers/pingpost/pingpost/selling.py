@@ -17,7 +17,8 @@ from pingpost.answers import Answer
 from pingpost.matching import Criteria, Outcome, PartnerSet, match
 from pingpost.models import SOLD, Partner, Vendor
 from pingpost.observability import logger, metrics
-from pingpost.store import sales
+from pingpost.store import figures, sales
+from pingpost.store.figures import Figures, Tally
 from pingpost.store.leads import Lead
 from pingpost.store.partners import Roster
 from pingpost.store.queues import Delivery
@@ -47,12 +48,15 @@ def sell(
     criteria: Criteria,
     now: datetime,
     timeline: list[dict[str, Any]],
+    *,
+    full: bool = False,
 ) -> Answer | None:
     """Sell a lead this request holds to the best partners that will take it, then record it.
 
     Sales an earlier post of the lead recorded stand and count; once a sale is recorded the
     answer says Matched, whatever fails after it (the outbox and the sweep finish the rest).
     None: the claim went stale and another post took the lead over; its outcome stands.
+    `full`: a full request's lead, whose recorded outcome counts as its ping too.
     """
     roster = stores.partners.current()
     outcome = match_lead(stores, criteria, now, roster)
@@ -84,7 +88,10 @@ def sell(
                 [*timeline, sale],
                 now,
             )
-        why, ending = _sale(stores, lead, token, partner, now, allowed, consumer, ending, sold)
+        tallies = _sale_tallies(vendor, lead, partner, now, sold, ending, full)
+        why, ending = _sale(
+            stores, lead, token, partner, now, allowed, consumer, ending, sold, tallies
+        )
         if why is None or why == sales.ALREADY:
             sold.append(partner)
             verdicts[partner.id] = "sold"
@@ -100,7 +107,7 @@ def sell(
         finished, answer = True, recorded[1]
     else:
         done, answer = answering.ended(vendor, lead, values, outcome, sold, verdicts, timeline, now)
-        finished = _finish(stores, done, token)
+        finished = _finish(stores, done, token, _ended_tallies(vendor, done, now, full))
     # Every sale of the lead is queued (again): a second message finds its sale delivered.
     enqueue_sales(lead.lead_id, [p.id for p in sold], stores)
     return answer if finished else None
@@ -110,6 +117,44 @@ def _count_sale(partner: Partner) -> None:
     """A sale this request made, in the metrics the dashboard shows (test leads' are not)."""
     metrics.add_metric(name="Sales", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="Revenue", unit=MetricUnit.NoUnit, value=float(partner.price))
+
+
+def _sale_tallies(
+    vendor: Vendor,
+    lead: Lead,
+    partner: Partner,
+    now: datetime,
+    sold: Sequence[Partner],
+    ending: tuple[Lead, Answer] | None,
+    full: bool,
+) -> list[Tally]:
+    """What a sale adds to the vendor's and the partner's day (test leads add nothing, as in
+    `_count_sale`); the post's last sale adds the post's outcome too."""
+    if lead.test:
+        return []
+    price = partner.price
+    kept = answering.margin(vendor, price, lead.cost, first=not sold)
+    sale = Figures(sales=1, revenue=price, margin=kept)
+    ended = _ended_figures(ending[0], full) if ending else Figures()
+    return [
+        figures.vendor_day(vendor.id, lead.lead_id, now, sale + ended),
+        figures.partner_day(partner.id, now, sale),
+    ]
+
+
+def _ended_figures(lead: Lead, full: bool) -> Figures:
+    """What recording a post's outcome adds to its vendor's day: a post, and for a full
+    request its ping as well (matched when it sold)."""
+    if not full:
+        return Figures(posts=1)
+    return Figures(pings=1, matched=int(lead.status == SOLD), posts=1)
+
+
+def _ended_tallies(vendor: Vendor, lead: Lead, now: datetime, full: bool) -> list[Tally]:
+    """The day figures of a post whose outcome is recorded without a sale."""
+    if lead.test:
+        return []
+    return [figures.vendor_day(vendor.id, lead.lead_id, now, _ended_figures(lead, full))]
 
 
 def _sale(
@@ -122,6 +167,7 @@ def _sale(
     consumer: Mapping[str, str],
     ending: tuple[Lead, Answer] | None,
     sold: Sequence[Partner],
+    tallies: Sequence[Tally],
 ) -> tuple[str | None, tuple[Lead, Answer] | None]:
     """Sell the lead to `partner` (ending the lead with the sale when `ending` is given).
 
@@ -138,6 +184,7 @@ def _sale(
             consumer=consumer,
             test=lead.test,
             finished=None if ending is None else ending[0],
+            tallies=tallies,
         )
     except (ClientError, BotoCoreError):
         again = _reread(stores, lead.lead_id)
@@ -152,11 +199,11 @@ def _sale(
     return why, ending
 
 
-def _finish(stores: Stores, lead: Lead, token: str) -> bool:
+def _finish(stores: Stores, lead: Lead, token: str, tallies: Sequence[Tally]) -> bool:
     """Record the post's outcome (when its last sale did not); False when the claim was lost.
     Once a sale is recorded the answer stands, whatever fails here."""
     try:
-        return stores.leads.finish(lead, token)
+        return stores.leads.finish(lead, token, tallies)
     except (ClientError, BotoCoreError):
         if lead.status != SOLD:
             raise  # nothing was sold: the publisher may retry

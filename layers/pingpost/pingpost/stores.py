@@ -16,6 +16,7 @@ from pingpost.caps import Usage
 from pingpost.models import Partner, Vendor
 from pingpost.store import counters, deliveries, leads, partners, queues, sales, secrets, vendors
 from pingpost.store.counters import lead_ids
+from pingpost.store.figures import Tally
 from pingpost.store.leads import Lead, Repeat
 from pingpost.store.partners import Roster
 from pingpost.store.queues import DeadLetter, Delivery
@@ -24,7 +25,9 @@ from pingpost.store.queues import DeadLetter, Delivery
 class LeadStore(Protocol):
     """The leads table (`pingpost.store.leads`)."""
 
-    def add(self, lead: Lead, repeat: Repeat | None = None) -> None: ...
+    def add(
+        self, lead: Lead, repeat: Repeat | None = None, tallies: Sequence[Tally] = ()
+    ) -> None: ...
 
     def get(self, lead_id: int) -> Lead | None: ...
 
@@ -39,7 +42,7 @@ class LeadStore(Protocol):
         reopen: bool = False,
     ) -> Lead | None: ...
 
-    def finish(self, lead: Lead, token: str) -> bool: ...
+    def finish(self, lead: Lead, token: str, tallies: Sequence[Tally] = ()) -> bool: ...
 
     def watch(self, lead: Lead) -> bool: ...
 
@@ -64,6 +67,7 @@ class SaleStore(Protocol):
         consumer: Mapping[str, str],
         test: bool,
         finished: Lead | None = None,
+        tallies: Sequence[Tally] = (),
     ) -> str | None: ...
 
 
@@ -101,10 +105,23 @@ class DeliveryStore(Protocol):
     def begin(self, lead_id: int, partner_id: int, now_ms: int, lease_ms: int) -> str: ...
 
     def settle(
-        self, lead_id: int, partner_id: int, outcome: str, detail: str, now_ms: int
+        self,
+        lead_id: int,
+        partner_id: int,
+        outcome: str,
+        detail: str,
+        now_ms: int,
+        tallies: Sequence[Tally] = (),
     ) -> bool: ...
 
-    def park(self, lead_id: int, partner_id: int, detail: str, now_ms: int) -> bool: ...
+    def park(
+        self,
+        lead_id: int,
+        partner_id: int,
+        detail: str,
+        now_ms: int,
+        tallies: Sequence[Tally] = (),
+    ) -> bool: ...
 
     def awaiting_queue(self, lead_id: int) -> set[int]: ...
 

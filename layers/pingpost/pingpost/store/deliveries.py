@@ -6,14 +6,15 @@ same sale at once; a worker that dies holding it loses the lease when it runs ou
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from pingpost.config import settings
 from pingpost.models import POSTING
-from pingpost.store import dynamodb, from_item, to_item
+from pingpost.store import dynamodb, figures, from_item, to_item
+from pingpost.store.figures import Tally
 
 QUEUED, SENDING, DELIVERED, FAILED = "queued", "sending", "delivered", "failed"
 STARTED, DONE, BUSY, MISSING = "started", "done", "busy", "missing"
@@ -82,15 +83,27 @@ def begin(lead_id: int, partner_id: int, now_ms: int, lease_ms: int) -> str:
     return STARTED
 
 
-def settle(lead_id: int, partner_id: int, outcome: str, detail: str, now_ms: int) -> bool:
+def settle(
+    lead_id: int,
+    partner_id: int,
+    outcome: str,
+    detail: str,
+    now_ms: int,
+    tallies: Sequence[Tally] = (),
+) -> bool:
     """Record how an attempt ended (DELIVERED, QUEUED again to retry, or FAILED for good) while
-    holding it."""
-    return _set(lead_id, partner_id, outcome, detail, now_ms, "=", SENDING)
+    holding it, with `tallies` (the partner's day figures) if it is recorded."""
+    return _set(lead_id, partner_id, outcome, detail, now_ms, "=", SENDING, tallies=tallies)
 
 
-def park(lead_id: int, partner_id: int, detail: str, now_ms: int) -> bool:
-    """Mark a delivery FAILED for good, unless it was delivered or a worker is sending it now."""
-    return _set(lead_id, partner_id, FAILED, detail, now_ms, "<>", DELIVERED, unleased=True)
+def park(
+    lead_id: int, partner_id: int, detail: str, now_ms: int, tallies: Sequence[Tally] = ()
+) -> bool:
+    """Mark a delivery FAILED for good, unless it was delivered, is FAILED already or a worker is
+    sending it now; `tallies` are counted if it is marked."""
+    return _set(
+        lead_id, partner_id, FAILED, detail, now_ms, "<>", DELIVERED, unleased=True, tallies=tallies
+    )
 
 
 def _set(
@@ -103,6 +116,7 @@ def _set(
     than: str,
     *,
     unleased: bool = False,
+    tallies: Sequence[Tally] = (),
 ) -> bool:
     """Set the delivery's state if its current state is (=) or is not (<>) `than`.
 
@@ -111,38 +125,35 @@ def _set(
     event = {"at": now_ms, "event": "delivery", "detail": f"partner {partner_id}: {detail}"}
     condition = f"attribute_exists(deliveries.#p) AND deliveries.#p.#st {test} :than"
     if unleased:
+        # Parking: not while a worker's lease runs, and once (a second dead letter of the
+        # sale parks nothing again, nor counts it twice).
         condition += (
             " AND (attribute_not_exists(deliveries.#p.lease_until)"
-            " OR deliveries.#p.lease_until < :now)"
+            " OR deliveries.#p.lease_until < :now) AND deliveries.#p.#st <> :outcome"
         )
-    try:
-        dynamodb().update_item(
-            TableName=settings().leads_table,
-            Key=_key(lead_id),
-            UpdateExpression=(
-                "SET deliveries.#p.#st = :outcome, deliveries.#p.detail = :detail,"
-                " deliveries.#p.#at = :now,"
-                " timeline = list_append(if_not_exists(timeline, :none), :event)"
-                " REMOVE deliveries.#p.lease_until"
-            ),
-            ConditionExpression=condition,
-            ExpressionAttributeNames={"#p": str(partner_id), "#st": "state", "#at": "at"},
-            ExpressionAttributeValues=to_item(
-                {
-                    ":outcome": outcome,
-                    ":detail": detail,
-                    ":now": now_ms,
-                    ":event": [event],
-                    ":none": [],
-                    ":than": than,
-                }
-            ),
-        )
-    except ClientError as error:
-        if _failed_condition(error):
-            return False
-        raise
-    return True
+    update = {
+        "TableName": settings().leads_table,
+        "Key": _key(lead_id),
+        "UpdateExpression": (
+            "SET deliveries.#p.#st = :outcome, deliveries.#p.detail = :detail,"
+            " deliveries.#p.#at = :now,"
+            " timeline = list_append(if_not_exists(timeline, :none), :event)"
+            " REMOVE deliveries.#p.lease_until"
+        ),
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": {"#p": str(partner_id), "#st": "state", "#at": "at"},
+        "ExpressionAttributeValues": to_item(
+            {
+                ":outcome": outcome,
+                ":detail": detail,
+                ":now": now_ms,
+                ":event": [event],
+                ":none": [],
+                ":than": than,
+            }
+        ),
+    }
+    return figures.write(update, tallies)
 
 
 def awaiting_queue(lead_id: int) -> set[int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
@@ -18,8 +19,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pingpost.config import settings
 from pingpost.errors import Conflict
 from pingpost.models import PINGED, POSTING, SOLD, UNSOLD
-from pingpost.store import dynamodb, from_item, to_item
+from pingpost.store import dynamodb, figures, from_item, to_item
 from pingpost.store.deliveries import outbox_shard
+from pingpost.store.figures import Tally
 
 
 @dataclass
@@ -129,8 +131,8 @@ def kept_until(now: int) -> int:
     return now + settings().lead_retention_days * 86_400
 
 
-def add(lead: Lead, repeat: Repeat | None = None) -> None:
-    """Store a new lead; its ID must be new.
+def add(lead: Lead, repeat: Repeat | None = None, tallies: Sequence[Tally] = ()) -> None:
+    """Store a new lead; its ID must be new. `tallies`: day figures counted with it.
 
     With `repeat`, the lead and its repeat record are written together, unless a record with
     that key is still in its window: then Repeated names the lead it was written with.
@@ -140,28 +142,16 @@ def add(lead: Lead, repeat: Repeat | None = None) -> None:
         "Item": lead.item(),
         "ConditionExpression": "attribute_not_exists(lead_id)",
     }
-    if repeat is None:
+    counted = [figures.adding(t) for t in figures.merged(tallies)]
+    if repeat is None and not counted:
         dynamodb().put_item(**put)
         return
-    record: Any = {
-        "TableName": settings().counters_table,
-        "Item": to_item(
-            {
-                "counter": repeat.key,
-                "lead_id": lead.lead_id,
-                "request": repeat.request,
-                "expires_at": repeat.expires_at,
-            }
-        ),
-        "ConditionExpression": "attribute_not_exists(#c) OR expires_at < :now",
-        "ExpressionAttributeNames": {"#c": "counter"},
-    }
     for attempt in range(_ATTEMPTS):
-        record["ExpressionAttributeValues"] = {":now": {"N": str(int(time.time()))}}
+        records: list[Any] = [] if repeat is None else [{"Put": _record(lead, repeat)}]
         try:
             # botocore gives the call a ClientRequestToken and keeps it across its own retries,
             # so DynamoDB applies it once even when an answer is lost on the way.
-            dynamodb().transact_write_items(TransactItems=[{"Put": put}, {"Put": record}])
+            dynamodb().transact_write_items(TransactItems=[{"Put": put}, *records, *counted])
             return
         except BotoCoreError:
             if _stored(lead.lead_id):
@@ -170,7 +160,7 @@ def add(lead: Lead, repeat: Repeat | None = None) -> None:
         except ClientError as error:
             reasons: Any = error.response.get("CancellationReasons", [])
             codes = [r.get("Code") for r in reasons]
-            if codes[1:2] == ["ConditionalCheckFailed"]:
+            if repeat is not None and codes[1:2] == ["ConditionalCheckFailed"]:
                 earlier = _repeat_record(repeat.key)
                 if earlier is None:
                     continue  # its window ended meanwhile
@@ -186,6 +176,24 @@ def add(lead: Lead, repeat: Repeat | None = None) -> None:
     raise Conflict(  # pragma: no cover (the record's window ended under every attempt)
         "A request like this one is being stored by another request; retry shortly"
     )
+
+
+def _record(lead: Lead, repeat: Repeat) -> Any:
+    """The put of a full request's repeat record, unless one is still in its window."""
+    return {
+        "TableName": settings().counters_table,
+        "Item": to_item(
+            {
+                "counter": repeat.key,
+                "lead_id": lead.lead_id,
+                "request": repeat.request,
+                "expires_at": repeat.expires_at,
+            }
+        ),
+        "ConditionExpression": "attribute_not_exists(#c) OR expires_at < :now",
+        "ExpressionAttributeNames": {"#c": "counter"},
+        "ExpressionAttributeValues": {":now": {"N": str(int(time.time()))}},
+    }
 
 
 def _stored(lead_id: int) -> bool:
@@ -333,23 +341,19 @@ def finishing(lead: Lead) -> tuple[str, str, dict[str, str], dict[str, Any]]:
     return sets, removes, {"#s": "status", "#d": "data"}, values
 
 
-def finish(lead: Lead, token: str) -> bool:
-    """Record a post's outcome if this post still holds the claim; `lead.timeline` is appended."""
+def finish(lead: Lead, token: str, tallies: Sequence[Tally] = ()) -> bool:
+    """Record a post's outcome (and `tallies`, its day figures) if this post still holds the
+    claim; `lead.timeline` is appended."""
     sets, removes, names, values = finishing(lead)
-    try:
-        dynamodb().update_item(
-            TableName=settings().leads_table,
-            Key={"lead_id": {"N": str(lead.lead_id)}},
-            UpdateExpression=f"SET {sets} REMOVE {removes}",
-            ConditionExpression="#s = :posting AND claim = :token",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=to_item(values | {":posting": POSTING, ":token": token}),
-        )
-    except ClientError as error:
-        if _conditional_failed(error):
-            return False
-        raise
-    return True
+    update = {
+        "TableName": settings().leads_table,
+        "Key": {"lead_id": {"N": str(lead.lead_id)}},
+        "UpdateExpression": f"SET {sets} REMOVE {removes}",
+        "ConditionExpression": "#s = :posting AND claim = :token",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": to_item(values | {":posting": POSTING, ":token": token}),
+    }
+    return figures.write(update, tallies)
 
 
 def _held(lead: Lead) -> tuple[str, dict[str, Any]]:

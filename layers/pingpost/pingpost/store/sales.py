@@ -5,7 +5,8 @@ Every sale is one DynamoDB transaction on the counters and leads tables:
 - the partner's day counter (sales and spend, the day's figures for reports and for a daily cap
   or budget), and its week and month counters only when it has a weekly or monthly cap;
 - a dedupe record per consumer identity (email, phone) that the partner must not buy again
-  within its window, when it has one.
+  within its window, when it has one;
+- the vendor's and the partner's day figures for `pingpost report` (`pingpost.store.figures`).
 If any condition fails nothing changes, and the reason says which rule stopped the sale.
 A test lead changes the lead alone: it consumes no cap and leaves no dedupe record.
 """
@@ -33,8 +34,9 @@ from pingpost.reasons import (
     TEST_PARTNER,
     WEEKLY_CAP,
 )
-from pingpost.store import Expiring, dynamodb, from_item, to_item
+from pingpost.store import Expiring, dynamodb, figures, from_item, to_item
 from pingpost.store.deliveries import QUEUED, outbox_shard
+from pingpost.store.figures import Tally
 from pingpost.store.leads import Lead, finishing, kept_until
 
 if TYPE_CHECKING:
@@ -215,11 +217,13 @@ def sell(
     consumer: Mapping[str, str],
     test: bool,
     finished: Lead | None = None,
+    tallies: Sequence[Tally] = (),
 ) -> str | None:
     """Sell the lead to `partner` at its price; None when sold, else why it was not.
 
     `consumer` maps "email"/"phone" to the lead's values, for the partner's dedupe window.
     `finished`: the lead as the post ends if this sale is made (its last): recorded with it.
+    `tallies`: the day figures the sale adds, counted if it is made.
     """
     if partner.test != test:
         return TEST_PARTNER if partner.test else NOT_TEST_PARTNER  # test leads to test partners
@@ -255,6 +259,10 @@ def sell(
                     key = _dedupe_key(partner.id, kind, value)
                     items.append(_dedupe_put(key, lead_id, epoch, partner.dedupe_days))
                     reasons.append(DEDUPE)
+    # Each day item once (a transaction may not name an item twice); they have no condition.
+    counted = [] if test else [figures.adding(t) for t in figures.merged(tallies)]
+    items += counted
+    reasons += ["day figures"] * len(counted)
     for attempt in range(_ATTEMPTS):
         try:
             # botocore gives the call a ClientRequestToken and keeps it across its own retries.

@@ -1,0 +1,270 @@
+"""The report's day figures with the stores in memory: what each write counts, and what a
+repeat or a failed write does not; the report's sums, table, CSV and page without AWS.
+
+tests/integration/test_report.py makes the same figures on the embedded AWS endpoint and
+runs `pingpost report` on them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from pingpost import answering, delivery, exchange, redrive
+from pingpost.decoding import Request
+from pingpost.delivery import Attempt, Permanent, Undelivered
+from pingpost.models import SOLD
+from pingpost.reasons import DAILY_CAP
+from pingpost.store import figures
+from pingpost.store.figures import SHARDS, Figures, Tally
+from pingpost.store.queues import DeadLetter, Delivery
+from pingpost_local.report import Period, keys, totals
+from pingpost_local.report_html import page
+from pingpost_local.report_render import csv_text, table
+from tests.leads import complete
+from tests.stores import KEY, Partners, World, buyer, pinged, vendor
+
+TODAY = datetime.now(UTC)
+
+
+@pytest.fixture(autouse=True)
+def quick(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A post waits a moment, not seconds, for another post of its lead."""
+    from pingpost.config import settings
+
+    monkeypatch.setenv("POST_WAIT_SECONDS", "0.05")
+    settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    settings.cache_clear()
+
+
+@pytest.fixture
+def world() -> World:
+    """Vendor v1 (cost 5), and buyers of every lead at 30 and 20."""
+    out = World()
+    out.vendors.by["v1"] = vendor()
+    out.partners = Partners.of(buyer(1, 30), buyer(2, 20))
+    return out
+
+
+def submit(world: World, mode: str, **changes: str) -> Any:
+    return exchange.submit(
+        Request(complete(mode, **({"Key": KEY} | changes))), stores=world.stores()
+    )
+
+
+def vendor_day(world: World) -> Figures:
+    """Vendor v1's figures today, its shards added up."""
+    found = world.figures()
+    on = figures.day(TODAY)
+    return sum(
+        (found.get(figures.vendor_key("v1", on, s), Figures()) for s in range(SHARDS)), Figures()
+    )
+
+
+def partner_day(world: World, partner_id: int) -> Figures:
+    return world.figures().get(figures.partner_key(partner_id, figures.day(TODAY)), Figures())
+
+
+def test_a_ping_counts_with_its_lead_and_a_test_ping_counts_nothing(world: World) -> None:
+    submit(world, "ping")
+    submit(world, "ping", Match_With_Partner_ID="99")  # nobody listed: Unmatched
+    submit(world, "ping", Test_Lead="1")
+    assert vendor_day(world) == Figures(pings=2, matched=1)
+    (first, *_) = world.leads.tallied
+    assert first.key == figures.vendor_key("v1", figures.day(TODAY), 1 % SHARDS)  # lead 1
+
+
+def test_a_post_counts_its_sales_on_the_vendor_and_each_partner_and_itself_once(
+    world: World,
+) -> None:
+    ping = submit(world, "ping")
+    submit(world, "post", Lead_ID=str(ping.lead_id), Allowed_Times_Sold="2")
+    # Cost 5 is owed once, with the first sale: the exchange keeps 30 - 5, then all of 20.
+    assert vendor_day(world) == Figures(
+        pings=1, matched=1, posts=1, sales=2, revenue=Decimal(50), margin=Decimal(45)
+    )
+    assert partner_day(world, 1) == Figures(sales=1, revenue=Decimal(30), margin=Decimal(25))
+    assert partner_day(world, 2) == Figures(sales=1, revenue=Decimal(20), margin=Decimal(20))
+
+
+def test_a_repeated_post_only_answers_and_counts_nothing(world: World) -> None:
+    ping = submit(world, "ping")
+    submit(world, "post", Lead_ID=str(ping.lead_id))
+    before = world.figures()
+    again = submit(world, "post", Lead_ID=str(ping.lead_id))
+    assert again.status == "Matched"
+    assert world.figures() == before
+
+
+def test_a_sale_refused_or_failing_counts_nothing(world: World) -> None:
+    world.sales.refusals[1] = DAILY_CAP
+    world.sales.unreachable_for.add(2)
+    ping = submit(world, "ping")
+    with pytest.raises(Exception, match="down"):
+        submit(world, "post", Lead_ID=str(ping.lead_id))
+    assert vendor_day(world) == Figures(pings=1, matched=1)
+    assert partner_day(world, 1) == partner_day(world, 2) == Figures()
+
+
+def test_a_post_that_sells_nothing_counts_one_post(world: World) -> None:
+    world.sales.refusals |= {1: DAILY_CAP, 2: DAILY_CAP}
+    ping = submit(world, "ping")
+    assert submit(world, "post", Lead_ID=str(ping.lead_id)).status == "Unmatched"
+    assert vendor_day(world) == Figures(pings=1, matched=1, posts=1)
+
+
+def test_a_full_request_counts_as_a_ping_and_a_post_and_its_repeat_adds_nothing(
+    world: World,
+) -> None:
+    fields = complete("full", Key=KEY)
+    first = exchange.submit(Request(dict(fields)), stores=world.stores())
+    counted = world.figures()
+    again = exchange.submit(Request(dict(fields)), stores=world.stores())
+    assert again.lead_id == first.lead_id and world.figures() == counted
+    world.sales.refusals |= {1: DAILY_CAP, 2: DAILY_CAP}
+    assert submit(world, "full").status == "Unmatched"  # a ping not matched, and a post
+    assert vendor_day(world) == Figures(
+        pings=2, matched=1, posts=2, sales=1, revenue=Decimal(30), margin=Decimal(25)
+    )
+
+
+def test_a_test_lead_sold_to_a_test_partner_counts_nothing(world: World) -> None:
+    world.partners = Partners.of(buyer(5, 40, test=True))
+    ping = submit(world, "ping", Test_Lead="1")
+    assert submit(world, "post", Lead_ID=str(ping.lead_id)).status == "Matched"
+    assert world.figures() == {}
+
+
+def test_the_margin_is_what_the_vendor_is_not_owed() -> None:
+    fixed = vendor(cost=5)
+    assert answering.margin(fixed, Decimal(30), Decimal(5), first=True) == Decimal(25)
+    assert answering.margin(fixed, Decimal(30), Decimal(5), first=False) == Decimal(30)
+    amount = vendor(dynamic_pricing=True, margin=4)
+    assert answering.margin(amount, Decimal(30), Decimal(0), first=True) == Decimal(4)
+    percent = vendor(dynamic_pricing=True, margin=10, margin_type="percent")
+    assert answering.margin(percent, Decimal(30), Decimal(0), first=False) == Decimal(3)
+    # A net price is never below 0: a margin above the price keeps the whole price.
+    assert answering.margin(amount, Decimal(3), Decimal(0), first=True) == Decimal(3)
+
+
+@pytest.fixture
+def sold() -> World:
+    """Lead 1 sold to partner 7; lead 2, a test lead, too."""
+    out = World()
+    out.partners = Partners.of(buyer(7, delivery={"url": "https://partner.example/leads"}))
+    out.leads.stored[1] = pinged(1, {}, status=SOLD)
+    out.leads.stored[2] = pinged(2, {}, status=SOLD, test=True)
+    return out
+
+
+def test_a_failed_attempt_and_a_parked_delivery_count_on_the_partner(
+    sold: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery, "send", lambda *a, **kw: Attempt(False, "HTTP 503"))
+    with pytest.raises(Undelivered):
+        delivery.deliver(Delivery(1, 7), sold.stores())
+    with pytest.raises(Undelivered):
+        delivery.deliver(Delivery(2, 7), sold.stores())  # a test lead: not counted
+
+    def refuse(*args: Any, **kw: Any) -> Attempt:
+        raise Permanent("https is required")
+
+    monkeypatch.setattr(delivery, "send", refuse)
+    assert delivery.deliver(Delivery(1, 7), sold.stores()) == "parked"
+    assert partner_day(sold, 7) == Figures(failed=1, parked=1)
+
+
+def test_a_delivery_parked_by_the_retry_counts_once(sold: World) -> None:
+    from pingpost.config import settings
+
+    last = str(settings().max_redrives)
+    body = json.dumps({"lead_id": 1, "partner_id": 7})
+    # Two dead letters of one sale (a message the sweep sent again, say): parked once.
+    sold.queues.dead = [DeadLetter("r1", body, last), DeadLetter("r2", body, last)]
+    assert redrive.run(5, sold.stores()).parked == 1
+    test_lead = json.dumps({"lead_id": 2, "partner_id": 7})
+    sold.queues.dead = [DeadLetter("r3", test_lead, last)]
+    assert redrive.run(5, sold.stores()).parked == 1  # a test lead's: parked, not counted
+    assert partner_day(sold, 7) == Figures(parked=1)
+
+
+def test_tallies_of_one_item_are_added_into_one() -> None:
+    at = datetime(2026, 11, 30, 23, 59, tzinfo=UTC)
+    one = figures.vendor_day("v1", 9, at, Figures(sales=1, revenue=Decimal("12.50")))
+    two = figures.vendor_day("v1", 17, at, Figures(posts=1))  # 17 % 8 == 9 % 8: one shard
+    assert one.key == two.key == "day#2026-11-30#vendor#v1#1"
+    assert figures.merged([one, two]) == [
+        Tally(one.key, Figures(posts=1, sales=1, revenue=Decimal("12.50")))
+    ]
+    update = figures.adding(figures.merged([one, two])[0])["Update"]
+    assert update["UpdateExpression"] == (
+        "ADD #posts :posts, #sales :sales, #revenue :revenue SET expires_at = :expires"
+    )
+
+
+def test_a_period_is_days_back_from_today_or_between_two_days() -> None:
+    today = date(2026, 11, 30)
+    assert Period.of("7d", None, today) == Period(date(2026, 11, 24), today)
+    assert Period.of("1d", None, today).days() == [today]
+    assert Period.of("2026-11-01", "2026-11-03", today).days() == [
+        date(2026, 11, 1),
+        date(2026, 11, 2),
+        date(2026, 11, 3),
+    ]
+    with pytest.raises(ValueError, match="Nd"):
+        Period.of("a week", None, today)
+    with pytest.raises(ValueError, match="after"):
+        Period.of("2026-12-01", None, today)
+
+
+def test_the_report_adds_shards_and_days_and_counts_a_sale_once_per_day() -> None:
+    period = Period(date(2026, 11, 29), date(2026, 11, 30))
+    wanted = keys(period.days(), ["v1"], [7])
+    assert len(wanted) == 2 * (SHARDS + 1)
+    found = {
+        "day#2026-11-29#vendor#v1#0": Figures(pings=2, matched=1),
+        "day#2026-11-30#vendor#v1#3": Figures(
+            pings=1, matched=1, posts=1, sales=1, revenue=Decimal(30), margin=Decimal(25)
+        ),
+        "day#2026-11-30#partner#7": Figures(
+            sales=1, revenue=Decimal(30), margin=Decimal(25), failed=2, parked=1
+        ),
+        "day#2026-11-30#partner#8": Figures(sales=5),  # a partner not asked for
+    }
+    report = totals(period, {"v1": "Vendor One"}, {7: "Buyer 7"}, found)
+    assert report.vendors[0].figures == Figures(
+        pings=3, matched=2, posts=1, sales=1, revenue=Decimal(30), margin=Decimal(25)
+    )
+    assert report.partners[0].figures == found["day#2026-11-30#partner#7"]
+    assert report.days[date(2026, 11, 30)] == Figures(
+        pings=1,
+        matched=1,
+        posts=1,
+        sales=1,
+        revenue=Decimal(30),
+        margin=Decimal(25),
+        failed=2,
+        parked=1,
+    )
+    assert csv_text(report).splitlines() == [
+        "kind,id,name,pings,matched,match_rate,posts,sales,revenue,margin,deliveries_failed,parked",
+        "vendor,v1,Vendor One,3,2,0.6667,1,1,30.00,25.00,,",
+        "partner,7,Buyer 7,,,,,1,30.00,25.00,2,1",
+    ]
+    text = table(report)
+    assert "pingpost report: 2026-11-29 to 2026-11-30 (UTC days)" in text
+    assert (
+        "v1  Vendor One      3       66.7%      1      1    30.00   25.00       -       -" in text
+    )
+    svg_page = page(report)
+    assert svg_page.count("<svg") == 3
+    assert "http" not in svg_page.replace('xmlns="http://www.w3.org/2000/svg"', "").replace(
+        'xmlns:xlink="http://www.w3.org/1999/xlink"', ""
+    )
