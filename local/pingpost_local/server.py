@@ -409,7 +409,7 @@ def _ready(
     if exchange.serves(FORM_PATH):
         notes.append(f"Web form: {exchange.url}{FORM_PATH} (local only; pingpost form writes it)")
     notes.append(
-        "Partner hosts trusted over plain http and at private addresses: "
+        "Hosts trusted over plain http and at private addresses (partners, Redirect_URL): "
         f"{os.environ['DELIVERY_HTTP_HOSTS']} (DELIVERY_HTTP_HOSTS)"
     )
     if embedded:
