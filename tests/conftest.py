@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -159,6 +160,25 @@ class Server:
             region_name="us-east-1",
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
+        )
+
+    def exports(self) -> dict[str, str]:
+        """The variables of the `export ...` line the banner gives operator commands."""
+        line = next(text for text in self.output if "Operator commands" in text)
+        return dict(pair.split("=", 1) for pair in line.split("export ", 1)[1].split())
+
+    def pingpost(self, *arguments: str) -> subprocess.CompletedProcess[str]:
+        """`pingpost ARGUMENTS` from another shell, after the banner's `export ...` line."""
+        import sys
+
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        return subprocess.run(
+            [sys.executable, "-m", "pingpost_local.cli", *arguments],
+            env=environment | self.exports(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
 
 

@@ -8,11 +8,8 @@ browser posts the whole lead and the exchange sends it to Redirect_URL.
 from __future__ import annotations
 
 import functools
-import os
 import re
 import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -70,17 +67,7 @@ def fill(page: Any, product: str = "Roofing - Metal", zip_code: str = "60610") -
 
 def lead_show(server: Server, lead_id: str, *options: str) -> str:
     """`pingpost lead show` from another shell, as the banner of `pingpost serve` says."""
-    line = next(text for text in server.output if "Operator commands" in text)
-    exports = dict(pair.split("=", 1) for pair in line.split("export ", 1)[1].split())
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    shown = subprocess.run(
-        [sys.executable, "-m", "pingpost_local.cli", "lead", "show", lead_id, *options],
-        env=environment | exports,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    shown = server.pingpost("lead", "show", lead_id, *options)
     assert shown.returncode == 0, shown.stderr
     return shown.stdout
 

@@ -473,23 +473,14 @@ def test_the_api_is_described_at_openapi_yaml_and_docs(server: Server) -> None:
 
 def test_the_banner_says_how_operator_commands_reach_the_embedded_endpoint(server: Server) -> None:
     # Given the line `pingpost serve` printed for another shell
-    line = next(text for text in server.output if "Operator commands" in text)
-    exports = dict(pair.split("=", 1) for pair in line.split("export ", 1)[1].split())
+    exports = server.exports()
     assert exports["AWS_ENDPOINT_URL"] == server.aws
     assert exports["AWS_ACCESS_KEY_ID"] == "testing"  # a placeholder, never the caller's
 
     # When a lead is pinged, and `pingpost lead show` runs with those variables
     lead_id = get(server, "/ping", complete("ping"))["lead_id"]
     assert lead_id is not None
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    shown = subprocess.run(
-        [sys.executable, "-m", "pingpost_local.cli", "lead", "show", lead_id],
-        env=environment | exports,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    shown = server.pingpost("lead", "show", lead_id)
 
     # Then it shows that lead
     assert shown.returncode == 0, shown.stderr

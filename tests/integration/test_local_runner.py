@@ -390,7 +390,8 @@ def test_serve_uses_the_given_endpoint_and_creates_resources(
     out = capsys.readouterr().out
     assert aws_endpoint in out
     assert "POST    /apiXML.php" in out
-    assert "trusted over plain http and at private addresses: 127.0.0.1,localhost" in out
+    trusted = "at private addresses (partners, Redirect_URL): 127.0.0.1,localhost"
+    assert trusted in out
 
 
 def test_serve_honours_the_callers_trusted_partner_hosts(
