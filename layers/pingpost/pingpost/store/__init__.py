@@ -4,9 +4,10 @@ leads and counters tables). SQS: queues. SSM Parameter Store: secrets."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -33,6 +35,29 @@ def dynamodb() -> DynamoDBClient:
         max_pool_connections=50,
     )
     return boto3.client("dynamodb", config=config)
+
+
+def transact(items: Sequence[Any], attempts: int = 5) -> list[str | None] | None:
+    """Write `items` in one transaction, again shortly when it met another at the same moment.
+
+    None when it is written; else the cancellation codes of a transaction a condition refused
+    (one per item, in order). botocore gives the call a ClientRequestToken and keeps it across
+    its own retries, so an attempt whose answer was lost is not applied twice.
+    """
+    for attempt in range(attempts):
+        try:
+            dynamodb().transact_write_items(TransactItems=list(items))
+        except ClientError as error:
+            reasons: Any = error.response.get("CancellationReasons", [])
+            codes: list[str | None] = [r.get("Code") for r in reasons]
+            if "ConditionalCheckFailed" in codes:
+                return codes
+            if "TransactionConflict" in codes and attempt < attempts - 1:
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+                continue
+            raise
+        return None
+    raise RuntimeError("unreachable")  # pragma: no cover
 
 
 def _exact(value: Any) -> Any:

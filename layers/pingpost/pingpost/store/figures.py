@@ -19,7 +19,6 @@ that fails or is refused counts nothing and a repeat that writes nothing counts 
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from pingpost.config import settings
-from pingpost.store import dynamodb, from_item, to_item
+from pingpost.store import dynamodb, from_item, to_item, transact
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
 SHARDS = 8
 # Kept about 13 months, so a report can compare a month with the same month a year before.
 _KEEP_SECONDS = 400 * 86_400
-_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -148,24 +146,8 @@ def write(update: Mapping[str, Any], tallies: Sequence[Tally]) -> bool:
                 return False
             raise
         return True
-    items: list[Any] = [{"Update": dict(update)}, *(adding(t) for t in merged(tallies))]
-    for attempt in range(_ATTEMPTS):
-        try:
-            # botocore gives the call a ClientRequestToken and keeps it across its own retries:
-            # an attempt whose answer was lost is not applied twice.
-            dynamodb().transact_write_items(TransactItems=items)
-        except ClientError as error:
-            reasons: Any = error.response.get("CancellationReasons", [])
-            codes = [r.get("Code") for r in reasons]
-            if codes[:1] == ["ConditionalCheckFailed"]:
-                return False
-            if "TransactionConflict" in codes and attempt < _ATTEMPTS - 1:
-                # Another transaction on a day item at the same moment: try again shortly.
-                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
-                continue
-            raise
-        return True
-    raise RuntimeError("unreachable")  # pragma: no cover
+    # Only the update has a condition: a refusal is its own.
+    return transact([{"Update": dict(update)}, *(adding(t) for t in merged(tallies))]) is None
 
 
 def read(keys: Sequence[str]) -> dict[str, Figures]:

@@ -14,14 +14,10 @@ A test lead changes the lead alone: it consumes no cap and leaves no dedupe reco
 from __future__ import annotations
 
 import hashlib
-import random
-import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
-
-from botocore.exceptions import ClientError
 
 from pingpost.caps import Periods, Usage, periods
 from pingpost.config import settings
@@ -34,7 +30,7 @@ from pingpost.reasons import (
     TEST_PARTNER,
     WEEKLY_CAP,
 )
-from pingpost.store import Expiring, dynamodb, figures, from_item, to_item
+from pingpost.store import Expiring, dynamodb, figures, from_item, to_item, transact
 from pingpost.store.deliveries import QUEUED, outbox_shard
 from pingpost.store.figures import Tally
 from pingpost.store.leads import Lead, finishing, kept_until
@@ -46,7 +42,6 @@ LOST = "the post no longer holds the lead"
 ALREADY = "already sold to this partner"
 TIMES_SOLD = "Allowed_Times_Sold reached"
 DEDUPE = "bought this consumer within its dedupe window"
-_ATTEMPTS = 5
 _DAY = 86_400
 # Counters are kept a while after their period ends, for the operator's reports.
 _KEEP_COUNTERS = 40 * _DAY
@@ -263,23 +258,12 @@ def sell(
     counted = [] if test else [figures.adding(t) for t in figures.merged(tallies)]
     items += counted
     reasons += ["day figures"] * len(counted)
-    for attempt in range(_ATTEMPTS):
-        try:
-            # botocore gives the call a ClientRequestToken and keeps it across its own retries.
-            dynamodb().transact_write_items(TransactItems=items)
-        except ClientError as error:
-            reasons_given: Any = error.response.get("CancellationReasons", [])
-            codes = [r.get("Code") for r in reasons_given]
-            if "ConditionalCheckFailed" in codes:
-                return _why(codes, reasons, partner, lead_id)
-            if "TransactionConflict" in codes and attempt < _ATTEMPTS - 1:
-                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
-                continue
-            raise
-        for key in _counter_keys(partner.id, periods(partner, now)):
-            _usage.forget(key)
-        return None
-    raise RuntimeError("unreachable")  # pragma: no cover
+    codes = transact(items)
+    if codes is not None:
+        return _why(codes, reasons, partner, lead_id)
+    for key in _counter_keys(partner.id, periods(partner, now)):
+        _usage.forget(key)
+    return None
 
 
 def _why(
