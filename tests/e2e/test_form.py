@@ -222,3 +222,53 @@ def test_the_form_as_one_static_file_on_the_vendors_own_site(browser: Any, tmp_p
             assert f"Lead {told['lead_id']}  vendor demo  status sold" in shown
             context.close()
         vendor_site.shutdown()
+
+
+def test_a_lead_whose_ping_went_unanswered_is_sent_whole(server: Server, browser: Any) -> None:
+    page = browser.new_page()
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(f"{request.method} {request.url}"))
+    # The ping never reaches the exchange (a network that drops it)
+    page.route(f"{server.url}/ping", lambda route: route.abort())
+    page.goto(f"{server.url}/form")
+    fill(page)
+    page.click("button[type=submit]")
+
+    told = landed(page, server)
+    assert told["status"] == "Matched"
+    assert f"POST {server.url}/ping" in requests
+    assert f"POST {server.url}/full" in requests
+    assert f"POST {server.url}/post" not in requests
+    shown = lead_show(server, told["lead_id"])
+    assert re.search(r" full +received\n.* sale +sold to partner 142 ", shown)
+    page.close()
+
+
+def test_a_lead_pinged_unmatched_is_posted_with_its_lead_id(server: Server, browser: Any) -> None:
+    page = browser.new_page()
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(f"{request.method} {request.url}"))
+
+    # The demo always has a buyer: the ping's answer is turned into Unmatched on its way back
+    def unmatched(route: Any) -> None:
+        answer = route.fetch()
+        told = answer.json()
+        told["response"]["status"] = "Unmatched"
+        route.fulfill(response=answer, json=told)
+
+    page.route(f"{server.url}/ping", unmatched)
+    page.goto(f"{server.url}/form")
+    page.select_option("#product", "Gutters")
+    page.fill("#zip", "60610")
+    page.locator("#placement").filter(has_text="No pro near 60610").wait_for()
+    fill(page, product="Gutters")
+    page.click("button[type=submit]")
+
+    # The post matches the lead again (one lead, not a second one sent whole)
+    told = landed(page, server)
+    assert told["status"] == "Matched"
+    assert f"POST {server.url}/post" in requests
+    assert f"POST {server.url}/full" not in requests
+    shown = lead_show(server, told["lead_id"])
+    assert re.search(r" ping +Matched.*\n.* post +received\n.* sale +sold to partner 510 ", shown)
+    page.close()
