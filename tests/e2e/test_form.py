@@ -258,10 +258,10 @@ def test_a_lead_pinged_unmatched_is_posted_with_its_lead_id(server: Server, brow
 
     page.route(f"{server.url}/ping", unmatched)
     page.goto(f"{server.url}/form")
-    page.select_option("#product", "Gutters")
+    page.select_option("#product", "Bathroom Remodel")
     page.fill("#zip", "60610")
     page.locator("#placement").filter(has_text="No pro near 60610").wait_for()
-    fill(page, product="Gutters")
+    fill(page, product="Bathroom Remodel")
     page.click("button[type=submit]")
 
     # The post matches the lead again (one lead, not a second one sent whole)
@@ -270,5 +270,5 @@ def test_a_lead_pinged_unmatched_is_posted_with_its_lead_id(server: Server, brow
     assert f"POST {server.url}/post" in requests
     assert f"POST {server.url}/full" not in requests
     shown = lead_show(server, told["lead_id"])
-    assert re.search(r" ping +Matched.*\n.* post +received\n.* sale +sold to partner 510 ", shown)
+    assert re.search(r" ping +Matched.*\n.* post +received\n.* sale +sold to partner 225 ", shown)
     page.close()
