@@ -8,7 +8,6 @@ runs `pingpost report` on them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -32,16 +31,7 @@ from tests.stores import KEY, Partners, World, buyer, pinged, vendor
 TODAY = datetime.now(UTC)
 
 
-@pytest.fixture(autouse=True)
-def quick(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A post waits a moment, not seconds, for another post of its lead."""
-    from pingpost.config import settings
-
-    monkeypatch.setenv("POST_WAIT_SECONDS", "0.05")
-    settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    settings.cache_clear()
+pytestmark = pytest.mark.usefixtures("quick_posts")
 
 
 @pytest.fixture

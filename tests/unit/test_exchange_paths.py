@@ -6,7 +6,6 @@ answer is set up directly, so each branch is reached on purpose and nothing wait
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -31,17 +30,7 @@ from pingpost.store.sales import LOST, TIMES_SOLD
 from tests.leads import complete
 from tests.stores import KEY, Partners, World, buyer, pinged, vendor
 
-
-@pytest.fixture(autouse=True)
-def quick(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A post waits a moment, not seconds, for another post of its lead."""
-    from pingpost.config import settings
-
-    monkeypatch.setenv("POST_WAIT_SECONDS", "0.05")
-    settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    settings.cache_clear()
+pytestmark = pytest.mark.usefixtures("quick_posts")
 
 
 @pytest.fixture

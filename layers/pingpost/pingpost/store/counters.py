@@ -1,15 +1,18 @@
 """The counters table: lead IDs, handed out in blocks so no item is written on every ping,
-and the per-second request counts of vendors with a rate limit."""
+the per-second request counts of vendors with a rate limit, and items read by key (caps' and
+day figures' counters)."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from pingpost.config import settings
-from pingpost.store import dynamodb
+from pingpost.store import dynamodb, from_item
 
 LEAD_ID = "lead_id"
 
@@ -85,3 +88,19 @@ def take(vendor_id: str, limit: int, now: float | None = None) -> bool:
             return False
         raise
     return True
+
+
+def read(keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The items of the counters named, by name, without it (eventually consistent; a missing
+    item is absent). BatchGetItem, 100 keys a call, unprocessed keys asked again."""
+    table = settings().counters_table
+    out: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(keys), 100):
+        pending: Any = {table: {"Keys": [{"counter": {"S": k}} for k in keys[start : start + 100]]}}
+        while pending:
+            response = dynamodb().batch_get_item(RequestItems=pending)
+            for item in response.get("Responses", {}).get(table, []):
+                values = from_item(item)
+                out[str(values.pop("counter"))] = values
+            pending = response.get("UnprocessedKeys") or None
+    return out

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from pingpost.config import settings
-from pingpost.store import dynamodb, from_item, to_item, transact
+from pingpost.store import counters, dynamodb, to_item, transact
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
@@ -152,14 +152,4 @@ def write(update: Mapping[str, Any], tallies: Sequence[Tally]) -> bool:
 
 def read(keys: Sequence[str]) -> dict[str, Figures]:
     """The figures of the day items named (eventually consistent; a missing item is absent)."""
-    table = settings().counters_table
-    out: dict[str, Figures] = {}
-    for start in range(0, len(keys), 100):
-        pending: Any = {table: {"Keys": [{"counter": {"S": k}} for k in keys[start : start + 100]]}}
-        while pending:
-            response = dynamodb().batch_get_item(RequestItems=pending)
-            for item in response.get("Responses", {}).get(table, []):
-                values = from_item(item)
-                out[str(values["counter"])] = Figures.of(values)
-            pending = response.get("UnprocessedKeys") or None
-    return out
+    return {key: Figures.of(values) for key, values in counters.read(keys).items()}

@@ -30,7 +30,7 @@ from pingpost.reasons import (
     TEST_PARTNER,
     WEEKLY_CAP,
 )
-from pingpost.store import Expiring, dynamodb, figures, from_item, to_item, transact
+from pingpost.store import Expiring, counters, figures, to_item, transact
 from pingpost.store.deliveries import QUEUED, outbox_shard
 from pingpost.store.figures import Tally
 from pingpost.store.leads import Lead, finishing, kept_until
@@ -80,8 +80,8 @@ def usage(partners: Sequence[Partner], now: datetime) -> dict[int, Usage]:
         k: v for k in wanted if (v := _usage.peek(k)) is not None
     }
     fresh = _read([k for k in wanted if k not in values])
-    for key, counters in fresh.items():
-        _usage.put(key, counters)
+    for key, counted in fresh.items():
+        _usage.put(key, counted)
     values |= fresh
     out = {}
     for partner_id, (day, week, month) in keys.items():
@@ -95,17 +95,8 @@ def usage(partners: Sequence[Partner], now: datetime) -> dict[int, Usage]:
 
 
 def _read(keys: Sequence[str]) -> dict[str, Mapping[str, Decimal]]:
-    table = settings().counters_table
-    out: dict[str, Mapping[str, Decimal]] = {key: {} for key in keys}
-    for start in range(0, len(keys), 100):
-        pending: Any = {table: {"Keys": [{"counter": {"S": k}} for k in keys[start : start + 100]]}}
-        while pending:
-            response = dynamodb().batch_get_item(RequestItems=pending)
-            for item in response.get("Responses", {}).get(table, []):
-                values = from_item(item)
-                out[str(values.pop("counter"))] = values
-            pending = response.get("UnprocessedKeys") or None
-    return out
+    found = counters.read(keys)
+    return {key: found.get(key, {}) for key in keys}
 
 
 def _lead_update(
