@@ -232,6 +232,23 @@ MATCHED = (
 ERROR = b"<response><status>Error</status><error>%s</error></response>"
 
 
+@contextmanager
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """`handler` on a loopback port in a thread, quiet, until the block ends: its URL."""
+
+    class Quiet(handler):  # type: ignore[valid-type,misc]
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 @dataclass
 class Scripted:
     """What a scripted server was asked: each request's headers, and when it came."""
@@ -259,17 +276,9 @@ def scripted(*answers: tuple[int, dict[str, str], bytes], delay: float = 0) -> I
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state = Scripted(f"http://127.0.0.1:{httpd.server_port}")
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
+    with _serving(Handler) as url:
+        state = Scripted(url)
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def test_503_is_retried_with_the_same_idempotency_key() -> None:
@@ -596,21 +605,15 @@ def proxy(target: str) -> Iterator[Proxy]:
                 self.send_header("Content-Length", str(len(answer.content)))
                 self.end_headers()
                 self.wfile.write(answer.content)
-            except OSError:
-                pass  # the client is gone
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the client was killed while the answer was held: nobody to tell
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state = Proxy(f"http://127.0.0.1:{httpd.server_port}")
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield state
-    finally:
-        state.release.set()
-        httpd.shutdown()
-        httpd.server_close()
+    with _serving(Handler) as url:
+        state = Proxy(url)
+        try:
+            yield state
+        finally:
+            state.release.set()
 
 
 def test_an_interrupted_send_resumes_and_sells_no_lead_twice(

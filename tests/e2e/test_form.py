@@ -72,6 +72,15 @@ def lead_show(server: Server, lead_id: str, *options: str) -> str:
     return shown.stdout
 
 
+def sold(server: Server, lead_id: str) -> str:
+    """`pingpost lead show --pii` of a lead the demo vendor's form sold: the browser's request
+    gave no IP_Address, so the lead holds the address the request came from."""
+    shown = lead_show(server, lead_id, "--pii")
+    assert f"Lead {lead_id}  vendor demo  status sold" in shown
+    assert shown_field(shown, "IP_Address") == "127.0.0.1"
+    return shown
+
+
 def shown_field(shown: str, name: str) -> str | None:
     """A field's value in the Data part of `pingpost lead show`."""
     found = re.search(rf"^  {name} +(.+)$", shown, re.MULTILINE)
@@ -112,9 +121,7 @@ def test_with_javascript_the_form_pings_then_posts_and_lands_on_the_thank_you_pa
     assert f"POST {server.url}/full" not in requests
 
     # ... and the lead the ping made is sold, with what the browser filled in for the consumer
-    shown = lead_show(server, told["lead_id"], "--pii")
-    assert f"Lead {told['lead_id']}  vendor demo  status sold" in shown
-    assert shown_field(shown, "IP_Address") == "127.0.0.1"  # where the browser's request came from
+    shown = sold(server, told["lead_id"])
     assert shown_field(shown, "Landing_Page") == f"{server.url}/form"
     assert shown_field(shown, "TCPA_Consent") == "Yes"
     assert re.search(r" ping +Matched.*\n.* post +received\n.* sale +sold to partner 142 ", shown)
@@ -132,9 +139,7 @@ def test_without_javascript_the_browser_posts_the_lead_and_is_sent_to_the_thank_
 
     told = landed(page, server)
     assert told["status"] == "Matched"
-    shown = lead_show(server, told["lead_id"], "--pii")
-    assert f"Lead {told['lead_id']}  vendor demo  status sold" in shown
-    assert shown_field(shown, "IP_Address") == "127.0.0.1"
+    shown = sold(server, told["lead_id"])
     assert shown_field(shown, "Landing_Page") == "web-form"  # no script filled in the page's URL
     assert shown_field(shown, "Home_Improvement_Product") == "Gutters"
     assert re.search(r" full +received\n.* sale +sold to partner 510 ", shown)

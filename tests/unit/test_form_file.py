@@ -61,3 +61,16 @@ def test_an_unknown_product_is_refused(capsys: pytest.CaptureFixture[str]) -> No
         site = ["--url", "https://a.example", "--thanks", "https://b.example"]
         main(["form", *site, "--key", "k", "--product", "Rockets"])
     assert "invalid choice: 'Rockets'" in capsys.readouterr().err
+
+
+def test_every_field_of_the_form_is_one_of_the_table_and_a_full_lead_needs_no_other(
+    tmp_path: Path,
+) -> None:
+    from pingpost.fields import BY_NAME, LOOKED_UP, SOURCE_ADDRESS, Need
+
+    page = write(tmp_path, "--thanks", "https://www.example.com/thanks")
+    names = {element.name for element in page.forms[0].inputs}
+    assert names <= set(BY_NAME)
+    required = {f.name for f in BY_NAME.values() if f.required("full") is Need.YES}
+    # The State is looked up from the Zip; the browser's address is the consumer's
+    assert required - names == set(LOOKED_UP) | {SOURCE_ADDRESS}
