@@ -1,7 +1,7 @@
 """The embedded AWS endpoint: moto's server mode on loopback, repaired for concurrent use.
 
 moto's backends share state without locks, and the local runner calls them from many threads
-(requests, SQS pollers, schedules). Three repairs make it a faithful stand-in, and four more
+(requests, SQS pollers, schedules). Three repairs make it a faithful stand-in, and six more
 make it quicker:
 1. One DynamoDB call at a time: its TransactWriteItems snapshots tables while other threads
    write to them.
@@ -22,6 +22,10 @@ make it quicker:
    receive cost time growing with the square of the queue's length.
 7. An update expression is parsed once per text: moto parses it twice on every UpdateItem
    (and every update of a transaction), and validates a copy of the parsed tree each time.
+8. The ten walks that validate that copy tell a node's kind by its class, asked once per
+   class: moto rebuilds each walk's list of kinds at every node and checks them with the
+   slow isinstance of abstract classes.
+9. That copy copies each node's attributes directly, not by copy.deepcopy's generic protocol.
 AWS itself has none of these limits; the exchange's code is unchanged, only the stand-in is
 fixed. The repairs reach into moto's internals, so pyproject.toml pins moto to the range
 tested here (tests/integration/test_local_aws.py).
@@ -104,6 +108,8 @@ def make_safe() -> None:
 
     # The same text gives the same tree; moto's validator works on a copy of it.
     UpdateExpressionParser.make = functools.lru_cache(maxsize=1024)(UpdateExpressionParser.make)
+    _trees_walked_by_type()
+    _trees_copied_directly()
 
 
 def _one_at_a_time(
@@ -216,6 +222,88 @@ def _sqs_reads_cheaply() -> None:
     underscored = functools.cache(camelcase_to_underscores)
     setattr(models, "camelcase_to_underscores", underscored)  # noqa: B010
     models.SQSBackend.is_message_valid_based_on_retention_period = retained  # type: ignore[method-assign]
+
+
+def _trees_walked_by_type() -> None:
+    from moto.dynamodb.parsing import ast_nodes
+
+    tree: Any = ast_nodes  # moto's module declares its classes without types
+    node_class, traverser = tree.Node, tree.DepthFirstTraverser
+    descended = (tree.Expression, tree.UpdateExpressionFunction)
+    is_node: dict[type, bool] = {}
+    descends: dict[type, bool] = {}
+    chosen: dict[tuple[type, type], Any] = {}  # (walk, node class) -> the map's kind, or None
+
+    # moto asks isinstance of its abstract node classes (a Python-level check each time), and
+    # rebuilds a walk's map of node kinds to actions at every node: both are asked once per
+    # class here, by the same rules (the first kind of the map a node is an instance of).
+    def action(walk: Any, kind: type) -> Any:
+        key = (type(walk), kind)
+        base = chosen.get(key, chosen)
+        if base is chosen:
+            kinds = walk._processing_map()
+            base = chosen[key] = next((b for b in kinds if issubclass(kind, b)), None)
+        if base is None:
+            return None
+        actions = walk.__dict__.get("_actions")
+        if actions is None:
+            actions = walk.__dict__["_actions"] = walk._processing_map()
+        return actions[base]
+
+    def traverse_node_recursively(self: Any, node: Any, child_id: int = -1) -> Any:
+        kind = type(node)
+        known = is_node.get(kind)
+        if known is None:
+            known = is_node[kind] = issubclass(kind, node_class)
+        if not known:
+            return node
+        parent_node = node.parent
+        if node.children is not None:
+            for i, child_node in enumerate(node.children):
+                self.pre_processing_of_child(node, i)
+                self.traverse_node_recursively(child_node, i)
+        act = action(self, kind)
+        if act is not None:
+            node = act(node)
+            node.parent = parent_node
+            if parent_node:
+                parent_node.children[child_id] = node
+        return node
+
+    def find_clauses(self: Any, clause_types: Any) -> list[Any]:
+        clauses: list[Any] = []
+        for child in self.children or []:
+            kind = type(child)
+            if kind in clause_types:
+                clauses.append(child)
+                continue
+            deeper = descends.get(kind)
+            if deeper is None:
+                deeper = descends[kind] = issubclass(kind, descended)
+            if deeper:
+                clauses.extend(child.find_clauses(clause_types))
+        return clauses
+
+    traverser.traverse_node_recursively = traverse_node_recursively
+    node_class.find_clauses = find_clauses
+
+
+def _trees_copied_directly() -> None:
+    from moto.dynamodb.parsing.ast_nodes import Node  # type: ignore[attr-defined]
+
+    atomic = (str, int, float, bool, type(None))
+
+    # moto validates a deep copy of the parsed tree each time; copying a node's attributes
+    # directly is what copy.deepcopy does, without its generic protocol per node.
+    def node_copy(self: Any, memo: dict[int, Any]) -> Any:
+        copied = object.__new__(type(self))
+        memo[id(self)] = copied
+        attributes = copied.__dict__
+        for name, value in self.__dict__.items():
+            attributes[name] = value if isinstance(value, atomic) else _REAL_DEEPCOPY(value, memo)
+        return copied
+
+    Node.__deepcopy__ = node_copy
 
 
 def _json_value(value: Any) -> Any:

@@ -269,3 +269,74 @@ def test_an_update_expression_used_again_applies_its_new_values(aws_endpoint: st
             raise AssertionError("a malformed update expression was applied")
         except ClientError as error:
             assert error.response["Error"]["Code"] == "ValidationException"
+
+
+def test_update_expressions_keep_their_meaning_and_their_refusals(aws_endpoint: str) -> None:
+    # Given an item with a map, a list, a set and a number
+    from botocore.exceptions import ClientError
+
+    dynamodb = _table(aws_endpoint, "meaning")
+    key = {"id": {"N": "1"}}
+    dynamodb.put_item(
+        TableName="meaning",
+        Item=key
+        | {
+            "m": {"M": {"a": {"N": "1"}, "deep": {"M": {"x": {"S": "old"}}}}},
+            "l": {"L": [{"S": "first"}]},
+            "tags": {"SS": ["a", "b"]},
+            "n": {"N": "10"},
+            "gone": {"S": "soon"},
+        },
+    )
+
+    def update(expression: str, values: dict[str, Any]) -> dict[str, Any]:
+        # Only the names and values the expression uses (DynamoDB refuses others).
+        used = {k: v for k, v in values.items() if k in expression}
+        names = {"ExpressionAttributeNames": {"#m": "m"}} if "#m" in expression else {}
+        return dynamodb.update_item(
+            TableName="meaning",
+            Key=key,
+            UpdateExpression=expression,
+            ExpressionAttributeValues=used,
+            ReturnValues="ALL_NEW",
+            **names,
+        )["Attributes"]
+
+    # When every kind of action and function is applied, twice (the second use of a text too)
+    for _ in range(2):
+        item = update(
+            "SET #m.deep.x = :new, #m.a = #m.a + :one, l = list_append(l, :more),"
+            " fresh = if_not_exists(fresh, :start), n = n - :one"
+            " ADD tags :tag REMOVE gone",
+            {
+                ":new": {"S": "new"},
+                ":one": {"N": "1"},
+                ":more": {"L": [{"S": "next"}]},
+                ":start": {"N": "0"},
+                ":tag": {"SS": ["c"]},
+            },
+        )
+
+    # Then each took effect as DynamoDB's rules say
+    assert item["m"] == {"M": {"a": {"N": "3"}, "deep": {"M": {"x": {"S": "new"}}}}}
+    assert item["l"] == {"L": [{"S": "first"}, {"S": "next"}, {"S": "next"}]}
+    assert item["fresh"] == {"N": "0"} and item["n"] == {"N": "8"}
+    assert sorted(item["tags"]["SS"]) == ["a", "b", "c"] and "gone" not in item
+
+    # And the refusals of the validation stay, each with its reason, every time
+    refused = {
+        "SET id = :v": "key",  # a key attribute
+        "SET n = :v, n = :w": "overlap",  # two actions on one path
+        "SET nowhere.deeper = :v": "document path",  # a path through a missing map
+        "ADD #m :v": "operand",  # ADD to a map
+        "SET n = :v, other = :missing": ":missing",  # a value not given
+    }
+    for _ in range(2):
+        for expression, reason in refused.items():
+            try:
+                update(expression, {":v": {"N": "1"}, ":w": {"N": "2"}})
+                raise AssertionError(f"{expression!r} was applied")
+            except ClientError as error:
+                assert error.response["Error"]["Code"] == "ValidationException", expression
+                assert reason in error.response["Error"]["Message"], (expression, error)
+    assert dynamodb.get_item(TableName="meaning", Key=key)["Item"] == item
