@@ -340,3 +340,31 @@ def test_update_expressions_keep_their_meaning_and_their_refusals(aws_endpoint: 
                 assert error.response["Error"]["Code"] == "ValidationException", expression
                 assert reason in error.response["Error"]["Message"], (expression, error)
     assert dynamodb.get_item(TableName="meaning", Key=key)["Item"] == item
+
+
+def test_an_item_over_the_size_limit_is_refused_and_one_under_it_kept(
+    aws_endpoint: str,
+) -> None:
+    # Given a table
+    from botocore.exceptions import ClientError
+
+    dynamodb = _table(aws_endpoint, "sizes")
+
+    def item(n: int, size: int) -> dict[str, Any]:
+        # Forty attributes, so the limit holds for the whole item, not one attribute.
+        part = size // 40
+        return {"id": {"N": str(n)}} | {f"a{i:02}": {"S": "x" * part} for i in range(40)}
+
+    # When one item under DynamoDB's 400 KB is written, and one over it
+    dynamodb.put_item(TableName="sizes", Item=item(1, 390_000))
+    try:
+        dynamodb.put_item(TableName="sizes", Item=item(2, 420_000))
+        raise AssertionError("an item over 400 KB was written")
+    except ClientError as error:
+        refusal = error.response["Error"]
+
+    # Then the first is kept whole and the second refused, as DynamoDB says
+    assert dynamodb.get_item(TableName="sizes", Key={"id": {"N": "1"}})["Item"] == item(1, 390_000)
+    assert refusal["Code"] == "ValidationException"
+    assert "Item size has exceeded the maximum allowed size" in refusal["Message"]
+    assert "Item" not in dynamodb.get_item(TableName="sizes", Key={"id": {"N": "2"}})
