@@ -346,3 +346,35 @@ def test_every_route_of_the_template_has_an_event() -> None:
     keys = {event(name)["routeKey"] for name in API_EVENTS}
     routes = {route.route_key for route in http_routes(load_template(ROOT / "template.yaml"))}
     assert routes <= keys, f"routes without an event in events/: {sorted(routes - keys)}"
+
+
+def test_every_aws_call_names_the_exchange_as_its_user_agent(aws: str) -> None:
+    # Given the exchange's three AWS clients, their requests watched as they are sent
+    from pingpost.store import USER_AGENT, dynamodb, queues, secrets
+
+    sent: dict[str, str] = {}
+    clients = {"dynamodb": dynamodb(), "sqs": queues.sqs(), "ssm": secrets.ssm()}
+
+    def watch(name: str) -> Any:
+        def record(request: Any, **_: Any) -> None:
+            sent[name] = request.headers["User-Agent"].decode()
+
+        return record
+
+    watchers = {name: watch(name) for name in clients}
+    for name, client in clients.items():
+        client.meta.events.register("before-send", watchers[name])
+    try:
+        # When each makes a call
+        clients["dynamodb"].list_tables()
+        clients["sqs"].list_queues()
+        clients["ssm"].describe_parameters()
+    finally:
+        for name, client in clients.items():
+            client.meta.events.unregister("before-send", watchers[name])
+
+    # Then each request says it is the exchange's (CloudTrail shows it as the userAgent)
+    assert set(sent) == set(clients)
+    for agent in sent.values():
+        assert agent.startswith(f"{USER_AGENT} "), agent
+    assert USER_AGENT.startswith("pingpost python/")

@@ -12,6 +12,7 @@ import boto3
 from botocore.config import Config
 
 from pingpost.config import settings
+from pingpost.store import USER_AGENT
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -23,7 +24,10 @@ REDRIVES = "redrives"
 def sqs() -> SQSClient:
     """An SQS client for whatever endpoint the standard AWS environment names."""
     config = Config(
-        retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=25
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=2,
+        read_timeout=25,
+        user_agent=USER_AGENT,
     )
     return boto3.client("sqs", config=config)
 

@@ -14,7 +14,7 @@ import boto3
 from botocore.config import Config
 
 from pingpost.config import settings
-from pingpost.store import Expiring
+from pingpost.store import USER_AGENT, Expiring
 
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
@@ -26,7 +26,10 @@ _cache: Expiring[int, dict[str, str]] = Expiring(lambda: settings().cache_second
 def ssm() -> SSMClient:
     """An SSM client for whatever endpoint the standard AWS environment names."""
     config = Config(
-        retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=2,
+        read_timeout=5,
+        user_agent=USER_AGENT,
     )
     return boto3.client("ssm", config=config)
 
