@@ -29,7 +29,7 @@ from tests.leads import complete
 LEADS = 1000
 SLOW_LEADS = 50  # of them, for partner C (its product)
 POLLERS = 3  # concurrent deliver invocations, as Lambda scales out on a queue
-# A bound on the drain, not a target: alone it takes about 2 minutes here, beside the other
+# A bound on the drain, not a target: alone it takes about 95 s here, beside the other
 # tests of a parallel run about twice that (moto's work is CPU-bound).
 DEADLINE_SECONDS = 900
 
