@@ -27,6 +27,19 @@ if TYPE_CHECKING:
 # about a seventh of the CPU a small call costs the client.
 USER_AGENT = f"pingpost python/{platform.python_version()}"  # botocore adds its version
 
+
+def client_config(read_timeout: float, **more: Any) -> Config:
+    """What every AWS client of the exchange shares (retries, timeouts, User-Agent), and
+    its own read timeout and any more settings."""
+    return Config(
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=2,
+        read_timeout=read_timeout,
+        user_agent=USER_AGENT,
+        **more,
+    )
+
+
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -34,14 +47,7 @@ _deserializer = TypeDeserializer()
 @cache
 def dynamodb() -> DynamoDBClient:
     """A DynamoDB client for whatever endpoint the standard AWS environment names."""
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 3},
-        connect_timeout=2,
-        read_timeout=5,
-        max_pool_connections=50,
-        user_agent=USER_AGENT,
-    )
-    return boto3.client("dynamodb", config=config)
+    return boto3.client("dynamodb", config=client_config(5, max_pool_connections=50))
 
 
 def transact(items: Sequence[Any], attempts: int = 5) -> list[str | None] | None:

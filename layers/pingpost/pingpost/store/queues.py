@@ -9,10 +9,9 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 import boto3
-from botocore.config import Config
 
 from pingpost.config import settings
-from pingpost.store import USER_AGENT
+from pingpost.store import client_config
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -23,13 +22,7 @@ REDRIVES = "redrives"
 @cache
 def sqs() -> SQSClient:
     """An SQS client for whatever endpoint the standard AWS environment names."""
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 3},
-        connect_timeout=2,
-        read_timeout=25,
-        user_agent=USER_AGENT,
-    )
-    return boto3.client("sqs", config=config)
+    return boto3.client("sqs", config=client_config(25))
 
 
 @dataclass(frozen=True, slots=True)

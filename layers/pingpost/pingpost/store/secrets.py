@@ -11,10 +11,9 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 import boto3
-from botocore.config import Config
 
 from pingpost.config import settings
-from pingpost.store import USER_AGENT, Expiring
+from pingpost.store import Expiring, client_config
 
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
@@ -25,13 +24,7 @@ _cache: Expiring[int, dict[str, str]] = Expiring(lambda: settings().cache_second
 @cache
 def ssm() -> SSMClient:
     """An SSM client for whatever endpoint the standard AWS environment names."""
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 3},
-        connect_timeout=2,
-        read_timeout=5,
-        user_agent=USER_AGENT,
-    )
-    return boto3.client("ssm", config=config)
+    return boto3.client("ssm", config=client_config(5))
 
 
 def _name(partner_id: int) -> str:
