@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from pingpost.fields import BY_NAME, FIELDS
 from pingpost.models import Partner, Vendor
+from pingpost.responses import money
 from pingpost.store.leads import Lead
 
 _PERSONAL = frozenset(f.name for f in FIELDS if f.pii)
@@ -63,7 +65,11 @@ def lead_report(lead: Lead, partners: Mapping[int, Partner], *, personal: bool =
     lines += _rows(events) if events else ["  (none)"]
     lines += ["", "Sales"]
     sales = [
-        (f"partner {s['partner_id']}", _company(partners, s["partner_id"]), str(s["price"]))
+        (
+            f"partner {s['partner_id']}",
+            _company(partners, s["partner_id"]),
+            money(Decimal(s["price"])),
+        )
         for s in lead.sales
     ]
     lines += _rows(sales) if sales else ["  (none)"]
@@ -106,13 +112,13 @@ def partner_table(partners: Sequence[Partner]) -> str:
             (
                 str(p.id),
                 p.company,
-                str(p.price),
+                money(p.price),
                 "yes" if p.active else "no",
                 "yes" if p.test else "no",
                 str(p.priority),
                 ",".join(p.filters.states) or "any",
                 _few(p.filters.products),
-                f"d{caps.daily} w{caps.weekly} m{caps.monthly} ${caps.daily_budget}/day",
+                f"d{caps.daily} w{caps.weekly} m{caps.monthly} ${money(caps.daily_budget)}/day",
             )
         )
     return "\n".join(_rows(rows, indent="")) + "\n"
@@ -122,13 +128,14 @@ def vendor_table(vendors: Sequence[Vendor]) -> str:
     """One line a vendor: its pricing, how its answers read, where its forms may send browsers."""
     rows = [("id", "name", "active", "cost", "pricing", "answers", "http errors", "redirect hosts")]
     for v in sorted(vendors, key=lambda v: v.id):
-        pricing = f"dynamic, margin {v.margin} {v.margin_type}" if v.dynamic_pricing else "fixed"
+        margin = f"{money(v.margin)} a sale" if v.margin_type == "amount" else f"{v.margin}%"
+        pricing = f"dynamic, margin {margin}" if v.dynamic_pricing else "fixed"
         rows.append(
             (
                 v.id,
                 v.name,
                 "yes" if v.active else "no",
-                str(v.cost),
+                money(v.cost),
                 pricing,
                 v.response_style,
                 "yes" if v.http_errors else "no (200)",

@@ -11,6 +11,7 @@ import csv
 import io
 from decimal import Decimal
 
+from pingpost.responses import money
 from pingpost.store.figures import Figures
 from pingpost_local.report import Report, Row
 
@@ -47,10 +48,6 @@ def match_rate(figures: Figures) -> Decimal | None:
     return Decimal(figures.matched) / figures.pings if figures.pings else None
 
 
-def _money(value: Decimal) -> str:
-    return f"{value:.2f}"
-
-
 def cells(row: Row) -> dict[str, str]:
     """A row's values by column, as the CSV writes them ("" where it has none)."""
     f = row.figures
@@ -65,8 +62,8 @@ def cells(row: Row) -> dict[str, str]:
         "match_rate": f"{rate:.4f}" if vendor and rate is not None else "",
         "posts": str(f.posts) if vendor else "",
         "sales": str(f.sales),
-        "revenue": _money(f.revenue),
-        "margin": _money(f.margin),
+        "revenue": money(f.revenue),
+        "margin": money(f.margin),
         "deliveries_failed": "" if vendor else str(f.failed),
         "parked": "" if vendor else str(f.parked),
     }

@@ -121,7 +121,11 @@ def test_full_answers_price_matches_and_an_unmatched_lead(
     with Client(server.url, KEY, encoding) as client:
         sold = client.full(**lead_fields("full", Return_Best_Price="1", Allowed_Times_Sold="2"))
         unmatched = client.full(**lead_fields("full", Cost="50"))  # above every partner's price
-    assert (sold.status, str(sold.price), sold.matches) == ("Matched", "10", 2)  # the demo's cost
+    assert (sold.status, str(sold.price), sold.matches) == (
+        "Matched",
+        "10.00",
+        2,
+    )  # the demo's cost
     assert sorted(stored(server, sold.lead_id)["sold_to"]) == ["142", "1543"]
     assert (unmatched.status, unmatched.matched) == ("Unmatched", False)
 

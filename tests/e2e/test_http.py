@@ -135,7 +135,7 @@ def test_response_matched_with_price(server: Server) -> None:
         "ping", Key=DYNAMIC_KEY, Home_Improvement_Product="Bathroom Remodel", Return_Best_Price="1"
     )
     answer = get(server, "/api.php", fields | {"Allowed_Times_Sold": "1"})
-    assert (answer.status, answer["status"], answer["price"]) == (200, "Matched", "30")
+    assert (answer.status, answer["status"], answer["price"]) == (200, "Matched", "30.00")
     assert answer["lead_id"] and answer["lead_id"].isdigit()
     # Sold twice (the vendor's default): Everything Home's 12 adds 9.50.
     assert get(server, "/api.php", fields)["price"] == "39.50"

@@ -141,11 +141,11 @@ def test_vendors_list_and_redirect_hosts(demo: None, capsys: pytest.CaptureFixtu
     listed = run(capsys, "vendors", "list")
     assert listed.splitlines()[0].split()[:3] == ["id", "name", "active"]
     assert re.search(
-        r"forms-co\s+forms-co\s+yes\s+0\s+fixed\s+full\s+no \(200\)\s+"
+        r"forms-co\s+forms-co\s+yes\s+0\.00\s+fixed\s+full\s+no \(200\)\s+"
         r"www\.forms\.example\n",
         listed,
     )
-    demo = r"demo\s+Demo Forms\s+yes\s+10\S*\s+fixed\s+short\s+yes\s+127\.0\.0\.1,localhost\n"
+    demo = r"demo\s+Demo Forms\s+yes\s+10\.00\s+fixed\s+short\s+yes\s+127\.0\.0\.1,localhost\n"
     assert re.search(demo, listed)
     said = run(
         capsys, "vendors", "redirect-hosts", "forms-co", "WWW.Forms.Example.", "thanks.example"

@@ -433,3 +433,21 @@ def test_on_dynamic_pricing_the_best_price_is_the_buyers_prices_net_of_the_margi
     assert answer.price == Decimal(best)  # the best two of 30, 20 and 10, each net
     world.vendors.by["v1"] = vendor()
     assert submit(world, "ping", Return_Best_Price="1").price == Decimal(5)  # the vendor's cost
+
+
+@pytest.mark.parametrize("mode", ["ping", "full"])
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_an_unmatched_answer_carries_no_price(world: World, mode: str, dynamic: bool) -> None:
+    # Regression (review): Mode=ping, Cost=25, Return_Best_Price=1, nothing matching, was
+    # answered <status>Unmatched</status>...<price>25</price>: a price nobody offered. The spec
+    # returns a price on success only (its Unmatched example has none).
+    from pingpost.responses import answer_xml
+
+    world.vendors.by["v1"] = vendor(dynamic_pricing=dynamic)
+    world.partners = Partners.of()
+    answer = submit(world, mode, Cost="25", Return_Best_Price="1")
+    assert (answer.status, answer.price) == ("Unmatched", None)
+    assert b"<price>" not in answer_xml(answer)
+    world.partners = Partners.of(buyer(1, 30))
+    matched = submit(world, mode, Cost="25", Return_Best_Price="1")
+    assert matched.status == "Matched" and matched.price is not None

@@ -16,10 +16,11 @@ PI = '<?xml-stylesheet type="text/xsl" href="response.xsl"?>\n'
 
 
 def test_matched_with_price() -> None:
+    # The spec's example, with the price written as every price is: two decimals.
     xml = answer_xml(Answer("Matched", 874, price=Decimal("25.00")), stylesheet=False)
     assert xml.decode() == DECLARATION + (
         "<response>\n  <status>Matched</status>\n  <lead_id>874</lead_id>\n"
-        "  <price>25</price>\n</response>\n"
+        "  <price>25.00</price>\n</response>\n"
     )
 
 
@@ -66,15 +67,21 @@ def test_the_stylesheet_renders_an_answer_as_a_page() -> None:
     page = transform(etree.fromstring(answer_xml(Answer("Matched", 874, price=Decimal(25)))))
     assert page.xpath("string(//*[@id='status'])") == "Matched"
     assert page.xpath("string(//*[@id='lead_id'])") == "874"
-    assert page.xpath("string(//*[@id='price'])") == "25"
+    assert page.xpath("string(//*[@id='price'])") == "25.00"
 
 
-def test_money_is_written_as_the_spec_writes_it() -> None:
-    assert [money(Decimal(v)) for v in ("25", "25.5", "2.55", "0.1")] == [
-        "25",
+def test_every_price_is_written_with_two_decimals() -> None:
+    # Regression (review): prices were written two ways, 45 and 10 but 27.50 and 2.50.
+    amounts = ("25", "45.0", "25.5", "2.55", "0.1", "0", "2.345", "1E+1")
+    assert [money(Decimal(v)) for v in amounts] == [
+        "25.00",
+        "45.00",
         "25.50",
         "2.55",
         "0.10",
+        "0.00",
+        "2.35",
+        "10.00",
     ]
 
 

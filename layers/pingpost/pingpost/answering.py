@@ -111,10 +111,12 @@ def answer(
             for p in ranked
             if (h := partner_hash(p, value_type, hash_type)) is not None
         )
+    # A price only with a match: nobody offered one for a lead that matched no partner.
+    priced = bool(count and values.get("Return_Best_Price"))
     return Answer(
         status=MATCHED if count else UNMATCHED,
         lead_id=lead_id,
-        price=best_price(vendor, ranked, cost, most) if values.get("Return_Best_Price") else None,
+        price=best_price(vendor, ranked, cost, most) if priced else None,
         matches=count if "Allowed_Times_Sold" in values else None,
         hashes=hashes,
         partners=tuple(contact(p) for p in sold or ()),

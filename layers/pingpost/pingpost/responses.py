@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import fields
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from importlib import resources
 
@@ -24,9 +24,9 @@ _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def money(amount: Decimal) -> str:
-    """A price as the spec writes it: 25, 25.50, 2.55."""
-    cents = amount.quantize(Decimal("0.01"))
-    return str(cents.to_integral()) if cents == cents.to_integral() else str(cents)
+    """An amount of money as the exchange writes every one: in dollars with two decimals,
+    rounded half up to the cent (25.00, 27.50, 2.55)."""
+    return str(amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def _document(root: etree._Element, *, stylesheet: bool) -> bytes:
