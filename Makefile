@@ -1,14 +1,13 @@
-# Two commands do all the set-up: `make run` and `make test`.
+# Two commands do all the set-up: `make run` and `make test` (`make proof`: the long proofs).
 SHELL := /bin/bash
-PYTHON ?= $(shell p="$$(pyenv root 2>/dev/null)/versions/3.13.0/bin/python3.13"; \
-                  [ -x "$$p" ] && echo "$$p" || command -v python3.13)
+include tools/python.mk
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 3000
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test lint typecheck pytest browser bench clean
+.PHONY: run test proof lint typecheck pytest browser bench clean
 
 # Every dependency at the version and hash of requirements.lock (tools/lock.py writes it).
 $(STAMP): pyproject.toml requirements.lock
@@ -22,8 +21,14 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	$(BIN)/pingpost serve --port $(PORT) --seed demo/seed.json
 
-## make test: lint, types, and every test suite (unit, integration, end-to-end, SAM build)
+## make test: lint, types, and every test suite (unit, integration, end-to-end, SAM build), the
+## long proofs in their short form (the delivery proof with 200 leads, each AWS call faulted once)
 test: lint typecheck pytest
+
+## make proof: the long proofs in their long form (the delivery proof with 1,000 leads, every AWS
+## call of every step faulted with every kind of fault)
+proof: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest --proof -m proof $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -34,18 +39,22 @@ typecheck: $(STAMP)
 
 # pytest exits 5 when it collects no test: that fails the run like any other non-zero code.
 # The tests run in TEST_WORKERS processes (pytest-xdist), one test at a time each, the long
-# ones first; most of them wait on sockets, so there are more workers than cores.
+# ones first; most of them wait on sockets, so there are more workers than cores. pytest lists
+# the slowest, so that a test that grows is seen.
 TEST_WORKERS ?= 4
+PYTEST_ARGS = -n $(TEST_WORKERS) --dist load --maxschedchunk 1 --durations=15
 pytest: $(STAMP) browser
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The web form's browser test drives Debian's Chromium. Where it is missing and this runs as
-# root with apt-get, it is installed; otherwise that test is skipped, saying why.
+# The web form's browser tests drive Debian's Chromium. Where it is missing and this runs as
+# root with apt-get, it is installed; without it those tests fail, unless they are opted out
+# by name: `make test SKIP_BROWSER=1` (pytest's summary then lists them as skipped).
 browser:
-	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null \
+	@[ -n "$(SKIP_BROWSER)" ] || command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] \
+	  || ! command -v apt-get >/dev/null \
 	  || apt-get install -y -q --no-install-recommends chromium >/dev/null \
 	  || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; } \
-	  || echo "Chromium could not be installed: tests/e2e/test_form.py will be skipped"
+	  || echo "Chromium could not be installed: the browser tests will fail (SKIP_BROWSER=1 skips them)"
 
 ## make bench: every benchmark, as docs/performance.md reports them
 bench: $(STAMP)

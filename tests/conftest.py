@@ -26,6 +26,21 @@ os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_DEV", "false")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--proof",
+        action="store_true",
+        help="run the tests marked proof in their long form (make proof); without it they run"
+        " in a short form that goes down the same paths (make test)",
+    )
+
+
+@pytest.fixture(scope="session")
+def long_proof(request: pytest.FixtureRequest) -> bool:
+    """Whether this run asked for the long form of the proofs (--proof)."""
+    return bool(request.config.getoption("--proof"))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The long tests first (in their order), so that a parallel run does not end waiting for
     one that started last."""

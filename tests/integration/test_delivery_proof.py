@@ -1,4 +1,7 @@
-"""The proof: 1,000 sold leads, three troubled partners, nothing lost and nothing twice.
+"""The proof: sold leads, three troubled partners, nothing lost and nothing twice.
+
+`make proof` (pytest --proof) sells 1,000 leads; `make test` sells 200, down the same paths
+with the same assertions.
 
 - partner A fails 30% of attempts at random (HTTP 500, nothing recorded);
 - partner B is down (HTTP 503) for the first part of the run;
@@ -8,8 +11,8 @@ queue (partial batch failures), the queue moves a message to the dead-letter que
 maxReceiveCount receives, and the retry function redrives with backoff and finally parks.
 Only the timings are shortened (visibility 1 s, backoff from 1 s, two redrives, partner C's
 timeout 50 ms): the proof waits on a faster clock than AWS's.
-Run alone, it prints the figures of docs/reliability.md:
-    .venv/bin/python -m pytest tests/integration/test_delivery_proof.py -s
+Run alone in its long form, it prints the figures of docs/reliability.md:
+    .venv/bin/python -m pytest tests/integration/test_delivery_proof.py --proof -s
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ import pytest
 from tests.conftest import DEMO_SEED, ROOT
 from tests.leads import complete
 
-LEADS = 1000
-SLOW_LEADS = 50  # of them, for partner C (its product)
+LEADS = {"short": 200, "long": 1000}
+SLOW_SHARE = 20  # one lead in 20 is for partner C (its product)
 POLLERS = 3  # concurrent deliver invocations, as Lambda scales out on a queue
-# A bound on the drain, not a target: alone it takes about 95 s here, beside the other
-# tests of a parallel run about twice that (moto's work is CPU-bound).
+# A bound on the drain, not a target: alone the long form takes about 95 s here, beside the
+# other tests of a parallel run about twice that (moto's work is CPU-bound).
 DEADLINE_SECONDS = 900
 
 
@@ -84,7 +87,8 @@ def _states(lead_ids: list[int]) -> dict[tuple[int, int], dict[str, Any]]:
 
 
 @pytest.mark.long
-def test_every_sale_is_delivered_once_or_parked(aws: str) -> None:
+@pytest.mark.proof
+def test_every_sale_is_delivered_once_or_parked(aws: str, long_proof: bool) -> None:
     from pingpost import exchange, redrive
     from pingpost.config import settings
     from pingpost.decoding import Request
@@ -95,6 +99,7 @@ def test_every_sale_is_delivered_once_or_parked(aws: str) -> None:
     from pingpost_local.sqs import QueuePoller, sqs_sources
     from pingpost_local.template import load_template
 
+    leads = LEADS["long" if long_proof else "short"]
     quick = settings().model_copy(update={"redrive_base_seconds": 1, "max_redrives": 2})
     with (
         pytest.MonkeyPatch.context() as patch,
@@ -116,16 +121,16 @@ def test_every_sale_is_delivered_once_or_parked(aws: str) -> None:
         seed.apply(seed.Seed.model_validate({"partners": _partners(a.url, b.url, c.url)}))
         partners.forget()  # the partners deleted above, behind the versions' back
 
-        # Given 1,000 sold leads
+        # Given 1,000 sold leads (200 in the short form)
         def sell(n: int) -> int:
-            product = "Decks" if n < SLOW_LEADS else "Gutters"
+            product = "Decks" if n < leads // SLOW_SHARE else "Gutters"
             answer = exchange.submit(Request(complete("full", Home_Improvement_Product=product)))
             assert answer.status == "Matched"
             return answer.lead_id
 
         selling = time.monotonic()
         with ThreadPoolExecutor(max_workers=8) as pool:
-            lead_ids = list(pool.map(sell, range(LEADS)))
+            lead_ids = list(pool.map(sell, range(leads)))
         selling = time.monotonic() - selling
 
         # When they are delivered, partner B being down for the first part of the run
@@ -173,8 +178,8 @@ def test_every_sale_is_delivered_once_or_parked(aws: str) -> None:
     states = _states(lead_ids)
     delivered = {k for k, r in states.items() if r["state"] == "delivered"}
     parked = {k for k, r in states.items() if r["state"] == "failed"}
-    assert len(states) == LEADS
-    assert len(delivered) + len(parked) == LEADS, "a sale is neither delivered nor parked"
+    assert len(states) == leads
+    assert len(delivered) + len(parked) == leads, "a sale is neither delivered nor parked"
     seen = {**c.accepted, **b.accepted, **a.accepted}
     for lead_id, partner_id in delivered:
         partner = {601: a, 602: b, 603: c}[partner_id]
@@ -185,7 +190,7 @@ def test_every_sale_is_delivered_once_or_parked(aws: str) -> None:
     } <= set(lead_ids)
     attempts = sum(int(r.get("attempts", 0)) for r in states.values())
     print(
-        f"\nleads {LEADS}, sales {len(states)}, attempts {attempts}, retries {attempts - LEADS},"
+        f"\nleads {leads}, sales {len(states)}, attempts {attempts}, retries {attempts - leads},"
         f" redriven {runs['redriven']}, delivered {len(delivered)}, parked {len(parked)},"
         f" duplicates seen by partners {sum(v - 1 for v in seen.values())}"
         f" (A {a.stats()['duplicates']}, B {b.stats()['duplicates']},"

@@ -1,7 +1,10 @@
 """Every AWS call of ping, post, full, deliver and retry, faulted in turn: one post, one truth.
 
 For each step the calls it makes to DynamoDB and SQS are counted on a clean run; then the step
-is run again once per call and per kind of fault, the fault hitting that call:
+is run again with a fault on one call at a time. `make proof` (pytest --proof) faults every
+call with every kind in turn (one test per step and kind); `make test` faults every call once,
+the kinds taken in turn from one call to the next (and from one step to the next), with as
+many runs more as it takes for every kind to be used on every step. The kinds:
 - fail: the call fails before it is sent (InternalServerError);
 - throttle: the same with ThrottlingException (botocore's own retries are spent);
 - lose: the call is applied and its answer is lost;
@@ -13,7 +16,7 @@ all; the scheduled retry runs; the deliver function takes every message. What mu
 what the publisher was told matches what is stored, counters and dedupe records equal the
 sales, every sale is delivered once by key, and nothing is left posting, queued or sending.
 
-Run with -s to print the table docs/reliability.md shows.
+Run with --proof -s to print the table docs/reliability.md shows.
 """
 
 from __future__ import annotations
@@ -533,34 +536,72 @@ def faulted(calls: list[str]) -> list[int]:
     ]
 
 
+def schedule(targets: list[int], kinds: tuple[str, ...], turn: int = 0) -> list[tuple[int, str]]:
+    """Which call gets which kind of fault, one run each: every target call with each kind, the
+    kinds taken in turn from one call to the next (starting `turn` kinds on), and the calls
+    taken again from the first until every kind has been used."""
+    runs = max(len(targets), len(kinds))
+    return [(targets[i % len(targets)], kinds[(i + turn) % len(kinds)]) for i in range(runs)]
+
+
 def count_calls(world: World, step: Step) -> list[str]:
     plan = Plan()
     run_step(world, step, plan)
     return plan.calls
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The long form: a test per step and kind; the short form: a test per step, every kind."""
+    if "kinds" not in metafunc.fixturenames:
+        return
+    if metafunc.config.getoption("--proof"):
+        metafunc.parametrize("kinds", [(kind,) for kind in KINDS], ids=KINDS)
+    else:
+        metafunc.parametrize("kinds", [KINDS], ids=["kinds-in-turn"])
+
+
 @pytest.mark.long
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.proof
 @pytest.mark.parametrize("step", STEPS, ids=[s.name for s in STEPS])
 def test_every_call_of_the_step_faulted_in_turn_leaves_one_truth(
-    world: World, step: Step, kind: str
+    world: World, step: Step, kinds: tuple[str, ...]
 ) -> None:
     calls = count_calls(world, step)
     assert calls, "the step made no AWS call"
-    row = Row(step.name, kind)
-    for at in faulted(calls):
+    rows = {kind: Row(step.name, kind) for kind in kinds}
+    plan = schedule(faulted(calls), kinds, turn=STEPS.index(step))
+    assert {at for at, _ in plan} == set(faulted(calls)) and {k for _, k in plan} == set(kinds)
+    for at, kind in plan:
         start = today()
         before = world.sold({start})
-        plan = Plan(kind, at, delay=DELAY)
-        run = run_step(world, step, plan)
-        judge(world, step, run, row, start, before)
-        row.injected += 1
+        run = run_step(world, step, Plan(kind, at, delay=DELAY))
+        judge(world, step, run, rows[kind], start, before)
+        rows[kind].injected += 1
     print(f"\n{step.name}: {len(calls)} calls ({len(faulted(calls))} faulted): {', '.join(calls)}")
-    print(
-        f"| {row.step} | {row.kind} | {row.injected} | {row.requests} |"
-        f" {', '.join(f'{k} {v}' for k, v in sorted(row.told.items())) or '-'} |"
-        f" {row.lost} | {row.doubled} | {row.half_written} | {row.stuck} | {row.key_twice} |"
-    )
-    assert (row.lost, row.doubled, row.half_written, row.stuck) == (0, 0, 0, 0), row
-    # A partner sees a key twice only when a worker dies between its answer and the record
-    assert row.key_twice == 0 or (step.name, row.kind) == ("deliver", "die"), row
+    for row in rows.values():
+        print(
+            f"| {row.step} | {row.kind} | {row.injected} | {row.requests} |"
+            f" {', '.join(f'{k} {v}' for k, v in sorted(row.told.items())) or '-'} |"
+            f" {row.lost} | {row.doubled} | {row.half_written} | {row.stuck} | {row.key_twice} |"
+        )
+    for row in rows.values():
+        assert (row.lost, row.doubled, row.half_written, row.stuck) == (0, 0, 0, 0), row
+        # A partner sees a key twice only when a worker dies between its answer and the record
+        assert row.key_twice == 0 or (step.name, row.kind) == ("deliver", "die"), row
+
+
+def test_the_short_form_faults_every_call_once_and_uses_every_kind_on_every_step() -> None:
+    assert schedule([0, 1, 2], ("fail",)) == [(0, "fail"), (1, "fail"), (2, "fail")]
+    assert schedule([0, 3], KINDS, turn=1) == [
+        (0, "throttle"),
+        (3, "lose"),
+        (0, "die"),
+        (3, "delay"),
+        (0, "fail"),
+    ]
+    for targets in ([0, 1, 2, 3], list(range(9)), list(range(20))):
+        for turn in range(len(STEPS)):
+            planned = schedule(targets, KINDS, turn)
+            assert len(planned) == max(len(targets), len(KINDS))
+            assert {at for at, _ in planned} == set(targets)
+            assert {kind for _, kind in planned} == set(KINDS)

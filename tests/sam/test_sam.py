@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -51,21 +52,54 @@ def test_samconfig_has_a_prod_environment_sam_reads() -> None:
     assert config["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
 
 
+def readme_build_command() -> str:
+    """The build command of the README's "Deploy to AWS", as written there."""
+    section = (ROOT / "README.md").read_text().split("\n## Deploy to AWS\n", 1)[1]
+    (line,) = (line for line in section.splitlines() if line.startswith(".venv/bin/sam build"))
+    return line.split("#", 1)[0].strip()
+
+
+def clean_environment() -> dict[str, str]:
+    """This environment as a fresh shell has it: no virtualenv on the PATH, no PYTHON given."""
+    venv = Path(sys.executable).parent
+    path = [p for p in os.environ["PATH"].split(os.pathsep) if p and Path(p) != venv]
+    dropped = ("VIRTUAL_ENV", "PYTHON", "PYTHONPATH", "PYTHONHOME")
+    return {k: v for k, v in ENV.items() if k not in dropped} | {"PATH": os.pathsep.join(path)}
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the README's build command makes, run as written from the root of a copy of the
+    project (its own .aws-sam), in a clean environment."""
+
     def build(where: Path) -> None:
-        done = sam(
-            "build",
-            "--template-file",
-            str(TEMPLATE),
-            "--build-dir",
-            str(where / "build"),
-            "--cache-dir",
-            str(where / "cache"),
+        for name in ("template.yaml", "samconfig.toml"):
+            shutil.copy2(ROOT / name, where / name)
+        for name in ("functions", "layers", "tools"):
+            ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+            shutil.copytree(ROOT / name, where / name, ignore=ignore)
+        (where / ".venv").symlink_to(ROOT / ".venv")
+        done = subprocess.run(
+            ["bash", "-c", readme_build_command()],
+            check=False,
+            cwd=where,
+            env=clean_environment(),
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
         assert done.returncode == 0, done.stdout + done.stderr
 
-    return made_once(tmp_path_factory, "sam-build", build) / "build"
+    return made_once(tmp_path_factory, "sam-build", build) / ".aws-sam" / "build"
+
+
+def test_the_readme_build_command_builds_without_a_virtualenv_on_the_path(built: Path) -> None:
+    # Regression (review): `.venv/bin/sam build` on a fresh clone failed with "pyenv: python3.13:
+    # command not found": only `make test` handed the layer build a Python (on its PATH).
+    assert readme_build_command() == ".venv/bin/sam build"
+    assert str(Path(sys.executable).parent) not in clean_environment()["PATH"].split(os.pathsep)
+    assert "VIRTUAL_ENV" not in clean_environment()
+    assert (built / "CoreLayer" / "python" / "pingpost" / "__init__.py").is_file()
 
 
 def test_sam_build_makes_every_function_and_the_layer(built: Path) -> None:
