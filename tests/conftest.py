@@ -85,6 +85,51 @@ def aws() -> Iterator[str]:
         os.environ.update(saved)
 
 
+def deployed_settings(function_id: str) -> Any:
+    """The settings a function of template.yaml is deployed with: its environment there (with
+    the parameters' defaults), else the settings' own defaults."""
+    from pingpost.config import Settings
+    from pingpost_local.template import function_environment, load_template, parameter_values
+
+    template = load_template(TEMPLATE)
+    environment = function_environment(template, function_id, {}, parameter_values(template))
+    names = Settings.model_fields
+    return Settings.model_validate(
+        {key.lower(): value for key, value in environment.items() if key.lower() in names}
+    )
+
+
+def forget_container() -> None:
+    """Drop every per-container copy (vendors, partners, secrets, cap usage): a cold start."""
+    from pingpost.store import partners, sales, secrets, vendors
+
+    partners.forget()
+    vendors._cache.clear()
+    secrets._cache.clear()
+    sales._usage.clear()
+
+
+@pytest.fixture(params=["caches off", "caches as deployed"])
+def caches(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The test twice: with every per-container copy off, as the suites run (each test sees its
+    own writes at once), and with the copies kept as deployed (the PostFunction's settings: a
+    roster and a vendor up to CACHE_SECONDS old, cap usage up to USAGE_CACHE_SECONDS old, a
+    sale's transaction checking the caps again). Each starts as a new container."""
+    from pingpost.config import settings
+
+    if request.param == "caches as deployed":
+        deployed = deployed_settings("PostFunction")
+        assert deployed.cache_seconds > 0 and deployed.usage_cache_seconds > 0
+        monkeypatch.setenv("CACHE_SECONDS", str(deployed.cache_seconds))
+        monkeypatch.setenv("USAGE_CACHE_SECONDS", str(deployed.usage_cache_seconds))
+    settings.cache_clear()
+    forget_container()
+    yield request.param
+    monkeypatch.undo()
+    settings.cache_clear()
+    forget_container()
+
+
 @pytest.fixture(scope="module")
 def aws_endpoint() -> Iterator[str]:
     """An embedded AWS endpoint of the test module's own, with nothing created in it."""

@@ -13,6 +13,9 @@ import pytest
 from tests.conftest import DEMO_SEED, EVENTS, local_function
 from tests.leads import complete
 
+# Each test runs with the caches off and with them as deployed (tests/conftest.py: caches).
+pytestmark = pytest.mark.usefixtures("caches")
+
 
 @pytest.fixture
 def partner() -> Iterator[Any]:

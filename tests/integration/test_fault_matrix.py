@@ -34,7 +34,7 @@ import boto3
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tests.conftest import local_function
+from tests.conftest import forget_container, local_function
 from tests.faults import Killed, Plan, faulting
 from tests.integration.test_delivery import buyer
 from tests.integration.test_delivery import sales as sales  # noqa: PLC0414 (the fixture)
@@ -166,11 +166,9 @@ def _counter(key: str) -> dict[str, Any]:
 
 def cold() -> None:
     """Forget every per-container copy, so each run makes the same calls."""
-    from pingpost.store import counters, partners, sales, vendors
+    from pingpost.store import counters
 
-    partners.forget()
-    vendors._cache.clear()
-    sales._usage.clear()
+    forget_container()
     counters.lead_ids._next = counters.lead_ids._end  # the next lead ID reserves a block
 
 

@@ -6,6 +6,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +15,9 @@ import pytest
 
 from tests.conftest import DEMO_SEED
 from tests.leads import complete
+
+# Each test runs with the caches off and with them as deployed (tests/conftest.py: caches).
+pytestmark = pytest.mark.usefixtures("caches")
 
 
 def _partner(id: int, price: float, **extra: Any) -> dict[str, Any]:
@@ -28,6 +32,7 @@ def _partner(id: int, price: float, **extra: Any) -> dict[str, Any]:
 
 
 def _clear_partners() -> None:
+    """No partner, and none of the cap counters or dedupe records of those before."""
     from pingpost.store import partners
 
     client = boto3.client("dynamodb")
@@ -35,6 +40,13 @@ def _clear_partners() -> None:
     for item in client.scan(TableName=table, ProjectionExpression="partner_id")["Items"]:
         client.delete_item(TableName=table, Key=item)
     partners.forget()  # deleted behind the versions' back
+    table = os.environ["COUNTERS_TABLE"]
+    pages = client.get_paginator("scan").paginate(
+        TableName=table, ProjectionExpression="#c", ExpressionAttributeNames={"#c": "counter"}
+    )
+    for item in (item for page in pages for item in page["Items"]):
+        if item["counter"]["S"].startswith(("cap#", "dedupe#")):
+            client.delete_item(TableName=table, Key=item)
 
 
 @pytest.fixture
@@ -254,13 +266,93 @@ def test_every_lead_and_dedupe_record_expires_after_the_retention_period(partner
     ping = submit(complete("ping", Home_Improvement_Product="Gutters"))
     assert start + 72 * 3600 <= stored(ping.lead_id).expires_at <= time.time() + 72 * 3600
     posted = submit(complete("post", Lead_ID=str(ping.lead_id), Allowed_Times_Sold="2"))
-    sold = submit(full(Email="kept@example.com", Home_Phone="3125550123", Allowed_Times_Sold="2"))
+    # Another consumer each run: the same request again within 10 minutes would be a repeat.
+    request = full(Allowed_Times_Sold="2")
+    sold = submit(request)
     unsold = submit(complete("full", Home_Improvement_Product="Roofing - Metal"))
     assert (posted.status, sold.status, unsold.status) == ("Matched", "Matched", "Unmatched")
     for lead_id in (ping.lead_id, sold.lead_id, unsold.lead_id):
         assert start + retention <= stored(lead_id).expires_at <= time.time() + retention
     # The dedupe records name the consumer (hashed): 365 days asked, the retention kept.
     for partner_id, days in ((950, 90), (951, 30)):
-        record = counter(sales._dedupe_key(partner_id, "email", "kept@example.com"))
+        record = counter(sales._dedupe_key(partner_id, "email", request["Email"]))
         assert record["lead_id"] == sold.lead_id
         assert start + days * 86_400 <= record["expires_at"] <= time.time() + days * 86_400
+
+
+# Each cap, set so that one sale at 30 reaches it (the daily budget: one sale spends it all).
+CAPS = [
+    ({"daily": 1}, "daily cap"),
+    ({"daily_budget": 50}, "daily budget"),
+    ({"weekly": 1}, "weekly cap"),
+    ({"monthly": 1}, "monthly cap"),
+]
+
+
+def cap_counters(partner_id: int) -> dict[str, dict[str, Any]]:
+    """The partner's day, week and month counters now, by period."""
+    from datetime import UTC, datetime
+
+    from pingpost.caps import periods
+    from pingpost.store import partners
+
+    partner = next(p for p in partners.all_partners() if p.id == partner_id)
+    now = periods(partner, datetime.now(UTC))
+    return {
+        period: counter(f"cap#{partner_id}#{period}#{getattr(now, period)}")
+        for period in ("day", "week", "month")
+    }
+
+
+@contextmanager
+def another_container() -> Iterator[None]:
+    """What runs here runs as another container would: with its own copy of the caps' usage."""
+    from pingpost.store import Expiring, sales
+
+    kept = sales._usage
+    sales._usage = Expiring(lambda: 60)
+    try:
+        yield
+    finally:
+        sales._usage = kept
+
+
+@pytest.mark.parametrize(("caps", "reason"), CAPS, ids=[reason for _, reason in CAPS])
+def test_each_cap_reached_in_the_store_refuses_the_next_lead(
+    partners: Any, caps: dict[str, int], reason: str
+) -> None:
+    # Regression (review): the daily budget, weekly and monthly caps of the sale transaction
+    # never ran against the real store in any test.
+    partners(_partner(960, 30, caps=caps, dedupe_days=0))
+    first, second = submit(full()), submit(full())
+    assert (first.status, second.status) == ("Matched", "Unmatched")
+    assert dict(stored(second.lead_id).decisions) == {960: reason}
+    counted = cap_counters(960)
+    assert (counted["day"]["sold"], counted["day"]["spent"]) == (1, 30)
+    # The week and month are counted only for a partner capped by them
+    assert counted["week"].get("sold") == (1 if "weekly" in caps else None)
+    assert counted["month"].get("sold") == (1 if "monthly" in caps else None)
+
+
+@pytest.mark.parametrize(("caps", "reason"), CAPS, ids=[reason for _, reason in CAPS])
+def test_a_sale_the_usage_copy_allows_is_refused_by_the_transaction(
+    partners: Any, caps: dict[str, int], reason: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (review): a sale that passes the container's copy of the usage (kept 5 s as
+    # deployed; 60 s here, so that a busy machine cannot let it lapse) but not the transaction.
+    from pingpost.config import settings
+
+    monkeypatch.setenv("USAGE_CACHE_SECONDS", "60")
+    settings.cache_clear()
+    partners(_partner(961, 30, caps=caps, dedupe_days=0))
+    ping = submit(complete("ping", Home_Improvement_Product="Gutters"))
+    assert ping.status == "Matched"  # this container has read the usage: nothing bought yet
+    with another_container():
+        assert submit(full()).status == "Matched"  # ... when another one sells the cap's last
+    post = submit(complete("post", Lead_ID=str(ping.lead_id)))
+    assert post.status == "Unmatched"
+    assert dict(stored(post.lead_id).decisions) == {961: f"{reason} (at sale)"}
+    assert stored(post.lead_id).sold_to == {}
+    counted = cap_counters(961)
+    assert (counted["day"]["sold"], counted["day"]["spent"]) == (1, 30)
+    assert all(c.get("sold") in (None, 1) for c in counted.values())
