@@ -32,7 +32,7 @@ from tests.leads import complete
 LEADS = {"short": 200, "long": 1000}
 SLOW_SHARE = 20  # one lead in 20 is for partner C (its product)
 POLLERS = 3  # concurrent deliver invocations, as Lambda scales out on a queue
-# A bound on the drain, not a target: alone the long form takes about 95 s here, beside the
+# A bound on the drain, not a target: alone the long form takes about 55 s here, beside the
 # other tests of a parallel run about twice that (moto's work is CPU-bound).
 DEADLINE_SECONDS = 900
 
