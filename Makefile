@@ -1,6 +1,6 @@
 # Two commands do all the set-up: `make run` and `make test` (`make proof`: the long proofs).
 SHELL := /bin/bash
-include tools/python.mk
+include $(dir $(lastword $(MAKEFILE_LIST)))tools/python.mk
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -11,7 +11,7 @@ export SAM_CLI_TELEMETRY := 0
 
 # Every dependency at the version and hash of requirements.lock (tools/lock.py writes it).
 $(STAMP): pyproject.toml requirements.lock
-	@test -n "$(PYTHON)" || { echo "Python 3.13 is needed (pyenv install 3.13.0)"; exit 1; }
+	@$(PYTHON_CHECK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
@@ -50,7 +50,7 @@ pytest: $(STAMP) browser
 # root with apt-get, it is installed; without it those tests fail, unless they are opted out
 # by name: `make test SKIP_BROWSER=1` (pytest's summary then lists them as skipped).
 browser:
-	@[ -n "$(SKIP_BROWSER)" ] || command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] \
+	@[ -n "$(filter-out 0,$(SKIP_BROWSER))" ] || command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] \
 	  || ! command -v apt-get >/dev/null \
 	  || apt-get install -y -q --no-install-recommends chromium >/dev/null \
 	  || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; } \

@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from pingpost.answers import money
 from pingpost.fields import BY_NAME, FIELDS
 from pingpost.models import Partner, Vendor
-from pingpost.responses import money
 from pingpost.store.leads import Lead
 
 _PERSONAL = frozenset(f.name for f in FIELDS if f.pii)
@@ -45,7 +45,8 @@ def lead_report(lead: Lead, partners: Mapping[int, Partner], *, personal: bool =
     lines = [
         f"Lead {lead.lead_id}  vendor {lead.vendor_id}  status {lead.status}"
         f"  test {'yes' if lead.test else 'no'}",
-        f"Created {_when(lead.created_at)} UTC  cost {lead.cost}  times sold {lead.times_sold}",
+        f"Created {_when(lead.created_at)} UTC  cost {money(lead.cost)}"
+        f"  times sold {lead.times_sold}",
         "",
         "Data" + ("" if personal else " (personal data masked; --pii shows it)"),
     ]

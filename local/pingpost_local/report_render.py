@@ -11,7 +11,7 @@ import csv
 import io
 from decimal import Decimal
 
-from pingpost.responses import money
+from pingpost.answers import money
 from pingpost.store.figures import Figures
 from pingpost_local.report import Report, Row
 

@@ -185,6 +185,9 @@ def test_every_sale_is_delivered_once_or_parked(aws: str, long_proof: bool) -> N
         partner = {601: a, 602: b, 603: c}[partner_id]
         assert partner.accepted.get(f"{lead_id}-{partner_id}") == 1
     assert all(partner_id == 603 for _, partner_id in parked)  # only the partner past its timeout
+    # ... every one of its sales, after the redrives; A failed attempts and B was down meanwhile
+    assert len(parked) == leads // SLOW_SHARE and runs["redriven"] > 0
+    assert a.stats()["refused"] > 0 and b.stats()["refused"] > 0
     assert {int(k.split("-")[0]) for k in a.accepted} | {
         int(k.split("-")[0]) for k in b.accepted
     } <= set(lead_ids)

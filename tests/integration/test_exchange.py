@@ -109,6 +109,8 @@ def test_every_event_file_gets_an_answer(exchange: None, name: str) -> None:
     assert text(etree.fromstring(result["body"].encode()), "status") == "Matched"
 
 
+# Matched with the caches off and with them as deployed (tests/conftest.py: caches).
+@pytest.mark.usefixtures("caches")
 def test_ping_then_post_sells_the_lead_once(exchange: None) -> None:
     from pingpost.store import leads
 
@@ -200,6 +202,8 @@ def test_a_disabled_vendor_is_403(exchange: None) -> None:
     assert (status, text(xml, "error")) == (403, "This Key's vendor account is disabled")
 
 
+# Matched with the caches off and with them as deployed (tests/conftest.py: caches).
+@pytest.mark.usefixtures("caches")
 def test_50_concurrent_pings_from_many_containers_get_50_distinct_ids(exchange: None) -> None:
     from pingpost import exchange as core
     from pingpost.store import counters
@@ -220,6 +224,8 @@ def test_50_concurrent_pings_from_many_containers_get_50_distinct_ids(exchange: 
     assert len(set(ids)) == 50
 
 
+# Matched with the caches off and with them as deployed (tests/conftest.py: caches).
+@pytest.mark.usefixtures("caches")
 def test_10_concurrent_posts_of_one_lead_sell_it_once(exchange: None) -> None:
     from pingpost import exchange as core
     from pingpost.decoding import Request

@@ -75,6 +75,9 @@ def test_lead_show_explains_the_lead_with_personal_data_masked(
     assert "j***@example.com" in out and "jane.roe" not in out
     assert "******0142" in out and "J***" in out
     assert re.search(r"ping\s+Matched", out) and re.search(r"sale\s+sold to partner 142", out)
+    # Every price two decimals: the cost, the sale in the timeline and in the sales
+    assert "  cost 10.00  " in out and "sold to partner 142 at 25.00" in out
+    assert re.search(r"partner 142\s+Roof Co\s+25\.00\n", out)
     assert re.search(r"142\s+Roof Co\s+sold", out)
     assert re.search(r"1543\s+Everything Home\s+matched", out)
     assert "Not considered" in out and "225" in out  # Bath Masters buys bathrooms only

@@ -60,10 +60,12 @@ def readme_build_command() -> str:
 
 
 def clean_environment() -> dict[str, str]:
-    """This environment as a fresh shell has it: no virtualenv on the PATH, no PYTHON given."""
+    """This environment as a fresh shell has it: no virtualenv on the PATH, no Python chosen
+    (no PYTHON, nor one that make passes down, nor a pyenv version)."""
     venv = Path(sys.executable).parent
     path = [p for p in os.environ["PATH"].split(os.pathsep) if p and Path(p) != venv]
-    dropped = ("VIRTUAL_ENV", "PYTHON", "PYTHONPATH", "PYTHONHOME")
+    dropped = ("VIRTUAL_ENV", "PYTHON", "PYTHONPATH", "PYTHONHOME", "PYENV_VERSION")
+    dropped += ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
     return {k: v for k, v in ENV.items() if k not in dropped} | {"PATH": os.pathsep.join(path)}
 
 

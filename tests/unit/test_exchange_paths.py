@@ -451,3 +451,12 @@ def test_an_unmatched_answer_carries_no_price(world: World, mode: str, dynamic: 
     world.partners = Partners.of(buyer(1, 30))
     matched = submit(world, mode, Cost="25", Return_Best_Price="1")
     assert matched.status == "Matched" and matched.price is not None
+    # A lead matched but bought by nobody: the partner refused at sale (its cap, say)
+    world.sales.refusals[1] = DAILY_CAP
+    ping = submit(world, "ping", Cost="25", Return_Best_Price="1")
+    unsold = (
+        submit(world, "full", Cost="25", Return_Best_Price="1")
+        if mode == "full"
+        else submit(world, "post", Lead_ID=str(ping.lead_id))
+    )
+    assert (unsold.status, unsold.price) == ("Unmatched", None)

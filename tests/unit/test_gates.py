@@ -13,10 +13,16 @@ from tests.conftest import ROOT
 def _form_tests(**environment: str) -> subprocess.CompletedProcess[str]:
     """One of the web form's browser tests, run by pytest on a PATH with no Chromium."""
     venv = str(Path(sys.executable).parent)
-    env = {k: v for k, v in os.environ.items() if k != "SKIP_BROWSER"}
+    # Nothing of the run that starts it: its options, its workers, its opt-out
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "SKIP_BROWSER" and not k.startswith(("PYTEST_", "PYTHONPATH"))
+    }
     env |= {"PATH": venv} | environment
+    test = ["tests/e2e/test_form.py", "-k", "static_file", "-p", "no:cacheprovider"]
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/e2e/test_form.py", "-k", "static_file"],
+        [sys.executable, "-m", "pytest", *test],
         cwd=ROOT,
         env=env,
         capture_output=True,

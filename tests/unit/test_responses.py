@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from pingpost.answers import Answer, Hash
-from pingpost.responses import answer_xml, error_xml, money, stylesheet_xsl
+from pingpost.answers import Answer, Hash, money
+from pingpost.responses import answer_xml, error_xml, stylesheet_xsl
 
 DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 PI = '<?xml-stylesheet type="text/xsl" href="response.xsl"?>\n'

@@ -4,13 +4,19 @@ told (the formats are `pingpost.responses`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 MATCHED, UNMATCHED, ERROR, SUCCESS = "Matched", "Unmatched", "Error", "Success"
 # A vendor's response style: today's answer; only whether the lead was accepted; or the
 # answer with the public details of each partner that bought the lead.
 SHORT, SUCCESS_ERROR, FULL = "short", "success_error", "full"
+
+
+def money(amount: Decimal) -> str:
+    """An amount of money as the exchange writes every one: in dollars with two decimals,
+    rounded half up to the cent (25.00, 27.50, 2.55)."""
+    return str(amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import fields
-from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from importlib import resources
 
 from lxml import etree
 
-from pingpost.answers import ERROR, Answer, Contact
+from pingpost.answers import ERROR, Answer, Contact, money
 
 STYLESHEET = "response.xsl"
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -21,12 +20,6 @@ JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
 _LISTS = frozenset({"hashes", "partners"})
 # What XML 1.0 cannot carry (controls, lone surrogates, U+FFFE/U+FFFF): left out of answers.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def money(amount: Decimal) -> str:
-    """An amount of money as the exchange writes every one: in dollars with two decimals,
-    rounded half up to the cent (25.00, 27.50, 2.55)."""
-    return str(amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def _document(root: etree._Element, *, stylesheet: bool) -> bytes:

@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pingpost import answering
 from pingpost.answering import event
-from pingpost.answers import Answer
+from pingpost.answers import Answer, money
 from pingpost.matching import Criteria, Outcome, PartnerSet, match
 from pingpost.models import SOLD, Partner, Vendor
 from pingpost.observability import logger, metrics
@@ -74,7 +74,7 @@ def sell(
     for n, partner in enumerate(candidates):
         if len(sold) >= allowed:
             break
-        sale = event(now, "sale", f"sold to partner {partner.id} at {partner.price}")
+        sale = event(now, "sale", f"sold to partner {partner.id} at {money(partner.price)}")
         ending = None
         if len(sold) + 1 >= allowed or n == len(candidates) - 1:
             # If this sale is made it is the last: the lead as it then ends goes with it.
