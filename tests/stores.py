@@ -310,9 +310,12 @@ class Queues:
 class Secrets:
     """Partners' header values."""
 
-    values: dict[int, dict[str, str]] = field(default_factory=dict)
+    values: dict[int, dict[str, str]] = field(default_factory=dict)  # a delivery's
+    others: dict[tuple[int, str], dict[str, str]] = field(default_factory=dict)  # bid, post
 
-    def headers(self, partner_id: int) -> dict[str, str]:
+    def headers(self, partner_id: int, request: str = "delivery") -> dict[str, str]:
+        if request != "delivery":
+            return dict(self.others.get((partner_id, request), {}))
         return dict(self.values.get(partner_id, {}))
 
 

@@ -392,3 +392,41 @@ def test_a_partners_secret_headers_are_kept_in_parameter_store_not_in_the_partne
     sales(buyer(996, "https://buyer.example/leads"))
     with pytest.raises(boto3.client("ssm").exceptions.ParameterNotFound):
         boto3.client("ssm").get_parameter(Name=name, WithDecryption=True)
+
+
+def test_a_bidders_bid_and_post_headers_are_kept_in_parameter_store_each_apart(
+    sales: Any,
+) -> None:
+    from pingpost.store import secrets
+
+    endpoints = {
+        "bid": {"url": "https://buyer.example/ping", "headers": {"Authorization": "Bearer b-1"}},
+        "post": {"url": "https://buyer.example/post", "headers": {"X-Post-Key": "p-2"}},
+    }
+    sales(buyer(997, "https://buyer.example/leads", headers={"X-Api-Key": "d-3"}) | endpoints)
+    table = json.dumps(boto3.client("dynamodb").scan(TableName=os.environ["PARTNERS_TABLE"]))
+    assert "b-1" not in table and "p-2" not in table and "d-3" not in table
+    ssm = boto3.client("ssm")
+    path = f"{os.environ['PARTNER_SECRETS_PATH']}/997"
+    kept = {
+        name: json.loads(
+            ssm.get_parameter(Name=f"{path}/{name}", WithDecryption=True)["Parameter"]["Value"]
+        )
+        for name in ("headers", "bid-headers", "post-headers")
+    }
+    assert kept == {
+        "headers": {"X-Api-Key": "d-3"},
+        "bid-headers": {"Authorization": "Bearer b-1"},
+        "post-headers": {"X-Post-Key": "p-2"},
+    }
+    assert secrets.headers(997, "bid") == {"Authorization": "Bearer b-1"}
+    # Seeded again without bidding: its bid and post secrets go, its delivery's stay
+    sales(buyer(997, "https://buyer.example/leads", headers={"X-Api-Key": "d-3"}))
+    assert ssm.get_parameter(Name=f"{path}/headers", WithDecryption=True)["Parameter"]
+    for name in ("bid-headers", "post-headers"):
+        with pytest.raises(ssm.exceptions.ParameterNotFound):
+            ssm.get_parameter(Name=f"{path}/{name}")
+    stored = boto3.client("dynamodb").get_item(
+        TableName=os.environ["PARTNERS_TABLE"], Key={"partner_id": {"N": "997"}}
+    )["Item"]
+    assert "bid" not in stored and "post" not in stored  # a partner that does not bid

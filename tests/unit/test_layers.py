@@ -23,7 +23,7 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     # Value types and rules shared by the parts above them.
     ("answers", "caps", "consent", "identity"),
     # Matching, storage, and the formats of requests and answers.
-    ("decoding", "matching", "outbound", "responses", "store", "validation"),
+    ("bids", "decoding", "matching", "outbound", "responses", "store", "validation"),
     # The stores as the services see them, and what a request is told and recorded.
     ("answering", "stores"),
     # Selling a lead a request holds.

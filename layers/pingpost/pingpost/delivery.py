@@ -14,7 +14,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -22,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from lxml import etree
 
 from pingpost import outbound
+from pingpost.bids import json_path, named
 from pingpost.clock import now_ms as _now_ms
 from pingpost.fields import DATA_FIELDS
 from pingpost.models import Partner
@@ -83,10 +83,7 @@ def lead_fields(
     sent["Lead_ID"] = str(lead_id)
     if test:
         sent["Test_Lead"] = "1"
-    names = partner.delivery.fields
-    if names:
-        sent = {names[k]: v for k, v in sent.items() if k in names}
-    return sent | partner.delivery.static
+    return named(partner.delivery, sent)
 
 
 def body(partner: Partner, fields: Mapping[str, str]) -> bytes:
@@ -102,17 +99,6 @@ def body(partner: Partner, fields: Mapping[str, str]) -> bytes:
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
-def _json_path(document: Any, path: str) -> Any:
-    for step in path.split("."):
-        if isinstance(document, list) and step.isdigit() and int(step) < len(document):
-            document = document[int(step)]
-        elif isinstance(document, dict) and step in document:
-            document = document[step]
-        else:
-            return None
-    return document
-
-
 def judge(partner: Partner, status: int, answer: bytes) -> Attempt:
     """Whether the partner's answer means it accepted the lead, by its success rule."""
     rule = partner.delivery
@@ -123,7 +109,7 @@ def judge(partner: Partner, status: int, answer: bytes) -> Attempt:
         return Attempt(False, f"HTTP {status}, body does not match {rule.success_body!r}")
     if rule.success_json:
         try:
-            found = _json_path(json.loads(text), rule.success_json)
+            found = json_path(json.loads(text), rule.success_json)
         except ValueError:
             return Attempt(False, f"HTTP {status}, body is not JSON")
         if str(found) != rule.success_value:

@@ -143,7 +143,7 @@ class QueueStore(Protocol):
 class SecretStore(Protocol):
     """Partners' header values (`pingpost.store.secrets`)."""
 
-    def headers(self, partner_id: int) -> dict[str, str]: ...
+    def headers(self, partner_id: int, request: str = "delivery") -> dict[str, str]: ...
 
 
 @dataclass(frozen=True)

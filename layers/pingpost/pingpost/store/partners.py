@@ -162,12 +162,19 @@ def put(partner: Partner, *, new: bool = False, written: int | None = None) -> N
             # Checked before the secrets are written too: the transaction checks it again.
             raise PartnerChanged(partner.id)
     item = partner.model_dump(mode="python")
-    sent = item["delivery"].pop("headers")
-    if sent:
-        secrets.put(partner.id, sent)
-        item["delivery"]["secret_headers"] = sorted(sent)
-    elif not partner.delivery.secret_headers:
-        secrets.forget(partner.id)  # headers removed: their values go too
+    gone = []
+    for request in secrets.PARAMETERS:  # delivery, bid, post
+        endpoint = getattr(partner, request)
+        sent = item[request].pop("headers") if endpoint is not None else {}
+        if sent:
+            secrets.put(partner.id, sent, request)
+            item[request]["secret_headers"] = sorted(sent)
+        elif endpoint is None or not endpoint.secret_headers:
+            gone.append(request)  # headers removed: their values go too
+    secrets.forget(partner.id, gone)
+    for request in ("bid", "post"):
+        if item[request] is None:
+            del item[request]  # a partner that does not bid stores nothing of bidding
     item["partner_id"] = item.pop("id")
     for attempt in range(_ATTEMPTS):
         version, log = _version()

@@ -1,12 +1,16 @@
-"""Partners' delivery secrets (the values of their headers) as SSM SecureString parameters.
+"""Partners' secrets (the values of their headers) as SSM SecureString parameters, one per
+request a partner is sent: its delivery (`.../<id>/headers`), its bid (`.../<id>/bid-headers`)
+and its post (`.../<id>/post-headers`).
 
 The partners table keeps only the names of those headers: the functions that read it to match
-leads never see a partner's credentials, and only the deliver function may read these.
+leads never see a partner's credentials, and each function may read only the parameters of
+the requests it sends.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -18,7 +22,9 @@ from pingpost.store import Expiring, client_config
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
 
-_cache: Expiring[int, dict[str, str]] = Expiring(lambda: settings().cache_seconds)
+_cache: Expiring[tuple[int, str], dict[str, str]] = Expiring(lambda: settings().cache_seconds)
+# The requests a partner may be sent, by the name its parameter takes.
+PARAMETERS = {"delivery": "headers", "bid": "bid-headers", "post": "post-headers"}
 
 
 @cache
@@ -27,36 +33,41 @@ def ssm() -> SSMClient:
     return boto3.client("ssm", config=client_config(5))
 
 
-def _name(partner_id: int) -> str:
-    return f"{settings().partner_secrets_path.rstrip('/')}/{partner_id}/headers"
+def _name(partner_id: int, request: str) -> str:
+    path = settings().partner_secrets_path.rstrip("/")
+    return f"{path}/{partner_id}/{PARAMETERS[request]}"
 
 
-def put(partner_id: int, headers: dict[str, str]) -> None:
-    """Store a partner's secret headers (an operator's call, as the seed makes it)."""
+def put(partner_id: int, headers: dict[str, str], request: str = "delivery") -> None:
+    """Store the secret headers of a partner's request (an operator's call, as the seed makes)."""
     ssm().put_parameter(
-        Name=_name(partner_id), Value=json.dumps(headers), Type="SecureString", Overwrite=True
+        Name=_name(partner_id, request),
+        Value=json.dumps(headers),
+        Type="SecureString",
+        Overwrite=True,
     )
-    _cache.forget(partner_id)
+    _cache.forget((partner_id, request))
 
 
-def forget(partner_id: int) -> None:
-    """Delete a partner's secret headers (it has none any more)."""
-    try:
-        ssm().delete_parameter(Name=_name(partner_id))
-    except ssm().exceptions.ParameterNotFound:
-        pass
-    _cache.forget(partner_id)
+def forget(partner_id: int, requests: Sequence[str] = ("delivery",)) -> None:
+    """Delete the secret headers of a partner's requests (they have none any more), in one call;
+    those it never had are no error."""
+    if not requests:
+        return
+    ssm().delete_parameters(Names=[_name(partner_id, request) for request in requests])
+    for request in requests:
+        _cache.forget((partner_id, request))
 
 
-def headers(partner_id: int) -> dict[str, str]:
-    """A partner's secret headers; empty when it has none stored."""
+def headers(partner_id: int, request: str = "delivery") -> dict[str, str]:
+    """The secret headers of a partner's request; empty when it has none stored."""
 
     def load() -> dict[str, str]:
         try:
-            found = ssm().get_parameter(Name=_name(partner_id), WithDecryption=True)
+            found = ssm().get_parameter(Name=_name(partner_id, request), WithDecryption=True)
         except ssm().exceptions.ParameterNotFound:
             return {}
         values: dict[str, str] = json.loads(found["Parameter"].get("Value", "{}"))
         return values
 
-    return _cache.get(partner_id, load)
+    return _cache.get((partner_id, request), load)
