@@ -130,6 +130,26 @@ def caches(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
     forget_container()
 
 
+def clear_partners() -> None:
+    """No partner, and none of the cap counters or dedupe records of those before."""
+    import boto3
+
+    from pingpost.store import partners
+
+    client = boto3.client("dynamodb")
+    table = os.environ["PARTNERS_TABLE"]
+    for item in client.scan(TableName=table, ProjectionExpression="partner_id")["Items"]:
+        client.delete_item(TableName=table, Key=item)
+    partners.forget()  # deleted behind the versions' back
+    table = os.environ["COUNTERS_TABLE"]
+    pages = client.get_paginator("scan").paginate(
+        TableName=table, ProjectionExpression="#c", ExpressionAttributeNames={"#c": "counter"}
+    )
+    for item in (item for page in pages for item in page["Items"]):
+        if item["counter"]["S"].startswith(("cap#", "dedupe#")):
+            client.delete_item(TableName=table, Key=item)
+
+
 @pytest.fixture(scope="module")
 def aws_endpoint() -> Iterator[str]:
     """An embedded AWS endpoint of the test module's own, with nothing created in it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from pingpost.answers import money
 from pingpost.fields import BY_NAME, FIELDS
@@ -64,6 +65,9 @@ def lead_report(lead: Lead, partners: Mapping[int, Partner], *, personal: bool =
     lines += ["", "Timeline"]
     events = [(_when(e["at"]), str(e["event"]), str(e["detail"])) for e in lead.timeline]
     lines += _rows(events) if events else ["  (none)"]
+    if lead.bids:
+        lines += ["", "Bids (every buyer asked, best first)"]
+        lines += _rows([_bid_row(pid, record, partners) for pid, record in _by_bid(lead.bids)])
     lines += ["", "Sales"]
     sales = [
         (
@@ -87,6 +91,27 @@ def lead_report(lead: Lead, partners: Mapping[int, Partner], *, personal: bool =
             "  " + ", ".join(str(pid) for pid in others),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _by_bid(asked: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
+    """The bids, highest first, then the buyers that made none."""
+    return sorted(asked.items(), key=lambda kv: (-Decimal(kv[1].get("price", -1)), int(kv[0])))
+
+
+def _bid_row(
+    partner_id: str, record: Mapping[str, Any], partners: Mapping[int, Partner]
+) -> tuple[str, ...]:
+    """A buyer asked: its bid and token (masked: a token may buy the lead), or why it made none,
+    and how long it took."""
+    if record.get("outcome") == "bid":
+        token = str(record.get("token", ""))
+        said = f"bid {money(Decimal(record['price']))}"
+        kept = f"token {token[:2]}***{token[-2:]}" if len(token) > 6 else "token ***"
+    else:
+        reason = str(record.get("reason", ""))
+        said, kept = str(record.get("outcome")) + (f": {reason}" if reason else ""), ""
+    company = _company(partners, int(partner_id))
+    return (f"partner {partner_id}", company, said, kept, f"{record.get('ms', '?')} ms")
 
 
 def _consent(lead: Lead, *, personal: bool) -> list[tuple[str, str]]:

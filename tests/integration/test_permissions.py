@@ -99,7 +99,8 @@ def recording() -> Iterator[set[tuple[str, str]]]:
         OPERATIONS.add(re.sub(r"(?<!^)([A-Z])", r"_\1", model.name).lower())
         for action, name in _needed(service, model.name, params):
             secret = name.startswith(os.environ["PARTNER_SECRETS_PATH"] + "/")
-            table, _, index = (SECRETS if secret else name).partition("/index/")
+            kind = name.rsplit("/", 1)[-1]  # headers, bid-headers or post-headers
+            table, _, index = (f"{SECRETS}/{kind}" if secret else name).partition("/index/")
             logical = names.get(table, table)
             seen.add((action, f"{logical}/index/{index}" if index else logical))
 
@@ -116,14 +117,16 @@ def recording() -> Iterator[set[tuple[str, str]]]:
 SECRETS = "partner secrets"
 _SECRETS_ARN = (
     "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
-    "/pingpost/${AWS::StackName}/partners/*"
+    "/pingpost/${AWS::StackName}/partners/*/"
 )
 
 
 def _resource(value: Any) -> str:
-    """A policy Resource as `Logical`, `Logical/index/name` or the partner secrets."""
-    if value == {"Fn::Sub": _SECRETS_ARN}:
-        return SECRETS
+    """A policy Resource as `Logical`, `Logical/index/name` or the partner secrets of a kind."""
+    if isinstance(value, dict) and str(value.get("Fn::Sub", "")).startswith(_SECRETS_ARN):
+        kind = value["Fn::Sub"].removeprefix(_SECRETS_ARN)
+        assert kind in ("headers", "bid-headers", "post-headers"), value
+        return f"{SECRETS}/{kind}"
     if isinstance(value, dict) and "Fn::GetAtt" in value:
         logical, attribute = value["Fn::GetAtt"]
         assert attribute == "Arn", value
@@ -180,11 +183,29 @@ def _pinged() -> int:
     return exchange.submit(Request(_lead("ping"))).lead_id
 
 
+# A buyer of Gutters that bids, with a secret header on its bid (it is not listening: asked, it
+# has no bid, and the lead goes to the demo's partners as before).
+BIDDER: dict[str, Any] = {
+    "id": 520,
+    "price": 1,
+    "filters": {"products": ["Gutters"]},
+    "bid": {"url": "http://127.0.0.1:9/ping", "headers": {"Authorization": "Bearer bid-secret"}},
+    "post": {"url": "http://127.0.0.1:9/post"},
+}
+
+
 @pytest.fixture(scope="module")
-def demo(aws: str) -> None:
+def demo(aws: str) -> Iterator[None]:
+    from pingpost.store import partners
     from pingpost_local import seed
 
     seed.apply(seed.load(DEMO_SEED))
+    seed.apply(seed.Seed.model_validate({"partners": [BIDDER]}))
+    yield
+    boto3.client("dynamodb").delete_item(
+        TableName=os.environ["PARTNERS_TABLE"], Key={"partner_id": {"N": "520"}}
+    )
+    partners.forget()
 
 
 def _api_calls(function_id: str) -> set[tuple[str, str]]:
@@ -241,6 +262,7 @@ def _deliver_calls() -> set[tuple[str, str]]:
     from pingpost import exchange
     from pingpost.decoding import Request
     from pingpost_local import seed
+    from pingpost_local.bidder import DemoBidder
     from pingpost_local.sqs import sqs_event
 
     sqs = boto3.client("sqs")
@@ -249,15 +271,27 @@ def _deliver_calls() -> set[tuple[str, str]]:
     document = seed.load(DEMO_SEED)
     (gutters,) = [p for p in document.partners if p.id == 510]
     gutters.delivery.headers = {"X-Api-Key": "partner-510-secret"}
+    for vendor in document.vendors:
+        vendor.bid_timeout = 5  # type: ignore[attr-defined]  # a busy machine's bid in time
     seed.apply(document)
     assert exchange.submit(Request(_lead("full"))).status == "Matched"
-    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
-    with recording() as seen:
-        _handler("DeliverFunction").invoke(
-            sqs_event(messages["Messages"], arn["Attributes"]["QueueArn"])
+    # And a lead won by a bid, posted to its buyer with a secret header of its post
+    with DemoBidder(low=90) as bidder:
+        won = BIDDER | bidder.endpoints(
+            bid={"timeout": 5}, post={"headers": {"X-Post-Key": "post-secret"}}
         )
+        seed.apply(seed.Seed.model_validate({"partners": [won]}))
+        assert exchange.submit(Request(_lead("full"))).status == "Matched"
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        assert len(messages["Messages"]) == 2
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+        with recording() as seen:
+            _handler("DeliverFunction").invoke(
+                sqs_event(messages["Messages"], arn["Attributes"]["QueueArn"])
+            )
+        assert len(bidder.posts) == 1
     seed.apply(seed.load(DEMO_SEED))
+    seed.apply(seed.Seed.model_validate({"partners": [BIDDER]}))
     return seen
 
 
@@ -381,7 +415,7 @@ def test_the_functions_make_every_call_the_store_code_names(
 def test_the_secrets_path_the_functions_use_is_the_one_the_deliver_function_may_read() -> None:
     variables = _template()["Globals"]["Function"]["Environment"]["Variables"]
     path = variables["PARTNER_SECRETS_PATH"]["Fn::Sub"]
-    assert _SECRETS_ARN.endswith(":parameter" + path + "/*")
+    assert _SECRETS_ARN.endswith(":parameter" + path + "/*/")
 
 
 def test_an_event_for_another_functions_route_is_a_404_not_a_crash(demo: None) -> None:

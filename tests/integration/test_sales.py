@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from pingpost.clock import now_ms
-from tests.conftest import DEMO_SEED
+from tests.conftest import DEMO_SEED, clear_partners
 from tests.leads import complete
 
 # Each test runs with the caches off and with them as deployed (tests/conftest.py: caches).
@@ -32,24 +32,6 @@ def _partner(id: int, price: float, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _clear_partners() -> None:
-    """No partner, and none of the cap counters or dedupe records of those before."""
-    from pingpost.store import partners
-
-    client = boto3.client("dynamodb")
-    table = os.environ["PARTNERS_TABLE"]
-    for item in client.scan(TableName=table, ProjectionExpression="partner_id")["Items"]:
-        client.delete_item(TableName=table, Key=item)
-    partners.forget()  # deleted behind the versions' back
-    table = os.environ["COUNTERS_TABLE"]
-    pages = client.get_paginator("scan").paginate(
-        TableName=table, ProjectionExpression="#c", ExpressionAttributeNames={"#c": "counter"}
-    )
-    for item in (item for page in pages for item in page["Items"]):
-        if item["counter"]["S"].startswith(("cap#", "dedupe#")):
-            client.delete_item(TableName=table, Key=item)
-
-
 @pytest.fixture
 def partners(aws: str) -> Iterator[Any]:
     from pingpost_local import seed
@@ -57,11 +39,11 @@ def partners(aws: str) -> Iterator[Any]:
     seed.apply(seed.load(DEMO_SEED))
 
     def install(*documents: dict[str, Any]) -> None:
-        _clear_partners()
+        clear_partners()
         seed.apply(seed.Seed.model_validate({"partners": list(documents)}))
 
     yield install
-    _clear_partners()
+    clear_partners()
     seed.apply(seed.load(DEMO_SEED))
 
 

@@ -26,6 +26,8 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     ("bids", "decoding", "matching", "outbound", "responses", "store", "validation"),
     # The stores as the services see them, and what a request is told and recorded.
     ("answering", "stores"),
+    # Asking the buyers that bid.
+    ("auction",),
     # Selling a lead a request holds.
     ("selling",),
     # What a request or a queued sale does.

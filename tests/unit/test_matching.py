@@ -301,6 +301,14 @@ def test_without_a_usage_lookup_caps_are_not_checked() -> None:
     assert buyers([partner(1, caps={"daily": 1})]) == [1]
 
 
+def test_a_partner_that_bids_is_asked_whatever_its_floor_and_the_leads_cost() -> None:
+    low = lead(cost=Decimal(15))
+    assert exclusion(partner(1, 10), low, NOW) == reasons.PRICE
+    assert exclusion(partner(2, 10, **BIDDING), low, NOW) is None
+    found = match(low, PartnerSet([partner(1, 10), partner(2, 10, **BIDDING)]), NOW)
+    assert [p.id for p in found.ranked] == [2]
+
+
 def test_each_cap_and_the_daily_budget() -> None:
     capped = partner(1, 20, caps={"daily": 3, "weekly": 10, "monthly": 30, "daily_budget": 100})
     assert cap_exclusion(capped, Usage()) is None
@@ -448,9 +456,17 @@ def partners(draw: st.DrawFn) -> list[Partner]:
                 src_allow=draw(mostly_empty(st.lists(st.sampled_from(SOURCES), max_size=2), [])),
                 src_deny=draw(mostly_empty(st.lists(st.sampled_from(SOURCES), max_size=1), [])),
                 schedule=draw(st.sampled_from(SCHEDULES)),
+                **(BIDDING if draw(RARELY) else {}),
             )
         )
     return made
+
+
+# A partner that bids: its price is a floor, not weighed against the lead's cost.
+BIDDING: dict[str, Any] = {
+    "bid": {"url": "https://buyer.example/ping"},
+    "post": {"url": "https://buyer.example/post"},
+}
 
 
 @st.composite

@@ -231,6 +231,18 @@ class Offer:
     carried: dict[str, str] = field(default_factory=dict)
     reason: str = ""
 
+    @classmethod
+    def of(cls, record: Mapping[str, Any]) -> Offer:
+        """The offer a lead's record of a bid keeps (pingpost.auction)."""
+        price = record.get("price")
+        return cls(
+            str(record["outcome"]),
+            None if price is None else Decimal(price),
+            str(record.get("token", "")),
+            dict(record.get("carried", {})),
+            str(record.get("reason", "")),
+        )
+
 
 def _refused(status: int, reason: str) -> str:
     """Why an answer of a status other than 2xx is no bid or no sale."""

@@ -14,17 +14,17 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from urllib.parse import urlencode, urlsplit
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 from lxml import etree
 
-from pingpost import outbound
+from pingpost import bids, outbound
 from pingpost.bids import json_path, named
 from pingpost.clock import now_ms as _now_ms
 from pingpost.fields import DATA_FIELDS
-from pingpost.models import Partner
+from pingpost.models import Outbound, Partner
 from pingpost.observability import logger, metrics
 from pingpost.store.deliveries import BUSY, DELIVERED, FAILED, QUEUED, STARTED
 from pingpost.store.figures import Figures, Tally, partner_day
@@ -33,11 +33,6 @@ from pingpost.stores import STORES, Stores
 
 MAX_ANSWER_BYTES = 64 * 1024
 USER_AGENT = "pingpost-delivery/1"
-_CONTENT_TYPES = {
-    "json": "application/json",
-    "form": "application/x-www-form-urlencoded",
-    "xml": "application/xml",
-}
 _XML = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
@@ -63,16 +58,9 @@ def check_url(url: str) -> None:
 
     Where the host resolves to is judged when the request connects (see pingpost.outbound).
     """
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if (
-        parts.scheme == "http"
-        and parts.hostname
-        and parts.hostname.lower() in outbound.trusted_hosts()
-    ):
-        return
-    raise Permanent(f"delivery URL {parts.scheme}://{parts.hostname} is not allowed (https only)")
+    problem = outbound.url_problem(url)
+    if problem is not None:
+        raise Permanent(f"delivery {problem}")
 
 
 def lead_fields(
@@ -88,15 +76,7 @@ def lead_fields(
 
 def body(partner: Partner, fields: Mapping[str, str]) -> bytes:
     """The request body in the partner's format."""
-    kind = partner.delivery.format
-    if kind == "json":
-        return json.dumps(fields).encode()
-    if kind == "form":
-        return urlencode(fields).encode()
-    root = etree.Element("Lead")
-    for name, value in fields.items():
-        etree.SubElement(root, name).text = value
-    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+    return outbound.encode(partner.delivery.format, fields)
 
 
 def judge(partner: Partner, status: int, answer: bytes) -> Attempt:
@@ -125,6 +105,60 @@ def judge(partner: Partner, status: int, answer: bytes) -> Attempt:
     return Attempt(True, f"HTTP {status}")
 
 
+def _headers(
+    partner_id: int, rule: Outbound, request: str, lead_id: int, stores: Stores
+) -> dict[str, str] | Attempt:
+    """The headers of a request to a partner (raises Permanent for a URL it may not call), or
+    the failed attempt when its secret ones are not in Parameter Store."""
+    check_url(rule.url)
+    secret = stores.secrets.headers(partner_id, request) if rule.secret_headers else {}
+    missing = sorted(set(rule.secret_headers) - set(secret))
+    if missing:
+        return Attempt(False, f"headers {', '.join(missing)} not found in Parameter Store")
+    return {
+        "Content-Type": outbound.CONTENT_TYPES[rule.format],
+        "User-Agent": USER_AGENT,
+        **rule.headers,
+        **secret,
+        "Idempotency-Key": idempotency_key(lead_id, partner_id),
+    }
+
+
+def post(
+    partner: Partner,
+    lead_id: int,
+    data: Mapping[str, str],
+    won: Mapping[str, Any],
+    *,
+    test: bool,
+    stores: Stores = STORES,
+) -> Attempt:
+    """Post the lead once to a buyer that won it by its bid (`won`: the lead's record of the
+    bid), with the token and values its bid answered; judged by its post's answer paths."""
+    rule = partner.post
+    assert rule is not None
+    headers = _headers(partner.id, rule, "post", lead_id, stores)
+    if isinstance(headers, Attempt):
+        return headers
+    fields = bids.post_fields(partner, lead_id, data, bids.Offer.of(won), test=test)
+    try:
+        payload = outbound.encode(rule.format, fields)
+    except (ValueError, TypeError) as error:
+        raise Permanent(f"the lead could not be written as {rule.format}: {error}") from None
+    try:
+        status, answer, kind = outbound.fetch(
+            rule.method, rule.url, payload, headers, rule.timeout, MAX_ANSWER_BYTES, shared=True
+        )
+    except outbound.Refused as refused:
+        raise Permanent(f"post URL refused: {refused}") from None
+    except outbound.Failed as failed:
+        return Attempt(False, str(failed))
+    if len(answer) > MAX_ANSWER_BYTES:
+        return Attempt(False, f"HTTP {status}, answer over {MAX_ANSWER_BYTES} bytes")
+    why = bids.accepted(partner, status, answer, kind)
+    return Attempt(why is None, f"HTTP {status}" if why is None else why)
+
+
 def send(
     partner: Partner,
     lead_id: int,
@@ -135,18 +169,9 @@ def send(
 ) -> Attempt:
     """POST (or PUT) the lead to the partner once and judge the answer; raises Permanent."""
     rule = partner.delivery
-    check_url(rule.url)
-    secret = stores.secrets.headers(partner.id) if rule.secret_headers else {}
-    missing = sorted(set(rule.secret_headers) - set(secret))
-    if missing:
-        return Attempt(False, f"headers {', '.join(missing)} not found in Parameter Store")
-    headers = {
-        "Content-Type": _CONTENT_TYPES[rule.format],
-        "User-Agent": USER_AGENT,
-        **rule.headers,
-        **secret,
-        "Idempotency-Key": idempotency_key(lead_id, partner.id),
-    }
+    headers = _headers(partner.id, rule, "delivery", lead_id, stores)
+    if isinstance(headers, Attempt):
+        return headers
     try:
         payload = body(partner, lead_fields(partner, lead_id, data, test=test))
     except (ValueError, TypeError) as error:
@@ -187,8 +212,13 @@ def deliver(message: Delivery, stores: Stores = STORES) -> str:
         raise Undelivered("another worker is sending it")
     if taken != STARTED:
         return taken
+    won = lead.bids.get(str(partner.id)) if partner.bids else None
     try:
-        attempt = send(partner, lead.lead_id, lead.data, test=lead.test, stores=stores)
+        if won is not None and won.get("outcome") == bids.BID:
+            # Sold on its bid: posted with its token (each attempt as a delivery's).
+            attempt = post(partner, lead.lead_id, lead.data, won, test=lead.test, stores=stores)
+        else:
+            attempt = send(partner, lead.lead_id, lead.data, test=lead.test, stores=stores)
     except Permanent as error:
         # This worker holds the lease: it parks the sale itself.
         parked = _tallies(lead.test, partner.id, Figures(parked=1))

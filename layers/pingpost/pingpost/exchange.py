@@ -11,10 +11,12 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from pingpost import answering, consent
+from pingpost import answering, auction, consent
 from pingpost.answering import event, ms, restored, stored, wire
 from pingpost.answers import MATCHED, Answer
+from pingpost.bids import BID
 from pingpost.clock import now_ms as _now_ms
 from pingpost.config import settings
 from pingpost.decoding import Request
@@ -119,11 +121,14 @@ def ping(
     criteria = Criteria.of(
         values, cost, vendor_matches=tuple(matches), consent=consent.given(evidence)
     )
-    outcome = match_lead(stores, criteria, now)
+    test = values.get("Test_Lead") is True
+    matched = match_lead(stores, criteria, now)
+    asked = auction.ask(matched.ranked, data, test=test, seconds=vendor.bid_timeout, stores=stores)
+    outcome = auction.priced(matched, asked, cost)
     lead_id = stores.lead_ids.next()
     answer = answering.answer(vendor, lead_id, values, outcome.ranked, cost)
     summary = f"{len(outcome.ranked)} of {len(outcome.decisions)} partners considered matched"
-    test = values.get("Test_Lead") is True
+    timeline = [*_auction_events(now, asked), event(now, "ping", f"{answer.status}: {summary}")]
     # The vendor's day counts the ping with the lead, in one write (test leads are not counted).
     counted = Figures(pings=1, matched=int(answer.status == MATCHED))
     stores.leads.add(
@@ -138,14 +143,24 @@ def ping(
             extra=kept,
             matches=stored(matches),
             decisions=answering.decisions(outcome),
-            timeline=[event(now, "ping", f"{answer.status}: {summary}")],
+            timeline=timeline,
             test=test,
             consent=evidence,
             expires_at=int(now.timestamp()) + settings().ping_ttl_hours * 3600,
+            bids=asked,
         ),
         tallies=[] if test else [vendor_day(vendor.id, lead_id, now, counted)],
     )
     return answer
+
+
+def _auction_events(now: datetime, asked: Mapping[str, Mapping[str, object]]) -> list[Any]:
+    """The timeline's account of an auction, if there was one."""
+    if not asked:
+        return []
+    made = sum(1 for record in asked.values() if record["outcome"] == BID)
+    slowest = max(int(str(record.get("ms", 0))) for record in asked.values())
+    return [event(now, "auction", f"{len(asked)} asked, {made} bid, in {slowest} ms")]
 
 
 def full(
@@ -187,6 +202,12 @@ def full(
     )
     agreed = consent.given(lead.consent) is True
     criteria = Criteria.of(values, lead.cost, vendor_matches=tuple(matches), consent=agreed)
+    roster = stores.partners.current()
+    matched = match_lead(stores, criteria, now, roster)
+    # The buyers that bid are asked before the lead's first write, which keeps their answers.
+    lead.bids = auction.ask(
+        matched.ranked, data, test=lead.test, seconds=vendor.bid_timeout, stores=stores
+    )
     try:
         stores.leads.add(lead, repeat)
     except Repeated as earlier:
@@ -198,8 +219,19 @@ def full(
                 ]
             ) from None
         return _repeated(stores, earlier.lead_id, vendor, values, criteria)
-    timeline = [event(now, "full", "received")]
-    answer = sell(stores, vendor, lead, token, values, criteria, now, timeline, full=True)
+    timeline = [*_auction_events(now, lead.bids), event(now, "full", "received")]
+    answer = sell(
+        stores,
+        vendor,
+        lead,
+        token,
+        values,
+        criteria,
+        now,
+        timeline,
+        full=True,
+        matched=(roster, matched),
+    )
     return answer if answer is not None else _outcome(stores, lead.lead_id, vendor)
 
 

@@ -11,7 +11,7 @@
 - ``SRC denied``; ``SRC not allowed`` (an allow list the lead's SRC is not on, or no SRC);
 - ``no consent (requires_consent)``: the partner buys only leads whose consumer consented;
 - ``schedule closed``: outside the partner's hours, in its time zone;
-- ``price below cost``;
+- ``price below cost`` (not for a partner that bids: its bid is weighed against the cost);
 - ``already sold by the vendor (Matches)``; ``not selected (Match_With_Partner_Hashes)``.
 
 Caps come last, with the partner's usage (`cap_exclusion`): ``daily cap``, ``weekly cap``,
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -134,6 +134,8 @@ class _Head(Protocol):
     def timezone(self) -> str: ...
     @property
     def requires_consent(self) -> bool: ...
+    @property
+    def bids(self) -> bool: ...
 
 
 class _Filtering(Protocol):
@@ -177,6 +179,7 @@ class _Indexed:
     price: Decimal
     timezone: str
     requires_consent: bool
+    bids: bool
     tier: int  # the rank of (price, priority) among the set's partners: 0 is the best
     matched: Decision  # built once: most candidates match
     partner: Partner
@@ -200,6 +203,7 @@ class _Indexed:
             price=partner.price,
             timezone=partner.timezone,
             requires_consent=partner.requires_consent,
+            bids=partner.bids,
             tier=tier,
             matched=Decision(partner.id, None),
             partner=partner,
@@ -360,7 +364,7 @@ def _verdict(
         return NO_CONSENT
     if rules.schedule is not None and not _open(rules.schedule, head.timezone, now):
         return CLOSED
-    if head.price < lead.cost:
+    if head.price < lead.cost and not head.bids:
         return PRICE
     if lead.vendor_matches and identified(partner, lead.vendor_matches):
         return ALREADY_SOLD
@@ -418,9 +422,11 @@ def _tier(partner: Partner) -> tuple[int, int]:
 _entry_tier = attrgetter("tier")
 
 
-def _in_turn[T](ordered: list[T], tier: Callable[[T], object]) -> list[T]:
+def _in_turn[T](
+    ordered: list[T], tier: Callable[[T], object], turns: Iterator[int] = _turns
+) -> list[T]:
     """Rotate each run of equal tiers of `ordered` in place by this ranking's turn."""
-    turn = next(_turns)
+    turn = next(turns)
     start = 0
     for _, run in itertools.groupby(map(tier, ordered)):
         size = len(list(run))
@@ -431,7 +437,16 @@ def _in_turn[T](ordered: list[T], tier: Callable[[T], object]) -> list[T]:
     return ordered
 
 
-def rank(partners: Sequence[Partner]) -> list[Partner]:
-    """Best first: higher price, then higher priority, then equals in turn (round-robin)."""
+def _exact_tier(partner: Partner) -> tuple[Decimal, int]:
+    """`_tier` for prices of any precision (a buyer's bid may have three decimals)."""
+    return -partner.price, -partner.priority
+
+
+def rank(partners: Sequence[Partner], turns: Iterator[int] = _turns) -> list[Partner]:
+    """Best first: higher price, then higher priority, then equals in turn (round-robin).
+
+    `turns`: the count whose next value is this ranking's turn; a ranking made after another
+    one of the same request (the auction's, after matching's) takes turns of its own."""
     # Sorting is stable: by id first, so equals start from the same order whatever the input.
-    return _in_turn(sorted(sorted(partners, key=_by_id), key=_tier), _tier)
+    ordered = sorted(sorted(partners, key=_by_id), key=_exact_tier)
+    return _in_turn(ordered, _exact_tier, turns)

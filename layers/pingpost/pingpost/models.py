@@ -93,6 +93,9 @@ class Vendor(BaseModel):
     # limit of its own, only the API stage's throttle. A limited vendor's request costs one
     # counter write more; one DynamoDB item takes about 1,000 writes a second, hence the cap.
     rate_limit: int = Field(default=0, ge=0, le=1000)
+    # Seconds the auction of this vendor's lead may take at most: every buyer that bids is
+    # asked at once, and one that has not answered by then has no bid.
+    bid_timeout: float = Field(default=0.3, gt=0, le=5)
 
     @field_validator("redirect_hosts")
     @classmethod
@@ -330,6 +333,11 @@ class Partner(BaseModel):
         if unknown:
             raise ValueError(f"expose_hashes takes: {', '.join(HASH_VALUE_TYPES)}")
         return names
+
+    @property
+    def bids(self) -> bool:
+        """Whether the partner is asked its price (its `price` is then a floor)."""
+        return self.bid is not None
 
     @model_validator(mode="after")
     def _bids_and_posts(self) -> Partner:

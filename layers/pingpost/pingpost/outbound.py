@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import socket
 import threading
 import time
+from collections.abc import Mapping
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import requests
+from lxml import etree
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -30,6 +35,25 @@ from urllib3.util import connection
 
 from pingpost.config import settings
 from pingpost.urls import address_problem
+
+CONTENT_TYPES = {
+    "json": "application/json",
+    "form": "application/x-www-form-urlencoded",
+    "xml": "application/xml",
+}
+
+
+def encode(kind: str, fields: Mapping[str, str]) -> bytes:
+    """A request's body of these fields as JSON, a form, or XML (<Lead><Name>value</Name>...);
+    raises ValueError for a field name the format cannot carry."""
+    if kind == "json":
+        return json.dumps(fields).encode()
+    if kind == "form":
+        return urlencode(fields).encode()
+    root = etree.Element("Lead")
+    for name, value in fields.items():
+        etree.SubElement(root, name).text = value
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
 class Refused(Exception):
@@ -43,6 +67,17 @@ class Failed(Exception):
 def trusted_hosts() -> frozenset[str]:
     """Hosts the operator allows over plain http and at private addresses, by name."""
     return settings().trusted_hosts()
+
+
+def url_problem(url: str) -> str | None:
+    """Why the exchange may not call `url` (anything but https, except trusted http hosts), or
+    None. Where the host resolves to is judged when the request connects."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and parts.hostname and parts.hostname.lower() in trusted_hosts():
+        return None
+    return f"URL {parts.scheme}://{parts.hostname} is not allowed (https only)"
 
 
 class _Deadline:
@@ -180,16 +215,34 @@ class _Adapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
 
 
+def _new_session(hosts: int = 10, per_host: int = 10) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False  # no proxy or .netrc from the environment
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # no state across leads
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, _Adapter(pool_connections=hosts, pool_maxsize=per_host))
+    return session
+
+
 def _session() -> requests.Session:
     # One pooled session per thread: connections to a partner are reused across deliveries.
     session: requests.Session | None = getattr(_local, "session", None)
     if session is None:
-        session = requests.Session()
-        session.trust_env = False  # no proxy or .netrc from the environment
-        session.mount("http://", _Adapter())
-        session.mount("https://", _Adapter())
-        _local.session = session
+        session = _local.session = _new_session()
     return session
+
+
+_shared_lock = threading.Lock()
+_shared: list[requests.Session] = []
+
+
+def _buyers() -> requests.Session:
+    # Buyers asked at once (bids) share one pool: the connection to each buyer stays warm from
+    # one auction to the next, whichever thread asks. urllib3's pools are safe across threads.
+    with _shared_lock:
+        if not _shared:
+            _shared.append(_new_session(hosts=256, per_host=8))
+        return _shared[0]
 
 
 def call(
@@ -204,12 +257,27 @@ def call(
 
     Returns the status and the answer; raises Refused or Failed.
     """
+    status, answer, _ = fetch(method, url, body, headers, seconds, max_bytes)
+    return status, answer
+
+
+def fetch(
+    method: str,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    seconds: float,
+    max_bytes: int,
+    *,
+    shared: bool = False,
+) -> tuple[int, bytes, str]:
+    """`call`, with the answer's Content-Type too; `shared`: through the pool buyers share."""
     deadline = _Deadline(seconds)
     _local.deadline = deadline
     try:
         with (
             deadline,
-            _session().request(
+            (_buyers() if shared else _session()).request(
                 method,
                 url,
                 data=body,
@@ -221,10 +289,11 @@ def call(
         ):
             answer = response.raw.read(max_bytes + 1, decode_content=True)
             status = response.status_code
+            kind = response.headers.get("Content-Type", "")
         if deadline.expired:
             # A shut socket reads as the end of the answer: what was read may be cut short.
             raise TimeoutError
-        return status, answer
+        return status, answer, kind
     except Refused:
         raise
     except Exception as error:  # every transport error: requests', urllib3's, the socket's

@@ -11,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pingpost import answering
+from pingpost import answering, auction
 from pingpost.answering import event
 from pingpost.answers import Answer, money
 from pingpost.matching import Criteria, Outcome, PartnerSet, match
@@ -50,6 +50,7 @@ def sell(
     timeline: list[dict[str, Any]],
     *,
     full: bool = False,
+    matched: tuple[Roster, Outcome] | None = None,
 ) -> Answer | None:
     """Sell a lead this request holds to the best partners that will take it, then record it.
 
@@ -57,9 +58,15 @@ def sell(
     answer says Matched, whatever fails after it (the outbox and the sweep finish the rest).
     None: the claim went stale and another post took the lead over; its outcome stands.
     `full`: a full request's lead, whose recorded outcome counts as its ping too.
+    `matched`: the partners and the match the request already made of this lead, if it did.
+    Partners that bid rank at the bids the lead recorded (pingpost.auction).
     """
-    roster = stores.partners.current()
-    outcome = match_lead(stores, criteria, now, roster)
+    if matched is None:
+        roster = stores.partners.current()
+        outcome = match_lead(stores, criteria, now, roster)
+    else:
+        roster, outcome = matched
+    outcome = auction.priced(outcome, lead.bids, lead.cost)
     allowed = answering.allowed(values, vendor)
     consumer = {
         k: str(values[f]) for k, f in (("email", "Email"), ("phone", "Home_Phone")) if f in values

@@ -61,6 +61,8 @@ class Lead:
     # The outbox marker: the sweep looks at the lead after a grace period (see store.deliveries).
     outbox: str | None = None
     outbox_since: int | None = None
+    # What each buyer that bids answered when asked (pingpost.auction), by partner ID.
+    bids: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def sales(self) -> list[dict[str, Any]]:

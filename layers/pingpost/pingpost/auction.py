@@ -1,0 +1,181 @@
+"""The auction of a lead: every buyer that bids and may buy it is asked its price at once.
+
+Each buyer gets the partial lead (`bids.bid_fields`: no personal data) at its `bid` endpoint,
+under the same outbound rules as deliveries (public addresses unless trusted, the whole
+request bounded by its deadline, the answer capped in size, XML without entities). The whole
+auction takes at most the vendor's `bid_timeout`: a buyer that has not answered by then has
+no bid ("timed out"), whatever its own timeout. A bid is taken when it is at least the buyer's
+floor (its `price`) and the lead's cost; bids and fixed prices then rank together as matching
+ranks prices: by price, then priority, equals taking turns.
+
+What each buyer answered is recorded with the lead (`Lead.bids`), and a post sells by those
+bids: it never asks again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+from pingpost import bids
+from pingpost.answers import money
+from pingpost.matching import Outcome, rank
+from pingpost.models import Partner
+from pingpost.observability import logger
+from pingpost.stores import STORES, Stores
+
+MAX_ANSWER_BYTES = 64 * 1024
+USER_AGENT = "pingpost-bid/1"
+# What a bid record says of a buyer asked, besides bids' outcomes (bid, no bid, bad answer).
+TIMED_OUT, FAILED = "timed out", "failed"
+# Buyers asked at once, across the container's requests: threads kept from one auction to the
+# next, with the connections of the pool they share.
+_POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="bid")
+# Equal offers take turns, counted apart from matching's (which every request counts too).
+_TURNS = itertools.count()
+
+
+def _ask(
+    partner: Partner, data: Mapping[str, str], test: bool, seconds: float, stores: Stores
+) -> dict[str, Any]:
+    """One buyer's answer, as the record the lead keeps of it (without its latency)."""
+    from pingpost import outbound  # loaded by `ask`
+
+    endpoint = partner.bid
+    assert endpoint is not None
+    problem = outbound.url_problem(endpoint.url)
+    if problem is not None:
+        return {"outcome": FAILED, "reason": f"bid {problem}"}
+    secret = stores.secrets.headers(partner.id, "bid") if endpoint.secret_headers else {}
+    missing = sorted(set(endpoint.secret_headers) - set(secret))
+    if missing:
+        return {"outcome": FAILED, "reason": f"headers {', '.join(missing)} not found"}
+    headers = {
+        "Content-Type": outbound.CONTENT_TYPES[endpoint.format],
+        "User-Agent": USER_AGENT,
+        **endpoint.headers,
+        **secret,
+    }
+    try:
+        body = outbound.encode(endpoint.format, bids.bid_fields(partner, data, test=test))
+        status, answer, kind = outbound.fetch(
+            endpoint.method,
+            endpoint.url,
+            body,
+            headers,
+            min(seconds, endpoint.timeout),
+            MAX_ANSWER_BYTES,
+            shared=True,
+        )
+    except (ValueError, TypeError) as error:
+        return {"outcome": FAILED, "reason": f"the lead could not be written: {error}"}
+    except outbound.Refused as refused:
+        return {"outcome": FAILED, "reason": f"bid URL refused: {refused}"}
+    except outbound.Failed as failed:
+        timed_out = str(failed).startswith("timeout")
+        return {"outcome": TIMED_OUT if timed_out else FAILED, "reason": str(failed)}
+    if len(answer) > MAX_ANSWER_BYTES:
+        return {"outcome": bids.BAD_ANSWER, "reason": f"answer over {MAX_ANSWER_BYTES} bytes"}
+    if 300 <= status < 400:
+        return {"outcome": bids.NO_BID, "reason": f"HTTP {status}: redirects are not followed"}
+    offer = bids.offer(partner, status, answer, kind)
+    record: dict[str, Any] = {"outcome": offer.outcome, "reason": offer.reason}
+    if offer.outcome == bids.BID:
+        record |= {"price": offer.price, "token": offer.token, "carried": offer.carried}
+    return record
+
+
+def _timed(
+    partner: Partner, data: Mapping[str, str], test: bool, seconds: float, stores: Stores
+) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        record = _ask(partner, data, test, seconds, stores)
+    except Exception as error:  # a defect here must not fail the lead's other buyers
+        logger.exception("bid request broke", extra={"partner_id": partner.id})
+        record = {"outcome": FAILED, "reason": f"error: {type(error).__name__}"}
+    return dict(record) | {"ms": round((time.monotonic() - started) * 1000)}
+
+
+def ask(
+    partners: Sequence[Partner],
+    data: Mapping[str, str],
+    *,
+    test: bool,
+    seconds: float,
+    stores: Stores = STORES,
+) -> dict[str, dict[str, Any]]:
+    """Ask every partner of `partners` that bids, at once and within `seconds` in all; what
+    each answered, by partner ID (as the lead stores it)."""
+    bidders = [p for p in partners if p.bids]
+    if not bidders:
+        return {}
+    # Only a lead with buyers to ask pays for the HTTP client, and before the auction's clock.
+    from pingpost import outbound  # noqa: F401
+
+    started = time.monotonic()
+    asked: dict[int, Future[dict[str, Any]]] = {
+        p.id: _POOL.submit(_timed, p, data, test, seconds, stores) for p in bidders
+    }
+    wait(asked.values(), timeout=seconds)
+    late = round((time.monotonic() - started) * 1000)
+    return {
+        str(partner_id): (
+            future.result()
+            if future.done()
+            else {"outcome": TIMED_OUT, "reason": f"no answer within {late} ms", "ms": late}
+        )
+        for partner_id, future in asked.items()
+    }
+
+
+def _verdict(partner: Partner, record: Mapping[str, Any] | None, cost: Decimal) -> str | None:
+    """Why a bidding partner does not rank on its bid, or None when its bid is taken."""
+    if record is None:
+        return "not asked (no bid)"
+    if record["outcome"] != bids.BID:
+        reason = record.get("reason") or ""
+        return f"{record['outcome']}" + (f": {reason}" if reason else "")
+    price = Decimal(record["price"])
+    if price < partner.price:
+        return f"bid {money(price)} below its floor {money(partner.price)}"
+    if price < cost:
+        return f"bid {money(price)} below the lead's cost {money(cost)}"
+    return None
+
+
+def priced(outcome: Outcome, asked: Mapping[str, Mapping[str, Any]], cost: Decimal) -> Outcome:
+    """The matching outcome with the bids taken: each partner that bids ranks at its bid, or not
+    at all, saying why; then all rank by price and priority, equals taking turns."""
+    if not any(p.bids for p in outcome.ranked):
+        return outcome
+    ranked: list[Partner] = []
+    refused: dict[int, str] = {}
+    for partner in outcome.ranked:
+        if not partner.bids:
+            ranked.append(partner)
+            continue
+        record = asked.get(str(partner.id))
+        why = _verdict(partner, record, cost)
+        if why is None:
+            assert record is not None
+            ranked.append(partner.model_copy(update={"price": Decimal(record["price"])}))
+        else:
+            refused[partner.id] = why
+    ranked = rank(ranked, _TURNS)
+    decisions = tuple(
+        replace(d, reason=refused[d.partner_id]) if d.partner_id in refused else d
+        for d in outcome.decisions
+    )
+    return Outcome(tuple(ranked), decisions)
+
+
+def sold_by_bid(partner: Partner, asked: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether a sale to `partner` was won by its bid (and so is posted with its token)."""
+    record = asked.get(str(partner.id))
+    return partner.bids and record is not None and record.get("outcome") == bids.BID
