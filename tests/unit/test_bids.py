@@ -149,7 +149,8 @@ def test_a_mortgage_buyer_answering_xml_to_form_requests() -> None:
         b"<Price>21.105</Price></PingResponse>"
     )
     bid = said(MORTGAGE, ping, content_type="text/xml")
-    assert (bid.outcome, bid.price, bid.token) == (BID, Decimal("21.105"), "111111222333")
+    # Three decimals: taken to the cent below, never more than the buyer bid
+    assert (bid.outcome, bid.price, bid.token) == (BID, Decimal("21.10"), "111111222333")
     none = b"<PingResponse><Response>REJECTED</Response><Reason>No Coverage</Reason></PingResponse>"
     assert said(MORTGAGE, none, content_type="text/xml").reason == "No Coverage"
     assert post_fields(MORTGAGE, 9, {}, bid, test=False)["ping_id"] == "111111222333"
@@ -257,7 +258,15 @@ FLAT = bidder(
         ({"price": "NaN", "token": "t"}, BAD_ANSWER, None),
         ({"price": "Infinity", "token": "t"}, BAD_ANSWER, None),
         ({"price": True, "token": "t"}, BAD_ANSWER, None),
-        ({"price": [1, 2], "token": "t"}, BID, Decimal(1)),
+        ({"price": [1, 2], "token": "t"}, BAD_ANSWER, None),
+        ({"price": "1E+30", "token": "t"}, BAD_ANSWER, None),
+        ({"price": 1e200, "token": "t"}, BAD_ANSWER, None),
+        ({"price": "9999999999.99", "token": "t"}, BID, Decimal("9999999999.99")),
+        ({"price": "10.0000000000000000000000000000000000001", "token": "t"}, BID, Decimal(10)),
+        ({"price": "0.004", "token": "t"}, NO_BID, None),  # less than a cent
+        ({"price": 5, "token": "a\u202eb"}, BAD_ANSWER, None),  # a bidi override
+        ({"price": 5, "token": "a\ufffeb"}, BAD_ANSWER, None),  # a noncharacter
+        ({"price": 5, "token": "a\udfffb"}, BAD_ANSWER, None),  # a lone surrogate
         ({"price": {"amount": 3}, "token": "t"}, BAD_ANSWER, None),
         ({"price": 5}, BAD_ANSWER, None),  # a bid without the token its post needs
         ({"price": 5, "token": "x" * 257}, BAD_ANSWER, None),
@@ -318,8 +327,17 @@ def test_a_form_encoded_answer_is_read_by_field_names() -> None:
 
 def test_a_bid_request_carries_no_personal_data() -> None:
     lead = complete("full", Cell_Phone="3125559682", Comments="call after 5")
+    lead |= {
+        "Trusted_Form_URL": "https://cert.trustedform.com/0123456789abcdef",
+        "LeadiD_Token": "01234567-89AB-CDEF-0123-456789ABCDEF",
+        "HTTP_User_Agent": "Mozilla/5.0",
+        "TCPA_Consent": "Yes",
+    }
     data = {k: v for k, v in lead.items() if k in BY_NAME}
     sent = bid_fields(FLAT, data, test=True)
+    # The consent evidence that leads to the consumer stays; whether they consented goes
+    identifying = {"Trusted_Form_URL", "LeadiD_Token", "HTTP_User_Agent", "Landing_Page"}
+    assert not identifying & set(sent) and sent["TCPA_Consent"] == "Yes"
     personal = {f.name for f in FIELDS if f.pii}
     assert {"First_Name", "Last_Name", "Address", "Email", "Home_Phone", "IP_Address"} <= personal
     assert not personal & set(sent)
@@ -348,6 +366,22 @@ def test_settings_are_checked_when_a_partner_is_written() -> None:
     with pytest.raises(ValidationError, match="Extra inputs"):
         BidEndpoint.model_validate({"url": "https://b.example/p", "answer": {"prize": "p"}})
     assert BidEndpoint.model_validate({"url": "https://b.example/p"}).timeout == 0.3
+
+
+def test_what_a_buyer_writes_is_kept_printable_and_short() -> None:
+    declined = said(AUTO, {"status": "decline", "reason": "no\x1b[31m bid\udfff" + "x" * 65_000})
+    assert declined.outcome == NO_BID
+    assert declined.reason.startswith("no[31m bid") and len(declined.reason) == 200
+    bad = said(FLAT, {"price": "y" * 65_000, "token": "t"})
+    assert bad.outcome == BAD_ANSWER and len(bad.reason) < 80
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert said(FLAT, deep).outcome == BAD_ANSWER
+
+
+def test_json_is_read_as_json_whatever_its_content_type_says() -> None:
+    answer = {"status": "bid", "bid_id": "t1", "price": "4.20"}
+    for content_type in ("text/html", "text/plain", "application/octet-stream", ""):
+        assert said(AUTO, answer, content_type=content_type).price == Decimal("4.20")
 
 
 def test_a_reading_of_an_unreadable_answer_says_why() -> None:

@@ -43,3 +43,12 @@ def test_without_chromium_the_browser_tests_fail_unless_opted_out_by_name() -> N
     assert opted_out.returncode == 0, opted_out.stdout
     assert "1 skipped" in opted_out.stdout
     assert "SKIPPED" in opted_out.stdout and "opted out with SKIP_BROWSER=1" in opted_out.stdout
+
+
+def test_every_test_module_has_a_name_of_its_own() -> None:
+    # Two modules of one name (tests/unit/x.py, tests/integration/x.py) stop the whole run at
+    # collection ("import file mismatch"): the suites share one namespace of module names.
+    from collections import Counter
+
+    names = Counter(p.name for p in (ROOT / "tests").rglob("test_*.py"))
+    assert [name for name, count in names.items() if count > 1] == []

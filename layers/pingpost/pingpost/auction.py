@@ -5,8 +5,8 @@ under the same outbound rules as deliveries (public addresses unless trusted, th
 request bounded by its deadline, the answer capped in size, XML without entities). The whole
 auction takes at most the vendor's `bid_timeout`: a buyer that has not answered by then has
 no bid ("timed out"), whatever its own timeout. A bid is taken when it is at least the buyer's
-floor (its `price`) and the lead's cost; bids and fixed prices then rank together as matching
-ranks prices: by price, then priority, equals taking turns.
+floor (its `price`) and the lead's cost; bids and fixed prices then rank together by price,
+then priority, equals in matching's order (in which equal partners take turns).
 
 What each buyer answered is recorded with the lead (`Lead.bids`), and a post sells by those
 bids: it never asks again.
@@ -14,7 +14,6 @@ bids: it never asks again.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -24,7 +23,7 @@ from typing import Any
 
 from pingpost import bids
 from pingpost.answers import money
-from pingpost.matching import Outcome, rank
+from pingpost.matching import Outcome, exact_tier
 from pingpost.models import Partner
 from pingpost.observability import logger
 from pingpost.stores import STORES, Stores
@@ -32,18 +31,18 @@ from pingpost.stores import STORES, Stores
 MAX_ANSWER_BYTES = 64 * 1024
 USER_AGENT = "pingpost-bid/1"
 # What a bid record says of a buyer asked, besides bids' outcomes (bid, no bid, bad answer).
-TIMED_OUT, FAILED = "timed out", "failed"
-# Buyers asked at once, across the container's requests: threads kept from one auction to the
-# next, with the connections of the pool they share.
-_POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="bid")
-# Equal offers take turns, counted apart from matching's (which every request counts too).
-_TURNS = itertools.count()
+TIMED_OUT, FAILED, NOT_ASKED = "timed out", "failed", "not asked"
+# Buyers asked at once: threads kept from one auction to the next (with the connections of the
+# pool they share). A lead asks at most this many, the best floors first; the others are
+# recorded as not asked, which also bounds what the lead's item keeps of them.
+MOST_BUYERS = 64
+_POOL = ThreadPoolExecutor(max_workers=MOST_BUYERS, thread_name_prefix="bid")
 
 
 def _ask(
     partner: Partner, data: Mapping[str, str], test: bool, seconds: float, stores: Stores
 ) -> dict[str, Any]:
-    """One buyer's answer, as the record the lead keeps of it (without its latency)."""
+    """One buyer's answer within `seconds`, as the record the lead keeps (without its time)."""
     from pingpost import outbound  # loaded by `ask`
 
     endpoint = partner.bid
@@ -91,15 +90,26 @@ def _ask(
 
 
 def _timed(
-    partner: Partner, data: Mapping[str, str], test: bool, seconds: float, stores: Stores
+    partner: Partner,
+    data: Mapping[str, str],
+    test: bool,
+    times: tuple[float, float],
+    stores: Stores,
 ) -> dict[str, Any]:
-    started = time.monotonic()
+    """`_ask` in what is left of the auction (`times`: when it began and ends; nothing is sent
+    once it is over, as by a task that waited for a thread), with the milliseconds since the
+    auction began."""
+    begun, ends = times
+    left = ends - time.monotonic()
     try:
-        record = _ask(partner, data, test, seconds, stores)
+        if left <= 0.001:
+            record = {"outcome": NOT_ASKED, "reason": "no time left"}
+        else:
+            record = _ask(partner, data, test, left, stores)
     except Exception as error:  # a defect here must not fail the lead's other buyers
         logger.exception("bid request broke", extra={"partner_id": partner.id})
         record = {"outcome": FAILED, "reason": f"error: {type(error).__name__}"}
-    return dict(record) | {"ms": round((time.monotonic() - started) * 1000)}
+    return dict(record) | {"ms": round((time.monotonic() - begun) * 1000)}
 
 
 def ask(
@@ -110,34 +120,41 @@ def ask(
     seconds: float,
     stores: Stores = STORES,
 ) -> dict[str, dict[str, Any]]:
-    """Ask every partner of `partners` that bids, at once and within `seconds` in all; what
-    each answered, by partner ID (as the lead stores it)."""
+    """Ask every partner of `partners` that bids (at most MOST_BUYERS, in their order), at once
+    and within `seconds` in all; what each answered, by partner ID (as the lead stores it)."""
     bidders = [p for p in partners if p.bids]
     if not bidders:
         return {}
     # Only a lead with buyers to ask pays for the HTTP client, and before the auction's clock.
     from pingpost import outbound  # noqa: F401
 
-    started = time.monotonic()
+    begun = time.monotonic()
+    times = (begun, begun + seconds)
     asked: dict[int, Future[dict[str, Any]]] = {
-        p.id: _POOL.submit(_timed, p, data, test, seconds, stores) for p in bidders
+        p.id: _POOL.submit(_timed, p, data, test, times, stores) for p in bidders[:MOST_BUYERS]
     }
     wait(asked.values(), timeout=seconds)
-    late = round((time.monotonic() - started) * 1000)
-    return {
-        str(partner_id): (
-            future.result()
-            if future.done()
-            else {"outcome": TIMED_OUT, "reason": f"no answer within {late} ms", "ms": late}
-        )
-        for partner_id, future in asked.items()
-    }
+    late = round((time.monotonic() - begun) * 1000)
+    records: dict[str, dict[str, Any]] = {}
+    for partner_id, future in asked.items():
+        if future.done():
+            records[str(partner_id)] = future.result()
+        else:
+            future.cancel()  # not begun: it never will be; begun: it ends at its deadline
+            reason = f"no answer within {late} ms"
+            records[str(partner_id)] = {"outcome": TIMED_OUT, "reason": reason, "ms": late}
+    for partner in bidders[MOST_BUYERS:]:
+        reason = f"over {MOST_BUYERS} buyers for one lead"
+        records[str(partner.id)] = {"outcome": NOT_ASKED, "reason": reason, "ms": 0}
+    return records
 
 
-def _verdict(partner: Partner, record: Mapping[str, Any] | None, cost: Decimal) -> str | None:
+def _verdict(
+    partner: Partner, record: Mapping[str, Any] | None, cost: Decimal, missing: str
+) -> str | None:
     """Why a bidding partner does not rank on its bid, or None when its bid is taken."""
     if record is None:
-        return "not asked (no bid)"
+        return missing
     if record["outcome"] != bids.BID:
         reason = record.get("reason") or ""
         return f"{record['outcome']}" + (f": {reason}" if reason else "")
@@ -149,9 +166,15 @@ def _verdict(partner: Partner, record: Mapping[str, Any] | None, cost: Decimal) 
     return None
 
 
-def priced(outcome: Outcome, asked: Mapping[str, Mapping[str, Any]], cost: Decimal) -> Outcome:
+def priced(
+    outcome: Outcome,
+    asked: Mapping[str, Mapping[str, Any]],
+    cost: Decimal,
+    missing: str = "not asked (no bid)",
+) -> Outcome:
     """The matching outcome with the bids taken: each partner that bids ranks at its bid, or not
-    at all, saying why; then all rank by price and priority, equals taking turns."""
+    at all, saying why (`missing`: why, for one `asked` has no record of); then all rank by
+    price and priority, equals in matching's order."""
     if not any(p.bids for p in outcome.ranked):
         return outcome
     ranked: list[Partner] = []
@@ -161,21 +184,15 @@ def priced(outcome: Outcome, asked: Mapping[str, Mapping[str, Any]], cost: Decim
             ranked.append(partner)
             continue
         record = asked.get(str(partner.id))
-        why = _verdict(partner, record, cost)
+        why = _verdict(partner, record, cost, missing)
         if why is None:
             assert record is not None
             ranked.append(partner.model_copy(update={"price": Decimal(record["price"])}))
         else:
             refused[partner.id] = why
-    ranked = rank(ranked, _TURNS)
+    ranked.sort(key=exact_tier)  # stable: equals keep matching's turns
     decisions = tuple(
         replace(d, reason=refused[d.partner_id]) if d.partner_id in refused else d
         for d in outcome.decisions
     )
     return Outcome(tuple(ranked), decisions)
-
-
-def sold_by_bid(partner: Partner, asked: Mapping[str, Mapping[str, Any]]) -> bool:
-    """Whether a sale to `partner` was won by its bid (and so is posted with its token)."""
-    record = asked.get(str(partner.id))
-    return partner.bids and record is not None and record.get("outcome") == bids.BID

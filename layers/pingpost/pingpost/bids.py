@@ -1,18 +1,22 @@
 """What a buyer that bids is sent, and what its answers say.
 
-A bid request carries the partial lead: every field of the lead that the field table does not
-mark personal (never a name, email, phone, street address or IP address), renamed and completed
-as the buyer's `bid` endpoint asks. A post carries the whole lead, with the token (and any
-other values) the winning bid answered.
+A bid request carries the partial lead: every field of the lead but those the field table
+marks personal (a name, email, phone, street address, IP address, comments) and the consent
+evidence that identifies the consumer (TrustedForm certificate, LeadiD token, browser, landing
+page), renamed and completed as the buyer's `bid` endpoint asks. A post carries the whole lead,
+with the token (and any other values) the winning bid answered.
 
 An answer is read by its endpoint's paths (`models.AnswerPaths`), whatever shape the buyer
 gives it: JSON (dotted paths), XML (XPath, read without namespaces, so that a default namespace
-changes nothing; parsed without DTDs, entities or network access) or a form-encoded body (field
-names). A JSON or form path may name alternatives, `reason|errors`: the first that finds
+changes nothing; no external DTD is loaded, no entity expanded, nothing fetched) or a
+form-encoded body (field names); a body starting with `{` or `[` is read as JSON whatever its
+Content-Type says. A JSON or form path may name alternatives, `reason|errors`: the first that finds
 something (in XPath, `|` is its own union). What `accepted` finds means yes when it is one of
 the endpoint's `accepted_values` (any case), by default true, 1, yes, accepted or success. A
-price is a number or a string of one, with any number of decimals; 0, null or none is no bid;
-anything else is a bad answer, as is a token over 256 characters or with control characters.
+price is a number or a string of one, with any number of decimals, taken to the cent below; 0,
+null or none is no bid; anything else (a word, a list, a negative number, more than
+9,999,999,999.99) is a bad answer, as is a token over 256 characters or with characters that
+cannot be sent back. Reasons are kept printable and at most 200 characters long.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import json
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -31,12 +35,23 @@ from pingpost.fields import BY_NAME, DATA_FIELDS
 from pingpost.models import BuyerEndpoint, Outbound, Partner
 
 MAX_TOKEN = 256
-MAX_REASON = 500
+MAX_REASON = 200
+# The largest bid a buyer may make (a partner's price is Money: 12 digits, 2 decimals).
+MAX_PRICE = Decimal("9999999999.99")
 DEFAULT_ACCEPTED = frozenset({"true", "1", "yes", "accepted", "success"})
 # What a bid's outcome is called where the lead records it.
 BID, NO_BID, BAD_ANSWER = "bid", "no bid", "bad answer"
 _XML = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
-_PERSONAL = frozenset(name for name in DATA_FIELDS if BY_NAME[name].pii)
+# Never in a bid request: personal data, and the consent evidence that leads to it (a
+# TrustedForm certificate replays the consumer's session; an address, a browser, a landing
+# page's query identify them). Whether the consumer consented goes.
+_IDENTIFYING = frozenset({"ip", "user_agent", "landing_page", "trusted_form_url", "leadid_token"})
+WITHHELD = frozenset(
+    name for name in DATA_FIELDS if BY_NAME[name].pii or BY_NAME[name].consent in _IDENTIFYING
+)
+# Characters no token or reason keeps: controls, format characters (bidi overrides among
+# them), surrogates, unassigned code points and noncharacters (U+FFFE, U+FFFF).
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Cn", "Co"})
 
 
 def named(endpoint: Outbound, sent: Mapping[str, str]) -> dict[str, str]:
@@ -50,7 +65,7 @@ def named(endpoint: Outbound, sent: Mapping[str, str]) -> dict[str, str]:
 def bid_fields(partner: Partner, data: Mapping[str, str], *, test: bool) -> dict[str, str]:
     """What a bidding partner is asked about a lead: its fields less the personal ones."""
     assert partner.bid is not None
-    sent = {name: data[name] for name in DATA_FIELDS if name in data and name not in _PERSONAL}
+    sent = {name: data[name] for name in DATA_FIELDS if name in data and name not in WITHHELD}
     if test:
         sent["Test_Lead"] = "1"
     return named(partner.bid, sent)
@@ -73,15 +88,18 @@ class Unreadable(ValueError):
 
 
 def _document(body: bytes, content_type: str) -> tuple[str, Any]:
-    """The answer parsed: ("json", value), ("xml", root without namespaces) or ("form", dict)."""
+    """The answer parsed: ("json", value), ("xml", root without namespaces) or ("form", dict).
+
+    The body says what it is before the Content-Type does: buyers label JSON text/html or
+    text/plain often enough."""
     kind = content_type.lower()
     start = body.lstrip()[:1]
-    if "json" in kind or (not kind.strip() and start in (b"{", b"[")):
+    if start in (b"{", b"[") or ("json" in kind and start != b"<"):
         try:
             return "json", json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise Unreadable("the answer is not JSON") from None
-    if "xml" in kind or start == b"<":
+    if start == b"<" or "xml" in kind:
         try:
             root = etree.fromstring(body, parser=_XML)
         except etree.XMLSyntaxError:
@@ -127,47 +145,53 @@ def _found(kind: str, document: Any, path: str) -> Any:
             else str(item)
             for item in found
         ]
-        return values or None
+        # One node found is a value, as in JSON; several, a list (a reason's parts)
+        return values[0] if len(values) == 1 else (values or None)
     return found
 
 
-def _one(found: Any) -> Any:
-    """The first value of a list (an XPath finds lists), or the value itself."""
-    if isinstance(found, list):
-        return found[0] if found else None
-    return found
+def clean(text: str, most: int = MAX_REASON) -> str:
+    """Text a buyer wrote, as the lead keeps and shows it: without unprintable characters (a
+    terminal's escape, a bidi override, a lone surrogate), at most `most` characters."""
+    kept = "".join(c for c in text if unicodedata.category(c) not in _UNPRINTABLE)
+    return kept if len(kept) <= most else kept[: most - 1] + "…"
 
 
-def _text(value: Any) -> str:
+def _text(value: Any, depth: int = 0) -> str:
     """A reason's part as text: objects as their values ("zip: invalid"), lists joined."""
-    if value is None:
+    if value is None or depth > 4:
         return ""
     if isinstance(value, list):
-        return "; ".join(part for part in map(_text, value) if part)
+        return "; ".join(part for item in value if (part := _text(item, depth + 1)))
     if isinstance(value, dict):
-        return ": ".join(part for part in map(_text, value.values()) if part)
+        return ": ".join(part for item in value.values() if (part := _text(item, depth + 1)))
     return str(value).strip()
 
 
-def _price(found: Any) -> Decimal | None:
-    """A bid's amount: None for none, 0 or null; raises ValueError for anything not a price."""
-    value = _one(found)
+def _shown(value: Any) -> str:
+    """A buyer's value as a message quotes it: short and printable."""
+    return clean(repr(value), 40)
+
+
+def _price(value: Any) -> Decimal | None:
+    """A bid's amount, to the cent below (a buyer is never charged more than it bid): None for
+    none, 0 or null; raises ValueError for anything not a price."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f"the price {value!r} is not a number")
+        raise ValueError(f"the price {_shown(value)} is not a number")
     try:
         amount = Decimal(str(value).strip())
     except InvalidOperation:
-        raise ValueError(f"the price {value!r} is not a number") from None
-    if not amount.is_finite() or amount < 0:
-        raise ValueError(f"the price {value!r} is not a price")
-    return amount if amount else None
+        raise ValueError(f"the price {_shown(value)} is not a number") from None
+    if not amount.is_finite() or amount < 0 or amount > MAX_PRICE:
+        raise ValueError(f"the price {_shown(value)} is not a price")
+    cents = amount.quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+    return cents if cents else None
 
 
-def _value(name: str, found: Any) -> str:
-    """A value to send back (a token): text of at most 256 characters, no control characters."""
-    value = _one(found)
+def _value(name: str, value: Any) -> str:
+    """A value to send back (a token): printable text of at most 256 characters."""
     if value is None:
         return ""
     if isinstance(value, dict | list | bool):
@@ -175,8 +199,8 @@ def _value(name: str, found: Any) -> str:
     text = str(value).strip()
     if len(text) > MAX_TOKEN:
         raise ValueError(f"the {name} is over {MAX_TOKEN} characters")
-    if any(unicodedata.category(c) == "Cc" for c in text):
-        raise ValueError(f"the {name} has control characters")
+    if clean(text, MAX_TOKEN) != text:
+        raise ValueError(f"the {name} has characters that cannot be sent back")
     return text
 
 
@@ -203,8 +227,8 @@ def read(
     paths = endpoint.answer
     try:
         kind, document = _document(body, content_type)
-        reason = _text(_found(kind, document, paths.reason))[:MAX_REASON]
-        said = _one(_found(kind, document, paths.accepted))
+        reason = clean(_text(_found(kind, document, paths.reason)))
+        said = _found(kind, document, paths.accepted)
         price = _price(_found(kind, document, paths.price))
         token = _value("token", _found(kind, document, paths.token))
         carried = {
@@ -217,7 +241,7 @@ def read(
         accepted = price is not None
     else:
         yes = {v.casefold() for v in endpoint.accepted_values} or DEFAULT_ACCEPTED
-        accepted = said is not None and _text(said).casefold() in yes
+        accepted = isinstance(said, str | int | float | bool) and _text(said).casefold() in yes
     return Reading(accepted, price, token, reason, carried)
 
 

@@ -205,17 +205,20 @@ def deliver(message: Delivery, stores: Stores = STORES) -> str:
         # Nothing can ever deliver it: say so in the log and let the message go.
         logger.error("delivery of an unknown lead or partner", extra=asdict(message))
         return "unknown lead or partner"
+    won = lead.bids.get(str(partner.id)) if partner.post is not None else None
+    if won is not None and won.get("outcome") != bids.BID:
+        won = None
+    # Sold on its bid, it is posted (with its token) rather than delivered.
+    rule = partner.post if won is not None and partner.post is not None else partner.delivery
     # The lease outlives one attempt (timeout plus slack), so a live sender is never doubled.
-    lease_ms = int((partner.delivery.timeout + 10) * 1000)
+    lease_ms = int((rule.timeout + 10) * 1000)
     taken = stores.deliveries.begin(message.lead_id, message.partner_id, now, lease_ms)
     if taken == BUSY:
         raise Undelivered("another worker is sending it")
     if taken != STARTED:
         return taken
-    won = lead.bids.get(str(partner.id)) if partner.bids else None
     try:
-        if won is not None and won.get("outcome") == bids.BID:
-            # Sold on its bid: posted with its token (each attempt as a delivery's).
+        if won is not None:
             attempt = post(partner, lead.lead_id, lead.data, won, test=lead.test, stores=stores)
         else:
             attempt = send(partner, lead.lead_id, lead.data, test=lead.test, stores=stores)

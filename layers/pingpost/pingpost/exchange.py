@@ -336,7 +336,7 @@ def post(
         selected=tuple(selected),
         consent=consent.given(lead.consent) is True,
     )
-    answer = sell(stores, vendor, lead, token, merged, criteria, now, timeline)
+    answer = sell(stores, vendor, lead, token, merged, criteria, now, timeline, rematched=changed)
     return answer if answer is not None else _outcome(stores, lead_id, vendor)
 
 

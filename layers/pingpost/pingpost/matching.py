@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -422,11 +422,9 @@ def _tier(partner: Partner) -> tuple[int, int]:
 _entry_tier = attrgetter("tier")
 
 
-def _in_turn[T](
-    ordered: list[T], tier: Callable[[T], object], turns: Iterator[int] = _turns
-) -> list[T]:
+def _in_turn[T](ordered: list[T], tier: Callable[[T], object]) -> list[T]:
     """Rotate each run of equal tiers of `ordered` in place by this ranking's turn."""
-    turn = next(turns)
+    turn = next(_turns)
     start = 0
     for _, run in itertools.groupby(map(tier, ordered)):
         size = len(list(run))
@@ -437,16 +435,12 @@ def _in_turn[T](
     return ordered
 
 
-def _exact_tier(partner: Partner) -> tuple[Decimal, int]:
-    """`_tier` for prices of any precision (a buyer's bid may have three decimals)."""
+def exact_tier(partner: Partner) -> tuple[Decimal, int]:
+    """The ranking's sort key for prices of any precision: higher price, then priority."""
     return -partner.price, -partner.priority
 
 
-def rank(partners: Sequence[Partner], turns: Iterator[int] = _turns) -> list[Partner]:
-    """Best first: higher price, then higher priority, then equals in turn (round-robin).
-
-    `turns`: the count whose next value is this ranking's turn; a ranking made after another
-    one of the same request (the auction's, after matching's) takes turns of its own."""
+def rank(partners: Sequence[Partner]) -> list[Partner]:
+    """Best first: higher price, then higher priority, then equals in turn (round-robin)."""
     # Sorting is stable: by id first, so equals start from the same order whatever the input.
-    ordered = sorted(sorted(partners, key=_by_id), key=_exact_tier)
-    return _in_turn(ordered, _exact_tier, turns)
+    return _in_turn(sorted(sorted(partners, key=_by_id), key=exact_tier), exact_tier)

@@ -51,6 +51,7 @@ def sell(
     *,
     full: bool = False,
     matched: tuple[Roster, Outcome] | None = None,
+    rematched: Sequence[str] = (),
 ) -> Answer | None:
     """Sell a lead this request holds to the best partners that will take it, then record it.
 
@@ -59,14 +60,19 @@ def sell(
     None: the claim went stale and another post took the lead over; its outcome stands.
     `full`: a full request's lead, whose recorded outcome counts as its ping too.
     `matched`: the partners and the match the request already made of this lead, if it did.
-    Partners that bid rank at the bids the lead recorded (pingpost.auction).
+    Partners that bid rank at the bids the lead recorded (pingpost.auction), unless the post
+    changed what the lead was matched on (`rematched`): their bids priced another lead.
     """
     if matched is None:
         roster = stores.partners.current()
         outcome = match_lead(stores, criteria, now, roster)
     else:
         roster, outcome = matched
-    outcome = auction.priced(outcome, lead.bids, lead.cost)
+    if rematched:
+        stale = f"its bid priced the ping's {', '.join(rematched)}, which the post changed"
+        outcome = auction.priced(outcome, {}, lead.cost, missing=stale)
+    else:
+        outcome = auction.priced(outcome, lead.bids, lead.cost)
     allowed = answering.allowed(values, vendor)
     consumer = {
         k: str(values[f]) for k, f in (("email", "Email"), ("phone", "Home_Phone")) if f in values
