@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from pingpost.caps import Usage
 from pingpost.models import DONE, PINGED, POSTING, Partner, Vendor, key_hash
+from pingpost.store.deliveries import RELEASED, RESERVED
 from pingpost.store.figures import Figures, Tally, merged
 from pingpost.store.leads import Lead, Repeat, Repeated
 from pingpost.store.partners import Roster
@@ -128,6 +129,8 @@ class Sales:
     applied_then_lost: set[int] = field(default_factory=set)  # sales made, their answer lost
     usages: dict[int, Usage] = field(default_factory=dict)
     made: list[tuple[int, int, bool]] = field(default_factory=list)  # lead, partner, ended it
+    confirmed: list[tuple[int, int]] = field(default_factory=list)  # reserved, then posted
+    released: list[tuple[int, int]] = field(default_factory=list)  # reserved, then given back
 
     def usage(self, partners: Sequence[Partner], now: datetime) -> dict[int, Usage]:
         return {p.id: self.usages[p.id] for p in partners if p.id in self.usages}
@@ -144,6 +147,7 @@ class Sales:
         test: bool,
         finished: Lead | None = None,
         tallies: Sequence[Tally] = (),
+        reserve: bool = False,
     ) -> str | None:
         if partner.id in self.unreachable_for:
             raise unreachable("TransactWriteItems")
@@ -154,6 +158,9 @@ class Sales:
             return "already sold to this partner"
         lead.sold_to[str(partner.id)] = partner.price
         lead.beat += 1
+        if reserve:
+            at = int(now.timestamp() * 1000)
+            lead.deliveries[str(partner.id)] = {"state": RESERVED, "at": at, "price": partner.price}
         self.made.append((lead_id, partner.id, finished is not None))
         if finished is not None:
             ended = replace(finished, sold_to=dict(lead.sold_to), beat=lead.beat, claim=None)
@@ -162,6 +169,50 @@ class Sales:
         if partner.id in self.applied_then_lost:
             raise unreachable("TransactWriteItems")
         return None
+
+    def _reserved(self, lead_id: int, token: str, partner_id: int) -> Lead | None:
+        lead = self.leads.stored[lead_id]
+        record = lead.deliveries.get(str(partner_id), {})
+        held = lead.claim == token and record.get("state") == RESERVED
+        return lead if held else None
+
+    def confirm(
+        self,
+        lead_id: int,
+        token: str,
+        partner_id: int,
+        detail: str,
+        now_ms: int,
+        tallies: Sequence[Tally] = (),
+    ) -> bool:
+        lead = self._reserved(lead_id, token, partner_id)
+        if lead is None:
+            return False
+        lead.deliveries[str(partner_id)] = {"state": "delivered", "detail": detail, "at": now_ms}
+        lead.beat += 1
+        self.leads.tallied += tallies
+        self.confirmed.append((lead_id, partner_id))
+        return True
+
+    def release(
+        self,
+        lead_id: int,
+        token: str,
+        partner: Partner,
+        record: Mapping[str, Any],
+        consumer: Mapping[str, str],
+        *,
+        test: bool,
+        why: str = "",
+    ) -> bool:
+        lead = self._reserved(lead_id, token, partner.id)
+        if lead is None:
+            return False
+        del lead.sold_to[str(partner.id)]
+        lead.deliveries[str(partner.id)] = {"state": RELEASED, "detail": why}
+        lead.beat += 1
+        self.released.append((lead_id, partner.id))
+        return True
 
 
 @dataclass

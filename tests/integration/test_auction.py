@@ -19,7 +19,7 @@ import boto3
 import pytest
 
 from pingpost.fields import FIELDS
-from tests.conftest import DEMO_SEED, clear_partners, local_function
+from tests.conftest import DEMO_SEED, clear_partners
 from tests.leads import complete
 
 KEY = "auction-vendor-key-0123456789"
@@ -104,17 +104,31 @@ def stored(lead_id: int) -> Any:
     return lead
 
 
-def deliver_all() -> None:
-    """Hand every queued sale to the deliver function, as Lambda's poller would."""
-    from pingpost_local.sqs import sqs_event
-
+def queued(lead_id: int) -> list[dict[str, Any]]:
+    """The sales of this lead on the delivery queue now (every message taken off it)."""
     sqs = boto3.client("sqs")
     url = os.environ["DELIVERY_QUEUE_URL"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    found = []
     while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
-        local_function("DeliverFunction").invoke(sqs_event(messages, arn["QueueArn"]))
         for message in messages:
+            found.append(json.loads(message["Body"]))
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return [sale for sale in found if sale["lead_id"] == lead_id]
+
+
+def counted(partner_id: int) -> dict[str, Any]:
+    """The partner's day counter (its sales and spend today)."""
+    from datetime import UTC, datetime
+
+    from pingpost.caps import periods
+    from pingpost.store import from_item, partners
+
+    partner = next(p for p in partners.all_partners() if p.id == partner_id)
+    key = f"cap#{partner_id}#day#{periods(partner, datetime.now(UTC)).day}"
+    item = boto3.client("dynamodb").get_item(
+        TableName=os.environ["COUNTERS_TABLE"], Key={"counter": {"S": key}}, ConsistentRead=True
+    )
+    return from_item(item.get("Item", {}))
 
 
 def test_the_highest_bid_wins_and_its_buyer_is_posted_the_lead_with_its_token(
@@ -137,11 +151,15 @@ def test_the_highest_bid_wins_and_its_buyer_is_posted_the_lead_with_its_token(
     lead = stored(ping.lead_id)
     assert lead.sold_to == {"802": Decimal(18)}  # the bid, not its floor of 1
     assert dict(lead.decisions) == {801: "matched", 802: "sold", 803: "matched"}
-    deliver_all()
+    # Posted before the answer, with its token: nothing left to deliver
     token = lead.bids["802"]["token"]
     assert b.posts == [token] and token in b.posted
     assert b.posted[token]["Email"] == lead.data["Email"]  # the post has the whole lead
-    assert stored(ping.lead_id).deliveries["802"]["state"] == "delivered"
+    assert lead.deliveries["802"]["state"] == "delivered"
+    assert any(
+        e["event"] == "post" and "to partner 802: accepted" in e["detail"] for e in lead.timeline
+    )
+    assert queued(ping.lead_id) == []
     assert a.posts == []
     # lead show lists every bid, best first, its token masked
     from pingpost.store import partners
@@ -302,3 +320,111 @@ def test_a_post_that_changes_what_the_bids_priced_sells_to_no_bidder(
         "its bid priced the ping's State, Zip, which the post changed"
     )
     assert len(a.asked) == 1  # not asked again either
+
+
+def test_a_winner_that_rejects_the_post_is_replaced_by_the_next_bid(
+    market: Any, bidders: list[Any]
+) -> None:
+    a, b, _ = bidders
+    a.configure(low=20, high=20, reject_rate=1)
+    b.configure(low=15, high=15)
+    market(buyer(901, 1, a, caps={"daily": 3}, dedupe_days=30), buyer(902, 1, b))
+    full = submit("full")
+    assert full.status == "Matched"
+    lead = stored(full.lead_id)
+    assert lead.sold_to == {"902": Decimal(15)}
+    decisions = dict(lead.decisions)
+    assert decisions[901] == "post not accepted: duplicate_phone"
+    assert len(a.posts) == 1 and len(b.posted) == 1
+    # The reservation was given back whole: no sale counted, no spend, no dedupe record
+    assert counted(901).get("sold", 0) == 0 and counted(901).get("spent", 0) == 0
+    assert counted(902)["sold"] == 1
+    from pingpost.store.sales import _dedupe_key
+
+    dedupe = boto3.client("dynamodb").get_item(
+        TableName=os.environ["COUNTERS_TABLE"],
+        Key={"counter": {"S": _dedupe_key(901, "email", lead.data["Email"])}},
+    )
+    assert "Item" not in dedupe
+    posts = [e["detail"] for e in lead.timeline if e["event"] == "post"]
+    assert posts[0].startswith("to partner 901: duplicate_phone") and "902: accepted" in posts[1]
+
+
+def test_a_post_that_times_out_is_not_accepted_and_nobody_accepting_is_unmatched(
+    market: Any, bidders: list[Any]
+) -> None:
+    a, b, _ = bidders
+    a.configure(low=20, high=20)
+    b.configure(low=15, high=15, reject_rate=1)
+    slow = buyer(911, 1, a) | {"post": a.endpoints()["post"] | {"timeout": 0.3}}
+    market(slow, buyer(912, 1, b))
+    a.configure(latency=0)
+    ping = submit("ping")
+    assert ping.status == "Matched"
+    a.configure(latency=2)  # its post answers after its timeout
+    post = submit("post", Lead_ID=str(ping.lead_id))
+    lead = stored(ping.lead_id)
+    assert (post.status, lead.sold_to, lead.status) == ("Unmatched", {}, "unsold")
+    decisions = dict(lead.decisions)
+    assert decisions[911].startswith("post not accepted: timeout after")
+    assert decisions[912] == "post not accepted: duplicate_phone"
+    assert counted(911).get("sold", 0) == 0 and counted(912).get("sold", 0) == 0
+    assert queued(ping.lead_id) == []
+
+
+def _killed(*_: Any, **__: Any) -> None:
+    from tests.faults import Killed
+
+    raise Killed("confirm")
+
+
+def _dedupe_record(partner_id: int, email: str) -> bool:
+    from pingpost.store.sales import _dedupe_key
+
+    return "Item" in boto3.client("dynamodb").get_item(
+        TableName=os.environ["COUNTERS_TABLE"],
+        Key={"counter": {"S": _dedupe_key(partner_id, "email", email)}},
+        ConsistentRead=True,
+    )
+
+
+@pytest.mark.parametrize("recovery", ["sweep", "repost"])
+def test_a_post_killed_before_recording_its_buyers_answer_is_given_back_never_posted_twice(
+    market: Any, bidders: list[Any], monkeypatch: pytest.MonkeyPatch, recovery: str
+) -> None:
+    from pingpost import redrive
+    from pingpost.config import settings
+    from pingpost.store import sales
+    from tests.faults import Killed
+
+    a = bidders[0]
+    a.configure(low=20, high=20)
+    market(buyer(921, 1, a, caps={"daily": 2}, dedupe_days=30))
+    ping = submit("ping")
+    lead_id = ping.lead_id
+    with monkeypatch.context() as dying:
+        dying.setattr(sales, "confirm", _killed)  # the buyer accepted; the process died
+        with pytest.raises(Killed):
+            submit("post", Lead_ID=str(lead_id))
+    lead = stored(lead_id)
+    assert len(a.posts) == 1 and lead.deliveries["921"]["state"] == "reserved"
+    assert counted(921)["sold"] == 1 and _dedupe_record(921, lead.data["Email"])  # held
+    for name, value in {"OUTBOX_GRACE_SECONDS": "0", "POST_WAIT_SECONDS": "0.2"}.items():
+        monkeypatch.setenv(name, value)
+    settings.cache_clear()
+    try:
+        if recovery == "sweep":  # the scheduled retry: one run sees it, the next ends it
+            redrive.run(5)
+            redrive.run(5)
+            assert stored(lead_id).status == "pinged"  # back to await its post
+        again = submit("post", Lead_ID=str(lead_id))  # the publisher posts again
+    finally:
+        monkeypatch.undo()
+        settings.cache_clear()
+    lead = stored(lead_id)
+    assert again.status == "Unmatched" and lead.sold_to == {}
+    assert lead.deliveries["921"]["state"] == "released"
+    assert "abandoned" in dict(lead.decisions)[921]
+    assert len(a.posts) == 1  # never posted twice
+    assert counted(921).get("sold", 0) == 0 and counted(921).get("spent", 0) == 0
+    assert not _dedupe_record(921, lead.data["Email"])

@@ -172,8 +172,10 @@ def _http(function_id: str, fields: dict[str, str], **headers: str) -> int:
 
 def _lead(mode: str, **changes: str) -> dict[str, str]:
     # Gutters: the demo partner that buys them has caps, a budget and a dedupe window, so a
-    # sale writes every kind of item it can.
-    return complete(mode, Home_Improvement_Product="Gutters", **changes)
+    # sale writes every kind of item it can; and two buyers that bid more (below) are posted
+    # first: one says no (its reservation is given back), one buys. Twice sold: the demo
+    # partner too, whose sale is queued.
+    return complete(mode, Home_Improvement_Product="Gutters", Allowed_Times_Sold="2", **changes)
 
 
 def _pinged() -> int:
@@ -183,8 +185,9 @@ def _pinged() -> int:
     return exchange.submit(Request(_lead("ping"))).lead_id
 
 
-# A buyer of Gutters that bids, with a secret header on its bid (it is not listening: asked, it
-# has no bid, and the lead goes to the demo's partners as before).
+# Buyers of Gutters that bid, each with secret headers: 520 is not listening (asked, it has no
+# bid); 521 bids most and rejects every post (capped, with a dedupe window: its reservation
+# holds every kind of item); 522 bids next and buys.
 BIDDER: dict[str, Any] = {
     "id": 520,
     "price": 1,
@@ -194,18 +197,43 @@ BIDDER: dict[str, Any] = {
 }
 
 
+def _bidders(rejecting: Any, buying: Any) -> list[dict[str, Any]]:
+    secret = {"headers": {"X-Post-Key": "post-secret"}}
+    return [
+        BIDDER,
+        BIDDER
+        | {"id": 521, "caps": {"daily": 1000}, "dedupe_days": 30}
+        | rejecting.endpoints(bid={"timeout": 5}, post=secret),
+        BIDDER | {"id": 522} | buying.endpoints(bid={"timeout": 5}, post=secret),
+    ]
+
+
+def _seed() -> None:
+    """The demo seed, its vendors waiting long enough for a busy machine's bids."""
+    from pingpost_local import seed
+
+    document = seed.load(DEMO_SEED)
+    for vendor in document.vendors:
+        vendor.bid_timeout = 5  # type: ignore[attr-defined]
+    seed.apply(document)
+
+
 @pytest.fixture(scope="module")
 def demo(aws: str) -> Iterator[None]:
     from pingpost.store import partners
     from pingpost_local import seed
+    from pingpost_local.bidder import DemoBidder
 
-    seed.apply(seed.load(DEMO_SEED))
-    seed.apply(seed.Seed.model_validate({"partners": [BIDDER]}))
-    yield
-    boto3.client("dynamodb").delete_item(
-        TableName=os.environ["PARTNERS_TABLE"], Key={"partner_id": {"N": "520"}}
-    )
+    with DemoBidder(low=95, reject_rate=1) as rejecting, DemoBidder(low=90) as buying:
+        _seed()
+        seed.apply(seed.Seed.model_validate({"partners": _bidders(rejecting, buying)}))
+        yield
+    for partner_id in (520, 521, 522):
+        boto3.client("dynamodb").delete_item(
+            TableName=os.environ["PARTNERS_TABLE"], Key={"partner_id": {"N": str(partner_id)}}
+        )
     partners.forget()
+    seed.apply(seed.load(DEMO_SEED))
 
 
 def _api_calls(function_id: str) -> set[tuple[str, str]]:
@@ -213,7 +241,6 @@ def _api_calls(function_id: str) -> set[tuple[str, str]]:
     in a new container (it reads every partner), the next after an operator wrote partners
     (it reads those only)."""
     from pingpost.store import partners
-    from pingpost_local import seed
 
     modes = {"PingFunction": ["ping"], "PostFunction": ["post"], "FullFunction": ["full"]}
     with_mode = function_id == "ApiFunction"
@@ -233,7 +260,7 @@ def _api_calls(function_id: str) -> set[tuple[str, str]]:
         with recording() as seen:
             assert _http(function_id, first) == 200
         calls |= seen
-        seed.apply(seed.load(DEMO_SEED))  # the partners' version moves
+        _seed()  # the partners' version moves
         with recording() as seen:
             assert _http(function_id, second, **key) == 200
             # The same request again: a repeated post or full is the first lead's answer.
@@ -258,11 +285,11 @@ def _drain(queue: str) -> None:
 
 
 def _deliver_calls() -> set[tuple[str, str]]:
-    """A sale's delivery (the demo partner is not listening: the attempt fails, is recorded)."""
+    """A sale's delivery (the demo partner is not listening: the attempt fails, is recorded);
+    the sales made on bids were posted and are not queued."""
     from pingpost import exchange
     from pingpost.decoding import Request
     from pingpost_local import seed
-    from pingpost_local.bidder import DemoBidder
     from pingpost_local.sqs import sqs_event
 
     sqs = boto3.client("sqs")
@@ -272,33 +299,26 @@ def _deliver_calls() -> set[tuple[str, str]]:
     (gutters,) = [p for p in document.partners if p.id == 510]
     gutters.delivery.headers = {"X-Api-Key": "partner-510-secret"}
     for vendor in document.vendors:
-        vendor.bid_timeout = 5  # type: ignore[attr-defined]  # a busy machine's bid in time
+        vendor.bid_timeout = 5  # type: ignore[attr-defined]
     seed.apply(document)
     assert exchange.submit(Request(_lead("full"))).status == "Matched"
-    # And a lead won by a bid, posted to its buyer with a secret header of its post
-    with DemoBidder(low=90) as bidder:
-        won = BIDDER | bidder.endpoints(
-            bid={"timeout": 5}, post={"headers": {"X-Post-Key": "post-secret"}}
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    assert [json.loads(m["Body"])["partner_id"] for m in messages["Messages"]] == [510]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+    with recording() as seen:
+        _handler("DeliverFunction").invoke(
+            sqs_event(messages["Messages"], arn["Attributes"]["QueueArn"])
         )
-        seed.apply(seed.Seed.model_validate({"partners": [won]}))
-        assert exchange.submit(Request(_lead("full"))).status == "Matched"
-        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-        assert len(messages["Messages"]) == 2
-        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
-        with recording() as seen:
-            _handler("DeliverFunction").invoke(
-                sqs_event(messages["Messages"], arn["Attributes"]["QueueArn"])
-            )
-        assert len(bidder.posts) == 1
-    seed.apply(seed.load(DEMO_SEED))
-    seed.apply(seed.Seed.model_validate({"partners": [BIDDER]}))
+    _seed()
     return seen
 
 
 def _retry_calls(monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
     """Two scheduled runs: a dead letter redriven, one parked, a post that died swept."""
+    from datetime import UTC, datetime
+
     from pingpost.config import settings
-    from pingpost.store import leads
+    from pingpost.store import leads, partners, sales
     from pingpost_local.schedules import scheduled_event, schedules
     from pingpost_local.template import load_template
 
@@ -314,6 +334,28 @@ def _retry_calls(monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
             MessageAttributes={"redrives": {"DataType": "Number", "StringValue": redrives}},
         )
     assert leads.claim(_pinged(), "demo", "a post that dies", now_ms=1)
+    # ... and one that died waiting for its buyer's answer: its reservation is given back
+    dying = _pinged()
+    posted = leads.get(dying)
+    assert posted is not None
+    posted.data["Email"] = f"reserved{dying}@example.com"
+    assert leads.claim(dying, "demo", "a post that dies posting", now_ms=1, posted=posted)
+    reserved = partners.by_id(521)
+    assert reserved is not None
+    consumer = {"email": posted.data["Email"]}
+    assert (
+        sales.sell(
+            dying,
+            "a post that dies posting",
+            reserved,
+            datetime.now(UTC),
+            allowed=2,
+            consumer=consumer,
+            test=False,
+            reserve=True,
+        )
+        is None
+    )
     (source,) = schedules(load_template(TEMPLATE))
     with recording() as seen:
         for _ in range(2):

@@ -56,18 +56,18 @@ def test_the_auction_ends_at_its_budget_whatever_a_buyer_takes(answering: Buyers
 
 
 def test_a_buyer_whose_turn_comes_after_the_budget_is_never_asked(answering: Buyers) -> None:
-    # Every thread of the pool taken by slow buyers of another lead: this lead's buyer would be
+    # Every thread of the pool busy (the slow buyers of other leads): this lead's buyer would be
     # asked after its auction ended. It is recorded as not asked, and nothing is sent to it.
-    slow = [bidder(100 + n) for n in range(auction.MOST_BUYERS)]
-    for partner in slow:
-        answering.latency[partner.id] = 1.0
-    other = threading.Thread(target=lambda: auction.ask(slow, {}, test=False, seconds=1.0))
-    other.start()
-    time.sleep(0.05)
-    asked = auction.ask([bidder(7)], {}, test=False, seconds=0.2)
-    other.join()
-    assert asked["7"]["outcome"] in (auction.TIMED_OUT, auction.NOT_ASKED)
-    time.sleep(1.2)  # the pool free again: the cancelled task was not run late
+    busy = threading.Event()
+    held = [auction._POOL.submit(busy.wait, 10) for _ in range(auction.MOST_BUYERS)]
+    try:
+        asked = auction.ask([bidder(7)], {}, test=False, seconds=0.2)
+    finally:
+        busy.set()
+    for future in held:
+        future.result(timeout=10)
+    auction._POOL.submit(lambda: None).result(timeout=10)  # the queue worked through
+    assert asked["7"]["outcome"] == auction.TIMED_OUT
     assert 7 not in answering.sent
 
 

@@ -170,7 +170,7 @@ def priced(
     outcome: Outcome,
     asked: Mapping[str, Mapping[str, Any]],
     cost: Decimal,
-    missing: str = "not asked (no bid)",
+    missing: str | None = None,
 ) -> Outcome:
     """The matching outcome with the bids taken: each partner that bids ranks at its bid, or not
     at all, saying why (`missing`: why, for one `asked` has no record of); then all rank by
@@ -184,7 +184,7 @@ def priced(
             ranked.append(partner)
             continue
         record = asked.get(str(partner.id))
-        why = _verdict(partner, record, cost, missing)
+        why = _verdict(partner, record, cost, missing or "not asked (no bid)")
         if why is None:
             assert record is not None
             ranked.append(partner.model_copy(update={"price": Decimal(record["price"])}))
@@ -196,3 +196,56 @@ def priced(
         for d in outcome.decisions
     )
     return Outcome(tuple(ranked), decisions)
+
+
+def post(
+    partner: Partner,
+    lead_id: int,
+    data: Mapping[str, str],
+    won: Mapping[str, Any],
+    *,
+    test: bool,
+    seconds: float,
+    stores: Stores = STORES,
+) -> str | None:
+    """Post the whole lead to a buyer that won it by its bid (`won`: the lead's record of the
+    bid), with its token and the values its bid answered, within `seconds` (and its post's own
+    timeout); None when the buyer accepted, else why not (rejected, timed out, failed)."""
+    from pingpost import outbound
+
+    endpoint = partner.post
+    assert endpoint is not None
+    problem = outbound.url_problem(endpoint.url)
+    if problem is not None:
+        return f"post {problem}"
+    secret = stores.secrets.headers(partner.id, "post") if endpoint.secret_headers else {}
+    missing = sorted(set(endpoint.secret_headers) - set(secret))
+    if missing:
+        return f"headers {', '.join(missing)} not found"
+    headers = {
+        "Content-Type": outbound.CONTENT_TYPES[endpoint.format],
+        "User-Agent": USER_AGENT,
+        **endpoint.headers,
+        **secret,
+        "Idempotency-Key": f"{lead_id}-{partner.id}",
+    }
+    try:
+        fields = bids.post_fields(partner, lead_id, data, bids.Offer.of(won), test=test)
+        status, answer, kind = outbound.fetch(
+            endpoint.method,
+            endpoint.url,
+            outbound.encode(endpoint.format, fields),
+            headers,
+            min(seconds, endpoint.timeout),
+            MAX_ANSWER_BYTES,
+            shared=True,
+        )
+    except (ValueError, TypeError) as error:
+        return f"the lead could not be written: {error}"
+    except outbound.Refused as refused:
+        return f"post URL refused: {refused}"
+    except outbound.Failed as failed:
+        return str(failed)
+    if len(answer) > MAX_ANSWER_BYTES:
+        return f"{bids.BAD_ANSWER}: answer over {MAX_ANSWER_BYTES} bytes"
+    return bids.accepted(partner, status, answer, kind)

@@ -14,13 +14,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 from lxml import etree
 
-from pingpost import bids, outbound
+from pingpost import outbound
 from pingpost.bids import json_path, named
 from pingpost.clock import now_ms as _now_ms
 from pingpost.fields import DATA_FIELDS
@@ -106,12 +105,12 @@ def judge(partner: Partner, status: int, answer: bytes) -> Attempt:
 
 
 def _headers(
-    partner_id: int, rule: Outbound, request: str, lead_id: int, stores: Stores
+    partner_id: int, rule: Outbound, lead_id: int, stores: Stores
 ) -> dict[str, str] | Attempt:
-    """The headers of a request to a partner (raises Permanent for a URL it may not call), or
-    the failed attempt when its secret ones are not in Parameter Store."""
+    """The headers of a delivery (raises Permanent for a URL it may not call), or the failed
+    attempt when its secret ones are not in Parameter Store."""
     check_url(rule.url)
-    secret = stores.secrets.headers(partner_id, request) if rule.secret_headers else {}
+    secret = stores.secrets.headers(partner_id) if rule.secret_headers else {}
     missing = sorted(set(rule.secret_headers) - set(secret))
     if missing:
         return Attempt(False, f"headers {', '.join(missing)} not found in Parameter Store")
@@ -124,41 +123,6 @@ def _headers(
     }
 
 
-def post(
-    partner: Partner,
-    lead_id: int,
-    data: Mapping[str, str],
-    won: Mapping[str, Any],
-    *,
-    test: bool,
-    stores: Stores = STORES,
-) -> Attempt:
-    """Post the lead once to a buyer that won it by its bid (`won`: the lead's record of the
-    bid), with the token and values its bid answered; judged by its post's answer paths."""
-    rule = partner.post
-    assert rule is not None
-    headers = _headers(partner.id, rule, "post", lead_id, stores)
-    if isinstance(headers, Attempt):
-        return headers
-    fields = bids.post_fields(partner, lead_id, data, bids.Offer.of(won), test=test)
-    try:
-        payload = outbound.encode(rule.format, fields)
-    except (ValueError, TypeError) as error:
-        raise Permanent(f"the lead could not be written as {rule.format}: {error}") from None
-    try:
-        status, answer, kind = outbound.fetch(
-            rule.method, rule.url, payload, headers, rule.timeout, MAX_ANSWER_BYTES, shared=True
-        )
-    except outbound.Refused as refused:
-        raise Permanent(f"post URL refused: {refused}") from None
-    except outbound.Failed as failed:
-        return Attempt(False, str(failed))
-    if len(answer) > MAX_ANSWER_BYTES:
-        return Attempt(False, f"HTTP {status}, answer over {MAX_ANSWER_BYTES} bytes")
-    why = bids.accepted(partner, status, answer, kind)
-    return Attempt(why is None, f"HTTP {status}" if why is None else why)
-
-
 def send(
     partner: Partner,
     lead_id: int,
@@ -169,7 +133,7 @@ def send(
 ) -> Attempt:
     """POST (or PUT) the lead to the partner once and judge the answer; raises Permanent."""
     rule = partner.delivery
-    headers = _headers(partner.id, rule, "delivery", lead_id, stores)
+    headers = _headers(partner.id, rule, lead_id, stores)
     if isinstance(headers, Attempt):
         return headers
     try:
@@ -205,23 +169,15 @@ def deliver(message: Delivery, stores: Stores = STORES) -> str:
         # Nothing can ever deliver it: say so in the log and let the message go.
         logger.error("delivery of an unknown lead or partner", extra=asdict(message))
         return "unknown lead or partner"
-    won = lead.bids.get(str(partner.id)) if partner.post is not None else None
-    if won is not None and won.get("outcome") != bids.BID:
-        won = None
-    # Sold on its bid, it is posted (with its token) rather than delivered.
-    rule = partner.post if won is not None and partner.post is not None else partner.delivery
     # The lease outlives one attempt (timeout plus slack), so a live sender is never doubled.
-    lease_ms = int((rule.timeout + 10) * 1000)
+    lease_ms = int((partner.delivery.timeout + 10) * 1000)
     taken = stores.deliveries.begin(message.lead_id, message.partner_id, now, lease_ms)
     if taken == BUSY:
         raise Undelivered("another worker is sending it")
     if taken != STARTED:
         return taken
     try:
-        if won is not None:
-            attempt = post(partner, lead.lead_id, lead.data, won, test=lead.test, stores=stores)
-        else:
-            attempt = send(partner, lead.lead_id, lead.data, test=lead.test, stores=stores)
+        attempt = send(partner, lead.lead_id, lead.data, test=lead.test, stores=stores)
     except Permanent as error:
         # This worker holds the lease: it parks the sale itself.
         parked = _tallies(lead.test, partner.id, Figures(parked=1))

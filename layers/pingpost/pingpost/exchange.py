@@ -260,7 +260,7 @@ def _repeated(
         story = "the earlier request died; this one sells the lead"
     if not claimed:
         return _outcome(stores, lead_id, vendor)
-    lead.sold_to = claimed.sold_to
+    lead.sold_to, lead.deliveries = claimed.sold_to, claimed.deliveries
     now = datetime.now(UTC)
     timeline = [event(now, "full", f"repeated: {story}")]
     answer = sell(stores, vendor, lead, token, values, criteria, now, timeline, full=True)
@@ -328,7 +328,7 @@ def post(
     if claimed is None:
         return _outcome(stores, lead_id, vendor)
     # A post that took the lead over continues from the sales recorded on it until now.
-    lead.sold_to = claimed.sold_to
+    lead.sold_to, lead.deliveries = claimed.sold_to, claimed.deliveries
     criteria = Criteria.of(
         merged,
         lead.cost,

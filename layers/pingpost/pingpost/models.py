@@ -96,6 +96,9 @@ class Vendor(BaseModel):
     # Seconds the auction of this vendor's lead may take at most: every buyer that bids is
     # asked at once, and one that has not answered by then has no bid.
     bid_timeout: float = Field(default=0.3, gt=0, le=5)
+    # Seconds a post may spend posting the lead to the buyers that won it by their bids, one
+    # after the other until one accepts (well inside API Gateway's 30).
+    post_timeout: float = Field(default=8, gt=0, le=20)
 
     @field_validator("redirect_hosts")
     @classmethod

@@ -7,7 +7,8 @@ DeliveryParked metric is emitted and the template's alarm fires. The outbox swee
 sales whose messages never reached the queue (the post's process died, or SQS refused them),
 and ends posts that died holding their lead: a lead it sees posting with the same claim and
 progress on two runs is recorded sold (with the sales it has), put back to await its post (a
-pinged lead without sales), or recorded unsold (a full request without sales).
+pinged lead without sales), or recorded unsold (a full request without sales); a sale it
+had reserved for a buyer's answer (pingpost.auction) is given back first, never posted again.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pingpost.clock import now_ms as _now_ms
 from pingpost.config import settings
 from pingpost.models import PINGED, POSTING, SOLD, UNSOLD
 from pingpost.observability import logger, metrics
-from pingpost.store.deliveries import QUEUED, SENDING
+from pingpost.store.deliveries import QUEUED, RESERVED, SENDING
 from pingpost.store.figures import Figures, Tally, partner_day
 from pingpost.store.leads import Lead
 from pingpost.store.queues import DeadLetter, Delivery
@@ -127,6 +128,12 @@ def _ended(stores: Stores, lead: Lead, report: Report) -> bool:
     if lead.sweep_seen != f"{lead.claim}#{lead.beat}":
         stores.leads.watch(lead)  # the next run decides
         return False
+    released = _give_back(stores, lead)
+    if released:
+        again = stores.leads.get(lead.lead_id)
+        if again is None or again.status != POSTING:
+            return False
+        lead = again
     now = _now_ms()
     allowed_sent = "Allowed_Times_Sold" in lead.data
     if lead.sold_to:
@@ -138,12 +145,36 @@ def _ended(stores: Stores, lead: Lead, report: Report) -> bool:
     else:
         status, answer = UNSOLD, Answer(UNMATCHED, lead.lead_id).stored()
         detail = "nothing sold; its request died"
+    if released:
+        detail += f"; {released} sale(s) reserved for a buyer's answer given back, not posted"
     event = {"at": now, "event": "sweep", "detail": f"post abandoned: {detail}"}
     if not stores.leads.abandon(lead, status, answer, event):
         return False  # the post made progress after all
     logger.warning("abandoned post ended", extra={"lead_id": lead.lead_id, "status": status})
     report.abandoned += 1
     return status == SOLD
+
+
+def _give_back(stores: Stores, lead: Lead) -> int:
+    """Release the sales a dead post reserved for its buyers' answers (caps, budget and dedupe
+    given back; nobody knows what the buyer said, and it is never posted again); how many."""
+    consumer = {
+        kind: lead.data[name]
+        for kind, name in (("email", "Email"), ("phone", "Home_Phone"))
+        if name in lead.data
+    }
+    released = 0
+    for partner_id, record in lead.deliveries.items():
+        partner = stores.partners.by_id(int(partner_id))
+        if record.get("state") != RESERVED or partner is None or lead.claim is None:
+            continue
+        why = "abandoned: its post died; not posted again"
+        if stores.sales.release(
+            lead.lead_id, lead.claim, partner, record, consumer, test=lead.test, why=why
+        ):
+            logger.warning("reserved sale abandoned", extra={"lead_id": lead.lead_id})
+            released += 1
+    return released
 
 
 def run(budget_seconds: float = 100, stores: Stores = STORES) -> Report:

@@ -3,7 +3,8 @@ queueing the sales' deliveries. `pingpost.exchange` decides when a request may s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -18,6 +19,7 @@ from pingpost.matching import Criteria, Outcome, PartnerSet, match
 from pingpost.models import SOLD, Partner, Vendor
 from pingpost.observability import logger, metrics
 from pingpost.store import figures, sales
+from pingpost.store.deliveries import RELEASED, RESERVED
 from pingpost.store.figures import Figures, Tally
 from pingpost.store.leads import Lead
 from pingpost.store.partners import Roster
@@ -63,23 +65,21 @@ def sell(
     Partners that bid rank at the bids the lead recorded (pingpost.auction), unless the post
     changed what the lead was matched on (`rematched`): their bids priced another lead.
     """
-    if matched is None:
-        roster = stores.partners.current()
-        outcome = match_lead(stores, criteria, now, roster)
-    else:
-        roster, outcome = matched
-    if rematched:
-        stale = f"its bid priced the ping's {', '.join(rematched)}, which the post changed"
-        outcome = auction.priced(outcome, {}, lead.cost, missing=stale)
-    else:
-        outcome = auction.priced(outcome, lead.bids, lead.cost)
+    roster, outcome = matched or _matched(stores, criteria, now)
+    bids = {} if rematched else lead.bids
+    stale = f"its bid priced the ping's {', '.join(rematched)}, which the post changed"
+    outcome = auction.priced(outcome, bids, lead.cost, missing=stale if rematched else None)
     allowed = answering.allowed(values, vendor)
     consumer = {
         k: str(values[f]) for k, f in (("email", "Email"), ("phone", "Home_Phone")) if f in values
     }
+    ends = time.monotonic() + vendor.post_timeout  # the posts to buyers that won by their bids
+    # A sale a post that died had reserved for its buyer's answer is given back, never posted
+    # again: nobody knows what the buyer said.
+    verdicts = _abandon(stores, lead, token, roster, consumer, timeline, now)
     # Every partner sold to counts, even one paused since.
     sold = [roster.partners[int(p)] for p in lead.sold_to if int(p) in roster.partners]
-    verdicts = {p.id: "sold" for p in sold}
+    verdicts |= {p.id: "sold" for p in sold}
     timeline += [event(now, "sale", f"sold to partner {p.id} by an earlier post") for p in sold]
     candidates = [p for p in outcome.ranked if p.id not in verdicts]
     # The lead as it ends and its answer, once this post's last sale wrote them with the sale.
@@ -88,42 +88,183 @@ def sell(
         if len(sold) >= allowed:
             break
         sale = event(now, "sale", f"sold to partner {partner.id} at {money(partner.price)}")
+        won = bids.get(str(partner.id)) if partner.bids else None
         ending = None
-        if len(sold) + 1 >= allowed or n == len(candidates) - 1:
-            # If this sale is made it is the last: the lead as it then ends goes with it.
-            ending = answering.ended(
-                vendor,
-                lead,
-                values,
-                outcome,
-                [*sold, partner],
-                verdicts | {partner.id: "sold"},
-                [*timeline, sale],
-                now,
+        if won is not None:
+            limits = (allowed, ends)
+            why, said = _sell_on_bid(
+                stores, vendor, lead, token, partner, won, now, limits, consumer, sold, full
             )
-        tallies = _sale_tallies(vendor, lead, partner, now, sold, ending, full)
-        why, ending = _sale(
-            stores, lead, token, partner, now, allowed, consumer, ending, sold, tallies
-        )
+            timeline += said
+        else:
+            if len(sold) + 1 >= allowed or n == len(candidates) - 1:
+                # If this sale is made it is the last: the lead as it then ends goes with it.
+                ending = answering.ended(
+                    vendor,
+                    lead,
+                    values,
+                    outcome,
+                    [*sold, partner],
+                    verdicts | {partner.id: "sold"},
+                    [*timeline, sale],
+                    now,
+                )
+            tallies = _sale_tallies(vendor, lead, partner, now, sold, ending, full)
+            why, ending = _sale(
+                stores, lead, token, partner, now, allowed, consumer, ending, sold, tallies
+            )
+            if why is None and not lead.test:
+                _count_sale(partner)
         if why is None or why == sales.ALREADY:
             sold.append(partner)
             verdicts[partner.id] = "sold"
             timeline.append(sale)
             recorded = ending if why is None else None
-            if why is None and not lead.test:
-                _count_sale(partner)
         elif why in (sales.LOST, sales.TIMES_SOLD):
             break
         else:
-            verdicts[partner.id] = f"{why} (at sale)"
+            verdicts[partner.id] = why if won is not None else f"{why} (at sale)"
     if recorded is not None:
         finished, answer = True, recorded[1]
     else:
         done, answer = answering.ended(vendor, lead, values, outcome, sold, verdicts, timeline, now)
         finished = _finish(stores, done, token, _ended_tallies(vendor, done, now, full))
-    # Every sale of the lead is queued (again): a second message finds its sale delivered.
-    enqueue_sales(lead.lead_id, [p.id for p in sold], stores)
+    _queue(stores, lead.lead_id, sold, bids)
     return answer if finished else None
+
+
+def _matched(stores: Stores, criteria: Criteria, now: datetime) -> tuple[Roster, Outcome]:
+    """The partners now, and who of them may buy the lead."""
+    roster = stores.partners.current()
+    return roster, match_lead(stores, criteria, now, roster)
+
+
+def _queue(
+    stores: Stores, lead_id: int, sold: Sequence[Partner], bids: Mapping[str, object]
+) -> None:
+    """Queue every sale of the lead (again: a second message finds its sale delivered), but
+    those made on a bid, which were posted: a lead that has only those leaves the outbox."""
+    posted = {p.id for p in sold if p.bids and str(p.id) in bids}
+    enqueue_sales(lead_id, [p.id for p in sold if p.id not in posted], stores)
+    if sold and all(p.id in posted for p in sold):
+        _leave_outbox(stores, lead_id)
+
+
+def _abandon(
+    stores: Stores,
+    lead: Lead,
+    token: str,
+    roster: Roster,
+    consumer: Mapping[str, str],
+    timeline: list[dict[str, Any]],
+    now: datetime,
+) -> dict[int, str]:
+    """Give back the sales still reserved on a lead this post took over (their post died): the
+    verdicts on their buyers. Each is released under this post's claim, or it stays (and the
+    sale with it) when it cannot be."""
+    verdicts: dict[int, str] = {}
+    for partner_id, record in lead.deliveries.items():
+        partner = roster.partners.get(int(partner_id))
+        if record.get("state") != RESERVED or partner is None:
+            continue
+        why = "abandoned: the post that reserved it died; not posted again"
+        released = stores.sales.release(
+            lead.lead_id, token, partner, record, consumer, test=lead.test, why=why
+        )
+        if released:
+            lead.sold_to.pop(partner_id, None)
+            verdicts[partner.id] = why
+            timeline.append(event(now, "post", f"to partner {partner_id}: {why}"))
+    # A buyer posted before (that said no, or whose post died) is not posted this lead again.
+    for partner_id, record in lead.deliveries.items():
+        if record.get("state") == RELEASED and int(partner_id) not in verdicts:
+            verdicts[int(partner_id)] = f"posted before, not again: {record.get('detail', '')}"
+    return verdicts
+
+
+def _sell_on_bid(
+    stores: Stores,
+    vendor: Vendor,
+    lead: Lead,
+    token: str,
+    partner: Partner,
+    won: Mapping[str, Any],
+    now: datetime,
+    limits: tuple[int, float],
+    consumer: Mapping[str, str],
+    sold: Sequence[Partner],
+    full: bool,
+) -> tuple[str | None, list[dict[str, Any]]]:
+    """Sell the lead to a buyer that won it by its bid: reserve the sale (caps, budget, dedupe,
+    times sold, as any sale), post the buyer the lead, then confirm the sale when it accepted
+    or release it when not. Why it was not sold (None: sold), and the timeline's account.
+
+    `limits`: the times the lead may be sold, and when the posts' time (`post_timeout`) ends.
+    """
+    allowed, ends = limits
+    left = ends - time.monotonic()
+    if left <= 0:
+        return "not posted: the post's time was spent", []
+    why, _ = _sale(
+        stores, lead, token, partner, now, allowed, consumer, None, sold, (), reserve=True
+    )
+    if why is not None:
+        return why if why in (sales.LOST, sales.TIMES_SOLD) else f"{why} (at sale)", []
+    started = time.monotonic()
+    try:
+        refused = auction.post(
+            partner, lead.lead_id, lead.data, won, test=lead.test, seconds=left, stores=stores
+        )
+    except Exception as error:  # a defect of ours: the sale is released, not left reserved
+        logger.exception("post to a buyer broke", extra={"partner_id": partner.id})
+        refused = f"error: {type(error).__name__}"
+    took = round((time.monotonic() - started) * 1000)
+    said = f"to partner {partner.id}: " + ("accepted" if refused is None else refused)
+    told = [event(now, "post", f"{said} ({took} ms)")]
+    now_ms = int(now.timestamp() * 1000)
+    if refused is None:
+        tallies = _sale_tallies(vendor, lead, partner, now, sold, None, full)
+        if not _retried(
+            stores.sales.confirm, lead.lead_id, token, partner.id, said, now_ms, tallies
+        ):
+            return sales.LOST, told
+        if not lead.test:
+            _count_sale(partner)
+        return None, told
+    record = {"at": now_ms, "price": partner.price}
+    why = f"post not accepted: {refused}"
+    release = stores.sales.release
+    if not _retried(
+        release, lead.lead_id, token, partner, record, consumer, test=lead.test, why=why
+    ):
+        return sales.LOST, told
+    return why, told
+
+
+_WRITE_ATTEMPTS = 5
+
+
+def _retried(write: Callable[..., bool], *args: Any, **kwargs: Any) -> bool:
+    """A confirmation or release, tried again while DynamoDB fails (not when its condition
+    fails: False, this post no longer holds the lead). When it never lands the error goes up:
+    the lead stays with the reservation, which a later post or the sweep gives back."""
+    for attempt in range(_WRITE_ATTEMPTS):
+        try:
+            return write(*args, **kwargs)
+        except (ClientError, BotoCoreError):
+            if attempt == _WRITE_ATTEMPTS - 1:
+                raise
+            logger.warning("reservation not settled; retrying", extra={"try": attempt + 1})
+            time.sleep(0.05 * 2**attempt)
+    raise RuntimeError("unreachable")  # pragma: no cover
+
+
+def _leave_outbox(stores: Stores, lead_id: int) -> None:
+    """A lead whose sales were all posted has nothing to queue: out of the outbox now."""
+    try:
+        stores.deliveries.clear_outbox(lead_id, [])
+    except (ClientError, BotoCoreError):
+        logger.exception("outbox not cleared; the sweep will do it")
 
 
 def _count_sale(partner: Partner) -> None:
@@ -181,6 +322,8 @@ def _sale(
     ending: tuple[Lead, Answer] | None,
     sold: Sequence[Partner],
     tallies: Sequence[Tally],
+    *,
+    reserve: bool = False,
 ) -> tuple[str | None, tuple[Lead, Answer] | None]:
     """Sell the lead to `partner` (ending the lead with the sale when `ending` is given).
 
@@ -198,6 +341,7 @@ def _sale(
             test=lead.test,
             finished=None if ending is None else ending[0],
             tallies=tallies,
+            reserve=reserve,
         )
     except (ClientError, BotoCoreError):
         again = _reread(stores, lead.lead_id)

@@ -68,7 +68,30 @@ class SaleStore(Protocol):
         test: bool,
         finished: Lead | None = None,
         tallies: Sequence[Tally] = (),
+        reserve: bool = False,
     ) -> str | None: ...
+
+    def confirm(
+        self,
+        lead_id: int,
+        token: str,
+        partner_id: int,
+        detail: str,
+        now_ms: int,
+        tallies: Sequence[Tally] = (),
+    ) -> bool: ...
+
+    def release(
+        self,
+        lead_id: int,
+        token: str,
+        partner: Partner,
+        record: Mapping[str, Any],
+        consumer: Mapping[str, str],
+        *,
+        test: bool,
+        why: str = "",
+    ) -> bool: ...
 
 
 class PartnerStore(Protocol):

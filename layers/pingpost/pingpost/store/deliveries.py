@@ -17,6 +17,10 @@ from pingpost.store import dynamodb, figures, from_item, to_item
 from pingpost.store.figures import Tally
 
 QUEUED, SENDING, DELIVERED, FAILED = "queued", "sending", "delivered", "failed"
+# A sale held while its buyer is posted (it won by its bid): never queued or sent from here;
+# then delivered (the buyer accepted) or RELEASED (it did not, or its post died): not sold, and
+# never posted again.
+RESERVED, RELEASED = "reserved", "released"
 STARTED, DONE, BUSY, MISSING = "started", "done", "busy", "missing"
 OUTBOX_SHARDS = 8
 

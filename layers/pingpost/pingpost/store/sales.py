@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from pingpost.reasons import (
     WEEKLY_CAP,
 )
 from pingpost.store import Expiring, counters, figures, to_item, transact
-from pingpost.store.deliveries import QUEUED, outbox_shard
+from pingpost.store.deliveries import DELIVERED, QUEUED, RELEASED, RESERVED, outbox_shard
 from pingpost.store.figures import Tally
 from pingpost.store.leads import Lead, finishing, kept_until
 
@@ -107,13 +107,15 @@ def _lead_update(
     allowed: int,
     now_ms: int,
     finished: Lead | None,
+    reserve: bool = False,
 ) -> TransactWriteItemTypeDef:
-    # The sale joins the lead's outbox (outbox_sales) until its message is on the queue.
+    # The sale joins the lead's outbox (outbox_sales) until its message is on the queue; a sale
+    # reserved for its post waits for the buyer's answer instead, and is never queued.
     sets = (
         "sold_to.#p = :price, deliveries.#p = :queued, outbox = :shard,"
         " outbox_since = if_not_exists(outbox_since, :now)"
     )
-    update = " ADD times_sold :one, outbox_sales :sale, beat :one"
+    update = " ADD times_sold :one, beat :one" + ("" if reserve else ", outbox_sales :sale")
     names = {"#s": "status", "#p": str(partner.id)}
     values: dict[str, Any] = {
         ":price": price,
@@ -121,11 +123,16 @@ def _lead_update(
         ":posting": POSTING,
         ":token": token,
         ":allowed": allowed,
-        ":queued": {"state": QUEUED, "attempts": 0},
+        ":queued": (
+            {"state": RESERVED, "at": now_ms, "price": price}
+            if reserve
+            else {"state": QUEUED, "attempts": 0}
+        ),
         ":shard": outbox_shard(lead_id),
         ":now": now_ms,
-        ":sale": {partner.id},
     }
+    if not reserve:
+        values[":sale"] = {partner.id}
     if finished is not None:
         # The post's last sale records its outcome too: no write of its own.
         more, removes, more_names, more_values = finishing(finished)
@@ -149,14 +156,25 @@ def _lead_update(
 
 
 def _counter_update(
-    key: str, price: Decimal | None, cap: int, budget_left: Decimal | None, expires: int
+    key: str,
+    price: Decimal | None,
+    cap: int,
+    budget_left: Decimal | None,
+    expires: int,
+    *,
+    back: bool = False,
 ) -> TransactWriteItemTypeDef:
+    """One more sold (and `price` spent) on a counter, within its cap and budget; `back`: one
+    less sold and `price` (negative) given back, its expiry as it was."""
     conditions = []
-    values: dict[str, Any] = {":one": 1, ":expires": expires}
+    values: dict[str, Any] = {":one": -1 if back else 1, ":expires": expires}
     update = "ADD sold :one SET expires_at = :expires"
     if price is not None:
         update = "ADD sold :one, spent :price SET expires_at = :expires"
         values[":price"] = price
+    if back:
+        update = update.split(" SET ")[0]
+        del values[":expires"]
     if cap:
         conditions.append("(attribute_not_exists(sold) OR sold < :cap)")
         values[":cap"] = cap
@@ -204,18 +222,21 @@ def sell(
     test: bool,
     finished: Lead | None = None,
     tallies: Sequence[Tally] = (),
+    reserve: bool = False,
 ) -> str | None:
     """Sell the lead to `partner` at its price; None when sold, else why it was not.
 
     `consumer` maps "email"/"phone" to the lead's values, for the partner's dedupe window.
     `finished`: the lead as the post ends if this sale is made (its last): recorded with it.
     `tallies`: the day figures the sale adds, counted if it is made.
+    `reserve`: the sale of a buyer that won by its bid, held (caps, budget, dedupe, times sold)
+    while it is posted: `confirm` makes it a sale, `release` gives it all back.
     """
     if partner.test != test:
         return TEST_PARTNER if partner.test else NOT_TEST_PARTNER  # test leads to test partners
     price = partner.price
     now_ms = int(now.timestamp() * 1000)
-    items = [_lead_update(lead_id, token, partner, price, allowed, now_ms, finished)]
+    items = [_lead_update(lead_id, token, partner, price, allowed, now_ms, finished, reserve)]
     reasons = ["lead"]
     if not test:
         caps = partner.caps
@@ -272,3 +293,113 @@ def _why(
     if str(partner.id) in lead.sold_to:
         return ALREADY
     return TIMES_SOLD
+
+
+def _reserved(lead_id: int, partner_id: int, token: str) -> dict[str, Any]:
+    """The condition that this post holds the lead and the sale is reserved, with its values."""
+    return {
+        "ConditionExpression": "#s = :posting AND claim = :token AND deliveries.#p.#st = :reserved",
+        "names": {"#s": "status", "#p": str(partner_id), "#st": "state"},
+        "values": {":posting": POSTING, ":token": token, ":reserved": RESERVED},
+    }
+
+
+def confirm(
+    lead_id: int,
+    token: str,
+    partner_id: int,
+    detail: str,
+    now_ms: int,
+    tallies: Sequence[Tally] = (),
+) -> bool:
+    """The buyer accepted the post of a reserved sale: it is a sale, delivered (`detail`: how
+    it answered), and `tallies` (its day figures) are counted. False when this post no longer
+    holds the lead or the sale is not reserved (written already, or released)."""
+    held = _reserved(lead_id, partner_id, token)
+    update: Any = {
+        "TableName": settings().leads_table,
+        "Key": {"lead_id": {"N": str(lead_id)}},
+        "UpdateExpression": "SET deliveries.#p = :delivered ADD beat :one",
+        "ConditionExpression": held["ConditionExpression"],
+        "ExpressionAttributeNames": held["names"],
+        "ExpressionAttributeValues": to_item(
+            held["values"]
+            | {
+                ":delivered": {"state": DELIVERED, "attempts": 1, "detail": detail, "at": now_ms},
+                ":one": 1,
+            }
+        ),
+    }
+    return figures.write(update, figures.merged(tallies))
+
+
+def credits(
+    partner: Partner, lead_id: int, record: Mapping[str, Any], consumer: Mapping[str, str]
+) -> list[TransactWriteItemTypeDef]:
+    """What gives back a reserved sale's hold on the partner's counters (`record`: the sale's,
+    as the lead keeps it, with its time and price): one less sold (and spent) in the periods it
+    was counted in, and its dedupe records (those of this lead only)."""
+    at = datetime.fromtimestamp(int(record["at"]) / 1000, UTC)
+    day, week, month = _counter_keys(partner.id, periods(partner, at))
+    price = Decimal(record["price"])
+    items: list[TransactWriteItemTypeDef] = [_counter_update(day, -price, 0, None, 0, back=True)]
+    _, weekly, monthly = _capped(partner)
+    if weekly:
+        items.append(_counter_update(week, None, 0, None, 0, back=True))
+    if monthly:
+        items.append(_counter_update(month, None, 0, None, 0, back=True))
+    if partner.dedupe_days:
+        for kind, value in sorted(consumer.items()):
+            if value:
+                items.append(
+                    {
+                        "Delete": {
+                            "TableName": settings().counters_table,
+                            "Key": {"counter": {"S": _dedupe_key(partner.id, kind, value)}},
+                            "ConditionExpression": "attribute_not_exists(#c) OR lead_id = :lead",
+                            "ExpressionAttributeNames": {"#c": "counter"},
+                            "ExpressionAttributeValues": {":lead": {"N": str(lead_id)}},
+                        }
+                    }
+                )
+    return items
+
+
+def release(
+    lead_id: int,
+    token: str,
+    partner: Partner,
+    record: Mapping[str, Any],
+    consumer: Mapping[str, str],
+    *,
+    test: bool,
+    why: str = "",
+) -> bool:
+    """Give back a reserved sale the buyer did not accept (`why`: rejected, timed out, failed,
+    or abandoned by a post that died): the lead is not sold to it (one fewer times sold) and
+    keeps that it was posted (a RELEASED record: never posted again), and the partner's counters
+    and dedupe records are as before the reservation (a test lead's reservation held none).
+    False when this post no longer holds the lead or the sale is not reserved."""
+    held = _reserved(lead_id, partner.id, token)
+    released = {"state": RELEASED, "detail": why, "at": record["at"]}
+    lead: TransactWriteItemTypeDef = {
+        "Update": {
+            "TableName": settings().leads_table,
+            "Key": {"lead_id": {"N": str(lead_id)}},
+            "UpdateExpression": (
+                "SET deliveries.#p = :released REMOVE sold_to.#p ADD times_sold :less, beat :one"
+            ),
+            "ConditionExpression": held["ConditionExpression"],
+            "ExpressionAttributeNames": held["names"],
+            "ExpressionAttributeValues": to_item(
+                held["values"] | {":less": -1, ":one": 1, ":released": released}
+            ),
+        }
+    }
+    items = [lead] + ([] if test else credits(partner, lead_id, record, consumer))
+    codes = transact(items)
+    if codes is None:
+        for key in _counter_keys(partner.id, periods(partner, datetime.now(UTC))):
+            _usage.forget(key)
+        return True
+    return False
