@@ -147,7 +147,7 @@ class Sales:
         test: bool,
         finished: Lead | None = None,
         tallies: Sequence[Tally] = (),
-        reserve: bool = False,
+        reserve: Mapping[str, Any] | None = None,
     ) -> str | None:
         if partner.id in self.unreachable_for:
             raise unreachable("TransactWriteItems")
@@ -158,9 +158,8 @@ class Sales:
             return "already sold to this partner"
         lead.sold_to[str(partner.id)] = partner.price
         lead.beat += 1
-        if reserve:
-            at = int(now.timestamp() * 1000)
-            lead.deliveries[str(partner.id)] = {"state": RESERVED, "at": at, "price": partner.price}
+        if reserve is not None:
+            lead.deliveries[str(partner.id)] = dict(reserve)
         self.made.append((lead_id, partner.id, finished is not None))
         if finished is not None:
             ended = replace(finished, sold_to=dict(lead.sold_to), beat=lead.beat, claim=None)
@@ -195,23 +194,15 @@ class Sales:
         return True
 
     def release(
-        self,
-        lead_id: int,
-        token: str,
-        partner: Partner,
-        record: Mapping[str, Any],
-        consumer: Mapping[str, str],
-        *,
-        test: bool,
-        why: str = "",
+        self, lead_id: int, token: str, partner_id: int, record: Mapping[str, Any], *, why: str = ""
     ) -> bool:
-        lead = self._reserved(lead_id, token, partner.id)
+        lead = self._reserved(lead_id, token, partner_id)
         if lead is None:
             return False
-        del lead.sold_to[str(partner.id)]
-        lead.deliveries[str(partner.id)] = {"state": RELEASED, "detail": why}
+        del lead.sold_to[str(partner_id)]
+        lead.deliveries[str(partner_id)] = {"state": RELEASED, "detail": why}
         lead.beat += 1
-        self.released.append((lead_id, partner.id))
+        self.released.append((lead_id, partner_id))
         return True
 
 

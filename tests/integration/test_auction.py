@@ -27,13 +27,14 @@ DYNAMIC = "auction-dynamic-key-0123456789"
 BUDGET = 2.0  # the vendors' bid_timeout here: ample for a busy machine; one test sets less
 
 
-def _vendors(bid_timeout: float = BUDGET) -> None:
+def _vendors(bid_timeout: float = BUDGET, post_timeout: float = 8) -> None:
     from pingpost_local import seed
 
+    times = {"bid_timeout": bid_timeout, "post_timeout": post_timeout}
     vendors = [
-        {"id": "auction", "key": KEY, "cost": 5, "bid_timeout": bid_timeout},
+        {"id": "auction", "key": KEY, "cost": 5} | times,
         {"id": "auction-dyn", "key": DYNAMIC, "cost": 5, "dynamic_pricing": True, "margin": 1}
-        | {"bid_timeout": bid_timeout},
+        | times,
     ]
     seed.apply(seed.Seed.model_validate({"vendors": vendors}))
     from pingpost.store import vendors as store
@@ -392,7 +393,7 @@ def _dedupe_record(partner_id: int, email: str) -> bool:
 def test_a_post_killed_before_recording_its_buyers_answer_is_given_back_never_posted_twice(
     market: Any, bidders: list[Any], monkeypatch: pytest.MonkeyPatch, recovery: str
 ) -> None:
-    from pingpost import redrive
+    from pingpost import posting, redrive
     from pingpost.config import settings
     from pingpost.store import sales
     from tests.faults import Killed
@@ -400,6 +401,9 @@ def test_a_post_killed_before_recording_its_buyers_answer_is_given_back_never_po
     a = bidders[0]
     a.configure(low=20, high=20)
     market(buyer(921, 1, a, caps={"daily": 2}, dedupe_days=30))
+    # A reservation may be settled by its post until its post's time is up: short here.
+    _vendors(post_timeout=0.5)
+    monkeypatch.setattr(posting, "_SETTLING_SECONDS", 0)
     ping = submit("ping")
     lead_id = ping.lead_id
     with monkeypatch.context() as dying:
@@ -409,6 +413,7 @@ def test_a_post_killed_before_recording_its_buyers_answer_is_given_back_never_po
     lead = stored(lead_id)
     assert len(a.posts) == 1 and lead.deliveries["921"]["state"] == "reserved"
     assert counted(921)["sold"] == 1 and _dedupe_record(921, lead.data["Email"])  # held
+    time.sleep(0.6)  # ... until its time is up: its post is dead
     for name, value in {"OUTBOX_GRACE_SECONDS": "0", "POST_WAIT_SECONDS": "0.2"}.items():
         monkeypatch.setenv(name, value)
     settings.cache_clear()
@@ -428,3 +433,33 @@ def test_a_post_killed_before_recording_its_buyers_answer_is_given_back_never_po
     assert len(a.posts) == 1  # never posted twice
     assert counted(921).get("sold", 0) == 0 and counted(921).get("spent", 0) == 0
     assert not _dedupe_record(921, lead.data["Email"])
+
+
+def test_a_post_waiting_on_its_buyer_is_not_taken_over_however_long_it_waits(
+    market: Any, bidders: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (review): a repost took over a post whose buyer was still answering, gave its
+    # reservation back as abandoned, and sold the lead to the next bid too.
+    from pingpost.config import settings
+
+    a, b, _ = bidders
+    a.configure(low=20, high=20)
+    b.configure(low=10, high=10)
+    slow = buyer(931, 1, a) | {"post": a.endpoints()["post"] | {"timeout": 5}}
+    market(slow, buyer(932, 1, b))
+    ping = submit("ping", Allowed_Times_Sold="1")
+    monkeypatch.setenv("POST_WAIT_SECONDS", "0.3")
+    settings.cache_clear()
+    a.configure(latency=1.5)  # the post waits on its buyer longer than a repost watches
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(submit, "post", Lead_ID=str(ping.lead_id))
+        time.sleep(0.5)
+        from pingpost.errors import Conflict
+
+        with pytest.raises(Conflict):
+            submit("post", Lead_ID=str(ping.lead_id))
+        assert first.result().status == "Matched"
+    monkeypatch.undo()
+    settings.cache_clear()
+    lead = stored(ping.lead_id)
+    assert lead.sold_to == {"931": Decimal(20)} and len(b.posts) == 0

@@ -343,16 +343,18 @@ def _retry_calls(monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
     reserved = partners.by_id(521)
     assert reserved is not None
     consumer = {"email": posted.data["Email"]}
+    now = datetime.now(UTC)
+    record = sales.reservation(reserved, now, consumer, until=1, test=False)  # its time is up
     assert (
         sales.sell(
             dying,
             "a post that dies posting",
             reserved,
-            datetime.now(UTC),
+            now,
             allowed=2,
             consumer=consumer,
             test=False,
-            reserve=True,
+            reserve=record,
         )
         is None
     )

@@ -26,8 +26,9 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     ("bids", "decoding", "matching", "outbound", "responses", "store", "validation"),
     # The stores as the services see them, and what a request is told and recorded.
     ("answering", "stores"),
-    # Asking the buyers that bid.
+    # Asking the buyers that bid, and posting those that won.
     ("auction",),
+    ("posting",),
     # Selling a lead a request holds.
     ("selling",),
     # What a request or a queued sale does.

@@ -33,7 +33,7 @@ from pingpost.identity import HashedValue
 from pingpost.matching import Criteria
 from pingpost.models import DONE, PINGED, POSTING, Vendor
 from pingpost.selling import match_lead, sell
-from pingpost.store.deliveries import outbox_shard
+from pingpost.store.deliveries import RESERVED, outbox_shard
 from pingpost.store.figures import Figures, vendor_day
 from pingpost.store.leads import Lead, Repeated, kept_until
 from pingpost.stores import STORES, Stores
@@ -353,9 +353,19 @@ def _watch(stores: Stores, lead: Lead, vendor: Vendor) -> Answer | tuple[str, in
             return Answer.restored(lead.answer)
         if lead.status != POSTING:
             return None
-    if (lead.claim or "", lead.beat) == first:
+    if (lead.claim or "", lead.beat) == first and not _posting_to_buyer(lead):
         return first
     raise Conflict(f"Lead_ID {lead.lead_id} is being posted by another request; retry shortly")
+
+
+def _posting_to_buyer(lead: Lead) -> bool:
+    """Whether the lead's post may still be waiting on a buyer's answer (a reservation of its
+    whose time is not up): alive, however long it has made no other progress."""
+    now = _now_ms()
+    return any(
+        record.get("state") == RESERVED and int(record.get("until", 0)) > now
+        for record in lead.deliveries.values()
+    )
 
 
 def _outcome(stores: Stores, lead_id: int, vendor: Vendor) -> Answer:

@@ -97,8 +97,8 @@ class Vendor(BaseModel):
     # asked at once, and one that has not answered by then has no bid.
     bid_timeout: float = Field(default=0.3, gt=0, le=5)
     # Seconds a post may spend posting the lead to the buyers that won it by their bids, one
-    # after the other until one accepts (well inside API Gateway's 30).
-    post_timeout: float = Field(default=8, gt=0, le=20)
+    # after the other until one accepts (inside the functions' 29 s with what else a post does).
+    post_timeout: float = Field(default=8, gt=0, le=15)
 
     @field_validator("redirect_hosts")
     @classmethod

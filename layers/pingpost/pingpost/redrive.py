@@ -125,7 +125,7 @@ def sweep(report: Report, stores: Stores = STORES) -> None:
 def _ended(stores: Stores, lead: Lead, report: Report) -> bool:
     """End a post that died holding `lead` (seen with the same claim and progress on the last
     run too); True when it ended with sales to queue."""
-    if lead.sweep_seen != f"{lead.claim}#{lead.beat}":
+    if lead.sweep_seen != f"{lead.claim}#{lead.beat}" or _posting(lead, _now_ms()):
         stores.leads.watch(lead)  # the next run decides
         return False
     released = _give_back(stores, lead)
@@ -158,23 +158,23 @@ def _ended(stores: Stores, lead: Lead, report: Report) -> bool:
 def _give_back(stores: Stores, lead: Lead) -> int:
     """Release the sales a dead post reserved for its buyers' answers (caps, budget and dedupe
     given back; nobody knows what the buyer said, and it is never posted again); how many."""
-    consumer = {
-        kind: lead.data[name]
-        for kind, name in (("email", "Email"), ("phone", "Home_Phone"))
-        if name in lead.data
-    }
     released = 0
     for partner_id, record in lead.deliveries.items():
-        partner = stores.partners.by_id(int(partner_id))
-        if record.get("state") != RESERVED or partner is None or lead.claim is None:
+        if record.get("state") != RESERVED or lead.claim is None:
             continue
         why = "abandoned: its post died; not posted again"
-        if stores.sales.release(
-            lead.lead_id, lead.claim, partner, record, consumer, test=lead.test, why=why
-        ):
+        if stores.sales.release(lead.lead_id, lead.claim, int(partner_id), record, why=why):
             logger.warning("reserved sale abandoned", extra={"lead_id": lead.lead_id})
             released += 1
     return released
+
+
+def _posting(lead: Lead, now_ms: int) -> bool:
+    """Whether the lead's post may still be posting to a buyer (a reservation not yet due)."""
+    return any(
+        r.get("state") == RESERVED and int(r.get("until", 0)) > now_ms
+        for r in lead.deliveries.values()
+    )
 
 
 def run(budget_seconds: float = 100, stores: Stores = STORES) -> Report:

@@ -4,12 +4,12 @@ queueing the sales' deliveries. `pingpost.exchange` decides when a request may s
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pingpost import answering, auction
@@ -17,9 +17,9 @@ from pingpost.answering import event
 from pingpost.answers import Answer, money
 from pingpost.matching import Criteria, Outcome, PartnerSet, match
 from pingpost.models import SOLD, Partner, Vendor
-from pingpost.observability import logger, metrics
+from pingpost.observability import logger
+from pingpost.posting import Unsettled, abandon, count_sale, reread, sell_on_bid
 from pingpost.store import figures, sales
-from pingpost.store.deliveries import RELEASED, RESERVED
 from pingpost.store.figures import Figures, Tally
 from pingpost.store.leads import Lead
 from pingpost.store.partners import Roster
@@ -69,68 +69,153 @@ def sell(
     bids = {} if rematched else lead.bids
     stale = f"its bid priced the ping's {', '.join(rematched)}, which the post changed"
     outcome = auction.priced(outcome, bids, lead.cost, missing=stale if rematched else None)
-    allowed = answering.allowed(values, vendor)
-    consumer = {
-        k: str(values[f]) for k, f in (("email", "Email"), ("phone", "Home_Phone")) if f in values
-    }
-    ends = time.monotonic() + vendor.post_timeout  # the posts to buyers that won by their bids
-    # A sale a post that died had reserved for its buyer's answer is given back, never posted
-    # again: nobody knows what the buyer said.
-    verdicts = _abandon(stores, lead, token, roster, consumer, timeline, now)
-    # Every partner sold to counts, even one paused since.
-    sold = [roster.partners[int(p)] for p in lead.sold_to if int(p) in roster.partners]
-    verdicts |= {p.id: "sold" for p in sold}
-    timeline += [event(now, "sale", f"sold to partner {p.id} by an earlier post") for p in sold]
-    candidates = [p for p in outcome.ranked if p.id not in verdicts]
-    # The lead as it ends and its answer, once this post's last sale wrote them with the sale.
-    recorded: tuple[Lead, Answer] | None = None
-    for n, partner in enumerate(candidates):
-        if len(sold) >= allowed:
-            break
-        sale = event(now, "sale", f"sold to partner {partner.id} at {money(partner.price)}")
-        won = bids.get(str(partner.id)) if partner.bids else None
-        ending = None
-        if won is not None:
-            limits = (allowed, ends)
-            why, said = _sell_on_bid(
-                stores, vendor, lead, token, partner, won, now, limits, consumer, sold, full
-            )
-            timeline += said
-        else:
-            if len(sold) + 1 >= allowed or n == len(candidates) - 1:
-                # If this sale is made it is the last: the lead as it then ends goes with it.
-                ending = answering.ended(
-                    vendor,
-                    lead,
-                    values,
-                    outcome,
-                    [*sold, partner],
-                    verdicts | {partner.id: "sold"},
-                    [*timeline, sale],
-                    now,
-                )
-            tallies = _sale_tallies(vendor, lead, partner, now, sold, ending, full)
-            why, ending = _sale(
-                stores, lead, token, partner, now, allowed, consumer, ending, sold, tallies
-            )
-            if why is None and not lead.test:
-                _count_sale(partner)
-        if why is None or why == sales.ALREADY:
-            sold.append(partner)
-            verdicts[partner.id] = "sold"
-            timeline.append(sale)
-            recorded = ending if why is None else None
-        elif why in (sales.LOST, sales.TIMES_SOLD):
-            break
-        else:
-            verdicts[partner.id] = why if won is not None else f"{why} (at sale)"
+    post = _Post(
+        stores=stores,
+        vendor=vendor,
+        lead=lead,
+        token=token,
+        values=values,
+        now=now,
+        full=full,
+        outcome=outcome,
+        bids=bids,
+        allowed=answering.allowed(values, vendor),
+        consumer={
+            k: str(values[f])
+            for k, f in (("email", "Email"), ("phone", "Home_Phone"))
+            if f in values
+        },
+        ends=time.monotonic() + vendor.post_timeout,  # the posts to buyers that won by bids
+        timeline=timeline,
+    )
+    try:
+        recorded = post.sell_all(roster)
+    except Unsettled as stuck:
+        if not post.sold:
+            raise stuck.error from None
+        # What this post sold stands (Matched); the lead stays posting, its reservation for
+        # the next post of it or the sweep, which record its outcome and queue its sales.
+        logger.error("a reservation could not be settled; the lead is left to the sweep")
+        _, answer = answering.ended(
+            vendor, lead, values, outcome, post.sold, post.verdicts, timeline, now
+        )
+        enqueue_sales(lead.lead_id, [p.id for p in post.sold if not post.by_bid(p)], stores)
+        return answer
     if recorded is not None:
         finished, answer = True, recorded[1]
     else:
-        done, answer = answering.ended(vendor, lead, values, outcome, sold, verdicts, timeline, now)
+        done, answer = answering.ended(
+            vendor, lead, values, outcome, post.sold, post.verdicts, timeline, now
+        )
         finished = _finish(stores, done, token, _ended_tallies(vendor, done, now, full))
-    _queue(stores, lead.lead_id, sold, bids)
+    _queue(stores, lead.lead_id, post.sold, bids)
     return answer if finished else None
+
+
+@dataclass
+class _Post:
+    """One post selling its lead: what it holds, and what it sold and decided so far."""
+
+    stores: Stores
+    vendor: Vendor
+    lead: Lead
+    token: str
+    values: Mapping[str, object]
+    now: datetime
+    full: bool
+    outcome: Outcome
+    bids: Mapping[str, Any]  # the bids the lead sells by ({} when they no longer hold)
+    allowed: int
+    consumer: Mapping[str, str]
+    ends: float  # when the time to post buyers that won by their bids is up (monotonic)
+    timeline: list[dict[str, Any]]
+    sold: list[Partner] = field(default_factory=list)
+    verdicts: dict[int, str] = field(default_factory=dict)
+
+    def by_bid(self, partner: Partner) -> bool:
+        """Whether `partner` buys the lead on its bid (and is posted, not queued)."""
+        return partner.bids and str(partner.id) in self.bids
+
+    def sell_all(self, roster: Roster) -> tuple[Lead, Answer] | None:
+        """Sell to the best partners in turn; the lead's end and its answer when the last sale
+        recorded them. Raises Unsettled (what was sold stays in `sold`)."""
+        lead, now = self.lead, self.now
+        # A sale a post that died had reserved for its buyer's answer is given back, never
+        # posted again: nobody knows what the buyer said.
+        self.verdicts = abandon(self.stores, lead, self.token, self.timeline, now)
+        # Every partner sold to counts, even one paused since.
+        self.sold = [roster.partners[int(p)] for p in lead.sold_to if int(p) in roster.partners]
+        self.verdicts |= {p.id: "sold" for p in self.sold}
+        self.timeline += [
+            event(now, "sale", f"sold to partner {p.id} by an earlier post") for p in self.sold
+        ]
+        candidates = [p for p in self.outcome.ranked if p.id not in self.verdicts]
+        recorded: tuple[Lead, Answer] | None = None
+        for n, partner in enumerate(candidates):
+            if len(self.sold) >= self.allowed:
+                break
+            last = len(self.sold) + 1 >= self.allowed or n == len(candidates) - 1
+            why, ending = self.sell_one(partner, last=last)
+            if why is None or why == sales.ALREADY:
+                self.sold.append(partner)
+                self.verdicts[partner.id] = "sold"
+                self.timeline.append(self.sale(partner))
+                recorded = ending if why is None else None
+            elif why in (sales.LOST, sales.TIMES_SOLD):
+                break
+            else:
+                self.verdicts[partner.id] = why
+        return recorded
+
+    def sale(self, partner: Partner) -> dict[str, Any]:
+        return event(self.now, "sale", f"sold to partner {partner.id} at {money(partner.price)}")
+
+    def sell_one(
+        self, partner: Partner, *, last: bool
+    ) -> tuple[str | None, tuple[Lead, Answer] | None]:
+        """Sell to one partner: why not (None: sold), and the lead's end if the sale recorded it
+        (`last`: if made, this sale is the post's last, so it records the lead's end with it;
+        never a sale on a bid, which waits for its buyer)."""
+        stores, lead, now = self.stores, self.lead, self.now
+        if self.by_bid(partner):
+            won = self.bids[str(partner.id)]
+            limits = (self.allowed, self.ends)
+            tallies = _sale_tallies(self.vendor, lead, partner, now, self.sold, None, self.full)
+            why, said = sell_on_bid(
+                stores, lead, self.token, partner, won, now, limits, self.consumer, tallies
+            )
+            self.timeline += said
+            return why, None
+        ending = None
+        if last:
+            ending = answering.ended(
+                self.vendor,
+                lead,
+                self.values,
+                self.outcome,
+                [*self.sold, partner],
+                self.verdicts | {partner.id: "sold"},
+                [*self.timeline, self.sale(partner)],
+                now,
+            )
+        tallies = _sale_tallies(self.vendor, lead, partner, now, self.sold, ending, self.full)
+        why, ending = _sale(
+            stores,
+            lead,
+            self.token,
+            partner,
+            now,
+            self.allowed,
+            self.consumer,
+            ending,
+            self.sold,
+            tallies,
+        )
+        if why is None and not lead.test:
+            count_sale(partner)
+        if why not in (None, sales.ALREADY, sales.LOST, sales.TIMES_SOLD):
+            why = f"{why} (at sale)"
+        return why, ending
 
 
 def _matched(stores: Stores, criteria: Criteria, now: datetime) -> tuple[Roster, Outcome]:
@@ -150,127 +235,12 @@ def _queue(
         _leave_outbox(stores, lead_id)
 
 
-def _abandon(
-    stores: Stores,
-    lead: Lead,
-    token: str,
-    roster: Roster,
-    consumer: Mapping[str, str],
-    timeline: list[dict[str, Any]],
-    now: datetime,
-) -> dict[int, str]:
-    """Give back the sales still reserved on a lead this post took over (their post died): the
-    verdicts on their buyers. Each is released under this post's claim, or it stays (and the
-    sale with it) when it cannot be."""
-    verdicts: dict[int, str] = {}
-    for partner_id, record in lead.deliveries.items():
-        partner = roster.partners.get(int(partner_id))
-        if record.get("state") != RESERVED or partner is None:
-            continue
-        why = "abandoned: the post that reserved it died; not posted again"
-        released = stores.sales.release(
-            lead.lead_id, token, partner, record, consumer, test=lead.test, why=why
-        )
-        if released:
-            lead.sold_to.pop(partner_id, None)
-            verdicts[partner.id] = why
-            timeline.append(event(now, "post", f"to partner {partner_id}: {why}"))
-    # A buyer posted before (that said no, or whose post died) is not posted this lead again.
-    for partner_id, record in lead.deliveries.items():
-        if record.get("state") == RELEASED and int(partner_id) not in verdicts:
-            verdicts[int(partner_id)] = f"posted before, not again: {record.get('detail', '')}"
-    return verdicts
-
-
-def _sell_on_bid(
-    stores: Stores,
-    vendor: Vendor,
-    lead: Lead,
-    token: str,
-    partner: Partner,
-    won: Mapping[str, Any],
-    now: datetime,
-    limits: tuple[int, float],
-    consumer: Mapping[str, str],
-    sold: Sequence[Partner],
-    full: bool,
-) -> tuple[str | None, list[dict[str, Any]]]:
-    """Sell the lead to a buyer that won it by its bid: reserve the sale (caps, budget, dedupe,
-    times sold, as any sale), post the buyer the lead, then confirm the sale when it accepted
-    or release it when not. Why it was not sold (None: sold), and the timeline's account.
-
-    `limits`: the times the lead may be sold, and when the posts' time (`post_timeout`) ends.
-    """
-    allowed, ends = limits
-    left = ends - time.monotonic()
-    if left <= 0:
-        return "not posted: the post's time was spent", []
-    why, _ = _sale(
-        stores, lead, token, partner, now, allowed, consumer, None, sold, (), reserve=True
-    )
-    if why is not None:
-        return why if why in (sales.LOST, sales.TIMES_SOLD) else f"{why} (at sale)", []
-    started = time.monotonic()
-    try:
-        refused = auction.post(
-            partner, lead.lead_id, lead.data, won, test=lead.test, seconds=left, stores=stores
-        )
-    except Exception as error:  # a defect of ours: the sale is released, not left reserved
-        logger.exception("post to a buyer broke", extra={"partner_id": partner.id})
-        refused = f"error: {type(error).__name__}"
-    took = round((time.monotonic() - started) * 1000)
-    said = f"to partner {partner.id}: " + ("accepted" if refused is None else refused)
-    told = [event(now, "post", f"{said} ({took} ms)")]
-    now_ms = int(now.timestamp() * 1000)
-    if refused is None:
-        tallies = _sale_tallies(vendor, lead, partner, now, sold, None, full)
-        if not _retried(
-            stores.sales.confirm, lead.lead_id, token, partner.id, said, now_ms, tallies
-        ):
-            return sales.LOST, told
-        if not lead.test:
-            _count_sale(partner)
-        return None, told
-    record = {"at": now_ms, "price": partner.price}
-    why = f"post not accepted: {refused}"
-    release = stores.sales.release
-    if not _retried(
-        release, lead.lead_id, token, partner, record, consumer, test=lead.test, why=why
-    ):
-        return sales.LOST, told
-    return why, told
-
-
-_WRITE_ATTEMPTS = 5
-
-
-def _retried(write: Callable[..., bool], *args: Any, **kwargs: Any) -> bool:
-    """A confirmation or release, tried again while DynamoDB fails (not when its condition
-    fails: False, this post no longer holds the lead). When it never lands the error goes up:
-    the lead stays with the reservation, which a later post or the sweep gives back."""
-    for attempt in range(_WRITE_ATTEMPTS):
-        try:
-            return write(*args, **kwargs)
-        except (ClientError, BotoCoreError):
-            if attempt == _WRITE_ATTEMPTS - 1:
-                raise
-            logger.warning("reservation not settled; retrying", extra={"try": attempt + 1})
-            time.sleep(0.05 * 2**attempt)
-    raise RuntimeError("unreachable")  # pragma: no cover
-
-
 def _leave_outbox(stores: Stores, lead_id: int) -> None:
     """A lead whose sales were all posted has nothing to queue: out of the outbox now."""
     try:
         stores.deliveries.clear_outbox(lead_id, [])
     except (ClientError, BotoCoreError):
         logger.exception("outbox not cleared; the sweep will do it")
-
-
-def _count_sale(partner: Partner) -> None:
-    """A sale this request made, in the metrics the dashboard shows (test leads' are not)."""
-    metrics.add_metric(name="Sales", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="Revenue", unit=MetricUnit.NoUnit, value=float(partner.price))
 
 
 def _sale_tallies(
@@ -322,8 +292,6 @@ def _sale(
     ending: tuple[Lead, Answer] | None,
     sold: Sequence[Partner],
     tallies: Sequence[Tally],
-    *,
-    reserve: bool = False,
 ) -> tuple[str | None, tuple[Lead, Answer] | None]:
     """Sell the lead to `partner` (ending the lead with the sale when `ending` is given).
 
@@ -341,10 +309,9 @@ def _sale(
             test=lead.test,
             finished=None if ending is None else ending[0],
             tallies=tallies,
-            reserve=reserve,
         )
     except (ClientError, BotoCoreError):
-        again = _reread(stores, lead.lead_id)
+        again = reread(stores, lead.lead_id)
         if again is not None and str(partner.id) in again.sold_to:
             # The sale was applied; only its answer was lost. It ended the lead only if this
             # post's write made the sale (not a post that took the lead over meanwhile).
@@ -366,14 +333,6 @@ def _finish(stores: Stores, lead: Lead, token: str, tallies: Sequence[Tally]) ->
             raise  # nothing was sold: the publisher may retry
         logger.exception("lead not finished; its recorded sales are answered")
         return True
-
-
-def _reread(stores: Stores, lead_id: int) -> Lead | None:
-    """The lead as stored (after a sale's answer was lost), or None if it cannot be read."""
-    try:
-        return stores.leads.get(lead_id)
-    except (ClientError, BotoCoreError):
-        return None
 
 
 def enqueue_sales(lead_id: int, partner_ids: list[int], stores: Stores = STORES) -> None:

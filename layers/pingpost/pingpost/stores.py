@@ -68,7 +68,7 @@ class SaleStore(Protocol):
         test: bool,
         finished: Lead | None = None,
         tallies: Sequence[Tally] = (),
-        reserve: bool = False,
+        reserve: Mapping[str, Any] | None = None,
     ) -> str | None: ...
 
     def confirm(
@@ -82,15 +82,7 @@ class SaleStore(Protocol):
     ) -> bool: ...
 
     def release(
-        self,
-        lead_id: int,
-        token: str,
-        partner: Partner,
-        record: Mapping[str, Any],
-        consumer: Mapping[str, str],
-        *,
-        test: bool,
-        why: str = "",
+        self, lead_id: int, token: str, partner_id: int, record: Mapping[str, Any], *, why: str = ""
     ) -> bool: ...
 
 

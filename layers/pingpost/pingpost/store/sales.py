@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -107,7 +107,7 @@ def _lead_update(
     allowed: int,
     now_ms: int,
     finished: Lead | None,
-    reserve: bool = False,
+    reserve: Mapping[str, Any] | None = None,
 ) -> TransactWriteItemTypeDef:
     # The sale joins the lead's outbox (outbox_sales) until its message is on the queue; a sale
     # reserved for its post waits for the buyer's answer instead, and is never queued.
@@ -115,7 +115,9 @@ def _lead_update(
         "sold_to.#p = :price, deliveries.#p = :queued, outbox = :shard,"
         " outbox_since = if_not_exists(outbox_since, :now)"
     )
-    update = " ADD times_sold :one, beat :one" + ("" if reserve else ", outbox_sales :sale")
+    update = " ADD times_sold :one, beat :one" + (
+        "" if reserve is not None else ", outbox_sales :sale"
+    )
     names = {"#s": "status", "#p": str(partner.id)}
     values: dict[str, Any] = {
         ":price": price,
@@ -123,15 +125,11 @@ def _lead_update(
         ":posting": POSTING,
         ":token": token,
         ":allowed": allowed,
-        ":queued": (
-            {"state": RESERVED, "at": now_ms, "price": price}
-            if reserve
-            else {"state": QUEUED, "attempts": 0}
-        ),
+        ":queued": dict(reserve) if reserve is not None else {"state": QUEUED, "attempts": 0},
         ":shard": outbox_shard(lead_id),
         ":now": now_ms,
     }
-    if not reserve:
+    if reserve is None:
         values[":sale"] = {partner.id}
     if finished is not None:
         # The post's last sale records its outcome too: no write of its own.
@@ -222,15 +220,16 @@ def sell(
     test: bool,
     finished: Lead | None = None,
     tallies: Sequence[Tally] = (),
-    reserve: bool = False,
+    reserve: Mapping[str, Any] | None = None,
 ) -> str | None:
     """Sell the lead to `partner` at its price; None when sold, else why it was not.
 
     `consumer` maps "email"/"phone" to the lead's values, for the partner's dedupe window.
     `finished`: the lead as the post ends if this sale is made (its last): recorded with it.
     `tallies`: the day figures the sale adds, counted if it is made.
-    `reserve`: the sale of a buyer that won by its bid, held (caps, budget, dedupe, times sold)
-    while it is posted: `confirm` makes it a sale, `release` gives it all back.
+    `reserve`: the sale of a buyer that won by its bid is held (caps, budget, dedupe, times
+    sold) while it is posted, and the lead keeps this record of it (`reservation`): `confirm`
+    makes it a sale, `release` gives back what it took.
     """
     if partner.test != test:
         return TEST_PARTNER if partner.test else NOT_TEST_PARTNER  # test leads to test partners
@@ -333,54 +332,65 @@ def confirm(
     return figures.write(update, figures.merged(tallies))
 
 
-def credits(
-    partner: Partner, lead_id: int, record: Mapping[str, Any], consumer: Mapping[str, str]
-) -> list[TransactWriteItemTypeDef]:
-    """What gives back a reserved sale's hold on the partner's counters (`record`: the sale's,
-    as the lead keeps it, with its time and price): one less sold (and spent) in the periods it
-    was counted in, and its dedupe records (those of this lead only)."""
-    at = datetime.fromtimestamp(int(record["at"]) / 1000, UTC)
-    day, week, month = _counter_keys(partner.id, periods(partner, at))
-    price = Decimal(record["price"])
-    items: list[TransactWriteItemTypeDef] = [_counter_update(day, -price, 0, None, 0, back=True)]
+def reservation(
+    partner: Partner, now: datetime, consumer: Mapping[str, str], *, until: int, test: bool
+) -> dict[str, Any]:
+    """The record a lead keeps of a sale reserved for its buyer's answer (see `sell`): when it
+    was made and may last until (epoch ms), its price, and what it holds by key, so that
+    whoever gives it back needs nothing else (the partner may change meanwhile): the counters
+    it counts in (the day's first: it takes the spend too), its dedupe records. A test lead's
+    reservation holds none."""
+    day, week, month = _counter_keys(partner.id, periods(partner, now))
     _, weekly, monthly = _capped(partner)
-    if weekly:
-        items.append(_counter_update(week, None, 0, None, 0, back=True))
-    if monthly:
-        items.append(_counter_update(month, None, 0, None, 0, back=True))
-    if partner.dedupe_days:
-        for kind, value in sorted(consumer.items()):
-            if value:
-                items.append(
-                    {
-                        "Delete": {
-                            "TableName": settings().counters_table,
-                            "Key": {"counter": {"S": _dedupe_key(partner.id, kind, value)}},
-                            "ConditionExpression": "attribute_not_exists(#c) OR lead_id = :lead",
-                            "ExpressionAttributeNames": {"#c": "counter"},
-                            "ExpressionAttributeValues": {":lead": {"N": str(lead_id)}},
-                        }
-                    }
-                )
+    counted = [] if test else [day] + [week] * weekly + [month] * monthly
+    dedupe = (
+        [_dedupe_key(partner.id, kind, v) for kind, v in sorted(consumer.items()) if v]
+        if partner.dedupe_days and not test
+        else []
+    )
+    return {
+        "state": RESERVED,
+        "at": int(now.timestamp() * 1000),
+        "until": until,
+        "price": partner.price,
+        "counters": counted,
+        "dedupe": dedupe,
+    }
+
+
+def credits(lead_id: int, record: Mapping[str, Any]) -> list[TransactWriteItemTypeDef]:
+    """What gives back a reserved sale's hold (`record`: the reservation as the lead keeps it):
+    one less sold in each counter it counted in and its price less spent on the first (the
+    day's), and its dedupe records (those of this lead only)."""
+    price = Decimal(record["price"])
+    items: list[TransactWriteItemTypeDef] = [
+        _counter_update(key, -price if n == 0 else None, 0, None, 0, back=True)
+        for n, key in enumerate(record.get("counters", []))
+    ]
+    for key in record.get("dedupe", []):
+        items.append(
+            {
+                "Delete": {
+                    "TableName": settings().counters_table,
+                    "Key": {"counter": {"S": key}},
+                    "ConditionExpression": "attribute_not_exists(#c) OR lead_id = :lead",
+                    "ExpressionAttributeNames": {"#c": "counter"},
+                    "ExpressionAttributeValues": {":lead": {"N": str(lead_id)}},
+                }
+            }
+        )
     return items
 
 
 def release(
-    lead_id: int,
-    token: str,
-    partner: Partner,
-    record: Mapping[str, Any],
-    consumer: Mapping[str, str],
-    *,
-    test: bool,
-    why: str = "",
+    lead_id: int, token: str, partner_id: int, record: Mapping[str, Any], *, why: str = ""
 ) -> bool:
     """Give back a reserved sale the buyer did not accept (`why`: rejected, timed out, failed,
     or abandoned by a post that died): the lead is not sold to it (one fewer times sold) and
-    keeps that it was posted (a RELEASED record: never posted again), and the partner's counters
-    and dedupe records are as before the reservation (a test lead's reservation held none).
-    False when this post no longer holds the lead or the sale is not reserved."""
-    held = _reserved(lead_id, partner.id, token)
+    keeps that it was posted (a RELEASED record: never posted again), and what the hold took
+    (its record says: counters, spend, dedupe records) is given back. False when `token`'s post
+    no longer holds the lead or the sale is not reserved (released already, or confirmed)."""
+    held = _reserved(lead_id, partner_id, token)
     released = {"state": RELEASED, "detail": why, "at": record["at"]}
     lead: TransactWriteItemTypeDef = {
         "Update": {
@@ -396,10 +406,8 @@ def release(
             ),
         }
     }
-    items = [lead] + ([] if test else credits(partner, lead_id, record, consumer))
-    codes = transact(items)
-    if codes is None:
-        for key in _counter_keys(partner.id, periods(partner, datetime.now(UTC))):
-            _usage.forget(key)
-        return True
-    return False
+    if transact([lead, *credits(lead_id, record)]) is not None:
+        return False
+    for key in record.get("counters", []):
+        _usage.forget(key)
+    return True
