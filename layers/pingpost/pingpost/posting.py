@@ -147,8 +147,12 @@ def _reserve(
             raise Unsettled(error) from error
         if again.claim != token:
             return sales.LOST
-        state = again.deliveries.get(str(partner.id), {}).get("state")
-        return None if state == RESERVED else "not reserved: the write failed"
+        if again.deliveries.get(str(partner.id), {}).get("state") == RESERVED:
+            return None  # it was written; its answer was lost
+        if not again.sold_to:
+            raise  # nothing sold, nothing held: the publisher may retry (503)
+        logger.exception("reservation failed; the lead's sales are answered")
+        return sales.LOST
     if why is None or why in (sales.LOST, sales.TIMES_SOLD):
         return why
     return f"{why} (at sale)"
