@@ -25,6 +25,9 @@ from pingpost_local.background import LOOPBACK, Served
 MAX_BODY_BYTES: Final = 1024 * 1024
 BID_PATH: Final = "/ping"
 POST_PATH: Final = "/post"
+STATS_PATH: Final = "/_stats"
+SETTINGS_PATH: Final = "/_settings"
+_SETTINGS: Final = ("low", "high", "latency", "decline_rate", "reject_rate")
 # An idle kept-alive connection is closed after this long.
 IDLE_SECONDS: Final = 5.0
 
@@ -60,11 +63,32 @@ class DemoBidder(Served):
 
     def configure(self, **settings: float) -> None:
         """Change low, high, latency, decline_rate or reject_rate."""
+        for name, value in settings.items():
+            if name not in _SETTINGS:
+                raise ValueError(f"unknown setting {name}: {', '.join(_SETTINGS)}")
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"{name} must be a number, 0 or more")
+            if name.endswith("_rate") and value > 1:
+                raise ValueError(f"{name} must be between 0 and 1")
         with self._lock:
             for name, value in settings.items():
-                if name not in ("low", "high", "latency", "decline_rate", "reject_rate"):
-                    raise ValueError(f"unknown setting {name}")
-                setattr(self, name, value)
+                setattr(self, name, float(value))
+            self.high = max(self.high, self.low)
+
+    def settings(self) -> dict[str, float]:
+        """The settings now."""
+        with self._lock:
+            return {name: getattr(self, name) for name in _SETTINGS}
+
+    def stats(self) -> dict[str, int]:
+        """Bid requests, bids made, posts, posts accepted."""
+        with self._lock:
+            return {
+                "asked": len(self.asked),
+                "bids": len(self.bids),
+                "posts": len(self.posts),
+                "accepted": len(self.posted),
+            }
 
     def endpoints(self, **changes: Any) -> dict[str, Any]:
         """The `bid` and `post` settings of a partner that buys from this bidder."""
@@ -155,6 +179,17 @@ class _BidderHandler(BaseHTTPRequestHandler):
     timeout = IDLE_SECONDS
     server: _BidderServer
 
+    def do_GET(self) -> None:
+        """Stats and settings."""
+        path = self.path.split("?", 1)[0]
+        bidder = self.server.bidder
+        if path == STATS_PATH:
+            self._answer(200, bidder.stats())
+        elif path == SETTINGS_PATH:
+            self._answer(200, bidder.settings())
+        else:
+            self._answer(404, {"status": "error", "errors": [f"no such path {path}"]})
+
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if not 0 <= length <= MAX_BODY_BYTES:
@@ -171,7 +206,14 @@ class _BidderHandler(BaseHTTPRequestHandler):
             return
         path = self.path.split("?", 1)[0]
         bidder = self.server.bidder
-        if path == BID_PATH:
+        if path == SETTINGS_PATH:
+            try:
+                bidder.configure(**json.loads(body or b"{}"))
+            except (ValueError, TypeError) as error:
+                self._answer(400, {"status": "error", "errors": [str(error)]})
+                return
+            self._answer(200, bidder.settings())
+        elif path == BID_PATH:
             self._answer(*bidder.bid(fields))
         elif path == POST_PATH:
             self._answer(*bidder.post(fields))

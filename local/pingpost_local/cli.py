@@ -20,18 +20,31 @@ def _seed_file(path: Path) -> seed.Seed:
         raise SystemExit(f"pingpost: cannot read seed file {path}: {error}") from None
 
 
-# Where demo/seed.json's partners deliver: the demo partner, wherever `serve` started it.
+# Where demo/seed.json's partners deliver: the demo partner, wherever `serve` started it; and
+# where its buyers that bid are asked and posted: the demo bidders, in their order.
 DEMO_PARTNER_ORIGIN = "http://127.0.0.1:9000"
+DEMO_BIDDER_ORIGINS = ("http://127.0.0.1:9101", "http://127.0.0.1:9102")
 
 
-def _to_demo_partner(document: seed.Seed, url: str | None) -> seed.Seed:
-    """The seed with deliveries to DEMO_PARTNER_ORIGIN sent to the running demo partner."""
-    if not url:
-        return document
+def _moved(url: str, origins: dict[str, str]) -> str:
+    for origin, running in origins.items():
+        if url.startswith(origin + "/"):
+            return running + url[len(origin) :]
+    return url
+
+
+def _to_demo_partner(document: seed.Seed, url: str | None, bidders: str = "") -> seed.Seed:
+    """The seed with requests to DEMO_PARTNER_ORIGIN sent to the running demo partner, and
+    those to DEMO_BIDDER_ORIGINS to the running demo bidders (`bidders`: their URLs)."""
+    origins = dict(zip(DEMO_BIDDER_ORIGINS, bidders.split(), strict=False))
+    if url:
+        origins[DEMO_PARTNER_ORIGIN] = url
     moved = document.model_copy(deep=True)
     for partner in moved.partners:
-        if partner.delivery.url.startswith(DEMO_PARTNER_ORIGIN + "/"):
-            partner.delivery.url = url + partner.delivery.url[len(DEMO_PARTNER_ORIGIN) :]
+        partner.delivery.url = _moved(partner.delivery.url, origins)
+        for endpoint in (partner.bid, partner.post):
+            if endpoint is not None:
+                endpoint.url = _moved(endpoint.url, origins)
     return moved
 
 
@@ -85,7 +98,8 @@ def serve(args: argparse.Namespace) -> None:
 
         settings.cache_clear()
         if document is not None:
-            seed.apply(_to_demo_partner(document, os.environ.get("DEMO_PARTNER_URL")))
+            running = os.environ.get("DEMO_PARTNER_URL")
+            seed.apply(_to_demo_partner(document, running, os.environ.get("DEMO_BIDDER_URLS", "")))
 
     key = _demo_key(document) if document else None
     try:

@@ -21,6 +21,7 @@ from moto.server import ThreadedMotoServer
 
 from pingpost_local import openapi
 from pingpost_local.background import LOOPBACK, Served
+from pingpost_local.bidder import DemoBidder
 from pingpost_local.cors import CorsError, merge_origins, parse_origin
 from pingpost_local.embedded_aws import start_aws_endpoint
 from pingpost_local.events import EventSources, event_sources
@@ -298,12 +299,13 @@ class _Running:
     environment: _Environment = field(default_factory=_Environment)
     moto: ThreadedMotoServer | None = None
     partner: DemoPartner | None = None
+    bidders: list[DemoBidder] = field(default_factory=list)
     exchange: LocalExchange | None = None
     sources: EventSources | None = None
 
     def stop(self) -> None:
         """Pollers and schedulers first, as they call the rest; then put os.environ back."""
-        for part in (self.sources, self.exchange, self.partner, self.moto):
+        for part in (self.sources, self.exchange, self.partner, *self.bidders, self.moto):
             if part is not None:
                 part.stop()
         self.environment.restore()
@@ -324,18 +326,23 @@ def _export(
             environment.set(name, value)
 
 
-def _notes(
-    sources: EventSources, retry_seconds: float | None, partner: DemoPartner | None
-) -> list[str]:
-    """Banner lines after the events: local retry timing and the demo partner."""
+def _notes(sources: EventSources, retry_seconds: float | None, running: _Running) -> list[str]:
+    """Banner lines after the events: local retry timing, the demo partner and bidders."""
     notes: list[str] = []
     if sources.pollers and retry_seconds is not None:
         notes.append(
             f"Failed SQS messages come back after {math.ceil(retry_seconds)} s locally "
             "(after the queue's VisibilityTimeout on AWS)"
         )
-    if partner is not None:
-        notes.append(_partner_banner(partner))
+    if running.partner is not None:
+        notes.append(_partner_banner(running.partner))
+    for bidder in running.bidders:
+        settings = bidder.settings()
+        notes.append(
+            f"Demo bidder: {bidder.url} (bids {settings['low']:g} to {settings['high']:g},"
+            f" declines {settings['decline_rate']:.0%}, rejects {settings['reject_rate']:.0%}"
+            f" of posts; GET {bidder.url}/_stats, POST {bidder.url}/_settings)"
+        )
     return notes
 
 
@@ -383,6 +390,22 @@ def _demo_partner(
     return partner
 
 
+# The demo bidders: their bids (low, high), the share of bids they decline and of posts they
+# reject; each answers after 20 ms, as a buyer nearby would.
+DEMO_BIDDERS = ((25.0, 45.0, 0.2, 0.0), (20.0, 40.0, 0.0, 0.3))
+
+
+def _demo_bidders(environment: _Environment) -> list[DemoBidder]:
+    """Start the demo bidders and name their URLs in DEMO_BIDDER_URLS (the demo seed's)."""
+    started = []
+    for low, high, declines, rejects in DEMO_BIDDERS:
+        bidder = DemoBidder(low, high, latency=0.02, decline_rate=declines, reject_rate=rejects)
+        bidder.start()
+        started.append(bidder)
+    environment.set("DEMO_BIDDER_URLS", " ".join(b.url for b in started))
+    return started
+
+
 def _stop_on_signals(stop: threading.Event) -> dict[int, Any]:
     """Set `stop` on Ctrl-C or SIGTERM (only the main thread may handle signals); returns the
     handlers replaced, to put back."""
@@ -401,10 +424,10 @@ def _ready(
     embedded: bool,
     sources: EventSources,
     retry_seconds: float | None,
-    partner: DemoPartner | None,
+    running: _Running,
 ) -> str:
     """The banner printed once everything serves."""
-    notes = _notes(sources, retry_seconds, partner)
+    notes = _notes(sources, retry_seconds, running)
     notes.append(f"API description: {exchange.url}/openapi.yaml, {exchange.url}/docs (local only)")
     if exchange.serves(FORM_PATH):
         notes.append(f"Web form: {exchange.url}{FORM_PATH} (local only; pingpost form writes it)")
@@ -472,6 +495,7 @@ def serve(
                 demo_partner_latency,
                 running.environment,
             )
+            running.bidders = _demo_bidders(running.environment)
         running.exchange, running.sources = _exchange(
             template_path, port, host, cors_origins, retry_seconds, schedule_seconds, running, pages
         )
@@ -489,7 +513,7 @@ def serve(
                 embedded,
                 running.sources,
                 retry_seconds,
-                running.partner,
+                running,
             )
         )
         sys.stdout.flush()

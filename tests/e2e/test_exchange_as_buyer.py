@@ -78,3 +78,25 @@ def test_another_exchange_bids_and_buys_by_settings_alone(server: Server, aws: s
         assert lead.data["Email"] in shown.stdout
     finally:
         clear_partners()
+
+
+def test_the_demo_has_an_auction_to_show(server: Server) -> None:
+    # `pingpost serve` runs two demo buyers that bid, and the demo seed buys Solar Electric
+    # from them (README, the tour): lead show lists their bids and the post to the winner.
+    import re
+
+    from tests.e2e.test_http import form
+
+    sold = []
+    for _ in range(5):
+        fields = complete("full", Home_Improvement_Product="Solar Electric", Skip_XSL="1")
+        answer = form(server, "/full", fields)
+        assert answer.status == 200, answer.body
+        lead_id = answer["lead_id"]
+        shown = server.pingpost("lead", "show", lead_id)
+        assert shown.returncode == 0, shown.stderr
+        bids = shown.stdout.split("Bids (every buyer asked, best first)\n", 1)[1]
+        assert re.search(r"partner 4401\s+Sun Bids\s+(bid \d+\.\d\d|no bid)", bids), bids
+        assert re.search(r"partner 4402\s+Panel Pros\s+bid \d+\.\d\d", bids), bids
+        sold += re.findall(r"sold to partner (\d+) at", shown.stdout)
+    assert {"4401", "4402"} & set(sold), sold

@@ -237,9 +237,17 @@ def test_the_demo_seed_delivers_to_the_demo_partner_wherever_it_listens() -> Non
     from tests.conftest import DEMO_SEED
 
     document = seed.load(DEMO_SEED)
-    moved = cli._to_demo_partner(document, "http://127.0.0.1:43117")
+    bidders = "http://127.0.0.1:43118 http://127.0.0.1:43119"
+    moved = cli._to_demo_partner(document, "http://127.0.0.1:43117", bidders)
     assert {p.delivery.url for p in moved.partners} == {"http://127.0.0.1:43117/leads"}
     assert {p.delivery.url for p in document.partners} == {"http://127.0.0.1:9000/leads"}
-    assert cli._to_demo_partner(document, None) is document
+    # ... and its buyers that bid ask and post the demo bidders, in their order
+    asked = {(p.bid.url, p.post.url) for p in moved.partners if p.bid and p.post}
+    assert asked == {
+        ("http://127.0.0.1:43118/ping", "http://127.0.0.1:43118/post"),
+        ("http://127.0.0.1:43119/ping", "http://127.0.0.1:43119/post"),
+    }
+    unmoved = cli._to_demo_partner(document, None)
+    assert {p.delivery.url for p in unmoved.partners} == {"http://127.0.0.1:9000/leads"}
     # A free port unless one is asked for.
     assert cli.parser().parse_args(["serve"]).partner_port == 0
