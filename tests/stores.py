@@ -205,6 +205,24 @@ class Sales:
         self.released.append((lead_id, partner_id))
         return True
 
+    def give_back(
+        self,
+        lead_id: int,
+        partner: Partner,
+        sold_at: datetime,
+        reason: str,
+        now: datetime,
+        tallies: Sequence[Tally] = (),
+    ) -> str | None:
+        lead = self.leads.stored[lead_id]
+        if str(partner.id) not in lead.sold_to:
+            return "not sold to this partner"
+        if any(r["partner_id"] == partner.id for r in lead.returns):
+            return "returned already"
+        lead.returns.append({"partner_id": partner.id, "reason": reason})
+        self.leads.tallied += tallies
+        return None
+
 
 @dataclass
 class Partners:

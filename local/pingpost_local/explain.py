@@ -69,13 +69,15 @@ def lead_report(lead: Lead, partners: Mapping[int, Partner], *, personal: bool =
         lines += ["", "Bids (every buyer asked, best first)"]
         lines += _rows([_bid_row(pid, record, partners) for pid, record in _by_bid(lead.bids)])
     lines += ["", "Sales"]
+    returned = {int(r["partner_id"]): r for r in lead.returns}
     sales = [
         (
-            f"partner {s['partner_id']}",
-            _company(partners, s["partner_id"]),
-            money(Decimal(s["price"])),
+            f"partner {sale['partner_id']}",
+            _company(partners, sale["partner_id"]),
+            money(Decimal(sale["price"])),
+            _returned(returned.get(int(sale["partner_id"]))),
         )
-        for s in lead.sales
+        for sale in lead.sales
     ]
     lines += _rows(sales) if sales else ["  (none)"]
     lines += ["", "Decisions (every partner considered)"]
@@ -112,6 +114,13 @@ def _bid_row(
         said, kept = str(record.get("outcome")) + (f": {reason}" if reason else ""), ""
     company = _company(partners, int(partner_id))
     return (f"partner {partner_id}", company, said, kept, f"{record.get('ms', '?')} ms")
+
+
+def _returned(record: Mapping[str, Any] | None) -> str:
+    """A sale's return, if it was: when and why."""
+    if record is None:
+        return ""
+    return f"returned {_when(record['at'])[:10]}: {record.get('reason', '')}"
 
 
 def _consent(lead: Lead, *, personal: bool) -> list[tuple[str, str]]:

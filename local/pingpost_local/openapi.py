@@ -161,6 +161,55 @@ def _operation(route: Route, method: str) -> dict[str, Any]:
     return operation
 
 
+RETURNS = "/returns"
+
+
+def _returns() -> dict[str, Any]:
+    """POST /returns: a partner returns a lead it bought (JSON; its return key as a Bearer)."""
+    said = {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"type": "string"},
+            "lead_id": {"type": "integer"},
+            "partner_id": {"type": "integer"},
+            "error": {"type": "string"},
+        },
+    }
+    answers = {
+        "200": "Returned, or `returned already` (nothing changed)",
+        "400": "The body is not the JSON object described",
+        "401": "No return key, or not a partner's",
+        "404": "The partner did not buy this lead",
+        "422": "The partner takes no returns, or the sale is past its return window",
+        "503": "Storage unavailable; retry",
+    }
+    return {
+        "operationId": "post_returns",
+        "summary": "A partner returns a lead it bought, within its return_days",
+        "security": [{"returnKey": []}],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["lead_id", "reason"],
+                        "properties": {
+                            "lead_id": {"type": "integer", "minimum": 1},
+                            "reason": {"type": "string", "minLength": 1, "maxLength": 200},
+                        },
+                    }
+                }
+            },
+        },
+        "responses": {
+            status: {"description": text, "content": {"application/json": {"schema": said}}}
+            for status, text in answers.items()
+        },
+    }
+
+
 def document(template: Mapping[str, Any]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the template's HTTP API."""
     paths: dict[str, dict[str, Any]] = {}
@@ -178,6 +227,8 @@ def document(template: Mapping[str, Any]) -> dict[str, Any]:
                         }
                     },
                 }
+            elif route.path == RETURNS:
+                operation = _returns()
             else:
                 operation = _operation(route, method)
             paths.setdefault(route.path, {})[method] = operation
@@ -199,6 +250,13 @@ def document(template: Mapping[str, Any]) -> dict[str, Any]:
                 _name(None): _any_request(),
             },
             "responses": _answers(),
+            "securitySchemes": {
+                "returnKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A partner's return key (pingpost partners rotate-key)",
+                }
+            },
         },
     }
 

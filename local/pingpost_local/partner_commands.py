@@ -57,6 +57,35 @@ def partners_resume(args: argparse.Namespace) -> None:
     _change(args.partner_id, lambda stored: stored | {"active": True}, "resumed")
 
 
+def partners_rotate_key(args: argparse.Namespace) -> None:
+    """Give a partner a new return key (its last one stops working), printed this once."""
+    import secrets
+
+    from pingpost.models import key_hash
+
+    key = f"{args.partner_id}.{secrets.token_urlsafe(32)}"
+    hashed = key_hash(key)
+    _change(args.partner_id, lambda stored: stored | {"return_key_hash": hashed}, "new key for")
+    print(f"Return key (shown once; POST /returns with Authorization: Bearer KEY): {key}")
+
+
+def returns_add(args: argparse.Namespace) -> None:
+    """Return a lead for a partner (an operator's hand: its window and rules as for a return
+    the partner makes)."""
+    from pingpost import returns
+    from pingpost.errors import PingPostError
+    from pingpost.store import partners
+
+    partner = partners.by_id(args.partner_id)
+    if partner is None:
+        raise SystemExit(f"pingpost: no partner {args.partner_id}")
+    try:
+        done = returns.give_back(partner, args.lead_id, args.reason)
+    except PingPostError as error:
+        raise SystemExit(f"pingpost: {error.message}") from None
+    print(f"lead {args.lead_id} {done} by partner {args.partner_id}")
+
+
 def _change(partner_id: int, change: Any, done: str) -> None:
     from pingpost.store import partners
 
@@ -121,7 +150,15 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     for name, handler, text in (
         ("pause", partners_pause, "stop a partner buying leads"),
         ("resume", partners_resume, "let a paused partner buy again"),
+        ("rotate-key", partners_rotate_key, "a new return key for the partner, printed once"),
     ):
         command = what.add_parser(name, help=text)
         command.add_argument("partner_id", type=int)
         command.set_defaults(handler=handler)
+    returned = commands.add_parser("returns", help="leads partners give back")
+    kinds = returned.add_subparsers(dest="what", required=True)
+    add_return = kinds.add_parser("add", help="return a lead a partner bought, within its window")
+    add_return.add_argument("lead_id", type=int)
+    add_return.add_argument("partner_id", type=int)
+    add_return.add_argument("--reason", required=True, help="why (at most 200 characters)")
+    add_return.set_defaults(handler=returns_add)

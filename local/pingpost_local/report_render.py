@@ -28,6 +28,8 @@ COLUMNS = (
     "margin",
     "deliveries_failed",
     "parked",
+    "returns",
+    "return_rate",
 )
 _HEADINGS = [
     "id",
@@ -40,12 +42,20 @@ _HEADINGS = [
     "margin",
     "failed",
     "parked",
+    "returns",
+    "return_rate",
 ]
 
 
 def match_rate(figures: Figures) -> Decimal | None:
     """Matched pings per ping, None without pings."""
     return Decimal(figures.matched) / figures.pings if figures.pings else None
+
+
+def return_rate(figures: Figures) -> Decimal | None:
+    """Sales returned per sale over the period (a return counts on the day it was made), None
+    without sales."""
+    return Decimal(figures.returns) / figures.sales if figures.sales else None
 
 
 def cells(row: Row) -> dict[str, str]:
@@ -66,6 +76,8 @@ def cells(row: Row) -> dict[str, str]:
         "margin": money(f.margin),
         "deliveries_failed": "" if vendor else str(f.failed),
         "parked": "" if vendor else str(f.parked),
+        "returns": str(f.returns),
+        "return_rate": "" if (returned := return_rate(f)) is None else f"{returned:.4f}",
     }
 
 
@@ -84,7 +96,9 @@ def _line(row: Row) -> list[str]:
     rate = match_rate(row.figures)
     shown = f"{rate * 100:.1f}%" if c["match_rate"] and rate is not None else "-"
     values = [c["id"], c["name"], c["pings"], shown, c["posts"], c["sales"]]
-    values += [c["revenue"], c["margin"], c["deliveries_failed"], c["parked"]]
+    values += [c["revenue"], c["margin"], c["deliveries_failed"], c["parked"], c["returns"]]
+    returned = return_rate(row.figures)
+    values.append("" if returned is None else f"{returned * 100:.1f}%")
     return [v if v else "-" for v in values]
 
 

@@ -33,6 +33,7 @@ FOLDERS = {
     "ApiFunction": "api",
     "DeliverFunction": "deliver",
     "RetryFunction": "retry",
+    "ReturnsFunction": "returns",
 }
 # The actions a transaction's items need, by the kind of item.
 _ITEM_ACTIONS = {
@@ -367,7 +368,38 @@ def _retry_calls(monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
     return seen
 
 
+def _returns_calls() -> set[tuple[str, str]]:
+    """Roof Co returns a lead it bought (a day's sale: its counter and day figures credited),
+    then again (returned already), one it did not buy, and a key that is not its."""
+    from pingpost import exchange
+    from pingpost.decoding import Request
+
+    sold = exchange.submit(Request(complete("full", Email=f"{uuid.uuid4().hex}@example.com")))
+    assert sold.status == "Matched"
+    payload = json.loads((EVENTS / "returns-post.json").read_text())
+    key = payload["headers"]["authorization"]
+    unsold = _pinged()
+    answers = []
+    with recording() as seen:
+        for lead_id, authorization in (
+            (sold.lead_id, key),
+            (sold.lead_id, key),
+            (unsold, key),
+            (sold.lead_id, "Bearer 142.not-its-key"),
+        ):
+            body = json.dumps({"lead_id": lead_id, "reason": "disconnected"})
+            headers = payload["headers"] | {"authorization": authorization}
+            result = _handler("ReturnsFunction").invoke(
+                payload | {"body": body, "headers": headers}
+            )
+            answers.append((result["statusCode"], json.loads(result["body"])["status"]))
+    assert answers == [(200, "returned"), (200, "returned already"), (404, "error"), (401, "error")]
+    return seen
+
+
 def calls(function_id: str, monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
+    if function_id == "ReturnsFunction":
+        return _returns_calls()
     if function_id == "DeliverFunction":
         return _deliver_calls()
     if function_id == "RetryFunction":

@@ -166,9 +166,9 @@ def test_the_table_shows_the_same_figures(calls: dict[str, Any]) -> None:
         r"^pingpost report: \d{4}-\d\d-\d\d to \d{4}-\d\d-\d\d \(UTC days\)$", out, re.M
     )
     line = next(x for x in out.splitlines() if x.startswith("  rpt "))
-    assert line.split()[3:] == ["4", "75.0%", "3", "4", "82.00", "67.00", "-", "-"]
+    assert line.split()[3:] == ["4", "75.0%", "3", "4", "82.00", "67.00", "-", "-", "0", "0.0%"]
     line = next(x for x in out.splitlines() if x.startswith("  8101 "))
-    assert line.split()[4:] == ["-", "-", "-", "2", "40.00", "30.00", "1", "0"]
+    assert line.split()[4:] == ["-", "-", "-", "2", "40.00", "30.00", "1", "0", "0", "0.0%"]
 
 
 def test_the_page_is_self_contained_with_its_three_charts(calls: dict[str, Any]) -> None:

@@ -224,13 +224,15 @@ def test_the_report_adds_shards_and_days_and_counts_a_sale_once_per_day() -> Non
             pings=1, matched=1, posts=1, sales=1, revenue=Decimal(30), margin=Decimal(25)
         ),
         "day#2026-11-30#partner#7": Figures(
-            sales=1, revenue=Decimal(30), margin=Decimal(25), failed=2, parked=1
+            sales=2, revenue=Decimal(30), margin=Decimal(25), failed=2, parked=1, returns=1
         ),
+        # The day a sale of v1's lead (to partner 7) was returned: its price taken off.
+        "day#2026-11-30#vendor#v1#5": Figures(returns=1, revenue=Decimal(-5), margin=Decimal(-5)),
         "day#2026-11-30#partner#8": Figures(sales=5),  # a partner not asked for
     }
     report = totals(period, {"v1": "Vendor One"}, {7: "Buyer 7"}, found)
     assert report.vendors[0].figures == Figures(
-        pings=3, matched=2, posts=1, sales=1, revenue=Decimal(30), margin=Decimal(25)
+        pings=3, matched=2, posts=1, sales=1, revenue=Decimal(25), margin=Decimal(20), returns=1
     )
     assert report.partners[0].figures == found["day#2026-11-30#partner#7"]
     assert report.days[date(2026, 11, 30)] == Figures(
@@ -238,20 +240,23 @@ def test_the_report_adds_shards_and_days_and_counts_a_sale_once_per_day() -> Non
         matched=1,
         posts=1,
         sales=1,
-        revenue=Decimal(30),
-        margin=Decimal(25),
+        revenue=Decimal(25),
+        margin=Decimal(20),
         failed=2,
         parked=1,
+        returns=1,
     )
     assert csv_text(report).splitlines() == [
-        "kind,id,name,pings,matched,match_rate,posts,sales,revenue,margin,deliveries_failed,parked",
-        "vendor,v1,Vendor One,3,2,0.6667,1,1,30.00,25.00,,",
-        "partner,7,Buyer 7,,,,,1,30.00,25.00,2,1",
+        "kind,id,name,pings,matched,match_rate,posts,sales,revenue,margin,deliveries_failed,parked"
+        ",returns,return_rate",
+        "vendor,v1,Vendor One,3,2,0.6667,1,1,25.00,20.00,,,1,1.0000",
+        "partner,7,Buyer 7,,,,,2,30.00,25.00,2,1,1,0.5000",
     ]
     text = table(report)
     assert "pingpost report: 2026-11-29 to 2026-11-30 (UTC days)" in text
     assert (
-        "v1  Vendor One      3       66.7%      1      1    30.00   25.00       -       -" in text
+        "v1  Vendor One      3       66.7%      1      1    25.00   20.00       -       -        1"
+        "       100.0%" in text
     )
     svg_page = page(report)
     assert svg_page.count("<svg") == 3

@@ -18,6 +18,7 @@ NEVER = {
     "api": {"requests", "pingpost.delivery", "pingpost.outbound", "aws_xray_sdk"},
     "deliver": {"pingpost.responses", "pingpost.exchange", "pingpost.decoding", "aws_xray_sdk"},
     "retry": {"requests", "pingpost.delivery", "pingpost.decoding", "aws_xray_sdk"},
+    "returns": {"requests", "pingpost.exchange", "pingpost.decoding", "aws_xray_sdk"},
 }
 # And what shows the import was the real one.
 LOADS = {
@@ -27,6 +28,7 @@ LOADS = {
     "api": "pingpost.exchange",
     "deliver": "pingpost.delivery",
     "retry": "pingpost.redrive",
+    "returns": "pingpost.returns",
 }
 
 

@@ -32,7 +32,7 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     # Selling a lead a request holds.
     ("selling",),
     # What a request or a queued sale does.
-    ("delivery", "exchange", "redrive"),
+    ("delivery", "exchange", "redrive", "returns"),
     # The HTTP edge shared by the API functions.
     ("edge",),
     # The Lambda handlers (functions/*/app.py).

@@ -324,6 +324,10 @@ class Partner(BaseModel):
     filters: Filters = Filters()
     caps: Caps = Caps()
     delivery: Endpoint = Endpoint()
+    # Days after a sale within which the partner may return the lead (0: no returns), and the
+    # hash of the key it returns leads with (`pingpost partners rotate-key`; None: no key).
+    return_days: int = Field(default=0, ge=0, le=365)
+    return_key_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     # A buyer that bids: asked its price on ping and full (its `price` is then its floor), and
     # posted synchronously when it wins. Both or neither.
     bid: BidEndpoint | None = None

@@ -85,6 +85,16 @@ class SaleStore(Protocol):
         self, lead_id: int, token: str, partner_id: int, record: Mapping[str, Any], *, why: str = ""
     ) -> bool: ...
 
+    def give_back(
+        self,
+        lead_id: int,
+        partner: Partner,
+        sold_at: datetime,
+        reason: str,
+        now: datetime,
+        tallies: Sequence[Tally] = (),
+    ) -> str | None: ...
+
 
 class PartnerStore(Protocol):
     """The partners table (`pingpost.store.partners`)."""

@@ -51,6 +51,7 @@ class Figures:
     margin: Decimal = Decimal(0)  # what the exchange keeps of them (answering.margin)
     failed: int = 0  # delivery attempts that failed
     parked: int = 0  # deliveries given up (failed for good)
+    returns: int = 0  # sales returned (their revenue and margin taken off the day they were)
 
     def __add__(self, other: Figures) -> Figures:
         return Figures(
@@ -61,7 +62,7 @@ class Figures:
     def of(cls, values: Mapping[str, Any]) -> Figures:
         """The figures an item holds (an attribute it lacks counts 0)."""
         read: dict[str, Any] = {f.name: values[f.name] for f in fields(cls) if f.name in values}
-        for name in ("pings", "matched", "posts", "sales", "failed", "parked"):
+        for name in ("pings", "matched", "posts", "sales", "failed", "parked", "returns"):
             if name in read:
                 read[name] = int(read[name])
         return cls(**read)

@@ -63,6 +63,7 @@ class Lead:
     outbox_since: int | None = None
     # What each buyer that bids answered when asked (pingpost.auction), by partner ID.
     bids: dict[str, dict[str, Any]] = field(default_factory=dict)
+    returns: list[dict[str, Any]] = field(default_factory=list)  # partner_id, at, reason, price
 
     @property
     def sales(self) -> list[dict[str, Any]]:

@@ -9,6 +9,10 @@ Every sale is one DynamoDB transaction on the counters and leads tables:
 - the vendor's and the partner's day figures for `pingpost report` (`pingpost.store.figures`).
 If any condition fails nothing changes, and the reason says which rule stopped the sale.
 A test lead changes the lead alone: it consumes no cap and leaves no dedupe record.
+
+What gives a sale's hold back is here too (a reserved sale released, a sale returned):
+one module of over 400 lines on purpose, so that every write that takes or frees a partner's
+caps, spend and dedupe records, and the conditions that keep them exact, read in one place.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from pingpost.reasons import (
     TEST_PARTNER,
     WEEKLY_CAP,
 )
-from pingpost.store import Expiring, counters, figures, to_item, transact
+from pingpost.store import Expiring, counters, dynamodb, figures, from_item, to_item, transact
 from pingpost.store.deliveries import DELIVERED, QUEUED, RELEASED, RESERVED, outbox_shard
 from pingpost.store.figures import Tally
 from pingpost.store.leads import Lead, finishing, kept_until
@@ -411,3 +415,87 @@ def release(
     for key in record.get("counters", []):
         _usage.forget(key)
     return True
+
+
+RETURNED, NOT_SOLD = "returned already", "not sold to this partner"
+
+
+def give_back(
+    lead_id: int,
+    partner: Partner,
+    sold_at: datetime,
+    reason: str,
+    now: datetime,
+    tallies: Sequence[Tally] = (),
+) -> str | None:
+    """Record that `partner` returned the lead it bought at `sold_at`, and give its hold back:
+    one less sold (and its price less spent) in the counters of that sale's periods (by the
+    partner's settings now), with `tallies` (the day figures the return takes off). None when
+    recorded; RETURNED when it was already (nothing changes); NOT_SOLD when the partner did not
+    buy the lead. A test lead's sale held nothing and counted nothing."""
+    key = {"lead_id": {"N": str(lead_id)}}
+    found = from_item(
+        dynamodb()
+        .get_item(
+            TableName=settings().leads_table,
+            Key=key,
+            ProjectionExpression="sold_to.#p, deliveries.#p.#st, returned_to, test",
+            ExpressionAttributeNames={"#p": str(partner.id), "#st": "state"},
+            ConsistentRead=True,
+        )
+        .get("Item", {})
+    )
+    state = found.get("deliveries", {}).get(str(partner.id), {}).get("state")
+    if str(partner.id) not in found.get("sold_to", {}) or state == RESERVED:
+        return NOT_SOLD  # (a reserved sale is not one until its buyer accepts the post)
+    if partner.id in {int(p) for p in found.get("returned_to", set())}:
+        return RETURNED
+    price = Decimal(found["sold_to"][str(partner.id)])
+    record = {
+        "partner_id": partner.id,
+        "at": int(now.timestamp() * 1000),
+        "reason": reason,
+        "price": price,
+    }
+    items: list[TransactWriteItemTypeDef] = [
+        {
+            "Update": {
+                "TableName": settings().leads_table,
+                "Key": key,
+                "UpdateExpression": (
+                    "SET #r = list_append(if_not_exists(#r, :none), :return) ADD returned_to :p"
+                ),
+                "ConditionExpression": (
+                    "attribute_exists(sold_to.#p)"
+                    " AND (attribute_not_exists(deliveries.#p.#st) OR deliveries.#p.#st <> :held)"
+                    " AND (attribute_not_exists(returned_to) OR NOT contains(returned_to, :id))"
+                ),
+                "ExpressionAttributeNames": {
+                    "#p": str(partner.id),
+                    "#r": "returns",
+                    "#st": "state",
+                },
+                "ExpressionAttributeValues": to_item(
+                    {
+                        ":none": [],
+                        ":return": [record],
+                        ":p": {partner.id},
+                        ":id": partner.id,
+                        ":held": RESERVED,
+                    }
+                ),
+            }
+        }
+    ]
+    if not found.get("test"):
+        day, week, month = _counter_keys(partner.id, periods(partner, sold_at))
+        _, weekly, monthly = _capped(partner)
+        items += credits(
+            lead_id, {"price": price, "counters": [day] + [week] * weekly + [month] * monthly}
+        )
+        items += [figures.adding(t) for t in figures.merged(tallies)]
+    if transact(items) is not None:
+        return RETURNED  # returned meanwhile, by another request (or its sale was released)
+    for counter in _counter_keys(partner.id, periods(partner, sold_at)):
+        _usage.forget(counter)
+    return None

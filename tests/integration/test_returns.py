@@ -1,0 +1,218 @@
+"""Returns against the embedded AWS endpoint: a partner gives back a lead it bought, once.
+
+The demo seed's partner 142 (Roof Co) takes returns for 7 days, with the return key of
+events/returns-post.json; the tests sell it leads and return them through ReturnsFunction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.conftest import DEMO_SEED, ROOT, local_function
+from tests.leads import complete
+
+EVENT = json.loads((ROOT / "events" / "returns-post.json").read_text())
+KEY = EVENT["headers"]["authorization"].removeprefix("Bearer ")
+ROOF_CO = 142
+
+
+@pytest.fixture(scope="module")
+def demo(aws: str) -> None:
+    from pingpost_local import seed
+
+    document = seed.load(DEMO_SEED)
+    for partner in document.partners:  # one consumer's leads sell again (dedupe: test_sales)
+        partner.dedupe_days = 0
+    seed.apply(document)
+
+
+def submitted(**changes: str) -> int:
+    """A new lead sent in full (the ID of what was stored)."""
+    from pingpost import exchange
+    from pingpost.decoding import Request
+
+    return exchange.submit(Request(complete("full", **changes))).lead_id
+
+
+def sold_lead() -> int:
+    """A new lead, sold to Roof Co (the demo's best price for metal roofing in Illinois)."""
+    lead_id = submitted()
+    assert str(ROOF_CO) in lead(lead_id).sold_to
+    return lead_id
+
+
+def lead(lead_id: int) -> Any:
+    from pingpost.store import leads
+
+    found = leads.get(lead_id)
+    assert found is not None
+    return found
+
+
+def send(body: Any, key: str | None = KEY) -> tuple[int, dict[str, Any]]:
+    """POST /returns through ReturnsFunction, as API Gateway hands it the request."""
+    headers = {k: v for k, v in EVENT["headers"].items() if k != "authorization"}
+    if key is not None:
+        headers["authorization"] = f"Bearer {key}"
+    raw = body if isinstance(body, str) else json.dumps(body)
+    result = local_function("ReturnsFunction").invoke(EVENT | {"headers": headers, "body": raw})
+    assert result["headers"]["Content-Type"].startswith("application/json")
+    return result["statusCode"], json.loads(result["body"])
+
+
+def counters(lead_id: int) -> dict[str, Decimal]:
+    """Roof Co's day counter (sold, spent) and the day figures of it and of the lead's vendor."""
+    from pingpost.caps import periods
+    from pingpost.store import figures, from_item, partners
+
+    roof_co = partners.by_id(ROOF_CO)
+    assert roof_co is not None
+    now = datetime.now(UTC)
+    key = f"cap#{ROOF_CO}#day#{periods(roof_co, now).day}"
+    item = (
+        boto3.client("dynamodb")
+        .get_item(TableName=os.environ["COUNTERS_TABLE"], Key={"counter": {"S": key}})
+        .get("Item", {})
+    )
+    cap = from_item(item)
+    vendor = figures.vendor_day(lead(lead_id).vendor_id, lead_id, now, figures.Figures()).key
+    partner = figures.partner_key(ROOF_CO, figures.day(now))
+    read = figures.read([vendor, partner])
+    return {
+        "sold": Decimal(cap.get("sold", 0)),
+        "spent": Decimal(cap.get("spent", 0)),
+        "partner returns": Decimal(read[partner].returns),
+        "partner revenue": read[partner].revenue,
+        "vendor returns": Decimal(read[vendor].returns),
+        "vendor margin": read[vendor].margin,
+    }
+
+
+def test_the_event_file_returns_a_lead_roof_co_bought_and_credits_it_once(demo: None) -> None:
+    lead_id = sold_lead()
+    before = counters(lead_id)
+    status, said = send(json.loads(EVENT["body"]) | {"lead_id": lead_id})
+    assert (status, said) == (200, {"status": "returned", "lead_id": lead_id, "partner_id": 142})
+    after = counters(lead_id)
+    assert after["sold"] == before["sold"] - 1
+    assert after["spent"] == before["spent"] - Decimal("25")
+    assert after["partner returns"] == before["partner returns"] + 1
+    assert after["partner revenue"] == before["partner revenue"] - Decimal("25")
+    assert after["vendor returns"] == before["vendor returns"] + 1
+    assert after["vendor margin"] == before["vendor margin"] - Decimal("25")
+    (record,) = lead(lead_id).returns
+    assert record["partner_id"] == ROOF_CO
+    assert record["reason"] == "the consumer's phone is disconnected"
+    # Still a sale of the lead (its history), marked returned.
+    assert str(ROOF_CO) in lead(lead_id).sold_to
+
+    status, said = send({"lead_id": lead_id, "reason": "again"})
+    assert (status, said["status"]) == (200, "returned already")
+    assert counters(lead_id) == after
+    assert len(lead(lead_id).returns) == 1
+
+
+def test_ten_returns_of_one_sale_at_once_credit_it_once(demo: None) -> None:
+    from pingpost import returns
+    from pingpost.store import partners
+
+    lead_id = sold_lead()
+    before = counters(lead_id)
+    roof_co = partners.by_id(ROOF_CO)
+    assert roof_co is not None
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        done = list(pool.map(lambda n: returns.give_back(roof_co, lead_id, f"#{n}"), range(10)))
+    assert sorted(done) == ["returned"] + ["returned already"] * 9
+    after = counters(lead_id)
+    assert after["sold"] == before["sold"] - 1
+    assert after["spent"] == before["spent"] - Decimal("25")
+    assert after["partner returns"] == before["partner returns"] + 1
+    assert len(lead(lead_id).returns) == 1
+
+
+def test_a_return_is_refused_with_its_reason_and_changes_nothing(demo: None) -> None:
+    from pingpost import returns
+    from pingpost.errors import LeadNotFound
+    from pingpost.store import partners
+
+    lead_id = sold_lead()
+    elsewhere = sold_lead()
+    before = counters(lead_id)
+    roof_co = partners.by_id(ROOF_CO)
+    assert roof_co is not None
+
+    # Not a partner's key, or none: 401, the same answer whichever part is wrong.
+    for key in (None, "", "142.wrong", "225." + KEY.split(".", 1)[1], "nonsense", "99999.x"):
+        assert send({"lead_id": lead_id, "reason": "x"}, key) == (
+            401,
+            {"status": "error", "error": "Invalid return key"},
+        )
+    # Not JSON, or not the fields it must have: 400.
+    for body in ("{", "[1]", {"lead_id": "1", "reason": "x"}, {"lead_id": lead_id}, {}):
+        status, said = send(body)
+        assert status == 400, body
+        assert said["status"] == "error"
+    assert send({"lead_id": lead_id, "reason": "x" * 201})[0] == 400
+    # A lead Roof Co did not buy (one nobody bought, and one another partner bought): 404.
+    unsold = submitted(Home_Improvement_Product="Gutters")
+    assert str(ROOF_CO) not in lead(unsold).sold_to
+    assert send({"lead_id": unsold, "reason": "x"})[0] == 404
+    assert send({"lead_id": 10**12, "reason": "x"})[0] == 404
+    # Past its window of 7 days: 422, naming the day it was sold.
+    later = datetime.now(UTC) + timedelta(days=7, minutes=1)
+    with pytest.raises(returns.ReturnRefused, match=r"past the 7 days"):
+        returns.give_back(roof_co, lead_id, "late", later)
+    # A partner that takes no returns: 422.
+    with pytest.raises(returns.ReturnRefused, match="takes no returns"):
+        returns.give_back(roof_co.model_copy(update={"return_days": 0}), lead_id, "x")
+    with pytest.raises(LeadNotFound):
+        returns.give_back(roof_co, unsold, "x")
+    assert counters(lead_id) == before
+    assert lead(lead_id).returns == [] and lead(elsewhere).returns == []
+    # Within the window still (a day short of it): returned.
+    assert returns.give_back(roof_co, lead_id, "x", later - timedelta(days=1)) == "returned"
+
+
+def test_the_operator_returns_a_lead_and_lead_show_says_so(
+    demo: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pingpost_local.cli import main
+
+    lead_id = sold_lead()
+    main(["returns", "add", str(lead_id), "142", "--reason", "wrong number"])
+    assert capsys.readouterr().out.strip() == f"lead {lead_id} returned by partner 142"
+    main(["lead", "show", str(lead_id)])
+    shown = capsys.readouterr().out
+    sale = next(line for line in shown.splitlines() if line.strip().startswith("partner 142"))
+    assert "returned" in sale and "wrong number" in sale
+    with pytest.raises(SystemExit, match="did not buy"):
+        main(["returns", "add", str(lead_id), "225", "--reason", "x"])
+
+
+def test_a_rotated_key_returns_and_the_last_one_stops_working(
+    demo: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pingpost.store import partners
+    from pingpost_local import seed
+    from pingpost_local.cli import main
+
+    try:
+        main(["partners", "rotate-key", "142"])
+        printed = capsys.readouterr().out
+        (new,) = [w for w in printed.split() if w.startswith("142.")]
+        stored = partners.by_id(ROOF_CO)
+        assert stored is not None and stored.return_key_hash is not None
+        assert new.split(".", 1)[1] not in json.dumps(stored.model_dump(mode="json"))
+        lead_id = sold_lead()
+        assert send({"lead_id": lead_id, "reason": "x"})[0] == 401  # the seed's key
+        assert send({"lead_id": lead_id, "reason": "x"}, new)[1]["status"] == "returned"
+    finally:
+        seed.apply(seed.Seed(partners=[p for p in seed.load(DEMO_SEED).partners if p.id == 142]))
