@@ -194,11 +194,19 @@ class Sales:
         return True
 
     def release(
-        self, lead_id: int, token: str, partner_id: int, record: Mapping[str, Any], *, why: str = ""
+        self,
+        lead_id: int,
+        token: str,
+        partner_id: int,
+        record: Mapping[str, Any],
+        *,
+        why: str = "",
+        tallies: Sequence[Tally] = (),
     ) -> bool:
         lead = self._reserved(lead_id, token, partner_id)
         if lead is None:
             return False
+        self.leads.tallied += tallies
         del lead.sold_to[str(partner_id)]
         lead.deliveries[str(partner_id)] = {"state": RELEASED, "detail": why}
         lead.beat += 1

@@ -13,9 +13,10 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
-from pingpost.store.figures import SHARDS, Figures, day, partner_key, vendor_key
+from pingpost.store.figures import SHARDS, Figures, bid_key, day, partner_key, vendor_key
 
 _DAYS = re.compile(r"^([1-9][0-9]{0,3})d$")
 
@@ -100,15 +101,18 @@ def totals(
 
     `vendors` and `partners` map IDs to names. A day's pings, posts, sales, revenue and margin
     are its vendors' (a sale is in its partner's day too: counted once); its deliveries failed
-    and parked are its partners'.
+    and parked are its partners'. A partner's bidding figures are what the auctions of every
+    vendor's leads counted of it, and its own posts won and accepted.
     """
     days = period.days()
     vendor_rows = [
         Row("vendor", v, name, _sum(found, (k for d in days for k in _vendor_keys(v, d))))
         for v, name in sorted(vendors.items())
     ]
+    # What an auction counts of a buyer is on its vendor's day item (see figures).
+    auctions = _sum(found, (k for v in vendors for d in days for k in _vendor_keys(v, d))).bids
     partner_rows = [
-        Row("partner", str(p), name, _sum(found, (partner_key(p, day(d)) for d in days)))
+        Row("partner", str(p), name, _with_bids(p, auctions, days, found))
         for p, name in sorted(partners.items())
     ]
     by_day = {}
@@ -117,6 +121,19 @@ def totals(
         delivered = _sum(found, (partner_key(p, day(d)) for p in partners))
         by_day[d] = sold + Figures(failed=delivered.failed, parked=delivered.parked)
     return Report(period, vendor_rows, partner_rows, by_day)
+
+
+def _with_bids(
+    partner_id: int,
+    auctions: Mapping[str, Decimal],
+    days: Sequence[date],
+    found: Mapping[str, Figures],
+) -> Figures:
+    """A partner's figures: its day items', with what the vendors' auctions counted of it."""
+    own = _sum(found, (partner_key(partner_id, day(d)) for d in days))
+    prefix = bid_key(partner_id, "")
+    asked = {k: v for k, v in auctions.items() if k.startswith(prefix)}
+    return own + Figures(bids=asked)
 
 
 def _vendor_keys(vendor_id: str, on: date) -> list[str]:

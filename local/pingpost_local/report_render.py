@@ -2,16 +2,19 @@
 
 Vendors have no deliveries and partners no pings or posts of their own (a vendor pings the
 exchange, not a partner; counting each partner a ping matched would cost a write per partner
-per ping), so those cells are "-" in the table and empty in the CSV.
+per ping), so those cells are "-" in the table and empty in the CSV. Partners that bid have a
+block of their own in the table (BIDDING), and those columns in the CSV.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from pingpost.answers import money
+from pingpost.store import figures as day_items
 from pingpost.store.figures import Figures
 from pingpost_local.report import Report, Row
 
@@ -30,6 +33,25 @@ COLUMNS = (
     "parked",
     "returns",
     "return_rate",
+    "bids_asked",
+    "bids_made",
+    "bid_timeouts",
+    "bids_won",
+    "win_rate",
+    "median_bid",
+    "posts_accepted",
+    "post_acceptance",
+)
+# The table's block of partners that bid: its columns, from those of the CSV.
+BIDDING = (
+    "bids_asked",
+    "bids_made",
+    "bid_timeouts",
+    "bids_won",
+    "win_rate",
+    "median_bid",
+    "posts_accepted",
+    "post_acceptance",
 )
 _HEADINGS = [
     "id",
@@ -58,6 +80,35 @@ def return_rate(figures: Figures) -> Decimal | None:
     return Decimal(figures.returns) / figures.sales if figures.sales else None
 
 
+def _rate(part: Decimal, whole: Decimal) -> str:
+    return f"{part / whole:.4f}" if whole else ""
+
+
+def bidding(row: Row) -> dict[str, str]:
+    """A partner's bidding columns: buyers asked, bids made, timeouts, posts won (a post of
+    the lead: its bid won), win rate (won per bid), the step its median bid falls in
+    (`figures.bid_median`), posts accepted and the rate; empty for a vendor."""
+    if row.kind == "vendor":
+        return dict.fromkeys(BIDDING, "")
+    counted = row.figures.bids
+
+    def count(what: str) -> Decimal:
+        return counted.get(day_items.bid_key(row.id, what), Decimal(0))
+
+    made, won, took = count(day_items.MADE), count(day_items.WON), count(day_items.ACCEPTED)
+    median = day_items.bid_median(counted, row.id)
+    return {
+        "bids_asked": str(count(day_items.ASKED)),
+        "bids_made": str(made),
+        "bid_timeouts": str(count(day_items.TIMEOUTS)),
+        "bids_won": str(won),
+        "win_rate": _rate(won, made),
+        "median_bid": "" if median is None else f"{money(median[0])}-{money(median[1])}",
+        "posts_accepted": str(took),
+        "post_acceptance": _rate(took, won),
+    }
+
+
 def cells(row: Row) -> dict[str, str]:
     """A row's values by column, as the CSV writes them ("" where it has none)."""
     f = row.figures
@@ -78,7 +129,7 @@ def cells(row: Row) -> dict[str, str]:
         "parked": "" if vendor else str(f.parked),
         "returns": str(f.returns),
         "return_rate": "" if (returned := return_rate(f)) is None else f"{returned:.4f}",
-    }
+    } | bidding(row)
 
 
 def csv_text(report: Report) -> str:
@@ -102,11 +153,23 @@ def _line(row: Row) -> list[str]:
     return [v if v else "-" for v in values]
 
 
-def _block(title: str, rows: list[Row]) -> list[str]:
-    lines = [[h.replace("_", " ") for h in _HEADINGS]] + [_line(r) for r in rows]
+def _bidding_line(row: Row) -> list[str]:
+    c = bidding(row)
+    for rate in ("win_rate", "post_acceptance"):
+        c[rate] = f"{Decimal(c[rate]) * 100:.1f}%" if c[rate] else ""
+    return [v if v else "-" for v in (row.id, row.name, *(c[k] for k in BIDDING))]
+
+
+def _block(
+    title: str,
+    rows: list[Row],
+    headings: Sequence[str] = _HEADINGS,
+    cells_of: Callable[[Row], list[str]] = _line,
+) -> list[str]:
+    lines = [[h.replace("_", " ") for h in headings]] + [cells_of(r) for r in rows]
     if not rows:
         return [title, "  (none)"]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(_HEADINGS))]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(headings))]
     text = [title]
     for line in lines:
         # Names and IDs to the left, figures to the right.
@@ -124,4 +187,10 @@ def table(report: Report) -> str:
     head = f"pingpost report: {period.first.isoformat()} to {period.last.isoformat()} (UTC days)"
     lines = [head, "", *_block("Vendors", report.vendors), ""]
     lines += _block("Partners", report.partners)
+    bidders = [
+        r for r in report.partners if any(bidding(r)[k] != "0" for k in ("bids_asked", "bids_won"))
+    ]
+    if bidders:
+        headings = ["id", "name", *(k.replace("bids_", "").replace("bid_", "") for k in BIDDING)]
+        lines += ["", *_block("Partners that bid", bidders, headings, _bidding_line)]
     return "\n".join(lines) + "\n"

@@ -463,3 +463,49 @@ def test_a_post_waiting_on_its_buyer_is_not_taken_over_however_long_it_waits(
     settings.cache_clear()
     lead = stored(ping.lead_id)
     assert lead.sold_to == {"931": Decimal(20)} and len(b.posts) == 0
+
+
+def test_the_report_counts_every_bid_post_and_acceptance_the_leads_record(
+    market: Any, bidders: list[Any]
+) -> None:
+    from datetime import UTC, datetime
+
+    from pingpost.store import figures
+    from pingpost_local import report
+    from pingpost_local.report_render import bidding
+
+    a, b, c = bidders
+    a.configure(low=20, high=30, reject_rate=0.5)
+    b.configure(low=15, high=25, decline_rate=0.3)
+    c.configure(low=40, high=40, latency=1)  # never in time: the vendor waits 0.4 s
+    _vendors(bid_timeout=0.4)
+    market(buyer(8301, 1, a), buyer(8302, 1, b), buyer(8303, 1, c))
+    leads = [submit("full").lead_id for _ in range(6)]
+    for n in range(6):
+        ping = submit("ping")
+        leads.append(ping.lead_id)
+        if n % 3:  # two of them never posted
+            submit("post", Lead_ID=str(ping.lead_id))
+    records = [stored(lead_id) for lead_id in leads]
+
+    today = datetime.now(UTC).date()
+    found = report.read(report.Period.of("2d", None, today))
+    rows = {row.id: row for row in found.partners}
+    for partner_id in ("8301", "8302", "8303"):
+        asked = [lead.bids[partner_id] for lead in records if partner_id in lead.bids]
+        made = sorted(Decimal(r["price"]) for r in asked if r["outcome"] == "bid")
+        posted = [lead.deliveries.get(partner_id, {}).get("state") for lead in records]
+        won = sum(1 for state in posted if state in ("delivered", "released"))
+        took = posted.count("delivered")
+        shown = bidding(rows[partner_id])
+        assert shown["bids_asked"] == str(len(asked)) == "12"
+        assert shown["bids_made"] == str(len(made))
+        assert shown["bid_timeouts"] == str(sum(r["outcome"] == "timed out" for r in asked))
+        assert (shown["bids_won"], shown["posts_accepted"]) == (str(won), str(took))
+        if made:
+            low, high = shown["median_bid"].split("-")
+            assert Decimal(low) <= made[(len(made) - 1) // 2] < Decimal(high)
+            assert Decimal(low) == Decimal(figures.bid_step(Decimal(low))) / 100
+    assert bidding(rows["8303"])["bid_timeouts"] == "12"
+    assert int(bidding(rows["8301"])["bids_won"]) > 0  # the best bids won posts
+    assert int(bidding(rows["8301"])["bids_won"]) > int(bidding(rows["8301"])["posts_accepted"])

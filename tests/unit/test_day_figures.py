@@ -8,6 +8,7 @@ runs `pingpost report` on them.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -20,7 +21,7 @@ from pingpost.delivery import Attempt, Permanent, Undelivered
 from pingpost.models import SOLD
 from pingpost.reasons import DAILY_CAP
 from pingpost.store import figures
-from pingpost.store.figures import SHARDS, Figures, Tally
+from pingpost.store.figures import SHARDS, Figures, Tally, bid_key, bid_step
 from pingpost.store.queues import DeadLetter, Delivery
 from pingpost_local.report import Period, keys, totals
 from pingpost_local.report_html import page
@@ -214,6 +215,14 @@ def test_a_period_is_days_back_from_today_or_between_two_days() -> None:
         Period.of("2026-12-01", None, today)
 
 
+def _counted(partner_id: int, **counts: float) -> dict[str, Decimal]:
+    """What auctions and posts count of a buyer that bids (a bid of `total` when one made)."""
+    out = {bid_key(partner_id, what): Decimal(str(n)) for what, n in counts.items()}
+    if "total" in counts:
+        out[bid_key(partner_id, f"at#{bid_step(Decimal(str(counts['total'])))}")] = Decimal(1)
+    return out
+
+
 def test_the_report_adds_shards_and_days_and_counts_a_sale_once_per_day() -> None:
     period = Period(date(2026, 11, 29), date(2026, 11, 30))
     wanted = keys(period.days(), ["v1"], [7])
@@ -223,19 +232,32 @@ def test_the_report_adds_shards_and_days_and_counts_a_sale_once_per_day() -> Non
         "day#2026-11-30#vendor#v1#3": Figures(
             pings=1, matched=1, posts=1, sales=1, revenue=Decimal(30), margin=Decimal(25)
         ),
+        # Partner 7 bid on v1's leads: asked 4 times, 2 bids (25.50 and 31), 1 timeout ...
+        "day#2026-11-29#vendor#v1#6": Figures(bids=_counted(7, asked=2, made=1, total=25.5)),
+        "day#2026-11-30#vendor#v1#1": Figures(bids=_counted(7, asked=1, made=1, total=31)),
+        "day#2026-11-30#vendor#v1#2": Figures(bids=_counted(7, asked=1, timeouts=1)),
+        # ... won both (posted), and accepted one.
         "day#2026-11-30#partner#7": Figures(
-            sales=2, revenue=Decimal(30), margin=Decimal(25), failed=2, parked=1, returns=1
+            sales=2,
+            revenue=Decimal(30),
+            margin=Decimal(25),
+            failed=2,
+            parked=1,
+            returns=1,
+            bids=_counted(7, won=2, took=1),
         ),
         # The day a sale of v1's lead (to partner 7) was returned: its price taken off.
         "day#2026-11-30#vendor#v1#5": Figures(returns=1, revenue=Decimal(-5), margin=Decimal(-5)),
         "day#2026-11-30#partner#8": Figures(sales=5),  # a partner not asked for
     }
     report = totals(period, {"v1": "Vendor One"}, {7: "Buyer 7"}, found)
-    assert report.vendors[0].figures == Figures(
+    assert replace(report.vendors[0].figures, bids={}) == Figures(
         pings=3, matched=2, posts=1, sales=1, revenue=Decimal(25), margin=Decimal(20), returns=1
     )
-    assert report.partners[0].figures == found["day#2026-11-30#partner#7"]
-    assert report.days[date(2026, 11, 30)] == Figures(
+    assert replace(report.partners[0].figures, bids={}) == replace(
+        found["day#2026-11-30#partner#7"], bids={}
+    )
+    assert replace(report.days[date(2026, 11, 30)], bids={}) == Figures(
         pings=1,
         matched=1,
         posts=1,
@@ -248,9 +270,10 @@ def test_the_report_adds_shards_and_days_and_counts_a_sale_once_per_day() -> Non
     )
     assert csv_text(report).splitlines() == [
         "kind,id,name,pings,matched,match_rate,posts,sales,revenue,margin,deliveries_failed,parked"
-        ",returns,return_rate",
-        "vendor,v1,Vendor One,3,2,0.6667,1,1,25.00,20.00,,,1,1.0000",
-        "partner,7,Buyer 7,,,,,2,30.00,25.00,2,1,1,0.5000",
+        ",returns,return_rate,bids_asked,bids_made,bid_timeouts,bids_won,win_rate,median_bid"
+        ",posts_accepted,post_acceptance",
+        "vendor,v1,Vendor One,3,2,0.6667,1,1,25.00,20.00,,,1,1.0000,,,,,,,,",
+        "partner,7,Buyer 7,,,,,2,30.00,25.00,2,1,1,0.5000,4,2,1,2,1.0000,25.00-28.00,1,0.5000",
     ]
     text = table(report)
     assert "pingpost report: 2026-11-29 to 2026-11-30 (UTC days)" in text
@@ -258,8 +281,81 @@ def test_the_report_adds_shards_and_days_and_counts_a_sale_once_per_day() -> Non
         "v1  Vendor One      3       66.7%      1      1    25.00   20.00       -       -        1"
         "       100.0%" in text
     )
+    bidders = text.split("Partners that bid\n")[1].splitlines()
+    assert bidders[0].split() == [
+        *("id", "name", "asked", "made", "timeouts", "won", "win", "rate", "median", "bid"),
+        *("posts", "accepted", "post", "acceptance"),
+    ]
+    assert bidders[1].split() == [
+        *("7", "Buyer", "7", "4", "2", "1", "2", "100.0%", "25.00-28.00", "1", "50.0%")
+    ]
     svg_page = page(report)
     assert svg_page.count("<svg") == 3
     assert "http" not in svg_page.replace('xmlns="http://www.w3.org/2000/svg"', "").replace(
         'xmlns:xlink="http://www.w3.org/1999/xlink"', ""
     )
+
+
+@pytest.mark.parametrize(
+    ("bid", "step"),
+    [
+        ("25", 2500),
+        ("27.99", 2500),
+        ("28", 2800),
+        ("24.99", 2200),
+        ("9.99", 900),
+        ("10.5", 1000),
+        ("0.27", 25),
+        ("0.05", 5),
+        ("0.001", 1),
+        ("1234.56", 120000),
+        ("9999999999.99", 900000000000),
+    ],
+)
+def test_a_bid_counts_in_the_step_of_about_ten_percent_at_or_below_it(bid: str, step: int) -> None:
+    assert figures.bid_step(Decimal(bid)) == step
+
+
+def test_the_median_bid_is_the_step_the_lower_median_falls_in() -> None:
+    def median(*bids: str) -> tuple[Decimal, Decimal] | None:
+        counted = Figures()
+        for bid in bids:
+            counted += Figures(bids=_counted(7, total=float(bid)))
+        return figures.bid_median(counted.bids, 7)
+
+    assert median() is None
+    assert median("25.5") == (Decimal(25), Decimal(28))
+    assert median("12", "31", "25.5", "40") == (Decimal(25), Decimal(28))
+    assert median("12", "31", "25.5") == (Decimal(25), Decimal(28))
+    assert median("9.5", "9.99", "100") == (Decimal(9), Decimal(10))
+    assert median("95", "99") == (Decimal(90), Decimal(100))
+
+
+def test_an_auction_counts_each_buyer_asked_and_its_bid_or_timeout() -> None:
+    from pingpost import auction
+
+    counted = auction.tally(
+        {
+            "1": {"outcome": "bid", "price": Decimal("31.50"), "token": "t"},
+            "2": {"outcome": "timed out", "reason": "after 300 ms"},
+            "3": {"outcome": "no bid", "reason": "declined"},
+            "4": {"outcome": "not asked", "reason": "no time left"},
+            "5": {"outcome": "bad answer", "reason": "price is not a number"},
+        }
+    )
+    assert counted == {
+        "bid#1#asked": 1,
+        "bid#1#made": 1,
+        "bid#1#total": Decimal("31.50"),
+        "bid#1#at#3000": 1,
+        "bid#2#asked": 1,
+        "bid#2#timeouts": 1,
+        "bid#3#asked": 1,
+        "bid#5#asked": 1,
+    }
+    update = figures.adding(Tally("day#2026-11-30#vendor#v1#0", Figures(pings=1, bids=counted)))
+    written = update["Update"]
+    names = written["ExpressionAttributeNames"]
+    assert set(names.values()) == {"pings", *counted}
+    assert written["UpdateExpression"].startswith("ADD ")
+    assert Figures.of({names[k]: 1 for k in names}).bids == dict.fromkeys(counted, 1)

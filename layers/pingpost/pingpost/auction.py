@@ -26,6 +26,7 @@ from pingpost.answers import money
 from pingpost.matching import Outcome, exact_tier
 from pingpost.models import Partner
 from pingpost.observability import logger
+from pingpost.store import figures
 from pingpost.stores import STORES, Stores
 
 MAX_ANSWER_BYTES = 64 * 1024
@@ -164,6 +165,27 @@ def _verdict(
     if price < cost:
         return f"bid {money(price)} below the lead's cost {money(cost)}"
     return None
+
+
+def tally(asked: Mapping[str, Mapping[str, Any]]) -> dict[str, Decimal]:
+    """What an auction adds to its vendor's day (`figures.Figures.bids`), of each buyer asked
+    (not those it had no time for): asked, and a bid made (with its amount and step) or a
+    timeout."""
+    out: dict[str, Decimal] = {}
+    one = Decimal(1)
+    for partner_id, record in asked.items():
+        outcome = record["outcome"]
+        if outcome == NOT_ASKED:
+            continue
+        out[figures.bid_key(partner_id, figures.ASKED)] = one
+        if outcome == TIMED_OUT:
+            out[figures.bid_key(partner_id, figures.TIMEOUTS)] = one
+        if outcome == bids.BID and record.get("price") is not None:
+            price = Decimal(record["price"])
+            out[figures.bid_key(partner_id, figures.MADE)] = one
+            out[figures.bid_key(partner_id, figures.TOTAL)] = price
+            out[figures.bid_key(partner_id, f"at#{figures.bid_step(price)}")] = one
+    return out
 
 
 def priced(

@@ -130,7 +130,7 @@ def ping(
     summary = f"{len(outcome.ranked)} of {len(outcome.decisions)} partners considered matched"
     timeline = [*_auction_events(now, asked), event(now, "ping", f"{answer.status}: {summary}")]
     # The vendor's day counts the ping with the lead, in one write (test leads are not counted).
-    counted = Figures(pings=1, matched=int(answer.status == MATCHED))
+    counted = Figures(pings=1, matched=int(answer.status == MATCHED), bids=auction.tally(asked))
     stores.leads.add(
         Lead(
             lead_id=lead_id,

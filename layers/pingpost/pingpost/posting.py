@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -22,9 +23,9 @@ from pingpost.answering import event
 from pingpost.clock import now_ms as _now_ms
 from pingpost.models import Partner
 from pingpost.observability import logger, metrics
-from pingpost.store import sales
+from pingpost.store import figures, sales
 from pingpost.store.deliveries import DELIVERED, RELEASED, RESERVED
-from pingpost.store.figures import Tally
+from pingpost.store.figures import Figures, Tally
 from pingpost.store.leads import Lead
 from pingpost.stores import Stores
 
@@ -105,16 +106,31 @@ def sell_on_bid(
     took = round((time.monotonic() - started) * 1000)
     said = f"to partner {partner.id}: " + ("accepted" if refused is None else refused)
     told = [event(now, "post", f"{said} ({took} ms)")]
+    posted = _posted(partner.id, now, accepted=refused is None, test=lead.test)
     if refused is None:
-        if not _settle(stores, lead, token, partner.id, DELIVERED, said, tallies=tallies):
+        done = _settle(
+            stores, lead, token, partner.id, DELIVERED, said, tallies=[*tallies, *posted]
+        )
+        if not done:
             return sales.LOST, told
         if not lead.test:
             count_sale(partner)
         return None, told
     why = f"post not accepted: {refused}"
-    if not _settle(stores, lead, token, partner.id, RELEASED, why, record):
+    if not _settle(stores, lead, token, partner.id, RELEASED, why, record, tallies=posted):
         return sales.LOST, told
     return why, told
+
+
+def _posted(partner_id: int, now: datetime, *, accepted: bool, test: bool) -> list[Tally]:
+    """What a post to a buyer that won adds to its day (test leads count nothing): one post
+    won, and accepted or not."""
+    if test:
+        return []
+    won = {figures.bid_key(partner_id, figures.WON): Decimal(1)}
+    if accepted:
+        won[figures.bid_key(partner_id, figures.ACCEPTED)] = Decimal(1)
+    return [figures.partner_day(partner_id, now, Figures(bids=won))]
 
 
 def _reserve(
@@ -182,7 +198,7 @@ def _settle(
                 )
             else:
                 done = stores.sales.release(
-                    lead.lead_id, token, partner_id, record or {}, why=detail
+                    lead.lead_id, token, partner_id, record or {}, why=detail, tallies=tallies
                 )
             if done:
                 return True

@@ -82,7 +82,14 @@ class SaleStore(Protocol):
     ) -> bool: ...
 
     def release(
-        self, lead_id: int, token: str, partner_id: int, record: Mapping[str, Any], *, why: str = ""
+        self,
+        lead_id: int,
+        token: str,
+        partner_id: int,
+        record: Mapping[str, Any],
+        *,
+        why: str = "",
+        tallies: Sequence[Tally] = (),
     ) -> bool: ...
 
     def give_back(

@@ -13,6 +13,13 @@ bytes. Keys (days are UTC, YYYY-MM-DD):
 - `day#<day>#partner#<partner ID>`: a partner's sales, revenue, margin, deliveries failed and
   parked. One item: it is written on a sale, as the partner's cap day counter already is.
 
+What buyers that bid did is kept as attributes `bid#<partner ID>#<what>` (`Figures.bids`): on
+the vendor's day item, written by the ping (or full request) anyway, what the auction asked of
+each buyer (asked, bids made, their total, timeouts, and the bids counted by step of about 10%
+for their median, `#at#<step>`); on the partner's day item, its posts (won) and those it
+accepted, with the post's confirmation (which writes that item anyway) or release (one more
+item in its transaction). The vendor's item grows (about 15 bytes an attribute).
+
 An ADD is applied with the write that records what it counts, in one transaction, so a write
 that fails or is refused counts nothing and a repeat that writes nothing counts nothing.
 """
@@ -21,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -52,11 +59,19 @@ class Figures:
     failed: int = 0  # delivery attempts that failed
     parked: int = 0  # deliveries given up (failed for good)
     returns: int = 0  # sales returned (their revenue and margin taken off the day they were)
+    # What buyers that bid did: bid#<partner ID>#<what> -> count or total (see `bid_key`).
+    bids: Mapping[str, Decimal] = field(default_factory=dict)
 
     def __add__(self, other: Figures) -> Figures:
-        return Figures(
-            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
-        )
+        added = {
+            f.name: getattr(self, f.name) + getattr(other, f.name)
+            for f in fields(self)
+            if f.name != "bids"
+        }
+        bids = dict(self.bids)
+        for key, value in other.bids.items():
+            bids[key] = bids.get(key, Decimal(0)) + value
+        return Figures(**added, bids=bids)
 
     @classmethod
     def of(cls, values: Mapping[str, Any]) -> Figures:
@@ -65,7 +80,56 @@ class Figures:
         for name in ("pings", "matched", "posts", "sales", "failed", "parked", "returns"):
             if name in read:
                 read[name] = int(read[name])
+        read["bids"] = {k: Decimal(v) for k, v in values.items() if k.startswith(_BID)}
         return cls(**read)
+
+
+_BID = "bid#"
+# What is counted of a buyer that bids (a Figures.bids key's last part).
+ASKED, MADE, TOTAL, TIMEOUTS, WON, ACCEPTED = "asked", "made", "total", "timeouts", "won", "took"
+# The steps bids are counted by for their median: 1.0, 1.1, ... 9.0 times a power of ten.
+_STEPS: tuple[int, ...] = (10, 11, 12, 13, 14, 15, 16, 18, 20, 22, 25, 28, 30, 33, 36, 40, 45)
+_STEPS += (50, 55, 60, 70, 80, 90)
+
+
+def bid_key(partner_id: int | str, what: str) -> str:
+    """The name of what is counted of a buyer that bids."""
+    return f"{_BID}{partner_id}#{what}"
+
+
+def bid_step(price: Decimal) -> int:
+    """The step a bid is counted in for its median, in cents: the largest of 1.0, 1.1, 1.2, ...
+    9.0 times a power of ten not above it (25.00 to 27.99 count in 2500); whole cents below
+    0.10."""
+    cents = max(int(price * 100), 1)
+    if cents < 10:
+        return cents
+    scale = int(10 ** (len(str(cents)) - 2))
+    return max(s for s in _STEPS if s <= cents // scale) * scale
+
+
+def _step_after(cents: int) -> int:
+    if cents < 10:
+        return cents + 1
+    scale = int(10 ** (len(str(cents)) - 2))
+    later = [s for s in _STEPS if s > cents // scale]
+    return (later[0] if later else 100) * scale
+
+
+def bid_median(
+    bids: Mapping[str, Decimal], partner_id: int | str
+) -> tuple[Decimal, Decimal] | None:
+    """The step the partner's median bid (the lower median) falls in, as dollars (from, to);
+    None without bids."""
+    prefix = bid_key(partner_id, "at#")
+    counted = sorted((int(k[len(prefix) :]), n) for k, n in bids.items() if k.startswith(prefix))
+    total = sum(n for _, n in counted)
+    seen = Decimal(0)
+    for cents, n in counted:
+        seen += n
+        if total and seen * 2 >= total:
+            return Decimal(cents) / 100, Decimal(_step_after(cents)) / 100
+    return None
 
 
 @dataclass(frozen=True)
@@ -113,21 +177,22 @@ def merged(tallies: Sequence[Tally]) -> list[Tally]:
 
 def adding(tally: Tally) -> TransactWriteItemTypeDef:
     """The transaction item that ADDs a tally's figures (those that are not 0)."""
-    values = {f.name: getattr(tally.figures, f.name) for f in fields(Figures)}
-    added = {k: v for k, v in values.items() if v}
+    values = {f.name: getattr(tally.figures, f.name) for f in fields(Figures) if f.name != "bids"}
+    named = {k: (k, v) for k, v in values.items() if v}
+    named |= {f"b{n}": kv for n, kv in enumerate(sorted(tally.figures.bids.items())) if kv[1]}
     update = "SET expires_at = :expires"
-    if added:
-        update = "ADD " + ", ".join(f"#{k} :{k}" for k in added) + " " + update
+    if named:
+        update = "ADD " + ", ".join(f"#{k} :{k}" for k in named) + " " + update
     item: Any = {
         "TableName": settings().counters_table,
         "Key": {"counter": {"S": tally.key}},
         "UpdateExpression": update,
         "ExpressionAttributeValues": to_item(
-            {f":{k}": v for k, v in added.items()} | {":expires": _expires()}
+            {f":{k}": v for k, (_, v) in named.items()} | {":expires": _expires()}
         ),
     }
-    if added:
-        item["ExpressionAttributeNames"] = {f"#{k}": k for k in added}
+    if named:
+        item["ExpressionAttributeNames"] = {f"#{k}": name for k, (name, _) in named.items()}
     return {"Update": item}
 
 

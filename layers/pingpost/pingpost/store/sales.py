@@ -387,7 +387,13 @@ def credits(lead_id: int, record: Mapping[str, Any]) -> list[TransactWriteItemTy
 
 
 def release(
-    lead_id: int, token: str, partner_id: int, record: Mapping[str, Any], *, why: str = ""
+    lead_id: int,
+    token: str,
+    partner_id: int,
+    record: Mapping[str, Any],
+    *,
+    why: str = "",
+    tallies: Sequence[Tally] = (),
 ) -> bool:
     """Give back a reserved sale the buyer did not accept (`why`: rejected, timed out, failed,
     or abandoned by a post that died): the lead is not sold to it (one fewer times sold) and
@@ -410,7 +416,8 @@ def release(
             ),
         }
     }
-    if transact([lead, *credits(lead_id, record)]) is not None:
+    counted = [figures.adding(t) for t in figures.merged(tallies)]
+    if transact([lead, *credits(lead_id, record), *counted]) is not None:
         return False
     for key in record.get("counters", []):
         _usage.forget(key)
