@@ -131,6 +131,7 @@ class Sales:
     made: list[tuple[int, int, bool]] = field(default_factory=list)  # lead, partner, ended it
     confirmed: list[tuple[int, int]] = field(default_factory=list)  # reserved, then posted
     released: list[tuple[int, int]] = field(default_factory=list)  # reserved, then given back
+    given_back: list[tuple[int, int, list[str]]] = field(default_factory=list)  # returns
 
     def usage(self, partners: Sequence[Partner], now: datetime) -> dict[int, Usage]:
         return {p.id: self.usages[p.id] for p in partners if p.id in self.usages}
@@ -216,20 +217,20 @@ class Sales:
     def give_back(
         self,
         lead_id: int,
-        partner: Partner,
-        sold_at: datetime,
-        reason: str,
-        now: datetime,
+        partner_id: int,
+        charged: Mapping[str, Any],
+        record: Mapping[str, Any],
         tallies: Sequence[Tally] = (),
-    ) -> str | None:
+    ) -> bool:
         lead = self.leads.stored[lead_id]
-        if str(partner.id) not in lead.sold_to:
-            return "not sold to this partner"
-        if any(r["partner_id"] == partner.id for r in lead.returns):
-            return "returned already"
-        lead.returns.append({"partner_id": partner.id, "reason": reason})
+        state = lead.deliveries.get(str(partner_id), {}).get("state")
+        returned = any(r["partner_id"] == partner_id for r in lead.returns)
+        if str(partner_id) not in lead.sold_to or state == RESERVED or returned:
+            return False
+        lead.returns.append(dict(record))
+        self.given_back.append((lead_id, partner_id, list(charged.get("counters", []))))
         self.leads.tallied += tallies
-        return None
+        return True
 
 
 @dataclass

@@ -35,8 +35,8 @@ def _unavailable(error: Exception) -> Response[str]:
 
 @app.route("/returns", method="POST")
 def give_back() -> Response[str]:
-    header = app.current_event.headers.get("authorization") or ""
-    partner = returns.partner_of(header.removeprefix("Bearer ").strip())
+    scheme, _, key = (app.current_event.headers.get("authorization") or "").partition(" ")
+    partner = returns.partner_of(key.strip() if scheme.lower() == "bearer" else None)
     try:
         sent = json.loads(app.current_event.decoded_body or "{}")
     except ValueError:
@@ -46,9 +46,7 @@ def give_back() -> Response[str]:
     lead_id, reason = sent.get("lead_id"), sent.get("reason")
     if not isinstance(lead_id, int) or isinstance(lead_id, bool) or lead_id < 1:
         raise InvalidRequest(["lead_id must be a lead's number"])
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > 200:
-        raise InvalidRequest(["reason must be text of 1 to 200 characters"])
-    done = returns.give_back(partner, lead_id, reason.strip())
+    done = returns.give_back(partner, lead_id, returns.reason_of(reason))
     return _answer(200, {"status": done, "lead_id": lead_id, "partner_id": partner.id})
 
 

@@ -34,6 +34,15 @@ def demo(aws: str) -> None:
     seed.apply(document)
 
 
+def reseed_roof_co() -> None:
+    """Roof Co as the demo seed has it (after a test changed it)."""
+    from pingpost_local import seed
+
+    (roof_co,) = [p for p in seed.load(DEMO_SEED).partners if p.id == ROOF_CO]
+    roof_co.dedupe_days = 0
+    seed.apply(seed.Seed(partners=[roof_co]))
+
+
 def submitted(**changes: str) -> int:
     """A new lead sent in full (the ID of what was stored)."""
     from pingpost import exchange
@@ -144,13 +153,24 @@ def test_a_return_is_refused_with_its_reason_and_changes_nothing(demo: None) -> 
     from pingpost.store import partners
 
     lead_id = sold_lead()
-    elsewhere = sold_lead()
     before = counters(lead_id)
     roof_co = partners.by_id(ROOF_CO)
     assert roof_co is not None
 
     # Not a partner's key, or none: 401, the same answer whichever part is wrong.
-    for key in (None, "", "142.wrong", "225." + KEY.split(".", 1)[1], "nonsense", "99999.x"):
+    other = "225." + KEY.split(".", 1)[1]
+    unicode_digit, long_id = "\u00b2." + KEY.split(".", 1)[1], "1" * 4400 + ".x"
+    for key in (
+        None,
+        "",
+        "142.wrong",
+        other,
+        "nonsense",
+        "99999.x",
+        unicode_digit,
+        long_id,
+        "142.",
+    ):
         assert send({"lead_id": lead_id, "reason": "x"}, key) == (
             401,
             {"status": "error", "error": "Invalid return key"},
@@ -161,11 +181,15 @@ def test_a_return_is_refused_with_its_reason_and_changes_nothing(demo: None) -> 
         assert status == 400, body
         assert said["status"] == "error"
     assert send({"lead_id": lead_id, "reason": "x" * 201})[0] == 400
+    lone_surrogate = '{"lead_id": ' + str(lead_id) + ', "reason": "\\ud800"}'
+    assert send(lone_surrogate)[0] == 400
+    assert send({"lead_id": lead_id, "reason": "   "})[0] == 400
     # A lead Roof Co did not buy (one nobody bought, and one another partner bought): 404.
     unsold = submitted(Home_Improvement_Product="Gutters")
     assert str(ROOF_CO) not in lead(unsold).sold_to
     assert send({"lead_id": unsold, "reason": "x"})[0] == 404
     assert send({"lead_id": 10**12, "reason": "x"})[0] == 404
+    assert send({"lead_id": 10**40, "reason": "x"})[0] == 404
     # Past its window of 7 days: 422, naming the day it was sold.
     later = datetime.now(UTC) + timedelta(days=7, minutes=1)
     with pytest.raises(returns.ReturnRefused, match=r"past the 7 days"):
@@ -176,7 +200,7 @@ def test_a_return_is_refused_with_its_reason_and_changes_nothing(demo: None) -> 
     with pytest.raises(LeadNotFound):
         returns.give_back(roof_co, unsold, "x")
     assert counters(lead_id) == before
-    assert lead(lead_id).returns == [] and lead(elsewhere).returns == []
+    assert lead(lead_id).returns == []
     # Within the window still (a day short of it): returned.
     assert returns.give_back(roof_co, lead_id, "x", later - timedelta(days=1)) == "returned"
 
@@ -195,13 +219,15 @@ def test_the_operator_returns_a_lead_and_lead_show_says_so(
     assert "returned" in sale and "wrong number" in sale
     with pytest.raises(SystemExit, match="did not buy"):
         main(["returns", "add", str(lead_id), "225", "--reason", "x"])
+    for reason in ("", "  ", "x" * 201):
+        with pytest.raises(SystemExit, match="reason must be text of 1 to 200"):
+            main(["returns", "add", str(sold_lead()), "142", "--reason", reason])
 
 
 def test_a_rotated_key_returns_and_the_last_one_stops_working(
     demo: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from pingpost.store import partners
-    from pingpost_local import seed
     from pingpost_local.cli import main
 
     try:
@@ -215,4 +241,105 @@ def test_a_rotated_key_returns_and_the_last_one_stops_working(
         assert send({"lead_id": lead_id, "reason": "x"})[0] == 401  # the seed's key
         assert send({"lead_id": lead_id, "reason": "x"}, new)[1]["status"] == "returned"
     finally:
-        seed.apply(seed.Seed(partners=[p for p in seed.load(DEMO_SEED).partners if p.id == 142]))
+        reseed_roof_co()
+
+
+def set_lead(lead_id: int, update: str, **values: Any) -> None:
+    """Change the stored lead behind the exchange's back (`values`: :name -> value)."""
+    from pingpost.store import to_item
+
+    names = {"#c": f"charged#{ROOF_CO}", "#p": str(ROOF_CO), "#st": "state", "#d": "deliveries"}
+    used = {k: v for k, v in names.items() if k in update}
+    boto3.client("dynamodb").update_item(
+        TableName=os.environ["LEADS_TABLE"],
+        Key={"lead_id": {"N": str(lead_id)}},
+        UpdateExpression=update,
+        ExpressionAttributeNames=used,
+        ExpressionAttributeValues=to_item(values),
+    )
+
+
+def test_through_the_function_past_the_window_or_taking_none_is_422_and_says_why(
+    demo: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pingpost_local.cli import main
+
+    lead_id, fresh = sold_lead(), sold_lead()
+    before = counters(lead_id)
+    eight_days_ago = int((datetime.now(UTC) - timedelta(days=8)).timestamp() * 1000)
+    charged = lead(lead_id).charged[str(ROOF_CO)]
+    set_lead(lead_id, "SET #c = :c", **{":c": charged | {"at": eight_days_ago}})
+    status, said = send({"lead_id": lead_id, "reason": "late"})
+    assert status == 422 and "past the 7 days" in said["error"], said
+    try:
+        main(["partners", "update", "142", '{"return_days": 0}'])
+        status, said = send({"lead_id": fresh, "reason": "x"})
+        assert status == 422 and "takes no returns" in said["error"], said
+    finally:
+        reseed_roof_co()
+    capsys.readouterr()
+    assert counters(lead_id) == before
+    assert lead(lead_id).returns == [] and lead(fresh).returns == []
+
+
+def test_a_sale_awaiting_its_buyers_answer_cannot_be_returned(demo: None) -> None:
+    lead_id = sold_lead()
+    set_lead(lead_id, "SET #d.#p.#st = :reserved", **{":reserved": "reserved"})
+    assert send({"lead_id": lead_id, "reason": "x"})[0] == 404
+    assert lead(lead_id).returns == []
+
+
+def test_a_return_gives_back_what_the_sale_counted_whatever_the_partner_became(
+    demo: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pingpost_local.cli import main
+
+    lead_id = sold_lead()
+    (counted,) = lead(lead_id).charged[str(ROOF_CO)]["counters"]  # Roof Co has no caps
+    assert counted.startswith(f"cap#{ROOF_CO}#day#")
+    table = boto3.client("dynamodb")
+    try:
+        # Since the sale: a weekly cap, and a timezone whose day is another.
+        changes = '{"caps": {"weekly": 50}, "timezone": "Pacific/Kiritimati"}'
+        main(["partners", "update", "142", changes])
+        # ... and the sale's day counter has expired (deleted by DynamoDB's TTL).
+        table.delete_item(TableName=os.environ["COUNTERS_TABLE"], Key={"counter": {"S": counted}})
+        assert send({"lead_id": lead_id, "reason": "x"})[1]["status"] == "returned"
+    finally:
+        reseed_roof_co()
+        capsys.readouterr()
+    item = table.get_item(TableName=os.environ["COUNTERS_TABLE"], Key={"counter": {"S": counted}})
+    given = item["Item"]
+    assert (Decimal(given["sold"]["N"]), Decimal(given["spent"]["N"])) == (-1, -25)
+    assert int(given["expires_at"]["N"]) > datetime.now(UTC).timestamp()  # it expires again
+    weeks = table.scan(
+        TableName=os.environ["COUNTERS_TABLE"],
+        FilterExpression="begins_with(#c, :week)",
+        ExpressionAttributeNames={"#c": "counter"},
+        ExpressionAttributeValues={":week": {"S": f"cap#{ROOF_CO}#week#"}},
+    )["Items"]
+    assert weeks == []  # the sale counted in no week: the return gives none back
+
+
+def test_a_second_return_says_so_even_past_the_window(demo: None) -> None:
+    from pingpost import returns
+    from pingpost.store import partners
+
+    roof_co = partners.by_id(ROOF_CO)
+    assert roof_co is not None
+    lead_id = sold_lead()
+    assert returns.give_back(roof_co, lead_id, "x") == "returned"
+    later = datetime.now(UTC) + timedelta(days=30)
+    assert returns.give_back(roof_co, lead_id, "x", later) == "returned already"
+    none = roof_co.model_copy(update={"return_days": 0})
+    assert returns.give_back(none, lead_id, "x") == "returned already"
+
+
+def test_the_bearer_scheme_is_read_in_any_case(demo: None) -> None:
+    lead_id = sold_lead()
+    headers = {"authorization": f"bearer {KEY}"}
+    body = json.dumps({"lead_id": lead_id, "reason": "x"})
+    result = local_function("ReturnsFunction").invoke(
+        EVENT | {"headers": EVENT["headers"] | headers, "body": body}
+    )
+    assert (result["statusCode"], json.loads(result["body"])["status"]) == (200, "returned")

@@ -95,12 +95,11 @@ class SaleStore(Protocol):
     def give_back(
         self,
         lead_id: int,
-        partner: Partner,
-        sold_at: datetime,
-        reason: str,
-        now: datetime,
+        partner_id: int,
+        charged: Mapping[str, Any],
+        record: Mapping[str, Any],
         tallies: Sequence[Tally] = (),
-    ) -> str | None: ...
+    ) -> bool: ...
 
 
 class PartnerStore(Protocol):

@@ -23,6 +23,8 @@ from pingpost.store import dynamodb, figures, from_item, to_item
 from pingpost.store.deliveries import outbox_shard
 from pingpost.store.figures import Tally
 
+CHARGED = "charged#"  # top level: a sale sets it in a lead of any age (a map's member would not)
+
 
 @dataclass
 class Lead:
@@ -64,6 +66,7 @@ class Lead:
     # What each buyer that bids answered when asked (pingpost.auction), by partner ID.
     bids: dict[str, dict[str, Any]] = field(default_factory=dict)
     returns: list[dict[str, Any]] = field(default_factory=list)  # partner_id, at, reason, price
+    charged: dict[str, dict[str, Any]] = field(default_factory=dict)  # what each sale counted
 
     @property
     def sales(self) -> list[dict[str, Any]]:
@@ -73,22 +76,18 @@ class Lead:
 
     def item(self) -> dict[str, Any]:
         """The DynamoDB item of this lead."""
-        return to_item({f.name: getattr(self, f.name) for f in fields(self)})
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "charged"}
+        return to_item(values | {CHARGED + p: v for p, v in self.charged.items()})
 
     @classmethod
     def of(cls, item: dict[str, Any]) -> Lead:
         """The lead in a DynamoDB item."""
         known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in from_item(item).items() if k in known}
-        for name in (
-            "lead_id",
-            "created_at",
-            "expires_at",
-            "claimed_at",
-            "times_sold",
-            "beat",
-            "outbox_since",
-        ):
+        read = from_item(item)
+        values = {k: v for k, v in read.items() if k in known and k != "charged"}
+        values["charged"] = {k[len(CHARGED) :]: v for k, v in read.items() if k.startswith(CHARGED)}
+        whole = ("lead_id", "created_at", "expires_at", "claimed_at", "times_sold", "beat")
+        for name in (*whole, "outbox_since"):
             if values.get(name) is not None:
                 values[name] = int(values[name])
         values["decisions"] = [[int(p), verdict] for p, verdict in values.get("decisions", [])]

@@ -18,6 +18,7 @@ caps, spend and dedupe records, and the conditions that keep them exact, read in
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -34,10 +35,10 @@ from pingpost.reasons import (
     TEST_PARTNER,
     WEEKLY_CAP,
 )
-from pingpost.store import Expiring, counters, dynamodb, figures, from_item, to_item, transact
+from pingpost.store import Expiring, counters, figures, to_item, transact
 from pingpost.store.deliveries import DELIVERED, QUEUED, RELEASED, RESERVED, outbox_shard
 from pingpost.store.figures import Tally
-from pingpost.store.leads import Lead, finishing, kept_until
+from pingpost.store.leads import CHARGED, Lead, finishing, kept_until
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
@@ -112,6 +113,7 @@ def _lead_update(
     now_ms: int,
     finished: Lead | None,
     reserve: Mapping[str, Any] | None = None,
+    charged: Sequence[str] = (),
 ) -> TransactWriteItemTypeDef:
     # The sale joins the lead's outbox (outbox_sales) until its message is on the queue; a sale
     # reserved for its post waits for the buyer's answer instead, and is never queued.
@@ -119,10 +121,14 @@ def _lead_update(
         "sold_to.#p = :price, deliveries.#p = :queued, outbox = :shard,"
         " outbox_since = if_not_exists(outbox_since, :now)"
     )
+    names = {"#s": "status", "#p": str(partner.id)}
+    if charged:
+        # What the sale counted, and when: what a return gives back (`give_back`).
+        sets += ", #charged = :charged"
+        names["#charged"] = charged_name(partner.id)
     update = " ADD times_sold :one, beat :one" + (
         "" if reserve is not None else ", outbox_sales :sale"
     )
-    names = {"#s": "status", "#p": str(partner.id)}
     values: dict[str, Any] = {
         ":price": price,
         ":one": 1,
@@ -135,6 +141,8 @@ def _lead_update(
     }
     if reserve is None:
         values[":sale"] = {partner.id}
+    if charged:
+        values[":charged"] = {"at": now_ms, "counters": list(charged)}
     if finished is not None:
         # The post's last sale records its outcome too: no write of its own.
         more, removes, more_names, more_values = finishing(finished)
@@ -167,7 +175,8 @@ def _counter_update(
     back: bool = False,
 ) -> TransactWriteItemTypeDef:
     """One more sold (and `price` spent) on a counter, within its cap and budget; `back`: one
-    less sold and `price` (negative) given back, its expiry as it was."""
+    less sold and `price` (negative) given back, its expiry as it was (`expires` when the
+    counter has none: it expired meanwhile, and this write makes it again)."""
     conditions = []
     values: dict[str, Any] = {":one": -1 if back else 1, ":expires": expires}
     update = "ADD sold :one SET expires_at = :expires"
@@ -175,8 +184,7 @@ def _counter_update(
         update = "ADD sold :one, spent :price SET expires_at = :expires"
         values[":price"] = price
     if back:
-        update = update.split(" SET ")[0]
-        del values[":expires"]
+        update = update.replace(":expires", "if_not_exists(expires_at, :expires)")
     if cap:
         conditions.append("(attribute_not_exists(sold) OR sold < :cap)")
         values[":cap"] = cap
@@ -239,7 +247,9 @@ def sell(
         return TEST_PARTNER if partner.test else NOT_TEST_PARTNER  # test leads to test partners
     price = partner.price
     now_ms = int(now.timestamp() * 1000)
-    items = [_lead_update(lead_id, token, partner, price, allowed, now_ms, finished, reserve)]
+    charged = [] if test else counted_in(partner, now)
+    lead = _lead_update(lead_id, token, partner, price, allowed, now_ms, finished, reserve, charged)
+    items = [lead]
     reasons = ["lead"]
     if not test:
         caps = partner.caps
@@ -344,9 +354,7 @@ def reservation(
     whoever gives it back needs nothing else (the partner may change meanwhile): the counters
     it counts in (the day's first: it takes the spend too), its dedupe records. A test lead's
     reservation holds none."""
-    day, week, month = _counter_keys(partner.id, periods(partner, now))
-    _, weekly, monthly = _capped(partner)
-    counted = [] if test else [day] + [week] * weekly + [month] * monthly
+    counted = [] if test else counted_in(partner, now)
     dedupe = (
         [_dedupe_key(partner.id, kind, v) for kind, v in sorted(consumer.items()) if v]
         if partner.dedupe_days and not test
@@ -367,8 +375,9 @@ def credits(lead_id: int, record: Mapping[str, Any]) -> list[TransactWriteItemTy
     one less sold in each counter it counted in and its price less spent on the first (the
     day's), and its dedupe records (those of this lead only)."""
     price = Decimal(record["price"])
+    expires = int(time.time()) + _KEEP_COUNTERS
     items: list[TransactWriteItemTypeDef] = [
-        _counter_update(key, -price if n == 0 else None, 0, None, 0, back=True)
+        _counter_update(key, -price if n == 0 else None, 0, None, expires, back=True)
         for n, key in enumerate(record.get("counters", []))
     ]
     for key in record.get("dedupe", []):
@@ -407,10 +416,11 @@ def release(
             "TableName": settings().leads_table,
             "Key": {"lead_id": {"N": str(lead_id)}},
             "UpdateExpression": (
-                "SET deliveries.#p = :released REMOVE sold_to.#p ADD times_sold :less, beat :one"
+                "SET deliveries.#p = :released REMOVE sold_to.#p, #charged"
+                " ADD times_sold :less, beat :one"
             ),
             "ConditionExpression": held["ConditionExpression"],
-            "ExpressionAttributeNames": held["names"],
+            "ExpressionAttributeNames": held["names"] | {"#charged": charged_name(partner_id)},
             "ExpressionAttributeValues": to_item(
                 held["values"] | {":less": -1, ":one": 1, ":released": released}
             ),
@@ -424,85 +434,59 @@ def release(
     return True
 
 
-RETURNED, NOT_SOLD = "returned already", "not sold to this partner"
+def counted_in(partner: Partner, now: datetime) -> list[str]:
+    """The counters a sale to `partner` at `now` counts in: its day's (which takes the spend
+    too), and its week's and month's when it has those caps."""
+    day, week, month = _counter_keys(partner.id, periods(partner, now))
+    _, weekly, monthly = _capped(partner)
+    return [day] + [week] * weekly + [month] * monthly
+
+
+def charged_name(partner_id: int) -> str:
+    """The lead's attribute of what its sale to the partner counted (`Lead.charged`)."""
+    return f"{CHARGED}{partner_id}"
 
 
 def give_back(
     lead_id: int,
-    partner: Partner,
-    sold_at: datetime,
-    reason: str,
-    now: datetime,
+    partner_id: int,
+    charged: Mapping[str, Any],
+    record: Mapping[str, Any],
     tallies: Sequence[Tally] = (),
-) -> str | None:
-    """Record that `partner` returned the lead it bought at `sold_at`, and give its hold back:
-    one less sold (and its price less spent) in the counters of that sale's periods (by the
-    partner's settings now), with `tallies` (the day figures the return takes off). None when
-    recorded; RETURNED when it was already (nothing changes); NOT_SOLD when the partner did not
-    buy the lead. A test lead's sale held nothing and counted nothing."""
-    key = {"lead_id": {"N": str(lead_id)}}
-    found = from_item(
-        dynamodb()
-        .get_item(
-            TableName=settings().leads_table,
-            Key=key,
-            ProjectionExpression="sold_to.#p, deliveries.#p.#st, returned_to, test",
-            ExpressionAttributeNames={"#p": str(partner.id), "#st": "state"},
-            ConsistentRead=True,
-        )
-        .get("Item", {})
-    )
-    state = found.get("deliveries", {}).get(str(partner.id), {}).get("state")
-    if str(partner.id) not in found.get("sold_to", {}) or state == RESERVED:
-        return NOT_SOLD  # (a reserved sale is not one until its buyer accepts the post)
-    if partner.id in {int(p) for p in found.get("returned_to", set())}:
-        return RETURNED
-    price = Decimal(found["sold_to"][str(partner.id)])
-    record = {
-        "partner_id": partner.id,
-        "at": int(now.timestamp() * 1000),
-        "reason": reason,
-        "price": price,
-    }
-    items: list[TransactWriteItemTypeDef] = [
-        {
-            "Update": {
-                "TableName": settings().leads_table,
-                "Key": key,
-                "UpdateExpression": (
-                    "SET #r = list_append(if_not_exists(#r, :none), :return) ADD returned_to :p"
-                ),
-                "ConditionExpression": (
-                    "attribute_exists(sold_to.#p)"
-                    " AND (attribute_not_exists(deliveries.#p.#st) OR deliveries.#p.#st <> :held)"
-                    " AND (attribute_not_exists(returned_to) OR NOT contains(returned_to, :id))"
-                ),
-                "ExpressionAttributeNames": {
-                    "#p": str(partner.id),
-                    "#r": "returns",
-                    "#st": "state",
-                },
-                "ExpressionAttributeValues": to_item(
-                    {
-                        ":none": [],
-                        ":return": [record],
-                        ":p": {partner.id},
-                        ":id": partner.id,
-                        ":held": RESERVED,
-                    }
-                ),
-            }
+) -> bool:
+    """Record that the partner returned the lead it bought (`record`: the return, its price
+    among them), and give back what the sale counted (`charged`: its counters, none for a test
+    lead's): one less sold in each, and the price less spent in the first (the day's), with
+    `tallies` (the day figures the return takes off). False when the lead refused (the partner
+    did not buy it, its sale is reserved, or it was returned already): nothing changes."""
+    lead: TransactWriteItemTypeDef = {
+        "Update": {
+            "TableName": settings().leads_table,
+            "Key": {"lead_id": {"N": str(lead_id)}},
+            "UpdateExpression": (
+                "SET #r = list_append(if_not_exists(#r, :none), :return) ADD returned_to :p"
+            ),
+            "ConditionExpression": (
+                "attribute_exists(sold_to.#p)"
+                " AND (attribute_not_exists(deliveries.#p.#st) OR deliveries.#p.#st <> :held)"
+                " AND (attribute_not_exists(returned_to) OR NOT contains(returned_to, :id))"
+            ),
+            "ExpressionAttributeNames": {"#p": str(partner_id), "#r": "returns", "#st": "state"},
+            "ExpressionAttributeValues": to_item(
+                {
+                    ":none": [],
+                    ":return": [dict(record)],
+                    ":p": {partner_id},
+                    ":id": partner_id,
+                    ":held": RESERVED,
+                }
+            ),
         }
-    ]
-    if not found.get("test"):
-        day, week, month = _counter_keys(partner.id, periods(partner, sold_at))
-        _, weekly, monthly = _capped(partner)
-        items += credits(
-            lead_id, {"price": price, "counters": [day] + [week] * weekly + [month] * monthly}
-        )
-        items += [figures.adding(t) for t in figures.merged(tallies)]
-    if transact(items) is not None:
-        return RETURNED  # returned meanwhile, by another request (or its sale was released)
-    for counter in _counter_keys(partner.id, periods(partner, sold_at)):
-        _usage.forget(counter)
-    return None
+    }
+    given = credits(lead_id, {"price": record["price"], "counters": charged.get("counters", [])})
+    counted = [figures.adding(t) for t in figures.merged(tallies)]
+    if transact([lead, *given, *counted]) is not None:
+        return False
+    for key in charged.get("counters", []):
+        _usage.forget(key)
+    return True
