@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/partners.py --sizes 10000 100000 --changed 10
 	$(BIN)/python bench/memory.py --requests 200
 	$(BIN)/python bench/auction.py --sizes 1 10 50 --rounds 30
+	$(BIN)/python bench/auction.py --sizes 1 10 50 --rounds 30 --buyers demo
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

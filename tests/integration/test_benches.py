@@ -16,6 +16,13 @@ RUNS = {
 
 
 @pytest.mark.long
+def test_the_auction_benchmark_runs_with_the_demo_bidders_too() -> None:
+    printed = run_bench("auction", "--sizes", "1", "2", "--rounds", "2", "--buyers", "demo")
+    assert printed.startswith("Demo buyers answering after 20 ms")
+    assert len([line for line in printed.splitlines() if line.startswith("| ")]) == 3
+
+
+@pytest.mark.long
 @pytest.mark.parametrize("bench", sorted(RUNS))
 def test_a_benchmark_prints_its_table(bench: str) -> None:
     printed = run_bench(bench, *RUNS[bench])

@@ -211,6 +211,7 @@ def test_the_operator_returns_a_lead_and_lead_show_says_so(
     from pingpost_local.cli import main
 
     lead_id = sold_lead()
+    capsys.readouterr()  # (what the sale printed: metrics, when their buffer was full)
     main(["returns", "add", str(lead_id), "142", "--reason", "wrong number"])
     assert capsys.readouterr().out.strip() == f"lead {lead_id} returned by partner 142"
     main(["lead", "show", str(lead_id)])

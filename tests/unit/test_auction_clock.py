@@ -1,20 +1,24 @@
-"""The auction's clock and its threads, with buyers simulated (no HTTP): what is asked, when."""
+"""The auction's clock, with buyers simulated (no HTTP): what is asked, when, and how bids rank."""
 
 from __future__ import annotations
 
-import threading
 import time
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from pingpost import auction
+from pingpost import auction, fanout
 from pingpost.matching import Decision, Outcome
 from pingpost.models import Partner
+from pingpost.stores import Stores
 from tests.stores import buyer
 
-BIDDING = {"bid": {"url": "https://b.example/ping"}, "post": {"url": "https://b.example/post"}}
+ANSWER = {"accepted": "accepted", "price": "bid", "token": "token"}
+BIDDING = {
+    "bid": {"url": "https://b.example/ping", "answer": ANSWER},
+    "post": {"url": "https://b.example/post"},
+}
 
 
 def bidder(id: int, floor: float = 1, **extra: Any) -> Partner:
@@ -22,53 +26,70 @@ def bidder(id: int, floor: float = 1, **extra: Any) -> Partner:
 
 
 class Buyers:
-    """Simulated buyers: each answers a bid of its ID after `latency[id]` seconds (default 0),
-    and `sent` lists whom a request was sent to."""
+    """Simulated buyers behind `fanout.send_all`: each bids its ID; `sent` lists the requests
+    sent and `budgets` the time each auction gave them."""
 
     def __init__(self) -> None:
-        self.latency: dict[int, float] = {}
         self.sent: list[int] = []
+        self.budgets: list[float] = []
 
-    def ask(self, partner: Partner, data: Any, test: bool, seconds: float, stores: Any) -> Any:
-        self.sent.append(partner.id)
-        wait = self.latency.get(partner.id, 0.0)
-        time.sleep(min(wait, seconds))
-        if wait > seconds:
-            return {"outcome": auction.TIMED_OUT, "reason": f"timeout after {seconds} s"}
-        return {"outcome": "bid", "price": Decimal(partner.id), "token": "t", "carried": {}}
+    def send_all(self, requests: dict[int, fanout.Request], seconds: float) -> Any:
+        self.sent += list(requests)
+        self.budgets.append(seconds)
+        body = b'{"accepted": true, "bid": %d, "token": "t"}'
+        return {pid: fanout.Answer(200, body % pid, "application/json") for pid in requests}
 
 
 @pytest.fixture
 def answering(monkeypatch: pytest.MonkeyPatch) -> Buyers:
     buyers = Buyers()
-    monkeypatch.setattr(auction, "_ask", buyers.ask)
+    monkeypatch.setattr(fanout, "send_all", buyers.send_all)
     return buyers
 
 
-def test_the_auction_ends_at_its_budget_whatever_a_buyer_takes(answering: Buyers) -> None:
-    answering.latency[2] = 3.0
-    started = time.monotonic()
+class SlowSecrets:
+    """Secret headers that take `seconds` to read (SSM, for a container whose copy is old)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.read: list[int] = []
+
+    def headers(self, partner_id: int, request: str = "delivery") -> dict[str, str]:
+        if partner_id not in self.read:  # kept by the container once read
+            time.sleep(self.seconds)
+            self.read.append(partner_id)
+        return {"X-Key": "secret"}
+
+
+def test_the_buyers_get_what_is_left_of_the_budget_and_bid(answering: Buyers) -> None:
     asked = auction.ask([bidder(1), bidder(2), buyer(3, 9)], {}, test=False, seconds=0.3)
+    assert {k: (v["outcome"], v.get("price")) for k, v in asked.items()} == {
+        "1": ("bid", Decimal(1)),
+        "2": ("bid", Decimal(2)),
+    }  # a fixed-price partner is not asked
+    (budget,) = answering.budgets
+    assert 0 < budget <= 0.3
+
+
+def test_secret_headers_are_read_at_once_and_a_buyer_with_no_time_left_is_never_asked(
+    answering: Buyers,
+) -> None:
+    # A header kept in SSM, read before the request.
+    endpoint = BIDDING["bid"] | {"secret_headers": ["X-Key"]}
+    partners = [buyer(n, 1, bid=endpoint, post=BIDDING["post"]) for n in (1, 2, 3, 4)]
+    slow = SlowSecrets(0.1)
+    started = time.monotonic()
+    asked = auction.ask(partners, {}, test=False, seconds=0.3, stores=Stores(secrets=slow))
     took = time.monotonic() - started
-    assert took < 0.3 * 3, took  # a ratio of the budget: the slow buyer does not hold it
-    assert asked["1"]["outcome"] == "bid" and asked["2"]["outcome"] == auction.TIMED_OUT
-    assert "3" not in asked  # a fixed-price partner is not asked
-
-
-def test_a_buyer_whose_turn_comes_after_the_budget_is_never_asked(answering: Buyers) -> None:
-    # Every thread of the pool busy (the slow buyers of other leads): this lead's buyer would be
-    # asked after its auction ended. It is recorded as not asked, and nothing is sent to it.
-    busy = threading.Event()
-    held = [auction._POOL.submit(busy.wait, 10) for _ in range(auction.MOST_BUYERS)]
-    try:
-        asked = auction.ask([bidder(7)], {}, test=False, seconds=0.2)
-    finally:
-        busy.set()
-    for future in held:
-        future.result(timeout=10)
-    auction._POOL.submit(lambda: None).result(timeout=10)  # the queue worked through
-    assert asked["7"]["outcome"] == auction.TIMED_OUT
-    assert 7 not in answering.sent
+    assert took < 0.3, took  # four reads of 0.1 s at once, not one after another
+    assert sorted(slow.read) == [1, 2, 3, 4]
+    assert all(r["outcome"] == "bid" for r in asked.values())
+    # Reads that take the whole budget: the buyers are recorded as not asked, nothing is sent.
+    answering.sent.clear()
+    slower = Stores(secrets=SlowSecrets(0.3))
+    asked = auction.ask(partners, {}, test=False, seconds=0.2, stores=slower)
+    assert {r["outcome"] for r in asked.values()} == {auction.NOT_ASKED}
+    assert answering.sent == []
 
 
 def test_at_most_so_many_buyers_are_asked_for_one_lead(answering: Buyers) -> None:
@@ -77,6 +98,7 @@ def test_at_most_so_many_buyers_are_asked_for_one_lead(answering: Buyers) -> Non
     assert len(asked) == len(many)
     over = [r for r in asked.values() if r["outcome"] == auction.NOT_ASKED]
     assert len(over) == 5 and all("over 64 buyers" in r["reason"] for r in over)
+    assert sorted(answering.sent) == list(range(1, auction.MOST_BUYERS + 1))
 
 
 def test_bids_rank_with_fixed_prices_and_say_why_they_were_not_taken() -> None:

@@ -12,10 +12,34 @@ from tests.conftest import ROOT
 
 # What each function must never load at init.
 NEVER = {
-    "ping": {"requests", "pingpost.delivery", "pingpost.outbound", "aws_xray_sdk"},
-    "post": {"requests", "pingpost.delivery", "pingpost.outbound", "aws_xray_sdk"},
-    "full": {"requests", "pingpost.delivery", "pingpost.outbound", "aws_xray_sdk"},
-    "api": {"requests", "pingpost.delivery", "pingpost.outbound", "aws_xray_sdk"},
+    "ping": {
+        "requests",
+        "pingpost.delivery",
+        "pingpost.outbound",
+        "pingpost.fanout",
+        "aws_xray_sdk",
+    },
+    "post": {
+        "requests",
+        "pingpost.delivery",
+        "pingpost.outbound",
+        "pingpost.fanout",
+        "aws_xray_sdk",
+    },
+    "full": {
+        "requests",
+        "pingpost.delivery",
+        "pingpost.outbound",
+        "pingpost.fanout",
+        "aws_xray_sdk",
+    },
+    "api": {
+        "requests",
+        "pingpost.delivery",
+        "pingpost.outbound",
+        "pingpost.fanout",
+        "aws_xray_sdk",
+    },
     "deliver": {"pingpost.responses", "pingpost.exchange", "pingpost.decoding", "aws_xray_sdk"},
     "retry": {"requests", "pingpost.delivery", "pingpost.decoding", "aws_xray_sdk"},
     "returns": {"requests", "pingpost.exchange", "pingpost.decoding", "aws_xray_sdk"},

@@ -26,6 +26,8 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     ("bids", "decoding", "matching", "outbound", "responses", "store", "validation"),
     # The stores as the services see them, and what a request is told and recorded.
     ("answering", "stores"),
+    # Many requests at once from one thread (bids), on outbound's rules.
+    ("fanout",),
     # Asking the buyers that bid, and posting those that won.
     ("auction",),
     ("posting",),

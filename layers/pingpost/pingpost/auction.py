@@ -2,7 +2,8 @@
 
 Each buyer gets the partial lead (`bids.bid_fields`: no personal data) at its `bid` endpoint,
 under the same outbound rules as deliveries (public addresses unless trusted, the whole
-request bounded by its deadline, the answer capped in size, XML without entities). The whole
+request bounded by its deadline, the answer capped in size, XML without entities), every
+buyer from one thread (`pingpost.fanout`). The whole
 auction takes at most the vendor's `bid_timeout`: a buyer that has not answered by then has
 no bid ("timed out"), whatever its own timeout. A bid is taken when it is at least the buyer's
 floor (its `price`) and the lead's cost; bids and fixed prices then rank together by price,
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -33,18 +34,18 @@ MAX_ANSWER_BYTES = 64 * 1024
 USER_AGENT = "pingpost-bid/1"
 # What a bid record says of a buyer asked, besides bids' outcomes (bid, no bid, bad answer).
 TIMED_OUT, FAILED, NOT_ASKED = "timed out", "failed", "not asked"
-# Buyers asked at once: threads kept from one auction to the next (with the connections of the
-# pool they share). A lead asks at most this many, the best floors first; the others are
-# recorded as not asked, which also bounds what the lead's item keeps of them.
+# A lead asks at most this many buyers, the best floors first; the others are recorded as not
+# asked, which also bounds what the lead's item keeps of them.
 MOST_BUYERS = 64
-_POOL = ThreadPoolExecutor(max_workers=MOST_BUYERS, thread_name_prefix="bid")
+# Threads that read buyers' secret bid headers (SSM) at once, when a container's copy is old.
+_SECRETS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="bid-headers")
 
 
-def _ask(
+def _request(
     partner: Partner, data: Mapping[str, str], test: bool, seconds: float, stores: Stores
-) -> dict[str, Any]:
-    """One buyer's answer within `seconds`, as the record the lead keeps (without its time)."""
-    from pingpost import outbound  # loaded by `ask`
+) -> Any:
+    """The bid request to the buyer (a `fanout.Request`), or the record of why none is sent."""
+    from pingpost import fanout, outbound  # loaded by `ask`
 
     endpoint = partner.bid
     assert endpoint is not None
@@ -63,54 +64,59 @@ def _ask(
     }
     try:
         body = outbound.encode(endpoint.format, bids.bid_fields(partner, data, test=test))
-        status, answer, kind = outbound.fetch(
-            endpoint.method,
-            endpoint.url,
-            body,
-            headers,
-            min(seconds, endpoint.timeout),
-            MAX_ANSWER_BYTES,
-            shared=True,
-        )
     except (ValueError, TypeError) as error:
         return {"outcome": FAILED, "reason": f"the lead could not be written: {error}"}
-    except outbound.Refused as refused:
-        return {"outcome": FAILED, "reason": f"bid URL refused: {refused}"}
-    except outbound.Failed as failed:
-        timed_out = str(failed).startswith("timeout")
-        return {"outcome": TIMED_OUT if timed_out else FAILED, "reason": str(failed)}
-    if len(answer) > MAX_ANSWER_BYTES:
-        return {"outcome": bids.BAD_ANSWER, "reason": f"answer over {MAX_ANSWER_BYTES} bytes"}
-    if 300 <= status < 400:
-        return {"outcome": bids.NO_BID, "reason": f"HTTP {status}: redirects are not followed"}
-    offer = bids.offer(partner, status, answer, kind)
-    record: dict[str, Any] = {"outcome": offer.outcome, "reason": offer.reason}
+    wait = min(seconds, endpoint.timeout)
+    return fanout.Request(endpoint.method, endpoint.url, body, headers, wait, MAX_ANSWER_BYTES)
+
+
+def _record(partner: Partner, answer: Any) -> dict[str, Any]:
+    """What the lead keeps of a buyer's answer (a `fanout.Answer`)."""
+    said: dict[str, Any] = {"ms": answer.ms}
+    if answer.refused:
+        return said | {"outcome": FAILED, "reason": f"bid URL refused: {answer.refused}"}
+    if answer.failed:
+        return said | {
+            "outcome": TIMED_OUT if answer.timed_out else FAILED,
+            "reason": answer.failed,
+        }
+    if len(answer.body) > MAX_ANSWER_BYTES:
+        reason = f"answer over {MAX_ANSWER_BYTES} bytes"
+        return said | {"outcome": bids.BAD_ANSWER, "reason": reason}
+    if 300 <= answer.status < 400:
+        reason = f"HTTP {answer.status}: redirects are not followed"
+        return said | {"outcome": bids.NO_BID, "reason": reason}
+    offer = bids.offer(partner, answer.status, answer.body, answer.content_type)
+    said |= {"outcome": offer.outcome, "reason": offer.reason}
     if offer.outcome == bids.BID:
-        record |= {"price": offer.price, "token": offer.token, "carried": offer.carried}
-    return record
+        said |= {"price": offer.price, "token": offer.token, "carried": offer.carried}
+    return said
 
 
-def _timed(
-    partner: Partner,
+def _prepared(
+    bidders: Sequence[Partner],
     data: Mapping[str, str],
     test: bool,
-    times: tuple[float, float],
+    ends: float,
     stores: Stores,
-) -> dict[str, Any]:
-    """`_ask` in what is left of the auction (`times`: when it began and ends; nothing is sent
-    once it is over, as by a task that waited for a thread), with the milliseconds since the
-    auction began."""
-    begun, ends = times
-    left = ends - time.monotonic()
-    try:
+) -> dict[int, Any]:
+    """Each buyer's request (or why there is none); secret headers read at once, in time."""
+    reading = [p for p in bidders if p.bid is not None and p.bid.secret_headers]
+    if len(reading) > 1:  # read at once, each into the container's copy
+        futures = [_SECRETS.submit(stores.secrets.headers, p.id, "bid") for p in reading]
+        wait(futures, timeout=max(0.0, ends - time.monotonic()))
+    out: dict[int, Any] = {}
+    for partner in bidders:
+        left = ends - time.monotonic()
         if left <= 0.001:
-            record = {"outcome": NOT_ASKED, "reason": "no time left"}
-        else:
-            record = _ask(partner, data, test, left, stores)
-    except Exception as error:  # a defect here must not fail the lead's other buyers
-        logger.exception("bid request broke", extra={"partner_id": partner.id})
-        record = {"outcome": FAILED, "reason": f"error: {type(error).__name__}"}
-    return dict(record) | {"ms": round((time.monotonic() - begun) * 1000)}
+            out[partner.id] = {"outcome": NOT_ASKED, "reason": "no time left"}
+            continue
+        try:
+            out[partner.id] = _request(partner, data, test, left, stores)
+        except Exception as error:  # a defect here must not fail the lead's other buyers
+            logger.exception("bid request broke", extra={"partner_id": partner.id})
+            out[partner.id] = {"outcome": FAILED, "reason": f"error: {type(error).__name__}"}
+    return out
 
 
 def ask(
@@ -127,23 +133,21 @@ def ask(
     if not bidders:
         return {}
     # Only a lead with buyers to ask pays for the HTTP client, and before the auction's clock.
-    from pingpost import outbound  # noqa: F401
+    from pingpost import fanout
 
     begun = time.monotonic()
-    times = (begun, begun + seconds)
-    asked: dict[int, Future[dict[str, Any]]] = {
-        p.id: _POOL.submit(_timed, p, data, test, times, stores) for p in bidders[:MOST_BUYERS]
-    }
-    wait(asked.values(), timeout=seconds)
-    late = round((time.monotonic() - begun) * 1000)
+    ends = begun + seconds
+    by_id = {p.id: p for p in bidders[:MOST_BUYERS]}
+    prepared = _prepared(list(by_id.values()), data, test, ends, stores)
+    requests = {pid: r for pid, r in prepared.items() if isinstance(r, fanout.Request)}
+    answers = fanout.send_all(requests, max(0.0, ends - time.monotonic())) if requests else {}
     records: dict[str, dict[str, Any]] = {}
-    for partner_id, future in asked.items():
-        if future.done():
-            records[str(partner_id)] = future.result()
+    for partner_id, prepared_as in prepared.items():
+        if partner_id in answers:
+            record = _record(by_id[partner_id], answers[partner_id])
         else:
-            future.cancel()  # not begun: it never will be; begun: it ends at its deadline
-            reason = f"no answer within {late} ms"
-            records[str(partner_id)] = {"outcome": TIMED_OUT, "reason": reason, "ms": late}
+            record = dict(prepared_as) | {"ms": round((time.monotonic() - begun) * 1000)}
+        records[str(partner_id)] = record
     for partner in bidders[MOST_BUYERS:]:
         reason = f"over {MOST_BUYERS} buyers for one lead"
         records[str(partner.id)] = {"outcome": NOT_ASKED, "reason": reason, "ms": 0}

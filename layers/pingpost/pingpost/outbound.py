@@ -266,8 +266,9 @@ _shared: list[PoolManager] = []
 
 
 def _buyers() -> PoolManager:
-    # Buyers asked at once (bids) share one pool: the connection to each buyer stays warm from
-    # one auction to the next, whichever thread asks. urllib3's pools are safe across threads.
+    # The posts to buyers that won share one pool, whichever thread posts: the connection to
+    # each buyer stays warm from one post to the next. urllib3's pools are safe across threads.
+    # (Bid requests go through pingpost.fanout, from one thread.)
     with _shared_lock:
         if not _shared:
             _shared.append(_new_pool(hosts=256, per_host=8))
