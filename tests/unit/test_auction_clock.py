@@ -119,3 +119,34 @@ def test_bids_rank_with_fixed_prices_and_say_why_they_were_not_taken() -> None:
         4: None,
         5: "no bid: no_bid",
     }
+
+
+def test_one_buyers_secret_headers_read_slowly_do_not_hold_the_auction(answering: Buyers) -> None:
+    # Found by review: with one such buyer, its headers were read on the auction's own thread,
+    # without its deadline (a 0.3 s auction took 2 s).
+    endpoint = BIDDING["bid"] | {"secret_headers": ["X-Key"]}
+    partners = [buyer(1, 1, bid=endpoint, post=BIDDING["post"]), bidder(2)]
+    started = time.monotonic()
+    asked = auction.ask(
+        partners, {}, test=False, seconds=0.2, stores=Stores(secrets=SlowSecrets(1))
+    )
+    took = time.monotonic() - started
+    assert took < 0.2 * 2, took
+    assert asked["1"]["outcome"] == auction.NOT_ASKED and asked["2"]["outcome"] == "bid"
+    assert answering.sent == [2]
+
+
+def test_secret_headers_that_cannot_be_read_fail_their_buyer_alone(answering: Buyers) -> None:
+    class Broken:
+        def headers(self, partner_id: int, request: str = "delivery") -> dict[str, str]:
+            raise RuntimeError("SSM unavailable")
+
+    endpoint = BIDDING["bid"] | {"secret_headers": ["X-Key"]}
+    partners = [buyer(1, 1, bid=endpoint, post=BIDDING["post"]), bidder(2)]
+    asked = auction.ask(partners, {}, test=False, seconds=0.5, stores=Stores(secrets=Broken()))
+    assert asked["1"] | {"ms": 0} == {
+        "outcome": auction.FAILED,
+        "reason": "headers could not be read: RuntimeError",
+        "ms": 0,
+    }
+    assert asked["2"]["outcome"] == "bid"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -42,9 +42,10 @@ _SECRETS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="bid-headers")
 
 
 def _request(
-    partner: Partner, data: Mapping[str, str], test: bool, seconds: float, stores: Stores
+    partner: Partner, data: Mapping[str, str], test: bool, seconds: float, secret: Any
 ) -> Any:
-    """The bid request to the buyer (a `fanout.Request`), or the record of why none is sent."""
+    """The bid request to the buyer (a `fanout.Request`), or the record of why none is sent;
+    `secret`: its secret headers, or why they could not be read."""
     from pingpost import fanout, outbound  # loaded by `ask`
 
     endpoint = partner.bid
@@ -52,7 +53,8 @@ def _request(
     problem = outbound.url_problem(endpoint.url)
     if problem is not None:
         return {"outcome": FAILED, "reason": f"bid {problem}"}
-    secret = stores.secrets.headers(partner.id, "bid") if endpoint.secret_headers else {}
+    if isinstance(secret, str):
+        return {"outcome": FAILED, "reason": secret}
     missing = sorted(set(endpoint.secret_headers) - set(secret))
     if missing:
         return {"outcome": FAILED, "reason": f"headers {', '.join(missing)} not found"}
@@ -100,23 +102,42 @@ def _prepared(
     ends: float,
     stores: Stores,
 ) -> dict[int, Any]:
-    """Each buyer's request (or why there is none); secret headers read at once, in time."""
-    reading = [p for p in bidders if p.bid is not None and p.bid.secret_headers]
-    if len(reading) > 1:  # read at once, each into the container's copy
-        futures = [_SECRETS.submit(stores.secrets.headers, p.id, "bid") for p in reading]
-        wait(futures, timeout=max(0.0, ends - time.monotonic()))
+    """Each buyer's request (or why there is none). Secret headers are read on threads of their
+    own, at once, for at most half the auction's time (a buyer whose read has not ended by
+    then is not asked: the others keep time to answer)."""
+    reading = {
+        p.id: _SECRETS.submit(stores.secrets.headers, p.id, "bid")
+        for p in bidders
+        if p.bid is not None and p.bid.secret_headers
+    }
+    if reading:
+        wait(reading.values(), timeout=max(0.0, ends - time.monotonic()) / 2)
     out: dict[int, Any] = {}
     for partner in bidders:
         left = ends - time.monotonic()
-        if left <= 0.001:
+        secret = _secret(reading.get(partner.id))
+        if left <= 0.001 or secret is None:
             out[partner.id] = {"outcome": NOT_ASKED, "reason": "no time left"}
             continue
         try:
-            out[partner.id] = _request(partner, data, test, left, stores)
+            out[partner.id] = _request(partner, data, test, left, secret)
         except Exception as error:  # a defect here must not fail the lead's other buyers
             logger.exception("bid request broke", extra={"partner_id": partner.id})
             out[partner.id] = {"outcome": FAILED, "reason": f"error: {type(error).__name__}"}
     return out
+
+
+def _secret(reading: Future[dict[str, str]] | None) -> dict[str, str] | str | None:
+    """A buyer's secret headers ({} without any), None while they are still being read, or why
+    they could not be."""
+    if reading is None:
+        return {}
+    if not reading.done():
+        return None
+    failed = reading.exception()
+    if failed is not None:
+        return f"headers could not be read: {type(failed).__name__}"
+    return reading.result()
 
 
 def ask(
@@ -140,7 +161,12 @@ def ask(
     by_id = {p.id: p for p in bidders[:MOST_BUYERS]}
     prepared = _prepared(list(by_id.values()), data, test, ends, stores)
     requests = {pid: r for pid, r in prepared.items() if isinstance(r, fanout.Request)}
-    answers = fanout.send_all(requests, max(0.0, ends - time.monotonic())) if requests else {}
+    try:
+        answers = fanout.send_all(requests, max(0.0, ends - time.monotonic())) if requests else {}
+    except Exception as error:  # a defect of the client: the lead is still answered
+        logger.exception("bid requests broke")
+        failed = fanout.Answer(failed=f"error: {type(error).__name__}")
+        answers = dict.fromkeys(requests, failed)
     records: dict[str, dict[str, Any]] = {}
     for partner_id, prepared_as in prepared.items():
         if partner_id in answers:

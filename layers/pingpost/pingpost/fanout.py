@@ -42,7 +42,13 @@ from pingpost.urls import address_problem
 _MOST_IDLE = 8  # connections kept per host and port
 _IDLE_SECONDS = 50.0  # a kept connection older than this is closed (servers time out at ~60)
 _MOST_HEAD = 64 * 1024
+_MOST_FRAMING = 2 * _MOST_HEAD  # an answer's bytes besides its body: heads, chunk lines, trailers
+_MOST_AT_ONCE = 256 * 1024  # read from one buyer before the others' turn
+_LOOKUP_SECONDS = 30.0  # a host's checked addresses are kept this long
 _RESOLVER = ThreadPoolExecutor(max_workers=16, thread_name_prefix="resolve")
+_DIGITS = re.compile(r"[0-9]{1,15}")
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
+_STATUS = re.compile(r"HTTP/1\.([01]) ([0-9]{3})(?: |$)")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
 _BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
@@ -146,6 +152,30 @@ def _resolve(host: str, port: int) -> list[tuple[int, Any]]:
     return out
 
 
+_lookups_lock = threading.Lock()
+_lookups: dict[tuple[str, int], tuple[float, Future[list[tuple[int, Any]]]]] = {}
+
+
+def _lookup(host: str, port: int) -> Future[list[tuple[int, Any]]]:
+    """The host's checked addresses: one lookup in flight per host and port, whoever waits for
+    it, and its answer kept _LOOKUP_SECONDS (a failure is not kept)."""
+    key = (host.lower(), port)
+    now = time.monotonic()
+    with _lookups_lock:
+        found = _lookups.get(key)
+        if found is not None:
+            since, future = found
+            kept = not future.done() or (now - since < _LOOKUP_SECONDS and not future.exception())
+            if kept:
+                return future
+        future = _RESOLVER.submit(_resolve, host, port)
+        _lookups[key] = (now, future)
+        if len(_lookups) > 4096:  # hosts of buyers long gone
+            for stale in [k for k, (t, f) in _lookups.items() if f.done() and now - t > 60]:
+                del _lookups[stale]
+        return future
+
+
 def _request_bytes(request: Request, host: str, port: int, default: int) -> bytes:
     """The request as sent (ValueError when a header or the URL cannot be written)."""
     parts = urlsplit(request.url)
@@ -160,7 +190,7 @@ def _request_bytes(request: Request, host: str, port: int, default: int) -> byte
         f"Host: {name}" + (f":{port}" if port != default else ""),
     ]
     for header, value in request.headers.items():
-        if not _TOKEN.match(header) or _BAD_VALUE.search(value):
+        if not isinstance(value, str) or not _TOKEN.match(header) or _BAD_VALUE.search(value):
             raise ValueError(f"header {header!r} cannot be sent")
         lines.append(f"{header}: {value}")
     if request.body or request.method in ("POST", "PUT", "PATCH"):
@@ -189,6 +219,7 @@ class _Exchange:
         self.origin = (parts.scheme, self.host.lower(), self.port)
         self.out = _request_bytes(request, self.host, self.port, 443 if self.tls else 80)
         self.sent = 0
+        self.received = 0
         self.read = bytearray()
         self.head: tuple[int, dict[str, str]] | None = None
         self.body = bytearray()
@@ -239,7 +270,7 @@ class _Exchange:
 
     def resolve(self) -> None:
         self.phase = "resolve"
-        self.resolving = _RESOLVER.submit(_resolve, self.host, self.port)
+        self.resolving = _lookup(self.host, self.port)
         self.resolving.add_done_callback(self.loop.wake)
 
     def resolved(self) -> None:
@@ -248,12 +279,12 @@ class _Exchange:
 
         assert self.resolving is not None
         try:
-            self.addresses = self.resolving.result()
+            self.addresses = list(self.resolving.result())  # (shared: a copy to take from)
         except Refused as refused:
             self.finish(Answer(refused=str(refused)))
             return
-        except OSError as error:
-            self.fail("NameResolutionError" if isinstance(error, socket.gaierror) else error)
+        except (OSError, UnicodeError):  # a name that is not one (a label too long)
+            self.fail("NameResolutionError")
             return
         finally:
             self.resolving = None
@@ -266,11 +297,18 @@ class _Exchange:
             self.fail(error or "no address")
             return
         family, sockaddr = self.addresses.pop(0)
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as failed:  # out of descriptors, an address family the host lacks
+            self.connect_next(failed)
+            return
         sock.setblocking(False)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        code = sock.connect_ex(sockaddr)
+        try:
+            code = sock.connect_ex(sockaddr)
+        except OSError as failed:
+            code = failed.errno or errno.EINVAL
         if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
             sock.close()
             self.connect_next(ConnectionRefusedError(code, "connect"))
@@ -293,6 +331,9 @@ class _Exchange:
         except (ValueError, UnicodeError):  # an answer that is not HTTP/1.x
             self.reusable = False
             self.fail("ProtocolError")
+        except Exception as error:  # a defect here must not fail the other buyers
+            self.reusable = False
+            self.fail(error)
 
     def _connected(self) -> None:
         assert self.sock is not None
@@ -333,7 +374,10 @@ class _Exchange:
 
     def _read(self) -> None:
         assert self.sock is not None
+        taken = 0
         while self.answer is None:
+            if time.monotonic() >= self.ends or taken >= _MOST_AT_ONCE:
+                return  # its time is up (the loop ends it), or the other buyers' turn
             try:
                 chunk = self.sock.recv(65536)
             except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
@@ -341,13 +385,19 @@ class _Exchange:
             if not chunk:
                 self._ended()
                 return
+            taken += len(chunk)
+            self.received += len(chunk)
+            if self.received > self.request.max_bytes + _MOST_FRAMING:
+                self.fail("AnswerTooLarge")  # heads, chunk lines and trailers past all reason
+                return
             self.read += chunk
             self._parse()
 
     def _broken(self, error: OSError) -> None:
-        """The connection failed: a kept one the buyer closed before answering is replaced by a
-        new one (once); any other is a failed request."""
-        if self.reused and not self.read and self.head is None and self.answer is None:
+        """The connection failed: a failed request, but for a kept connection the buyer closed
+        before the request was written whole, which is written again on a new one (once). A
+        request written whole is never sent again: the buyer may have it."""
+        if self.reused and self.sent < len(self.out) and self.answer is None:
             _close(self._let_go())
             self.reused, self.sent = False, 0
             self.resolve()
@@ -381,18 +431,26 @@ class _Exchange:
         self._take_body()
 
     def _body_mode(self, status: int, fields: dict[str, str]) -> None:
+        """How the body is framed (RFC 9112, 6.3); ValueError for a framing that is not one."""
+        codings = [c.strip().lower() for c in fields.get("transfer-encoding", "").split(",")]
+        codings = [c for c in codings if c]
+        length = fields.get("content-length")
         if self.request.method == "HEAD" or status in (204, 304):
             self.mode = "none"
-        elif "chunked" in fields.get("transfer-encoding", "").lower():
+        elif codings:
+            if codings[-1] != "chunked":
+                raise ValueError("a transfer coding that does not end with chunked")
             self.mode, self.left = "chunked", -1
-        elif "content-length" in fields:
-            self.mode, self.left = "length", int(fields["content-length"])
-            if self.left < 0:
-                raise ValueError("negative Content-Length")
+        elif length is not None:
+            if not _DIGITS.fullmatch(length):
+                raise ValueError(f"Content-Length {length!r}")
+            self.mode, self.left = "length", int(length)
         else:
             self.mode = "close"
-        self.reusable = self.mode in ("none", "length", "chunked") and (
-            "close" not in fields.get("connection", "").lower()
+        self.reusable = (
+            self.mode in ("none", "length", "chunked")
+            and "close" not in fields.get("connection", "").lower()
+            and not (codings and length is not None)  # both: answered, never trusted again
         )
 
     def _take_body(self) -> None:
@@ -421,7 +479,10 @@ class _Exchange:
                 end = self.read.find(b"\r\n")
                 if end < 0:
                     return
-                size = int(bytes(self.read[:end]).split(b";")[0].strip() or b"x", 16)
+                size_line = bytes(self.read[:end]).split(b";")[0].strip()
+                if not _HEX.fullmatch(size_line):
+                    raise ValueError(f"chunk size {size_line[:20]!r}")
+                size = int(size_line, 16)
                 self.read = self.read[end + 2 :]
                 self.left = size if size else -2
             if self.left == -2:  # the last chunk: trailers up to an empty line
@@ -439,37 +500,53 @@ class _Exchange:
             self.read = self.read[len(take) :]
             if self.left or len(self.read) < 2:
                 return
-            self.read, self.left = self.read[2:], -1  # the chunk's CRLF
+            if self.read[:2] != b"\r\n":
+                raise ValueError("a chunk not followed by CRLF")
+            self.read, self.left = self.read[2:], -1
 
     def _done(self) -> None:
         assert self.head is not None
         status, fields = self.head
-        body = bytes(self.body[: self.request.max_bytes + 1])
+        most = self.request.max_bytes + 1
+        body = bytes(self.body[:most])
         coding = fields.get("content-encoding", "").lower().strip()
-        if coding in ("gzip", "x-gzip", "deflate"):
-            inflate = zlib.decompressobj(47 if coding != "deflate" else zlib.MAX_WBITS)
-            try:
-                body = inflate.decompress(body, self.request.max_bytes + 1)
-            except zlib.error:
-                try:
-                    body = zlib.decompressobj(-zlib.MAX_WBITS).decompress(
-                        body, self.request.max_bytes + 1
-                    )
-                except zlib.error:
-                    self.reusable = False
-                    self.fail("DecodeError")
-                    return
+        if coding in ("gzip", "x-gzip", "deflate") and len(body) < most:
+            # (A compressed body over the most read is over it decoded too: left as it is.)
+            decoded = _decoded(body, coding, most)
+            if decoded is None:
+                self.reusable = False
+                self.fail("DecodeError")
+                return
+            body = decoded
         if self.read:
             self.reusable = False  # more than the answer: the connection is not trusted again
         self.finish(Answer(status, body, fields.get("content-type", "")))
 
 
+def _decoded(body: bytes, coding: str, most: int) -> bytes | None:
+    """A gzip or deflate body decoded, at most `most` bytes of it; None when it is not one
+    whole stream of that coding (cut short, or not compressed)."""
+    for wbits in (47, zlib.MAX_WBITS, -zlib.MAX_WBITS) if coding == "deflate" else (47,):
+        inflate = zlib.decompressobj(wbits)
+        try:
+            out = inflate.decompress(body, most)
+        except zlib.error:
+            continue
+        if len(out) >= most or inflate.eof:
+            return out
+        return None  # a stream cut short: not the whole answer
+    return None
+
+
 def _head(head: bytes) -> tuple[int, dict[str, str]]:
     """The status and the header fields (lower-case names) of an answer's head."""
     lines = head.decode("latin-1").split("\r\n")
-    version, _, rest = lines[0].partition(" ")
-    if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
-        raise ValueError("not an HTTP/1.x answer")
+    match = _STATUS.match(lines[0])
+    if match is None:
+        raise ValueError("not an HTTP/1.0 or 1.1 answer")
+    version, status = match[1], int(match[2])
+    if status == 101:
+        raise ValueError("an upgrade was not asked for")
     fields: dict[str, str] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(":")
@@ -479,9 +556,9 @@ def _head(head: bytes) -> tuple[int, dict[str, str]]:
         if name == "content-length" and name in fields and fields[name] != value.strip():
             raise ValueError("two different Content-Lengths")
         fields[name] = value.strip()
-    if version == "HTTP/1.0" and "keep-alive" not in fields.get("connection", "").lower():
+    if version == "1.0" and "keep-alive" not in fields.get("connection", "").lower():
         fields["connection"] = "close"
-    return int(rest[:3]), fields
+    return status, fields
 
 
 class _Loop:
@@ -533,7 +610,10 @@ class _Loop:
                 if exchange.ends <= now:
                     exchange.timeout()
                 elif exchange.resolving is not None and exchange.resolving.done():
-                    exchange.resolved()
+                    try:
+                        exchange.resolved()
+                    except Exception as error:  # a defect: this buyer's request fails alone
+                        exchange.fail(error)
                     self.watch(exchange)
             pending = [e for e in pending if e.answer is None]
             if not pending:
@@ -568,10 +648,13 @@ def send_all[K](requests: Mapping[K, Request], seconds: float) -> dict[K, Answer
         for key, request in requests.items():
             try:
                 going[key] = _Exchange(request, begun, begun + seconds, loop)
-            except (ValueError, UnicodeError) as error:
+            except (ValueError, TypeError, UnicodeError) as error:
                 done[key] = Answer(failed=f"the request could not be written: {error}")
         for exchange in going.values():
-            exchange.start()
+            try:
+                exchange.start()
+            except Exception as error:  # a defect here must not fail the other buyers
+                exchange.fail(error)
         loop.run(list(going.values()))
     finally:
         for exchange in going.values():
