@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -167,3 +168,12 @@ def test_a_stylesheet_may_read_no_file_and_open_no_url(tmp_path: Path) -> None:
     # The same stylesheet without the access control reads the file: the test can tell.
     unguarded = etree.XSLT(etree.fromstring(xsl))
     assert "do not show" in str(unguarded(etree.fromstring(b"<response/>")))
+
+
+def test_what_answers_leave_out_is_exactly_what_xml_cannot_carry() -> None:
+    from pingpost.responses import _NOT_XML
+
+    allowed = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")  # XML 1.0, 2.2
+    for point in range(0x110000):
+        char = chr(point)
+        assert bool(_NOT_XML.fullmatch(char)) != bool(allowed.fullmatch(char)), hex(point)
