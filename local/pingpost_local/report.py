@@ -16,7 +16,15 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from pingpost.store.figures import SHARDS, Figures, bid_key, day, partner_key, vendor_key
+from pingpost.store.figures import (
+    SHARDS,
+    Figures,
+    bid_key,
+    bids_key,
+    day,
+    partner_key,
+    vendor_key,
+)
 
 _DAYS = re.compile(r"^([1-9][0-9]{0,3})d$")
 
@@ -80,6 +88,7 @@ def keys(days: Sequence[date], vendor_ids: Iterable[str], partner_ids: Iterable[
     out = []
     for on in map(day, days):
         out += [vendor_key(v, on, s) for v in vendor_ids for s in range(SHARDS)]
+        out += [bids_key(v, on, s) for v in vendor_ids for s in range(SHARDS)]
         out += [partner_key(p, on) for p in partner_ids]
     return out
 
@@ -109,8 +118,9 @@ def totals(
         Row("vendor", v, name, _sum(found, (k for d in days for k in _vendor_keys(v, d))))
         for v, name in sorted(vendors.items())
     ]
-    # What an auction counts of a buyer is on its vendor's day item (see figures).
-    auctions = _sum(found, (k for v in vendors for d in days for k in _vendor_keys(v, d))).bids
+    # What the auctions counted of the buyers is on the vendors' bids items (see figures).
+    asked = (bids_key(v, day(d), s) for v in vendors for d in days for s in range(SHARDS))
+    auctions = _sum(found, asked).bids
     partner_rows = [
         Row("partner", str(p), name, _with_bids(p, auctions, days, found))
         for p, name in sorted(partners.items())

@@ -87,15 +87,17 @@ def _rate(part: Decimal, whole: Decimal) -> str:
 def bidding(row: Row) -> dict[str, str]:
     """A partner's bidding columns: buyers asked, bids made, timeouts, posts won (a post of
     the lead: its bid won), win rate (won per bid), the step its median bid falls in
-    (`figures.bid_median`), posts accepted and the rate; empty for a vendor."""
-    if row.kind == "vendor":
-        return dict.fromkeys(BIDDING, "")
+    (`figures.bid_median`), posts accepted and the rate; empty for a vendor, and for a partner
+    that was never asked (one that does not bid)."""
     counted = row.figures.bids
+    if row.kind == "vendor" or not counted:
+        return dict.fromkeys(BIDDING, "")
 
     def count(what: str) -> Decimal:
         return counted.get(day_items.bid_key(row.id, what), Decimal(0))
 
-    made, won, took = count(day_items.MADE), count(day_items.WON), count(day_items.ACCEPTED)
+    made = day_items.bids_made(counted, row.id)
+    won, took = count(day_items.WON), count(day_items.ACCEPTED)
     median = day_items.bid_median(counted, row.id)
     return {
         "bids_asked": str(count(day_items.ASKED)),
@@ -187,9 +189,7 @@ def table(report: Report) -> str:
     head = f"pingpost report: {period.first.isoformat()} to {period.last.isoformat()} (UTC days)"
     lines = [head, "", *_block("Vendors", report.vendors), ""]
     lines += _block("Partners", report.partners)
-    bidders = [
-        r for r in report.partners if any(bidding(r)[k] != "0" for k in ("bids_asked", "bids_won"))
-    ]
+    bidders = [r for r in report.partners if r.figures.bids]
     if bidders:
         headings = ["id", "name", *(k.replace("bids_", "").replace("bid_", "") for k in BIDDING)]
         lines += ["", *_block("Partners that bid", bidders, headings, _bidding_line)]

@@ -509,3 +509,68 @@ def test_the_report_counts_every_bid_post_and_acceptance_the_leads_record(
     assert bidding(rows["8303"])["bid_timeouts"] == "12"
     assert int(bidding(rows["8301"])["bids_won"]) > 0  # the best bids won posts
     assert int(bidding(rows["8301"])["bids_won"]) > int(bidding(rows["8301"])["posts_accepted"])
+
+
+def _bids_item(lead_id: int) -> dict[str, Any]:
+    """The day item the auction of lead `lead_id` (vendor "auction") counted its buyers on."""
+    from datetime import UTC, datetime
+
+    from pingpost.store import figures, from_item
+
+    key = figures.bids_key("auction", figures.day(datetime.now(UTC)), lead_id % figures.SHARDS)
+    item = boto3.client("dynamodb").get_item(
+        TableName=os.environ["COUNTERS_TABLE"], Key={"counter": {"S": key}}, ConsistentRead=True
+    )
+    return from_item(item.get("Item", {}))
+
+
+def test_an_auction_of_64_buyers_is_answered_and_counted_apart_from_the_pings(
+    market: Any, bidders: list[Any]
+) -> None:
+    # Found by review: the auction's figures on the vendor's day item made every later ping of
+    # that vendor pay for them, and 64 buyers' figures broke the local endpoint's parser.
+    from datetime import UTC, datetime
+
+    from pingpost.store import figures, from_item
+
+    a = bidders[0]
+    a.configure(low=20, high=30)
+    market(*(buyer(8400 + n, 1, a) for n in range(64)))
+    ping = submit("ping")
+    assert ping.status == "Matched"
+    counted = _bids_item(ping.lead_id)
+    assert sum(1 for k in counted if k.endswith("#asked")) == 64
+    key = figures.vendor_key("auction", figures.day(datetime.now(UTC)), ping.lead_id % 8)
+    vendor_day = boto3.client("dynamodb").get_item(
+        TableName=os.environ["COUNTERS_TABLE"], Key={"counter": {"S": key}}, ConsistentRead=True
+    )
+    assert not [k for k in from_item(vendor_day["Item"]) if k.startswith("bid#")]
+
+
+def test_a_full_requests_auction_is_counted_with_its_first_write(
+    market: Any, bidders: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by review: counted only when its outcome was recorded, a full request whose process
+    # died after the sale (the sweep ends it) counted its buyer's win but never its asking.
+    from pingpost.store import leads
+    from tests.faults import Killed
+
+    a = bidders[0]
+    a.configure(low=20, high=20)
+    market(buyer(8471, 1, a))
+
+    def killed(*_: Any, **__: Any) -> None:
+        raise Killed("finish")
+
+    monkeypatch.setattr(leads, "finish", killed)
+    with pytest.raises(Killed):
+        submit("full")
+    monkeypatch.undo()
+    counted = _bids_item(_last_lead())
+    assert counted["bid#8471#asked"] == 1 and counted["bid#8471#at#2000"] == 1
+
+
+def _last_lead() -> int:
+    from pingpost.store.counters import lead_ids
+
+    return lead_ids._next - 1

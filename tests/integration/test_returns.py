@@ -268,8 +268,11 @@ def test_through_the_function_past_the_window_or_taking_none_is_422_and_says_why
     lead_id, fresh = sold_lead(), sold_lead()
     before = counters(lead_id)
     eight_days_ago = int((datetime.now(UTC) - timedelta(days=8)).timestamp() * 1000)
-    charged = lead(lead_id).charged[str(ROOF_CO)]
-    set_lead(lead_id, "SET #c = :c", **{":c": charged | {"at": eight_days_ago}})
+    from pingpost.store import sales
+
+    held = sales.charge_of(ROOF_CO, lead(lead_id).charged[str(ROOF_CO)])
+    earlier = sales.charge_text(ROOF_CO, eight_days_ago, held["counters"])
+    set_lead(lead_id, "SET #c = :c", **{":c": earlier})
     status, said = send({"lead_id": lead_id, "reason": "late"})
     assert status == 422 and "past the 7 days" in said["error"], said
     try:
@@ -296,7 +299,10 @@ def test_a_return_gives_back_what_the_sale_counted_whatever_the_partner_became(
     from pingpost_local.cli import main
 
     lead_id = sold_lead()
-    (counted,) = lead(lead_id).charged[str(ROOF_CO)]["counters"]  # Roof Co has no caps
+    from pingpost.store import sales
+
+    held = sales.charge_of(ROOF_CO, lead(lead_id).charged[str(ROOF_CO)])
+    (counted,) = held["counters"]  # Roof Co has no caps
     assert counted.startswith(f"cap#{ROOF_CO}#day#")
     table = boto3.client("dynamodb")
     try:

@@ -148,5 +148,6 @@ def test_secret_headers_that_cannot_be_read_fail_their_buyer_alone(answering: Bu
         "outcome": auction.FAILED,
         "reason": "headers could not be read: RuntimeError",
         "ms": 0,
+        "unsent": True,  # not counted asked in the report
     }
     assert asked["2"]["outcome"] == "bid"

@@ -215,27 +215,27 @@ def test_a_period_is_days_back_from_today_or_between_two_days() -> None:
         Period.of("2026-12-01", None, today)
 
 
-def _counted(partner_id: int, **counts: float) -> dict[str, Decimal]:
-    """What auctions and posts count of a buyer that bids (a bid of `total` when one made)."""
-    out = {bid_key(partner_id, what): Decimal(str(n)) for what, n in counts.items()}
-    if "total" in counts:
-        out[bid_key(partner_id, f"at#{bid_step(Decimal(str(counts['total'])))}")] = Decimal(1)
+def _counted(partner_id: int, bid: float | None = None, **counts: int) -> dict[str, Decimal]:
+    """What auctions and posts count of a buyer that bids (and its `bid`, counted by step)."""
+    out = {bid_key(partner_id, what): Decimal(n) for what, n in counts.items()}
+    if bid is not None:
+        out[bid_key(partner_id, f"at#{bid_step(Decimal(str(bid)))}")] = Decimal(1)
     return out
 
 
 def test_the_report_adds_shards_and_days_and_counts_a_sale_once_per_day() -> None:
     period = Period(date(2026, 11, 29), date(2026, 11, 30))
     wanted = keys(period.days(), ["v1"], [7])
-    assert len(wanted) == 2 * (SHARDS + 1)
+    assert len(wanted) == 2 * (2 * SHARDS + 1)  # per day: the shards of figures and bids, 1 partner
     found = {
         "day#2026-11-29#vendor#v1#0": Figures(pings=2, matched=1),
         "day#2026-11-30#vendor#v1#3": Figures(
             pings=1, matched=1, posts=1, sales=1, revenue=Decimal(30), margin=Decimal(25)
         ),
         # Partner 7 bid on v1's leads: asked 4 times, 2 bids (25.50 and 31), 1 timeout ...
-        "day#2026-11-29#vendor#v1#6": Figures(bids=_counted(7, asked=2, made=1, total=25.5)),
-        "day#2026-11-30#vendor#v1#1": Figures(bids=_counted(7, asked=1, made=1, total=31)),
-        "day#2026-11-30#vendor#v1#2": Figures(bids=_counted(7, asked=1, timeouts=1)),
+        "day#2026-11-29#bids#v1#6": Figures(bids=_counted(7, asked=2, bid=25.5)),
+        "day#2026-11-30#bids#v1#1": Figures(bids=_counted(7, asked=1, bid=31)),
+        "day#2026-11-30#bids#v1#2": Figures(bids=_counted(7, asked=1, timeouts=1)),
         # ... won both (posted), and accepted one.
         "day#2026-11-30#partner#7": Figures(
             sales=2,
@@ -320,7 +320,7 @@ def test_the_median_bid_is_the_step_the_lower_median_falls_in() -> None:
     def median(*bids: str) -> tuple[Decimal, Decimal] | None:
         counted = Figures()
         for bid in bids:
-            counted += Figures(bids=_counted(7, total=float(bid)))
+            counted += Figures(bids=_counted(7, bid=float(bid)))
         return figures.bid_median(counted.bids, 7)
 
     assert median() is None
@@ -341,21 +341,41 @@ def test_an_auction_counts_each_buyer_asked_and_its_bid_or_timeout() -> None:
             "3": {"outcome": "no bid", "reason": "declined"},
             "4": {"outcome": "not asked", "reason": "no time left"},
             "5": {"outcome": "bad answer", "reason": "price is not a number"},
+            "6": {"outcome": "failed", "reason": "bid URL refused: ...", "unsent": True},
         }
     )
     assert counted == {
         "bid#1#asked": 1,
-        "bid#1#made": 1,
-        "bid#1#total": Decimal("31.50"),
         "bid#1#at#3000": 1,
         "bid#2#asked": 1,
         "bid#2#timeouts": 1,
         "bid#3#asked": 1,
         "bid#5#asked": 1,
     }
-    update = figures.adding(Tally("day#2026-11-30#vendor#v1#0", Figures(pings=1, bids=counted)))
+    update = figures.adding(Tally("day#2026-11-30#bids#v1#0", Figures(pings=1, bids=counted)))
     written = update["Update"]
     names = written["ExpressionAttributeNames"]
     assert set(names.values()) == {"pings", *counted}
     assert written["UpdateExpression"].startswith("ADD ")
     assert Figures.of({names[k]: 1 for k in names}).bids == dict.fromkeys(counted, 1)
+
+
+def test_an_auction_of_the_most_buyers_is_one_update_dynamodb_takes() -> None:
+    # 64 buyers that all bid, each at its own step: well inside an expression's 4 KB.
+    from pingpost import auction
+
+    asked = {
+        str(n): {"outcome": "bid", "price": Decimal(n) * Decimal("1.7"), "token": "t"}
+        for n in range(1, auction.MOST_BUYERS + 1)
+    }
+    (tally,) = auction.tallies("v1", 7, TODAY, asked)
+    assert tally.key == figures.bids_key("v1", figures.day(TODAY), 7 % SHARDS)
+    update = figures.adding(tally)["Update"]
+    assert len(update["UpdateExpression"]) < 4096
+    assert len(update["ExpressionAttributeNames"]) == 2 * auction.MOST_BUYERS
+    assert auction.tallies("v1", 7, TODAY, {"1": {"outcome": "not asked"}}) == []
+
+
+def test_a_ping_without_an_auction_writes_no_bids_item(world: World) -> None:
+    submit(world, "ping")
+    assert not [key for key in world.figures() if "#bids#" in key]

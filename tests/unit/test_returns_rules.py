@@ -9,7 +9,7 @@ import pytest
 
 from pingpost import returns
 from pingpost.errors import InvalidRequest, LeadNotFound
-from pingpost.store import figures
+from pingpost.store import figures, sales
 from pingpost.store.figures import Figures
 from tests.stores import Partners, World, buyer, pinged
 
@@ -22,7 +22,7 @@ def world() -> World:
     """Lead 7 of vendor v1, sold to partner 1 at 30 two days ago, counted in its day."""
     out = World()
     out.partners = Partners.of(buyer(1, 30, return_days=3), buyer(2, 20, return_days=3))
-    charged = {"1": {"at": SOLD_AT, "counters": ["cap#1#day#2026-12-05"]}}
+    charged = {"1": sales.charge_text(1, SOLD_AT, ["cap#1#day#2026-12-05"])}
     out.leads.stored[7] = pinged(7, {}, sold_to={"1": Decimal(30)}, charged=charged)
     return out
 
@@ -82,7 +82,7 @@ def test_a_lead_the_partner_did_not_buy_or_a_reason_that_is_not_one_is_refused(
 
 def test_a_test_leads_return_counts_nothing(world: World) -> None:
     world.leads.stored[7].test = True
-    world.leads.stored[7].charged = {"1": {"at": SOLD_AT, "counters": []}}
+    world.leads.stored[7].charged = {"1": sales.charge_text(1, SOLD_AT, [])}
     one = world.partners.by_id(1)
     assert one is not None
     assert returns.give_back(one, 7, "x", NOW, world.stores()) == "returned"

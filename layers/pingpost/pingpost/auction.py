@@ -173,6 +173,8 @@ def ask(
             record = _record(by_id[partner_id], answers[partner_id])
         else:
             record = dict(prepared_as) | {"ms": round((time.monotonic() - begun) * 1000)}
+            if record["outcome"] != NOT_ASKED:
+                record["unsent"] = True  # (a failure before any request: not counted asked)
         records[str(partner_id)] = record
     for partner in bidders[MOST_BUYERS:]:
         reason = f"over {MOST_BUYERS} buyers for one lead"
@@ -198,24 +200,29 @@ def _verdict(
 
 
 def tally(asked: Mapping[str, Mapping[str, Any]]) -> dict[str, Decimal]:
-    """What an auction adds to its vendor's day (`figures.Figures.bids`), of each buyer asked
-    (not those it had no time for): asked, and a bid made (with its amount and step) or a
+    """What an auction counts of each buyer it sent a request (`figures.Figures.bids`; not
+    those it had no time for or could not write one to): asked, and its bid's step or a
     timeout."""
     out: dict[str, Decimal] = {}
     one = Decimal(1)
     for partner_id, record in asked.items():
         outcome = record["outcome"]
-        if outcome == NOT_ASKED:
+        if outcome == NOT_ASKED or record.get("unsent"):
             continue
         out[figures.bid_key(partner_id, figures.ASKED)] = one
         if outcome == TIMED_OUT:
             out[figures.bid_key(partner_id, figures.TIMEOUTS)] = one
         if outcome == bids.BID and record.get("price") is not None:
-            price = Decimal(record["price"])
-            out[figures.bid_key(partner_id, figures.MADE)] = one
-            out[figures.bid_key(partner_id, figures.TOTAL)] = price
-            out[figures.bid_key(partner_id, f"at#{figures.bid_step(price)}")] = one
+            step = figures.bid_step(Decimal(record["price"]))
+            out[figures.bid_key(partner_id, f"{figures.STEP}{step}")] = one
     return out
+
+
+def tallies(vendor_id: str, lead_id: int, now: Any, asked: Mapping[str, Any]) -> list[Any]:
+    """The day item an auction's figures are added to, if it sent any request (none for a test
+    lead: the caller leaves it out)."""
+    counted = tally(asked)
+    return [figures.bids_day(vendor_id, lead_id, now, counted)] if counted else []
 
 
 def priced(

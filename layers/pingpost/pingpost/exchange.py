@@ -130,7 +130,11 @@ def ping(
     summary = f"{len(outcome.ranked)} of {len(outcome.decisions)} partners considered matched"
     timeline = [*_auction_events(now, asked), event(now, "ping", f"{answer.status}: {summary}")]
     # The vendor's day counts the ping with the lead, in one write (test leads are not counted).
-    counted = Figures(pings=1, matched=int(answer.status == MATCHED), bids=auction.tally(asked))
+    counted = Figures(pings=1, matched=int(answer.status == MATCHED))
+    day = [
+        vendor_day(vendor.id, lead_id, now, counted),
+        *auction.tallies(vendor.id, lead_id, now, asked),
+    ]
     stores.leads.add(
         Lead(
             lead_id=lead_id,
@@ -149,7 +153,7 @@ def ping(
             expires_at=int(now.timestamp()) + settings().ping_ttl_hours * 3600,
             bids=asked,
         ),
-        tallies=[] if test else [vendor_day(vendor.id, lead_id, now, counted)],
+        tallies=[] if test else day,
     )
     return answer
 
@@ -208,8 +212,10 @@ def full(
     lead.bids = auction.ask(
         matched.ranked, data, test=lead.test, seconds=vendor.bid_timeout, stores=stores
     )
+    # Its auction is counted with that write, whatever becomes of the post.
+    counted = [] if lead.test else auction.tallies(vendor.id, lead_id, now, lead.bids)
     try:
-        stores.leads.add(lead, repeat)
+        stores.leads.add(lead, repeat, tallies=counted)
     except Repeated as earlier:
         if earlier.request != repeat.request:
             raise InvalidRequest(

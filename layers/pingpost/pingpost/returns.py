@@ -66,7 +66,7 @@ def _charged(lead: Lead, partner: Partner) -> dict[str, Any]:
     the partner's settings now."""
     key = str(partner.id)
     if key in lead.charged:
-        return lead.charged[key]
+        return sales.charge_of(partner.id, lead.charged[key])
     prefix = f"sold to partner {partner.id} "
     times = [
         int(e["at"])

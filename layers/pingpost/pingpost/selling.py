@@ -268,12 +268,10 @@ def _sale_tallies(
 
 def _ended_figures(lead: Lead, full: bool) -> Figures:
     """What recording a post's outcome adds to its vendor's day: a post, and for a full
-    request its ping as well (matched when it sold) and its auction."""
+    request its ping as well (matched when it sold)."""
     if not full:
         return Figures(posts=1)
-    return Figures(
-        pings=1, matched=int(lead.status == SOLD), posts=1, bids=auction.tally(lead.bids)
-    )
+    return Figures(pings=1, matched=int(lead.status == SOLD), posts=1)
 
 
 def _ended_tallies(vendor: Vendor, lead: Lead, now: datetime, full: bool) -> list[Tally]:

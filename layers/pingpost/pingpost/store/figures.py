@@ -13,12 +13,14 @@ bytes. Keys (days are UTC, YYYY-MM-DD):
 - `day#<day>#partner#<partner ID>`: a partner's sales, revenue, margin, deliveries failed and
   parked. One item: it is written on a sale, as the partner's cap day counter already is.
 
-What buyers that bid did is kept as attributes `bid#<partner ID>#<what>` (`Figures.bids`): on
-the vendor's day item, written by the ping (or full request) anyway, what the auction asked of
-each buyer (asked, bids made, their total, timeouts, and the bids counted by step of about 10%
-for their median, `#at#<step>`); on the partner's day item, its posts (won) and those it
-accepted, with the post's confirmation (which writes that item anyway) or release (one more
-item in its transaction). The vendor's item grows (about 15 bytes an attribute).
+What buyers that bid did is kept as attributes `bid#<partner ID>#<what>` (`Figures.bids`):
+- `day#<day>#bids#<vendor ID>#<shard>`: what the auctions of the vendor's leads asked of each
+  buyer (asked, timeouts, and its bids counted by step of about 10%, `#at#<step>`, for their
+  number and median), written with the lead's first write (one more item in it) by a ping or
+  full request that asked buyers, and by no other: a ping without an auction pays nothing for
+  it. The item grows with the buyers asked and their steps (about 15 bytes an attribute).
+- the partner's day item: its posts (won) and those it accepted, with the post's confirmation
+  (which writes that item anyway) or release (one more item in its transaction).
 
 An ADD is applied with the write that records what it counts, in one transaction, so a write
 that fails or is refused counts nothing and a repeat that writes nothing counts nothing.
@@ -86,7 +88,8 @@ class Figures:
 
 _BID = "bid#"
 # What is counted of a buyer that bids (a Figures.bids key's last part).
-ASKED, MADE, TOTAL, TIMEOUTS, WON, ACCEPTED = "asked", "made", "total", "timeouts", "won", "took"
+ASKED, TIMEOUTS, WON, ACCEPTED = "asked", "timeouts", "won", "took"
+STEP = "at#"  # ... followed by the step, in cents
 # The steps bids are counted by for their median: 1.0, 1.1, ... 9.0 times a power of ten.
 _STEPS: tuple[int, ...] = (10, 11, 12, 13, 14, 15, 16, 18, 20, 22, 25, 28, 30, 33, 36, 40, 45)
 _STEPS += (50, 55, 60, 70, 80, 90)
@@ -121,7 +124,7 @@ def bid_median(
 ) -> tuple[Decimal, Decimal] | None:
     """The step the partner's median bid (the lower median) falls in, as dollars (from, to);
     None without bids."""
-    prefix = bid_key(partner_id, "at#")
+    prefix = bid_key(partner_id, STEP)
     counted = sorted((int(k[len(prefix) :]), n) for k, n in bids.items() if k.startswith(prefix))
     total = sum(n for _, n in counted)
     seen = Decimal(0)
@@ -155,6 +158,21 @@ def vendor_key(vendor_id: str, on: str, shard: int) -> str:
 def partner_key(partner_id: int, on: str) -> str:
     """The key of a partner's day."""
     return f"day#{on}#partner#{partner_id}"
+
+
+def bids_key(vendor_id: str, on: str, shard: int) -> str:
+    return f"day#{on}#bids#{vendor_id}#{shard}"
+
+
+def bids_day(vendor_id: str, lead_id: int, at: datetime, bids: Mapping[str, Decimal]) -> Tally:
+    """What an auction of a vendor's lead counted of its buyers, for its day (the lead's shard)."""
+    return Tally(bids_key(vendor_id, day(at), lead_id % SHARDS), Figures(bids=bids))
+
+
+def bids_made(bids: Mapping[str, Decimal], partner_id: int | str) -> Decimal:
+    """How many bids the partner made: its bids counted by step, added up."""
+    prefix = bid_key(partner_id, STEP)
+    return sum((n for k, n in bids.items() if k.startswith(prefix)), Decimal(0))
 
 
 def vendor_day(vendor_id: str, lead_id: int, at: datetime, figures: Figures) -> Tally:

@@ -66,7 +66,7 @@ class Lead:
     # What each buyer that bids answered when asked (pingpost.auction), by partner ID.
     bids: dict[str, dict[str, Any]] = field(default_factory=dict)
     returns: list[dict[str, Any]] = field(default_factory=list)  # partner_id, at, reason, price
-    charged: dict[str, dict[str, Any]] = field(default_factory=dict)  # what each sale counted
+    charged: dict[str, str] = field(default_factory=dict)  # what each sale held (store.sales)
 
     @property
     def sales(self) -> list[dict[str, Any]]:

@@ -142,7 +142,7 @@ def _lead_update(
     if reserve is None:
         values[":sale"] = {partner.id}
     if charged:
-        values[":charged"] = {"at": now_ms, "counters": list(charged)}
+        values[":charged"] = charge_text(partner.id, now_ms, charged)
     if finished is not None:
         # The post's last sale records its outcome too: no write of its own.
         more, removes, more_names, more_values = finishing(finished)
@@ -440,6 +440,19 @@ def counted_in(partner: Partner, now: datetime) -> list[str]:
     day, week, month = _counter_keys(partner.id, periods(partner, now))
     _, weekly, monthly = _capped(partner)
     return [day] + [week] * weekly + [month] * monthly
+
+
+def charge_text(partner_id: int, at_ms: int, counters: Sequence[str]) -> str:
+    """What a lead keeps of a sale's hold, compact (it is on every sale): when it was made and
+    its counters, e.g. `1796601600000|day#2026-12-07|week#2026-W50`."""
+    prefix = f"cap#{partner_id}#"
+    return "|".join([str(at_ms), *(key.removeprefix(prefix) for key in counters)])
+
+
+def charge_of(partner_id: int, text: str) -> dict[str, Any]:
+    """The sale's hold a lead keeps (`charge_text`): {"at": epoch ms, "counters": [keys]}."""
+    at, *kept = text.split("|")
+    return {"at": int(at), "counters": [f"cap#{partner_id}#{period}" for period in kept]}
 
 
 def charged_name(partner_id: int) -> str:
