@@ -169,6 +169,28 @@ def fields_command(args: argparse.Namespace) -> None:
     print(markdown(), end="")
 
 
+def leadtypes_list(args: argparse.Namespace) -> None:
+    """Print the lead types the exchange ships: TYPE, name, fields."""
+    from pingpost.leadtypes import LeadTypeError, shipped
+
+    try:
+        for lead_type in shipped():
+            print(f"{lead_type.type:>2}  {lead_type.name}  ({len(lead_type.fields)} fields)")
+    except LeadTypeError as error:
+        raise SystemExit(f"pingpost: {error}") from None
+
+
+def leadtypes_check(args: argparse.Namespace) -> None:
+    """Check a lead type file as the exchange would load it; say what is wrong."""
+    from pingpost.leadtypes import LeadTypeError, load
+
+    try:
+        lead_type = load(args.file)
+    except LeadTypeError as error:
+        raise SystemExit(f"pingpost: {error}") from None
+    print(f"{args.file}: TYPE {lead_type.type}, {lead_type.name}, {len(lead_type.fields)} fields")
+
+
 def openapi_command(args: argparse.Namespace) -> None:
     """Print the OpenAPI document of the template's HTTP API (openapi.yaml is this)."""
     from pingpost_local.openapi import openapi_yaml
@@ -264,6 +286,14 @@ def parser() -> argparse.ArgumentParser:
 
     table = commands.add_parser("fields", help="print the pingPostLead field table (Markdown)")
     table.set_defaults(handler=fields_command)
+    types = commands.add_parser("leadtypes", help="the lead types (one JSON file each)")
+    kinds = types.add_subparsers(dest="what", required=True)
+    kinds.add_parser("list", help="print the lead types shipped").set_defaults(
+        handler=leadtypes_list
+    )
+    check = kinds.add_parser("check", help="check a lead type file before it is deployed")
+    check.add_argument("file", type=Path)
+    check.set_defaults(handler=leadtypes_check)
     described = commands.add_parser("openapi", help="print the API's OpenAPI document (YAML)")
     described.add_argument("--template", type=Path, default=Path("template.yaml"))
     described.set_defaults(handler=openapi_command)

@@ -16,6 +16,8 @@ from tests.conftest import ROOT
 PACKAGE = ROOT / "layers" / "pingpost" / "pingpost"
 # The levels, lowest first.
 LEVELS: tuple[tuple[str, ...], ...] = (
+    # The lead types' files and what a field is.
+    ("leadtypes",),
     # Facts and plumbing that know nothing of leads.
     ("clock", "config", "errors", "fields", "geography", "observability", "reasons", "urls"),
     # The models validated from tables and requests.

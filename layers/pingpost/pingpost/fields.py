@@ -1,86 +1,16 @@
-"""The pingPostLead field table (Home Improvement, TYPE=7): the one place each field is named.
+"""The pingPostLead field table: the protocol's own fields, then the lead type's (TYPE=7).
 
 Models, request decoding, error messages, the README table and test fixtures are all derived
-from `FIELDS`. Values lists are reconstructed from the published specification, whose text
-extraction ran the words of each list together.
-
-One module of over 400 lines on purpose: it is the specification's table, field by field, and
-the one place each field is named; splitting it would name fields in two places.
+from `FIELDS`. The protocol's fields (Key, API_Action, Mode, TYPE, the Return_/Skip_/Match_
+fields, ...) are named here; the lead's own fields are Home Improvement's lead type file,
+`leadtypes/home_improvement.json` (with the fields every type shares, `leadtypes/standard.json`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import StrEnum
+from pingpost.leadtypes import FOLDER, Field, Kind, LeadType, Need, load
 
-
-class Kind(StrEnum):
-    """How a field's value is checked and normalised (see `pingpost.validation`)."""
-
-    TEXT = "text"  # Varchar(max_len)
-    KEY = "key"  # the vendor's API key
-    ACTION = "action"  # API_Action: pingPostLead
-    MODE = "mode"  # ping | post | full
-    MONEY = "money"  # real number; <= 0 means "not sent"
-    COUNT = "count"  # whole number >= 1
-    INTEGER = "integer"  # any whole number
-    CHOICE = "choice"  # one of `values`, matched case-insensitively
-    FLAG = "flag"  # 1 (0 is accepted as "not set")
-    LEAD_TYPE = "lead_type"  # TYPE: 7
-    ID_LIST = "id_list"  # comma-delimited partner IDs
-    URL = "url"  # http(s) URL
-    IP = "ip"  # IPv4 or IPv6 address
-    STATE = "state"  # US state abbreviation
-    ZIP = "zip"  # existing 5-digit ZIP code
-    EMAIL = "email"
-    PHONE = "phone"  # 10-digit North American number
-    DATE = "date"  # m/d/Y
-    CERTIFICATE = "certificate"  # https URL of a consent certificate, on its certifier's host
-    CONSENT_TOKEN = "consent_token"  # noqa: S105 (an opaque consent ID, not a secret)
-
-
-class Need(StrEnum):
-    """Whether a mode requires a field."""
-
-    YES = "yes"
-    NO = "no"
-    DYNAMIC_PRICING = "only if the vendor is on dynamic pricing"
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    """One row of the specification's field table."""
-
-    name: str
-    ping: Need
-    post: bool
-    kind: Kind
-    max_len: int
-    example: str
-    values: tuple[str, ...] = ()
-    control: bool = False  # a top-level tag of the XML Request rather than one inside <Data>
-    note: str = ""
-    pii: bool = False  # personal data: masked in the operator's views, never logged
-    # Other names publishers' code sends this field under (read as this field).
-    aliases: tuple[str, ...] = ()
-    # The key of the lead's consent record this field fills (TCPA evidence); "" for none.
-    consent: str = ""
-    # False for the fields beyond the specification's table that publishers send the hosted
-    # platform (the answer's Format, consent evidence).
-    spec: bool = True
-
-    def required(self, mode: str) -> Need:
-        """What `mode` (ping, post or full) asks of this field; full = ping + post but Lead_ID."""
-        if mode == "ping":
-            return self.ping
-        if mode == "post":
-            return Need.YES if self.post else Need.NO
-        if self.name == LEAD_ID:
-            return Need.NO
-        if self.post:
-            return Need.YES
-        return self.ping
-
+__all__ = ["Field", "Kind", "LeadType", "Need"]
 
 LEAD_ID = "Lead_ID"
 # The consumer's address, which a browser's request may leave out (pingpost.edge fills it in).
@@ -114,109 +44,12 @@ REQUEST, DATA = "Request", "Data"
 MATCHES, MATCH = "Matches", "Match"
 SELECTED, SELECTED_HASH = "Match_With_Partner_Hashes", "Selected_Partner_Hash"
 
+# A choice of these takes JSON's true and false (pingpost.decoding).
 YES_NO = ("Yes", "No")
-PRODUCTS = (
-    "Bathroom Remodel",
-    "Cabinet Refacing",
-    "Decks",
-    "Fences",
-    "Flooring",
-    "Garage Doors",
-    "Gutters",
-    "Home Insulation",
-    "In Ground Swimming Pools",
-    "Kitchen Remodel",
-    "Painting - Interior",
-    "Painting - Exterior",
-    "Sunrooms",
-    "Tex-Cote",
-    "Landscaping",
-    "Additions",
-    "Patio Covers",
-    "Pest Control",
-    "Solar Electric",
-    "Solar Thermal",
-    "Roofing - Asphalt Shingle",
-    "Roofing - Composite",
-    "Roofing - Metal",
-    "Roofing - Tile",
-    "HVAC - New A/C",
-    "HVAC - New Furnace",
-    "HVAC - New Heat Pump",
-    "Siding - Vinyl",
-    "Siding - Wood",
-    "Siding - Fiber Cement",
-    "Replacement Windows - 1 or 2",
-    "Replacement Windows - 3 to 5",
-    "Replacement Windows - 6 to 9",
-    "Replacement Windows - 10+",
-    "Basement Remodel",
-    "Flooring - Carpet",
-    "Flooring - Hardwood",
-    "Flooring - Laminate",
-    "Flooring - Tile",
-    "Flooring - Linoleum",
-    "Countertops",
-    "Home Security",
-    "Plumbing",
-    "Electrical",
-    "Fences - Wood",
-    "Fences - Vinyl",
-    "HVAC - A/C Repair",
-    "HVAC - Heater Repair",
-    "Painting - Interior 1 or 2 Rooms",
-    "Painting - Interior 3 or 4 Rooms",
-    "Painting - Interior 5 + Rooms",
-    "Roof Repair - Metal",
-    "Roof Repair - Tile or Shingle",
-    "Window - Repair",
-    "Window Glass - Repair",
-    "Cable and Satellite TV",
-    "Carpenters",
-    "Contractors",
-    "Disabled Persons",
-    "Emergency",
-    "Handyman",
-    "Home Inspection",
-    "Lawn and Garden",
-    "Moving",
-    "Patio, Porches and Enclosures",
-    "Storage",
-    "Tile and Stone",
-    "Home Warranty",
-    "Maids and Cleaning Services",
-    "Doors",
-    # The published list has a "-----" separator here (a drop-down divider, not a product).
-    "Plumbing - Drain Cleaning",
-    "Plumbing - Fixtures",
-    "Plumbing - Gas Piping",
-    "Plumbing - Contractors",
-    "Plumbing - Septic System Install",
-    "Plumbing - Septic System Repair",
-    "Plumbing - Septic Tank Pump",
-    "Plumbing - Sewer Pipe",
-    "Electrical Switches, Outlets and Fixtures",
-    "Electrical for Home Additional or Remodel",
-    "Electrical Wiring or Panel Upgrade",
-    "Pest Control - Termites",
-    "Pest Control - Bugs and/or Rodents",
-    "Moving - Local",
-    "Moving - Long Distance",
-    "Replacement Window - 1",
-    "Replacement Window - 2",
-    "Install Granite Countertops",
-    "Install Laminate Countertops",
-    "Install Marble Countertops",
-    "Install Tile Countertops",
-    "Interior Painting: 5-6 Rooms",
-    "Interior Painting: 7-8 Rooms",
-    "Interior Painting: 9+ Rooms",
-    "Painting - Interior 2-3 Rooms",
-    "Siding - Brick or Stone",
-    "Siding - Traditional Stucco",
-    "HVAC - New Boiler",
-    "Home Security - Existing System",
-    "Home Security - New Install",
+# The lead type whose fields follow the protocol's (the only one, for now).
+HOME_IMPROVEMENT: LeadType = load(FOLDER / "home_improvement.json")
+PRODUCTS: tuple[str, ...] = next(
+    f.values for f in HOME_IMPROVEMENT.fields if f.name == "Home_Improvement_Product"
 )
 
 Y, N, DP = Need.YES, Need.NO, Need.DYNAMIC_PRICING
@@ -235,19 +68,7 @@ def _control(
     return Field(name, ping, post, kind, max_len, example, values, control=True, note=note)
 
 
-def _text(name: str, max_len: int = 100, example: str | None = None) -> Field:
-    return Field(name, N, False, Kind.TEXT, max_len, example if example is not None else name)
-
-
-def _choice(name: str, values: tuple[str, ...]) -> Field:
-    return Field(name, N, False, Kind.CHOICE, max(map(len, values)), values[0], values)
-
-
-def _zip(name: str, ping: Need = N) -> Field:
-    return Field(name, ping, False, Kind.ZIP, 5, "60610")
-
-
-FIELDS: tuple[Field, ...] = (
+_PROTOCOL: tuple[Field, ...] = (
     _control(
         "Key",
         Y,
@@ -297,151 +118,6 @@ FIELDS: tuple[Field, ...] = (
     _control("Skip_XSL", N, False, Kind.FLAG, "1", max_len=1),
     _control("Match_With_Partner_ID", N, False, Kind.ID_LIST, "22,456", max_len=2000),
     _control("Redirect_URL", N, False, Kind.URL, "http://www.yoursite.com/", max_len=2048),
-    _text("C_Extension"),
-    _text("C_LocPhys"),
-    _text("C_LocIntr"),
-    _text("C_MatchType"),
-    _text("C_Device"),
-    _text("C_Ace"),
-    _text("C_AdPos"),
-    # The spec says Varchar(100); browsers' user agents run longer (a current Chrome's: 111).
-    Field("HTTP_User_Agent", N, False, Kind.TEXT, 512, "HTTP_User_Agent", consent="user_agent"),
-    _text("Is_Complete"),
-    _text("Lead_Submit_Product_Type"),
-    _text("Originating_Product"),
-    _text("Originating_QF"),
-    _text("Form_Start_Date"),
-    _text("Form_Complete_Date"),
-    _text("Esource_ID"),
-    _text("DNS_Host_Name"),
-    _text("C_Term"),
-    _text("C_Source"),
-    _text("C_Name"),
-    _text("C_Method"),
-    _text("C_Content"),
-    _text("Webpage_Query_Vid"),
-    _text("Template_ID"),
-    _text("Version"),
-    _text("Webpage_Name"),
-    _text("Ad_Type_ID"),
-    _text("Webpage_Query_800_Num"),
-    _text("Webpage_Query_C_Channel"),
-    _text("Webpage_Query_I_Code"),
-    _text("Webpage_Query_Promo"),
-    _text("Ad_Pxl"),
-    # The spec says Varchar(30), which an IPv6 address can exceed; 45 holds every form.
-    Field(
-        SOURCE_ADDRESS,
-        N,
-        True,
-        Kind.IP,
-        45,
-        "75.2.92.149",
-        pii=True,
-        consent="ip",
-        note="a browser's request (with an Origin header, or asking for a page) may leave it"
-        " out: the address the request came from is used",
-    ),
-    Field("SRC", Y, False, Kind.TEXT, 100, "test", note="assigned by the exchange"),
-    Field(
-        "Landing_Page",
-        N,
-        True,
-        Kind.TEXT,
-        255,
-        "landing",
-        note="assigned by the exchange",
-        consent="landing_page",
-    ),
-    _text("Sub_ID", example="12"),
-    _text("Pub_ID", example="12345"),
-    _text("Phone_Type"),
-    Field("Phone_Consent", N, False, Kind.CHOICE, 3, "Yes", YES_NO, consent="given"),
-    Field("Consent_Language", N, False, Kind.TEXT, 1000, "Consent_Language", consent="language"),
-    _text("Home_Service_Schedule"),
-    _text("Requested_City", example="Chicago"),
-    Field("Requested_State", N, False, Kind.STATE, 2, "IL"),
-    _zip("Requested_Zip"),
-    Field("First_Name", N, True, Kind.TEXT, 100, "John", pii=True),
-    Field("Last_Name", N, True, Kind.TEXT, 100, "Doe", pii=True),
-    Field("Address", N, True, Kind.TEXT, 100, "123 Main St.", pii=True),
-    Field("City", N, True, Kind.TEXT, 100, "Chicago"),
-    Field(
-        "State",
-        Y,
-        False,
-        Kind.STATE,
-        2,
-        "IL",
-        note="not required on ping when a valid Zip is sent: looked up from the Zip",
-    ),
-    _zip("Zip", Y),
-    Field("Email", N, True, Kind.EMAIL, 100, "test@nags.us", pii=True),
-    Field("Home_Phone", N, True, Kind.PHONE, 10, "3125556491", pii=True),
-    Field("Cell_Phone", N, False, Kind.PHONE, 10, "3125559682", pii=True),
-    _choice("Best_Time_To_Contact", ("Morning", "Afternoon", "Evening")),
-    Field(
-        "Home_Improvement_Product",
-        Y,
-        False,
-        Kind.CHOICE,
-        max(map(len, PRODUCTS)),
-        "Bathroom Remodel",
-        PRODUCTS,
-    ),
-    _choice("Prospect_Owns_Property", YES_NO),
-    _choice("Need_Financing", YES_NO),
-    Field("Score", Y, False, Kind.INTEGER, 10, "12"),
-    _text("Average_Electric_Bill"),
-    _text("Roof_Shade", 255),
-    _zip("Pickup_Zip_Code"),
-    Field("Move_Date", N, False, Kind.DATE, 10, "12/23/1980"),
-    _zip("Delivery_Zip_Code"),
-    _choice("Time_Frame", ("Immediately", "1-6 Months", "Don't Know")),
-    _choice("HVAC_Type", ("Natural gas fired", "Propane gas fired", "Oil fired", "Electric fired")),
-    _choice("Bathroom_Change_Floorplan", YES_NO),
-    _choice("Bathroom_Remodel_Shower_Bath", YES_NO),
-    _choice("Bathroom_Remodel_Toilet", YES_NO),
-    _choice("Bathroom_Remodel_Cabinets_Vanity", YES_NO),
-    _choice("Bathroom_Remodel_Countertops", YES_NO),
-    _choice("Bathroom_Remodel_Sinks", YES_NO),
-    _choice("Bathroom_Remodel_Flooring", YES_NO),
-    _choice("Handyman_Location", ("Home/Residence", "Business")),
-    _choice("Project_Budget", ("$2,000 - $5,000", "$6,000 - $9,000", "$10,000+")),
-    _choice("Kitchen_Update_Cabinets", YES_NO),
-    _choice("Kitchen_Move_Appliances", YES_NO),
-    _choice("Kitchen_Update_Countertops", YES_NO),
-    _choice("Kitchen_Update_Sinks", YES_NO),
-    _choice("Kitchen_Update_Flooring", YES_NO),
-    _choice("Kitchen_Update_Lighting", YES_NO),
-    _choice("Kitchen_Change_Floorplan", YES_NO),
-    _choice(
-        "Siding_Project",
-        (
-            "Replace existing siding",
-            "Siding for new addition",
-            "Siding for new home",
-            "Repair sections",
-        ),
-    ),
-    _choice("Siding_Asbestos_Removal", YES_NO),
-    _choice("Siding_Floors_Above_Ground", ("One", "Two", "Three or more")),
-    _choice(
-        "Roofing_Main_Floor",
-        (
-            "Less than five hundred",
-            "Five hundred to thousand",
-            "Thousand sq ft to fifteen hundred",
-            "Fifteen hundred to two thousand",
-            "Two thousand to twenty five hundred",
-            "Greater than twenty five hundred",
-        ),
-    ),
-    _choice("Roofing_Project", ("Replace", "Install", "Repair")),
-    _choice("Roofing_Steepest_Part", ("Flat", "Pitched")),
-    _choice("HVAC_Need", ("Consultation", "Information", "Quotes")),
-    _choice("HVAC_Financing", YES_NO),
-    Field("Comments", N, False, Kind.TEXT, 255, "Comments", pii=True),
     # Beyond the specification's table: what publishers send the hosted platform besides.
     Field(
         "Format",
@@ -455,52 +131,10 @@ FIELDS: tuple[Field, ...] = (
         note="the answer's format: XML (the default) or JSON",
         spec=False,
     ),
-    # Consent evidence (TCPA). These fill the lead's consent record, and win over the spec's
-    # Phone_Consent, Consent_Language and HTTP_User_Agent where both are sent.
-    Field("TCPA_Consent", N, False, Kind.CHOICE, 3, "Yes", YES_NO, consent="given", spec=False),
-    Field(
-        "TCPA_Language",
-        N,
-        False,
-        Kind.TEXT,
-        2000,
-        "By submitting I agree to be contacted by phone, including by autodialer.",
-        consent="language",
-        spec=False,
-    ),
-    Field(
-        "Trusted_Form_URL",
-        N,
-        False,
-        Kind.CERTIFICATE,
-        255,
-        "https://cert.trustedform.com/2a1b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b",
-        aliases=("xxTrustedFormCertUrl",),
-        note="a certificate URL, https on " + ", ".join(CERTIFIER_HOSTS),
-        consent="trusted_form_url",
-        spec=False,
-    ),
-    Field(
-        "LeadiD_Token",
-        N,
-        False,
-        Kind.CONSENT_TOKEN,
-        64,
-        "B5A1C3D2-7E4F-4A9B-8C6D-1E2F3A4B5C6D",
-        aliases=("Universal_LeadiD",),
-        consent="leadid_token",
-        spec=False,
-    ),
-    Field(
-        "User_Agent",
-        N,
-        False,
-        Kind.TEXT,
-        1000,
-        "Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
-        consent="user_agent",
-        spec=False,
-    ),
+)
+# The specification's fields first (the protocol's, then the lead's), then those beyond it.
+FIELDS: tuple[Field, ...] = tuple(
+    sorted((*_PROTOCOL, *HOME_IMPROVEMENT.fields), key=lambda field: not field.spec)
 )
 
 # A required field a request may leave out when the other is sent: the State is looked up from
@@ -550,7 +184,8 @@ def markdown() -> str:
     lines = [
         "# pingPostLead fields (Home Improvement, TYPE=7)",
         "",
-        "Generated by `pingpost fields` from the field table in `pingpost/fields.py`; do not edit.",
+        "Generated by `pingpost fields` from the field table (`pingpost/fields.py` and",
+        "`pingpost/leadtypes/home_improvement.json`); do not edit.",
         "Full mode requires what ping and post require, except Lead_ID. Values of sets are",
         "matched without regard to case or repeated spaces. XML: *control* fields are tags of",
         "`<Request>`, the others go inside `<Data>`.",

@@ -259,8 +259,25 @@ _CHECKS: dict[Kind, Callable[[str], object]] = {
 }
 
 
+def _within(field: Field) -> Callable[[str], object]:
+    """An integer's check, with the bounds its lead type gives it."""
+    least, most = field.least, field.most
+
+    def check(value: str) -> int:
+        number = _integer(value)
+        if (least is not None and number < least) or (most is not None and number > most):
+            low = "" if least is None else f"at least {least}"
+            high = "" if most is None else f"at most {most}"
+            raise _invalid("must be " + " and ".join(filter(None, (low, high))))
+        return number
+
+    return check
+
+
 def _validator(field: Field) -> Callable[[Any], object]:
     check = _choice(field) if field.kind is Kind.CHOICE else _CHECKS[field.kind]
+    if field.kind is Kind.INTEGER and (field.least is not None or field.most is not None):
+        check = _within(field)
     too_long = f"must be at most {field.max_len} characters"
     # A phone may arrive formatted, "+1 (312) 555-6491": its 10 digits are what the limit means.
     limit = field.max_len + (10 if field.kind is Kind.PHONE else 0)

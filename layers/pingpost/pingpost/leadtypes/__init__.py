@@ -1,0 +1,301 @@
+"""Lead types as data: a lead type is one JSON file of this folder, its fields written once.
+
+    {"type": "7", "name": "Home Improvement", "note": "...",
+     "fields": [{"name": "Zip", "ping": "yes", "post": true}, ...]}
+
+A field gives its `name`, what `ping` asks of it (`yes`, `no` or `dynamic_pricing`: only when
+the vendor is on dynamic pricing) and whether `post` requires it; `kind` (one of LEAD_KINDS,
+`text` by default), `max_len`, `values`, `min`, `max`, `example`, `note`, `aliases`, `pii`
+(personal data), `match` (partners may filter on it), `consent` (the key of the consent record
+it fills) and `spec` (false: beyond the specification's table) as their names say. A field of
+`standard.json` (the contact, address, traffic and consent fields every type shares) needs
+only its name, `ping` and `post`; the file may override the rest. The protocol's own fields
+(Key, Mode, TYPE, ...) are not a lead type's: `pingpost.fields` has them.
+
+A file that is not one is refused with a message naming the file, the field and the fault
+(LeadTypeError); `pingpost leadtypes check FILE` says the same before anything is deployed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+FOLDER = Path(__file__).parent
+STANDARD = FOLDER / "standard.json"
+
+
+class Kind(StrEnum):
+    """How a field's value is checked and normalised (see `pingpost.validation`)."""
+
+    TEXT = "text"  # Varchar(max_len)
+    KEY = "key"  # the vendor's API key
+    ACTION = "action"  # API_Action: pingPostLead
+    MODE = "mode"  # ping | post | full
+    MONEY = "money"  # real number; <= 0 means "not sent"
+    COUNT = "count"  # whole number >= 1
+    INTEGER = "integer"  # any whole number (within `least` and `most` when given)
+    CHOICE = "choice"  # one of `values`, matched case-insensitively
+    FLAG = "flag"  # 1 (0 is accepted as "not set")
+    LEAD_TYPE = "lead_type"  # TYPE: 7
+    ID_LIST = "id_list"  # comma-delimited partner IDs
+    URL = "url"  # http(s) URL
+    IP = "ip"  # IPv4 or IPv6 address
+    STATE = "state"  # US state abbreviation
+    ZIP = "zip"  # existing 5-digit ZIP code
+    EMAIL = "email"
+    PHONE = "phone"  # 10-digit North American number
+    DATE = "date"  # m/d/Y
+    CERTIFICATE = "certificate"  # https URL of a consent certificate, on its certifier's host
+    CONSENT_TOKEN = "consent_token"  # noqa: S105 (an opaque consent ID, not a secret)
+
+
+class Need(StrEnum):
+    """Whether a mode requires a field."""
+
+    YES = "yes"
+    NO = "no"
+    DYNAMIC_PRICING = "only if the vendor is on dynamic pricing"
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One row of a field table."""
+
+    name: str
+    ping: Need
+    post: bool
+    kind: Kind
+    max_len: int
+    example: str
+    values: tuple[str, ...] = ()
+    control: bool = False  # a top-level tag of the XML Request rather than one inside <Data>
+    note: str = ""
+    pii: bool = False  # personal data: masked in the operator's views, never logged
+    # Other names publishers' code sends this field under (read as this field).
+    aliases: tuple[str, ...] = ()
+    # The key of the lead's consent record this field fills (TCPA evidence); "" for none.
+    consent: str = ""
+    # False for the fields beyond the specification's table that publishers send the hosted
+    # platform (the answer's Format, consent evidence).
+    spec: bool = True
+    least: int | None = None  # an integer's smallest value, if it has one
+    most: int | None = None  # ... and its largest
+    match: bool = False  # partners may filter on it
+
+    def required(self, mode: str) -> Need:
+        """What `mode` (ping, post or full) asks of this field; full = ping + post but the
+        Lead_ID (the protocol's field that names the pinged lead)."""
+        if mode == "ping":
+            return self.ping
+        if mode == "post":
+            return Need.YES if self.post else Need.NO
+        if self.name == "Lead_ID":
+            return Need.NO
+        if self.post:
+            return Need.YES
+        return self.ping
+
+
+@dataclass(frozen=True)
+class LeadType:
+    """A lead type: its TYPE number, its name, and its fields in the file's order."""
+
+    type: str
+    name: str
+    note: str
+    fields: tuple[Field, ...]
+
+
+class LeadTypeError(ValueError):
+    """A lead type file that is not one: the message names the file, the field and the fault."""
+
+
+# The kinds a lead's own field may have (the others are the protocol's).
+LEAD_KINDS = frozenset(Kind) - {
+    Kind.KEY,
+    Kind.ACTION,
+    Kind.MODE,
+    Kind.LEAD_TYPE,
+    Kind.ID_LIST,
+    Kind.COUNT,
+}
+_NEEDS = {"yes": Need.YES, "no": Need.NO, "dynamic_pricing": Need.DYNAMIC_PRICING}
+# What a field of a kind holds at most, and the example given, when the file says nothing.
+_LENGTHS = {
+    Kind.TEXT: 100,
+    Kind.ZIP: 5,
+    Kind.STATE: 2,
+    Kind.PHONE: 10,
+    Kind.EMAIL: 100,
+    Kind.IP: 45,
+    Kind.INTEGER: 10,
+    Kind.DATE: 10,
+    Kind.CERTIFICATE: 255,
+    Kind.CONSENT_TOKEN: 64,
+    Kind.MONEY: 20,
+    Kind.FLAG: 1,
+    Kind.URL: 2048,
+    Kind.COUNT: 18,
+}
+_EXAMPLES = {
+    Kind.ZIP: "60610",
+    Kind.STATE: "IL",
+    Kind.PHONE: "3125556491",
+    Kind.EMAIL: "test@nags.us",
+    Kind.IP: "75.2.92.149",
+    Kind.DATE: "12/23/1980",
+    Kind.INTEGER: "12",
+    Kind.MONEY: "2.55",
+    Kind.FLAG: "1",
+    Kind.URL: "https://www.example.com/",
+    Kind.CERTIFICATE: "https://cert.trustedform.com/0123456789abcdef",
+    Kind.CONSENT_TOKEN: "B5A1C3D2-7E4F-4A9B-8C6D-1E2F3A4B5C6D",
+}
+_KEYS = frozenset(
+    {"name", "ping", "post", "kind", "max_len", "values", "min", "max", "example", "note"}
+    | {"aliases", "pii", "match", "consent", "spec"}
+)
+_TEXTS = ("kind", "example", "note", "consent")
+_FLAGS = ("post", "pii", "match", "spec")
+
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise LeadTypeError(f"{path.name}: cannot be read: {error}") from None
+    except json.JSONDecodeError as error:
+        raise LeadTypeError(f"{path.name}: not JSON: {error}") from None
+
+
+def _entries(path: Path, document: Any, *, standard: bool) -> list[dict[str, Any]]:
+    """The file's field entries, each an object with a name, the names unique."""
+    if not isinstance(document, dict) or not isinstance(document.get("fields"), list):
+        raise LeadTypeError(f"{path.name}: must be an object with a list of fields")
+    allowed = {"note", "fields"} if standard else {"type", "name", "note", "fields"}
+    extra = sorted(set(document) - allowed)
+    if extra:
+        raise LeadTypeError(f"{path.name}: unknown key {extra[0]!r}")
+    seen: set[str] = set()
+    for n, entry in enumerate(document["fields"], 1):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name.isidentifier():
+            raise LeadTypeError(f"{path.name}: field {n}: must be an object with a name")
+        if name in seen:
+            raise LeadTypeError(f"{path.name}: field {name}: a duplicate name")
+        seen.add(name)
+    entries: list[dict[str, Any]] = document["fields"]
+    return entries
+
+
+def _field(path: Path, entry: dict[str, Any], base: dict[str, Any] | None) -> Field:
+    """A field from its entry, over its standard definition (`base`) when it has one."""
+    name = entry["name"]
+
+    def fault(text: str) -> LeadTypeError:
+        return LeadTypeError(f"{path.name}: field {name}: {text}")
+
+    unknown = sorted(set(entry) - _KEYS)
+    if unknown:
+        raise fault(f"unknown key {unknown[0]!r}")
+    merged = {**(base or {}), **entry}
+    if merged.get("ping") not in _NEEDS:
+        raise fault("ping must be yes, no or dynamic_pricing")
+    for key in _FLAGS:
+        if key in merged and not isinstance(merged[key], bool):
+            raise fault(f"{key} must be true or false")
+    if "post" not in merged:
+        raise fault("post must be true or false")
+    for key in _TEXTS:
+        if key in merged and not isinstance(merged[key], str):
+            raise fault(f"{key} must be text")
+    try:
+        kind = Kind(merged.get("kind", "text"))
+    except ValueError:
+        kind = None
+    if kind not in LEAD_KINDS:
+        raise fault(f"unknown kind {merged.get('kind')!r} (one of {', '.join(sorted(LEAD_KINDS))})")
+    values = merged.get("values", [])
+    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+        raise fault("values must be a list of texts")
+    if len(set(v.casefold() for v in values)) != len(values):
+        raise fault("values holds a value twice")
+    if (kind is Kind.CHOICE) != bool(values):
+        raise fault("a choice needs its values" if values == [] else "only a choice has values")
+    aliases = merged.get("aliases", [])
+    if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
+        raise fault("aliases must be a list of names")
+    least, most = merged.get("min"), merged.get("max")
+    for key, bound in (("min", least), ("max", most)):
+        if bound is not None and (kind is not Kind.INTEGER or type(bound) is not int):
+            raise fault(f"{key} must be a whole number, for an integer")
+    if least is not None and most is not None and least > most:
+        raise fault("min is over max")
+    default = max(map(len, values)) if values else _LENGTHS[kind]
+    max_len = merged.get("max_len", default)
+    if type(max_len) is not int or not 1 <= max_len <= 10_000:
+        raise fault("max_len must be a whole number from 1 to 10000")
+    example = str(merged.get("example", values[0] if values else _EXAMPLES.get(kind, name)))
+    return Field(
+        name,
+        _NEEDS[merged["ping"]],
+        merged["post"],
+        kind,
+        max_len,
+        example,
+        tuple(values),
+        note=merged.get("note", ""),
+        pii=merged.get("pii", False),
+        aliases=tuple(aliases),
+        consent=merged.get("consent", ""),
+        spec=merged.get("spec", True),
+        least=least,
+        most=most,
+        match=merged.get("match", False),
+    )
+
+
+def standard() -> dict[str, dict[str, Any]]:
+    """The standard library's definitions, by name (checked as a lead type's fields are)."""
+    entries = _entries(STANDARD, _read(STANDARD), standard=True)
+    for entry in entries:  # each must make a field once a type says what modes ask of it
+        _field(STANDARD, {"ping": "no", "post": False} | entry, None)
+    return {entry["name"]: entry for entry in entries}
+
+
+def load(path: Path) -> LeadType:
+    """The lead type of a file (LeadTypeError when it is not one)."""
+    document = _read(path)
+    entries = _entries(path, document, standard=False)
+    kind = document.get("type")
+    if not isinstance(kind, str) or not kind.isdigit() or len(kind) > 2:
+        raise LeadTypeError(f"{path.name}: type must be a number of 1 or 2 digits, as text")
+    name, note = document.get("name"), document.get("note", "")
+    if not isinstance(name, str) or not name.strip() or not isinstance(note, str):
+        raise LeadTypeError(f"{path.name}: name must be text (and note, if given)")
+    shared = standard()
+    fields = tuple(_field(path, entry, shared.get(entry["name"])) for entry in entries)
+    names = {f.name for f in fields}
+    for field in fields:
+        clash = sorted(names.intersection(field.aliases))
+        if clash:
+            raise LeadTypeError(f"{path.name}: field {field.name}: alias {clash[0]} is a field")
+    return LeadType(kind, name, note, fields)
+
+
+def shipped() -> list[LeadType]:
+    """Every lead type of this folder, by TYPE (LeadTypeError for a broken file, or two files
+    of one TYPE)."""
+    found: dict[str, LeadType] = {}
+    for path in sorted(FOLDER.glob("*.json")):
+        if path == STANDARD:
+            continue
+        lead_type = load(path)
+        if lead_type.type in found:
+            raise LeadTypeError(f"{path.name}: type {lead_type.type} is another file's too")
+        found[lead_type.type] = lead_type
+    return [found[key] for key in sorted(found, key=int)]

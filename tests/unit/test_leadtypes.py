@@ -1,0 +1,172 @@
+"""Lead types as data: the shipped files load, Home Improvement's is the specification's table,
+and a broken file is refused naming the file, the field and the fault."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pingpost.fields import FIELDS, HOME_IMPROVEMENT, PRODUCTS
+from pingpost.leadtypes import Kind, LeadTypeError, Need, load, shipped, standard
+
+
+def written(tmp_path: Path, *fields: dict[str, Any], **top: Any) -> Path:
+    path = tmp_path / "solar.json"
+    document = {"type": "19", "name": "Solar", "fields": list(fields)} | top
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_the_shipped_types_load_and_home_improvement_is_type_7() -> None:
+    (home,) = [t for t in shipped() if t.type == "7"]
+    assert home.name == "Home Improvement" and home.fields == HOME_IMPROVEMENT.fields
+    assert "Bathroom Remodel" in PRODUCTS and len(PRODUCTS) == 100
+    # Every lead field of the table is the file's; the protocol's stay in code.
+    assert [f.name for f in FIELDS if not f.control] == [f.name for f in home.fields]
+
+
+def test_a_standard_field_needs_only_its_name_and_what_each_mode_asks(tmp_path: Path) -> None:
+    path = written(
+        tmp_path,
+        {"name": "Zip", "ping": "yes", "post": True},
+        {"name": "Email", "ping": "no", "post": True, "max_len": 80},  # overridden
+        {
+            "name": "Credit_Score",
+            "ping": "yes",
+            "post": True,
+            "kind": "integer",
+            "min": 300,
+            "max": 850,
+            "match": True,
+        },
+        {
+            "name": "Roof_Age",
+            "ping": "dynamic_pricing",
+            "post": False,
+            "kind": "choice",
+            "values": ["New", "Old"],
+        },
+    )
+    zip_, email, score, age = load(path).fields
+    assert (zip_.kind, zip_.max_len, zip_.ping, zip_.post) == (Kind.ZIP, 5, Need.YES, True)
+    assert (email.kind, email.max_len, email.pii) == (Kind.EMAIL, 80, True)
+    assert (score.least, score.most, score.match, score.example) == (300, 850, True, "12")
+    assert (age.ping, age.max_len, age.example) == (Need.DYNAMIC_PRICING, 3, "New")
+    assert standard()["Email"]["pii"] is True
+
+
+@pytest.mark.parametrize(
+    ("fields", "top", "fault"),
+    [
+        (
+            [{"name": "A", "ping": "yes", "post": True, "kind": "weird"}],
+            {},
+            "field A: unknown kind 'weird'",
+        ),
+        (
+            [{"name": "A", "ping": "yes", "post": True, "kind": "key"}],
+            {},
+            "field A: unknown kind 'key'",
+        ),
+        ([{"name": "A", "ping": "yes", "post": True}] * 2, {}, "field A: a duplicate name"),
+        (
+            [{"name": "A", "ping": "yes", "post": True, "kind": "choice"}],
+            {},
+            "field A: a choice needs its values",
+        ),
+        (
+            [{"name": "A", "ping": "yes", "post": True, "values": ["x"]}],
+            {},
+            "field A: only a choice has values",
+        ),
+        (
+            [{"name": "A", "ping": "maybe", "post": True}],
+            {},
+            "field A: ping must be yes, no or dynamic_pricing",
+        ),
+        ([{"name": "A", "ping": "no"}], {}, "field A: post must be true or false"),
+        ([{"name": "A", "ping": "no", "post": "yes"}], {}, "field A: post must be true or false"),
+        (
+            [{"name": "A", "ping": "no", "post": True, "colour": 1}],
+            {},
+            "field A: unknown key 'colour'",
+        ),
+        (
+            [{"name": "A", "ping": "no", "post": True, "min": 1}],
+            {},
+            "field A: min must be a whole number, for an integer",
+        ),
+        (
+            [{"name": "A", "ping": "no", "post": True, "kind": "integer", "min": 9, "max": 1}],
+            {},
+            "field A: min is over max",
+        ),
+        ([{"name": "A", "ping": "no", "post": True, "max_len": 0}], {}, "field A: max_len must be"),
+        (
+            [{"name": "A", "ping": "no", "post": True, "kind": "choice", "values": ["x", "X"]}],
+            {},
+            "field A: values holds a value twice",
+        ),
+        (
+            [
+                {"name": "A", "ping": "no", "post": True, "aliases": ["B"]},
+                {"name": "B", "ping": "no", "post": True},
+            ],
+            {},
+            "field A: alias B is a field",
+        ),
+        (
+            [{"name": "not a name", "ping": "no", "post": True}],
+            {},
+            "field 1: must be an object with a name",
+        ),
+        ([], {"type": "seven"}, "type must be a number of 1 or 2 digits"),
+        ([], {"name": ""}, "name must be text"),
+        ([], {"vertical": "x"}, "unknown key 'vertical'"),
+    ],
+)
+def test_a_broken_file_is_refused_naming_the_file_the_field_and_the_fault(
+    tmp_path: Path, fields: list[dict[str, Any]], top: dict[str, Any], fault: str
+) -> None:
+    with pytest.raises(LeadTypeError, match=f"^solar.json: {fault}"):
+        load(written(tmp_path, *fields, **top))
+
+
+def test_a_file_that_is_not_json_is_refused_with_its_name(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text('{"type": "7",')
+    with pytest.raises(LeadTypeError, match=r"^broken\.json: not JSON"):
+        load(path)
+
+
+def test_the_command_checks_a_file_before_it_is_deployed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pingpost_local.cli import main
+
+    good = written(tmp_path, {"name": "Zip", "ping": "yes", "post": True})
+    main(["leadtypes", "check", str(good)])
+    assert capsys.readouterr().out == f"{good}: TYPE 19, Solar, 1 fields\n"
+    bad = written(tmp_path, {"name": "Zip", "ping": "sometimes", "post": True})
+    with pytest.raises(SystemExit, match=r"solar\.json: field Zip: ping must be yes, no or"):
+        main(["leadtypes", "check", str(bad)])
+    main(["leadtypes", "list"])
+    assert "7  Home Improvement  (94 fields)" in capsys.readouterr().out
+
+
+def test_an_integer_outside_its_types_bounds_is_refused_naming_them() -> None:
+    from dataclasses import replace
+
+    from pydantic_core import PydanticCustomError
+
+    from pingpost.validation import _validator
+
+    (score,) = [f for f in HOME_IMPROVEMENT.fields if f.name == "Score"]
+    check = _validator(replace(score, least=0, most=100))
+    assert check("100") == 100
+    for value, said in (("101", "must be at least 0 and at most 100"), ("-1", "at least 0")):
+        with pytest.raises(PydanticCustomError, match=said):
+            check(value)
