@@ -112,6 +112,11 @@ def test_sam_build_makes_every_function_and_the_layer(built: Path) -> None:
     layer = built / "CoreLayer" / "python"
     assert (layer / "pingpost" / "fields.py").is_file()
     assert (layer / "pingpost" / "data" / "zip_states.bin").is_file()
+    # Every lead type file, and the fields they share.
+    types = ROOT / "layers" / "pingpost" / "pingpost" / "leadtypes"
+    for path in types.glob("*.json"):
+        assert (layer / "pingpost" / "leadtypes" / path.name).read_bytes() == path.read_bytes()
+    assert (layer / "pingpost" / "leadtypes" / "home_improvement.json").is_file()
     for package in ("pydantic", "lxml", "aws_lambda_powertools", "requests"):
         assert (layer / package).is_dir(), package
     # Built for Lambda's arm64 python3.13, not for this machine
