@@ -171,10 +171,11 @@ def fields_command(args: argparse.Namespace) -> None:
 
 def leadtypes_list(args: argparse.Namespace) -> None:
     """Print the lead types the exchange ships: TYPE, name, fields."""
+    from pingpost.fields import RESERVED
     from pingpost.leadtypes import LeadTypeError, shipped
 
     try:
-        for lead_type in shipped():
+        for lead_type in shipped(RESERVED):
             print(f"{lead_type.type:>2}  {lead_type.name}  ({len(lead_type.fields)} fields)")
     except LeadTypeError as error:
         raise SystemExit(f"pingpost: {error}") from None
@@ -182,10 +183,11 @@ def leadtypes_list(args: argparse.Namespace) -> None:
 
 def leadtypes_check(args: argparse.Namespace) -> None:
     """Check a lead type file as the exchange would load it; say what is wrong."""
+    from pingpost.fields import RESERVED
     from pingpost.leadtypes import LeadTypeError, load
 
     try:
-        lead_type = load(args.file)
+        lead_type = load(args.file, RESERVED)
     except LeadTypeError as error:
         raise SystemExit(f"pingpost: {error}") from None
     print(f"{args.file}: TYPE {lead_type.type}, {lead_type.name}, {len(lead_type.fields)} fields")

@@ -8,7 +8,7 @@ fields, ...) are named here; the lead's own fields are Home Improvement's lead t
 
 from __future__ import annotations
 
-from pingpost.leadtypes import FOLDER, Field, Kind, LeadType, Need, load
+from pingpost.leadtypes import FOLDER, Field, Kind, LeadType, LeadTypeError, Need, load
 
 __all__ = ["Field", "Kind", "LeadType", "Need"]
 
@@ -46,12 +46,6 @@ SELECTED, SELECTED_HASH = "Match_With_Partner_Hashes", "Selected_Partner_Hash"
 
 # A choice of these takes JSON's true and false (pingpost.decoding).
 YES_NO = ("Yes", "No")
-# The lead type whose fields follow the protocol's (the only one, for now).
-HOME_IMPROVEMENT: LeadType = load(FOLDER / "home_improvement.json")
-PRODUCTS: tuple[str, ...] = next(
-    f.values for f in HOME_IMPROVEMENT.fields if f.name == "Home_Improvement_Product"
-)
-
 Y, N, DP = Need.YES, Need.NO, Need.DYNAMIC_PRICING
 
 
@@ -132,6 +126,18 @@ _PROTOCOL: tuple[Field, ...] = (
         spec=False,
     ),
 )
+# The names the protocol's fields take, which no lead type's field or alias may.
+RESERVED: frozenset[str] = frozenset(
+    name for field in _PROTOCOL for name in (field.name, *field.aliases)
+)
+# The lead type whose fields follow the protocol's (the only one, for now).
+HOME_IMPROVEMENT: LeadType = load(FOLDER / "home_improvement.json", RESERVED)
+if HOME_IMPROVEMENT.type != LEAD_TYPE:
+    raise LeadTypeError(f"home_improvement.json: type must be {LEAD_TYPE} (TYPE's value)")
+_PRODUCT = [f for f in HOME_IMPROVEMENT.fields if f.name == "Home_Improvement_Product"]
+if not _PRODUCT:
+    raise LeadTypeError("home_improvement.json: field Home_Improvement_Product is missing")
+PRODUCTS: tuple[str, ...] = _PRODUCT[0].values
 # The specification's fields first (the protocol's, then the lead's), then those beyond it.
 FIELDS: tuple[Field, ...] = tuple(
     sorted((*_PROTOCOL, *HOME_IMPROVEMENT.fields), key=lambda field: not field.spec)
@@ -153,7 +159,9 @@ def describe(field: Field) -> str:
         Kind.KEY: "the vendor's key (given by the exchange)",
         Kind.MONEY: "a number > 0 (0 or less: ignored)",
         Kind.COUNT: "a whole number >= 1",
-        Kind.INTEGER: "a whole number",
+        Kind.INTEGER: "a whole number"
+        + (f", at least {field.least}" if field.least is not None else "")
+        + (f", at most {field.most}" if field.most is not None else ""),
         Kind.FLAG: "1",
         Kind.ID_LIST: "comma-delimited partner IDs",
         Kind.URL: "an http(s) URL",

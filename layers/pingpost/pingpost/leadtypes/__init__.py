@@ -6,11 +6,14 @@
 A field gives its `name`, what `ping` asks of it (`yes`, `no` or `dynamic_pricing`: only when
 the vendor is on dynamic pricing) and whether `post` requires it; `kind` (one of LEAD_KINDS,
 `text` by default), `max_len`, `values`, `min`, `max`, `example`, `note`, `aliases`, `pii`
-(personal data), `match` (partners may filter on it), `consent` (the key of the consent record
-it fills) and `spec` (false: beyond the specification's table) as their names say. A field of
-`standard.json` (the contact, address, traffic and consent fields every type shares) needs
-only its name, `ping` and `post`; the file may override the rest. The protocol's own fields
-(Key, Mode, TYPE, ...) are not a lead type's: `pingpost.fields` has them.
+(personal data), `match` (partners may filter on it: recorded, not read yet; matching reads
+Home Improvement's product and score by name), `consent` (the key of the consent record it
+fills, one of CONSENT_KEYS) and `spec` (false: beyond the specification's table) as their names
+say. A field of `standard.json` (the contact, address, traffic and consent fields every type
+shares) needs only its name, `ping` and `post`; the file may override the rest (a new `kind`
+leaves only its `pii` and `note`). Any other field needs its `kind`. The protocol's own fields
+(Key, Mode, TYPE, ...) are not a lead type's: `pingpost.fields` has them, and no field or alias
+of a type may take one of their names (`load`'s `reserved`).
 
 A file that is not one is refused with a message naming the file, the field and the fault
 (LeadTypeError); `pingpost leadtypes check FILE` says the same before anything is deployed.
@@ -19,6 +22,7 @@ A file that is not one is refused with a message naming the file, the field and 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -160,6 +164,18 @@ _KEYS = frozenset(
     | {"aliases", "pii", "match", "consent", "spec"}
 )
 _TEXTS = ("kind", "example", "note", "consent")
+# The keys of a lead's consent record a field may fill (pingpost.consent).
+CONSENT_KEYS = frozenset(
+    {"given", "language", "trusted_form_url", "leadid_token", "user_agent", "landing_page", "ip"}
+)
+_TYPE = re.compile(r"^[1-9][0-9]?$")
+
+
+def folded(value: str) -> str:
+    """A value as requests are matched to it: any case, spaces run together (validation)."""
+    return " ".join(value.split()).casefold()
+
+
 _FLAGS = ("post", "pii", "match", "spec")
 
 
@@ -168,8 +184,8 @@ def _read(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
         raise LeadTypeError(f"{path.name}: cannot be read: {error}") from None
-    except json.JSONDecodeError as error:
-        raise LeadTypeError(f"{path.name}: not JSON: {error}") from None
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, nesting, huge numbers
+        raise LeadTypeError(f"{path.name}: not JSON: {str(error)[:200]}") from None
 
 
 def _entries(path: Path, document: Any, *, standard: bool) -> list[dict[str, Any]]:
@@ -202,8 +218,12 @@ def _field(path: Path, entry: dict[str, Any], base: dict[str, Any] | None) -> Fi
     unknown = sorted(set(entry) - _KEYS)
     if unknown:
         raise fault(f"unknown key {unknown[0]!r}")
+    if base is None and "kind" not in entry:
+        raise fault("kind is needed (it is not a field of standard.json)")
+    if base is not None and entry.get("kind", base.get("kind", "text")) != base.get("kind", "text"):
+        base = {k: v for k, v in base.items() if k in ("name", "pii", "note")}  # another kind
     merged = {**(base or {}), **entry}
-    if merged.get("ping") not in _NEEDS:
+    if not isinstance(merged.get("ping"), str) or merged["ping"] not in _NEEDS:
         raise fault("ping must be yes, no or dynamic_pricing")
     for key in _FLAGS:
         if key in merged and not isinstance(merged[key], bool):
@@ -220,26 +240,16 @@ def _field(path: Path, entry: dict[str, Any], base: dict[str, Any] | None) -> Fi
     if kind not in LEAD_KINDS:
         raise fault(f"unknown kind {merged.get('kind')!r} (one of {', '.join(sorted(LEAD_KINDS))})")
     values = merged.get("values", [])
-    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+    if not isinstance(values, list) or not all(isinstance(v, str) and v.strip() for v in values):
         raise fault("values must be a list of texts")
-    if len(set(v.casefold() for v in values)) != len(values):
-        raise fault("values holds a value twice")
+    if len({folded(v) for v in values}) != len(values):
+        raise fault("values holds a value twice (case and spaces aside)")
     if (kind is Kind.CHOICE) != bool(values):
         raise fault("a choice needs its values" if values == [] else "only a choice has values")
     aliases = merged.get("aliases", [])
     if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
         raise fault("aliases must be a list of names")
-    least, most = merged.get("min"), merged.get("max")
-    for key, bound in (("min", least), ("max", most)):
-        if bound is not None and (kind is not Kind.INTEGER or type(bound) is not int):
-            raise fault(f"{key} must be a whole number, for an integer")
-    if least is not None and most is not None and least > most:
-        raise fault("min is over max")
-    default = max(map(len, values)) if values else _LENGTHS[kind]
-    max_len = merged.get("max_len", default)
-    if type(max_len) is not int or not 1 <= max_len <= 10_000:
-        raise fault("max_len must be a whole number from 1 to 10000")
-    example = str(merged.get("example", values[0] if values else _EXAMPLES.get(kind, name)))
+    least, most, max_len, example, consent = _limits(fault, merged, kind, list(values), name)
     return Field(
         name,
         _NEEDS[merged["ping"]],
@@ -251,7 +261,7 @@ def _field(path: Path, entry: dict[str, Any], base: dict[str, Any] | None) -> Fi
         note=merged.get("note", ""),
         pii=merged.get("pii", False),
         aliases=tuple(aliases),
-        consent=merged.get("consent", ""),
+        consent=consent,
         spec=merged.get("spec", True),
         least=least,
         most=most,
@@ -259,42 +269,77 @@ def _field(path: Path, entry: dict[str, Any], base: dict[str, Any] | None) -> Fi
     )
 
 
+def _limits(
+    fault: Any, merged: dict[str, Any], kind: Kind, values: list[str], name: str
+) -> tuple[int | None, int | None, int, str, str]:
+    """A field's bounds, length, example and consent key, each checked against the others."""
+    least, most = merged.get("min"), merged.get("max")
+    for key, bound in (("min", least), ("max", most)):
+        if bound is not None and (kind is not Kind.INTEGER or type(bound) is not int):
+            raise fault(f"{key} must be a whole number, for an integer")
+        if bound is not None and abs(bound) > 999_999_999:
+            raise fault(f"{key} must have at most 9 digits (as an integer's value)")
+    if least is not None and most is not None and least > most:
+        raise fault("min is over max")
+    longest = max(map(len, values)) if values else 1
+    max_len = merged.get(
+        "max_len", max(longest, _LENGTHS.get(kind, 100)) if not values else longest
+    )
+    if type(max_len) is not int or not longest <= max_len <= 10_000:
+        raise fault(f"max_len must be a whole number from {longest} to 10000")
+    example = str(merged.get("example", values[0] if values else _EXAMPLES.get(kind, name)))
+    if len(example) > max_len or (values and folded(example) not in {folded(v) for v in values}):
+        raise fault(f"example {example[:40]!r} is not a value of the field")
+    consent = merged.get("consent", "")
+    if consent and consent not in CONSENT_KEYS:
+        raise fault(f"consent must be one of {', '.join(sorted(CONSENT_KEYS))}")
+    if consent == "given" and sorted(map(folded, values)) != ["no", "yes"]:
+        raise fault("a consent given must be a choice of Yes and No")
+    return least, most, max_len, example, consent
+
+
 def standard() -> dict[str, dict[str, Any]]:
     """The standard library's definitions, by name (checked as a lead type's fields are)."""
     entries = _entries(STANDARD, _read(STANDARD), standard=True)
     for entry in entries:  # each must make a field once a type says what modes ask of it
-        _field(STANDARD, {"ping": "no", "post": False} | entry, None)
+        _field(STANDARD, {"ping": "no", "post": False} | entry, {})
     return {entry["name"]: entry for entry in entries}
 
 
-def load(path: Path) -> LeadType:
-    """The lead type of a file (LeadTypeError when it is not one)."""
+def load(path: Path, reserved: frozenset[str] = frozenset()) -> LeadType:
+    """The lead type of a file (LeadTypeError when it is not one); `reserved`: the names (and
+    aliases) of the protocol's fields, which none of its fields or aliases may take."""
     document = _read(path)
     entries = _entries(path, document, standard=False)
     kind = document.get("type")
-    if not isinstance(kind, str) or not kind.isdigit() or len(kind) > 2:
-        raise LeadTypeError(f"{path.name}: type must be a number of 1 or 2 digits, as text")
+    if not isinstance(kind, str) or not _TYPE.match(kind):
+        raise LeadTypeError(f"{path.name}: type must be a number from 1 to 99, as text")
     name, note = document.get("name"), document.get("note", "")
     if not isinstance(name, str) or not name.strip() or not isinstance(note, str):
         raise LeadTypeError(f"{path.name}: name must be text (and note, if given)")
     shared = standard()
     fields = tuple(_field(path, entry, shared.get(entry["name"])) for entry in entries)
     names = {f.name for f in fields}
+    seen: set[str] = set()
     for field in fields:
-        clash = sorted(names.intersection(field.aliases))
-        if clash:
-            raise LeadTypeError(f"{path.name}: field {field.name}: alias {clash[0]} is a field")
+        if field.name in reserved:
+            raise LeadTypeError(f"{path.name}: field {field.name}: a protocol field's name")
+        for alias in field.aliases:
+            if alias in names or alias in reserved or alias in seen:
+                taken = "a field" if alias in names else "taken"
+                raise LeadTypeError(f"{path.name}: field {field.name}: alias {alias} is {taken}")
+            seen.add(alias)
     return LeadType(kind, name, note, fields)
 
 
-def shipped() -> list[LeadType]:
+def shipped(reserved: frozenset[str] = frozenset()) -> list[LeadType]:
     """Every lead type of this folder, by TYPE (LeadTypeError for a broken file, or two files
-    of one TYPE)."""
+    of one TYPE); `reserved` as for `load`."""
     found: dict[str, LeadType] = {}
     for path in sorted(FOLDER.glob("*.json")):
         if path == STANDARD:
             continue
-        lead_type = load(path)
+        lead_type = load(path, reserved)
         if lead_type.type in found:
             raise LeadTypeError(f"{path.name}: type {lead_type.type} is another file's too")
         found[lead_type.type] = lead_type
