@@ -67,6 +67,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/memory.py --requests 200
 	$(BIN)/python bench/auction.py --sizes 1 10 50 --rounds 30
 	$(BIN)/python bench/auction.py --sizes 1 10 50 --rounds 30 --buyers demo
+	$(BIN)/python bench/bids_item.py --auctions 200
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

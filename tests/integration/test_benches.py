@@ -12,6 +12,7 @@ RUNS = {
     "memory": ["--requests", "3"],
     "init": ["--rounds", "1"],
     "auction": ["--sizes", "1", "2", "3", "--rounds", "2"],
+    "bids_item": ["--auctions", "3"],
 }
 
 
