@@ -177,7 +177,7 @@ def test_an_expired_ping_cannot_be_posted(exchange: None) -> None:
         (
             {"TYPE": "5"},
             400,
-            "Invalid value for TYPE: this exchange takes Home Improvement leads, TYPE=7",
+            "Invalid value for TYPE: must be a lead type of this exchange: 7 (Home Improvement)",
         ),
         (
             {"Zip": "", "State": ""},

@@ -26,6 +26,7 @@ from pingpost.fields import (
     BY_NAME,
     CERTIFIER_HOSTS,
     FIELDS,
+    HOME_IMPROVEMENT,
     LEAD_TYPE,
     LOOKED_UP,
     MODES,
@@ -244,7 +245,8 @@ _CHECKS: dict[Kind, Callable[[str], object]] = {
     Kind.INTEGER: _integer,
     Kind.FLAG: _flag,
     Kind.LEAD_TYPE: _constant(
-        LEAD_TYPE, f"this exchange takes Home Improvement leads, TYPE={LEAD_TYPE}"
+        LEAD_TYPE,
+        f"must be a lead type of this exchange: {LEAD_TYPE} ({HOME_IMPROVEMENT.name})",
     ),
     Kind.ID_LIST: _id_list,
     Kind.URL: _url,
