@@ -361,3 +361,26 @@ def run_bench(name: str, *args: str) -> str:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
+
+
+def trusting(hosts: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For a fixture: the operator trusts these hosts (DELIVERY_HTTP_HOSTS) until it ends."""
+    from pingpost.config import settings
+
+    monkeypatch.setenv("DELIVERY_HTTP_HOSTS", hosts)
+    settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    settings.cache_clear()
+
+
+def counter_item(key: str) -> dict[str, Any]:
+    """An item of the counters table as it is now (read consistently), {} when there is none."""
+    import boto3
+
+    from pingpost.store import from_item
+
+    item = boto3.client("dynamodb").get_item(
+        TableName=os.environ["COUNTERS_TABLE"], Key={"counter": {"S": key}}, ConsistentRead=True
+    )
+    return from_item(item.get("Item", {}))

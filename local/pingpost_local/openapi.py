@@ -166,6 +166,8 @@ RETURNS = "/returns"
 
 def _returns() -> dict[str, Any]:
     """POST /returns: a partner returns a lead it bought (JSON; its return key as a Bearer)."""
+    from pingpost import returns
+
     said = {
         "type": "object",
         "required": ["status"],
@@ -197,7 +199,11 @@ def _returns() -> dict[str, Any]:
                         "required": ["lead_id", "reason"],
                         "properties": {
                             "lead_id": {"type": "integer", "minimum": 1},
-                            "reason": {"type": "string", "minLength": 1, "maxLength": 200},
+                            "reason": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": returns.MOST_REASON,
+                            },
                         },
                     }
                 }

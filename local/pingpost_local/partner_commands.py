@@ -155,10 +155,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         command = what.add_parser(name, help=text)
         command.add_argument("partner_id", type=int)
         command.set_defaults(handler=handler)
+    from pingpost.returns import MOST_REASON
+
     returned = commands.add_parser("returns", help="leads partners give back")
     kinds = returned.add_subparsers(dest="what", required=True)
     add_return = kinds.add_parser("add", help="return a lead a partner bought, within its window")
     add_return.add_argument("lead_id", type=int)
     add_return.add_argument("partner_id", type=int)
-    add_return.add_argument("--reason", required=True, help="why (at most 200 characters)")
+    add_return.add_argument(
+        "--reason", required=True, help=f"why (at most {MOST_REASON} characters)"
+    )
     add_return.set_defaults(handler=returns_add)

@@ -18,6 +18,17 @@ from pingpost.store import figures as day_items
 from pingpost.store.figures import Figures
 from pingpost_local.report import Report, Row
 
+# The partners' bidding columns (the table gives them a block of their own).
+BIDDING = (
+    "bids_asked",
+    "bids_made",
+    "bid_timeouts",
+    "bids_won",
+    "win_rate",
+    "median_bid",
+    "posts_accepted",
+    "post_acceptance",
+)
 COLUMNS = (
     "kind",
     "id",
@@ -33,25 +44,7 @@ COLUMNS = (
     "parked",
     "returns",
     "return_rate",
-    "bids_asked",
-    "bids_made",
-    "bid_timeouts",
-    "bids_won",
-    "win_rate",
-    "median_bid",
-    "posts_accepted",
-    "post_acceptance",
-)
-# The table's block of partners that bid: its columns, from those of the CSV.
-BIDDING = (
-    "bids_asked",
-    "bids_made",
-    "bid_timeouts",
-    "bids_won",
-    "win_rate",
-    "median_bid",
-    "posts_accepted",
-    "post_acceptance",
+    *BIDDING,
 )
 _HEADINGS = [
     "id",

@@ -19,7 +19,7 @@ import boto3
 import pytest
 
 from pingpost.fields import FIELDS
-from tests.conftest import DEMO_SEED, clear_partners
+from tests.conftest import DEMO_SEED, clear_partners, counter_item
 from tests.leads import complete
 
 KEY = "auction-vendor-key-0123456789"
@@ -122,14 +122,10 @@ def counted(partner_id: int) -> dict[str, Any]:
     from datetime import UTC, datetime
 
     from pingpost.caps import periods
-    from pingpost.store import from_item, partners
+    from pingpost.store import partners
 
     partner = next(p for p in partners.all_partners() if p.id == partner_id)
-    key = f"cap#{partner_id}#day#{periods(partner, datetime.now(UTC)).day}"
-    item = boto3.client("dynamodb").get_item(
-        TableName=os.environ["COUNTERS_TABLE"], Key={"counter": {"S": key}}, ConsistentRead=True
-    )
-    return from_item(item.get("Item", {}))
+    return counter_item(f"cap#{partner_id}#day#{periods(partner, datetime.now(UTC)).day}")
 
 
 def test_the_highest_bid_wins_and_its_buyer_is_posted_the_lead_with_its_token(
@@ -342,11 +338,7 @@ def test_a_winner_that_rejects_the_post_is_replaced_by_the_next_bid(
     assert counted(902)["sold"] == 1
     from pingpost.store.sales import _dedupe_key
 
-    dedupe = boto3.client("dynamodb").get_item(
-        TableName=os.environ["COUNTERS_TABLE"],
-        Key={"counter": {"S": _dedupe_key(901, "email", lead.data["Email"])}},
-    )
-    assert "Item" not in dedupe
+    assert counter_item(_dedupe_key(901, "email", lead.data["Email"])) == {}
     posts = [e["detail"] for e in lead.timeline if e["event"] == "post"]
     assert posts[0].startswith("to partner 901: duplicate_phone") and "902: accepted" in posts[1]
 
@@ -382,11 +374,7 @@ def _killed(*_: Any, **__: Any) -> None:
 def _dedupe_record(partner_id: int, email: str) -> bool:
     from pingpost.store.sales import _dedupe_key
 
-    return "Item" in boto3.client("dynamodb").get_item(
-        TableName=os.environ["COUNTERS_TABLE"],
-        Key={"counter": {"S": _dedupe_key(partner_id, "email", email)}},
-        ConsistentRead=True,
-    )
+    return counter_item(_dedupe_key(partner_id, "email", email)) != {}
 
 
 @pytest.mark.parametrize("recovery", ["sweep", "repost"])
@@ -515,13 +503,10 @@ def _bids_item(lead_id: int) -> dict[str, Any]:
     """The day item the auction of lead `lead_id` (vendor "auction") counted its buyers on."""
     from datetime import UTC, datetime
 
-    from pingpost.store import figures, from_item
+    from pingpost.store import figures
 
-    key = figures.bids_key("auction", figures.day(datetime.now(UTC)), lead_id % figures.SHARDS)
-    item = boto3.client("dynamodb").get_item(
-        TableName=os.environ["COUNTERS_TABLE"], Key={"counter": {"S": key}}, ConsistentRead=True
-    )
-    return from_item(item.get("Item", {}))
+    on = figures.day(datetime.now(UTC))
+    return counter_item(figures.bids_key("auction", on, lead_id % figures.SHARDS))
 
 
 def test_an_auction_of_64_buyers_is_answered_and_counted_apart_from_the_pings(
@@ -531,7 +516,7 @@ def test_an_auction_of_64_buyers_is_answered_and_counted_apart_from_the_pings(
     # that vendor pay for them, and 64 buyers' figures broke the local endpoint's parser.
     from datetime import UTC, datetime
 
-    from pingpost.store import figures, from_item
+    from pingpost.store import figures
 
     a = bidders[0]
     a.configure(low=20, high=30)
@@ -541,10 +526,8 @@ def test_an_auction_of_64_buyers_is_answered_and_counted_apart_from_the_pings(
     counted = _bids_item(ping.lead_id)
     assert [counted.get(f"bid#{8400 + n}#asked") for n in range(64)] == [1] * 64
     key = figures.vendor_key("auction", figures.day(datetime.now(UTC)), ping.lead_id % 8)
-    vendor_day = boto3.client("dynamodb").get_item(
-        TableName=os.environ["COUNTERS_TABLE"], Key={"counter": {"S": key}}, ConsistentRead=True
-    )
-    assert not [k for k in from_item(vendor_day["Item"]) if k.startswith("bid#")]
+    vendor_day = counter_item(key)
+    assert vendor_day and not [k for k in vendor_day if k.startswith("bid#")]
 
 
 def test_a_full_requests_auction_is_counted_with_its_first_write(

@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import DEMO_SEED, ROOT, local_function
+from tests.conftest import DEMO_SEED, ROOT, counter_item, local_function
 from tests.leads import complete
 
 EVENT = json.loads((ROOT / "events" / "returns-post.json").read_text())
@@ -80,18 +80,12 @@ def send(body: Any, key: str | None = KEY) -> tuple[int, dict[str, Any]]:
 def counters(lead_id: int) -> dict[str, Decimal]:
     """Roof Co's day counter (sold, spent) and the day figures of it and of the lead's vendor."""
     from pingpost.caps import periods
-    from pingpost.store import figures, from_item, partners
+    from pingpost.store import figures, partners
 
     roof_co = partners.by_id(ROOF_CO)
     assert roof_co is not None
     now = datetime.now(UTC)
-    key = f"cap#{ROOF_CO}#day#{periods(roof_co, now).day}"
-    item = (
-        boto3.client("dynamodb")
-        .get_item(TableName=os.environ["COUNTERS_TABLE"], Key={"counter": {"S": key}})
-        .get("Item", {})
-    )
-    cap = from_item(item)
+    cap = counter_item(f"cap#{ROOF_CO}#day#{periods(roof_co, now).day}")
     vendor = figures.vendor_day(lead(lead_id).vendor_id, lead_id, now, figures.Figures()).key
     partner = figures.partner_key(ROOF_CO, figures.day(now))
     read = figures.read([vendor, partner])
@@ -315,10 +309,9 @@ def test_a_return_gives_back_what_the_sale_counted_whatever_the_partner_became(
     finally:
         reseed_roof_co()
         capsys.readouterr()
-    item = table.get_item(TableName=os.environ["COUNTERS_TABLE"], Key={"counter": {"S": counted}})
-    given = item["Item"]
-    assert (Decimal(given["sold"]["N"]), Decimal(given["spent"]["N"])) == (-1, -25)
-    assert int(given["expires_at"]["N"]) > datetime.now(UTC).timestamp()  # it expires again
+    given = counter_item(counted)
+    assert (given["sold"], given["spent"]) == (-1, -25)
+    assert given["expires_at"] > datetime.now(UTC).timestamp()  # it expires again
     weeks = table.scan(
         TableName=os.environ["COUNTERS_TABLE"],
         FilterExpression="begins_with(#c, :week)",

@@ -18,6 +18,7 @@ import pytest
 
 from pingpost import fanout
 from pingpost.fanout import Answer, Request
+from tests.conftest import trusting
 
 Handler = Callable[[socket.socket, bytes], bool]  # answers one request; False: close
 
@@ -98,16 +99,6 @@ def serve() -> Iterator[Callable[..., Server]]:
     yield start
     for server in started:
         server.close()
-
-
-def trusting(hosts: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from pingpost.config import settings
-
-    monkeypatch.setenv("DELIVERY_HTTP_HOSTS", hosts)
-    settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    settings.cache_clear()
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ import pytest
 
 from pingpost.delivery import Permanent, send
 from pingpost.models import Partner
+from tests.conftest import trusting
 
 DATA = {"First_Name": "John", "Zip": "60610"}
 
@@ -119,16 +120,6 @@ def test_an_answer_cut_short_is_a_failed_attempt_not_an_exception(cut_short: str
     # urllib3's ProtocolError escaped the handlers and left the delivery in "sending".
     attempt = send(partner(cut_short), 7, DATA, test=False)
     assert (attempt.ok, attempt.detail) == (False, "connection failed: ProtocolError")
-
-
-def trusting(hosts: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from pingpost.config import settings
-
-    monkeypatch.setenv("DELIVERY_HTTP_HOSTS", hosts)
-    settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    settings.cache_clear()
 
 
 @pytest.fixture(autouse=True)

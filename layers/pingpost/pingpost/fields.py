@@ -25,6 +25,8 @@ HASH_VALUE_TYPES = ("email", "phone", "company", "promotionCode", "partnerGroup"
 FORMATS = ("XML", "JSON")
 # Limits of a request's structure (decoding enforces them).
 MAX_FIELDS = 400
+# The digits of a count (Lead_ID, Allowed_Times_Sold) and of an ID the exchange counts up.
+MAX_COUNT_DIGITS = 15
 # <Matches> and <Match_With_Partner_Hashes>: values per list, characters per value (a hash is
 # 40, a company name or promotion code far less than this).
 MAX_HASHED_VALUES = 100

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pingpost.errors import InvalidRequest, LeadNotFound, PingPostError, Unauthorized
+from pingpost.fields import MAX_COUNT_DIGITS
 from pingpost.models import Partner, key_hash
 from pingpost.store import sales
 from pingpost.store.deliveries import RESERVED
@@ -25,7 +26,7 @@ from pingpost.stores import STORES, Stores
 
 RETURNED, UNCHANGED = "returned", "returned already"
 MOST_REASON = 200
-_MOST_ID = 10**15  # lead IDs are counted up from 1: a larger one is nobody's
+_MOST_ID = 10**MAX_COUNT_DIGITS  # IDs are counted up from 1: a larger one is nobody's
 
 
 class ReturnRefused(PingPostError):
@@ -39,7 +40,7 @@ def partner_of(key: str | None, stores: Stores = STORES) -> Partner:
     time, and the same answer whether the partner or the secret is wrong)."""
     refused = Unauthorized("Invalid return key")
     named, _, secret = (key or "").partition(".")
-    if not (named.isascii() and named.isdigit() and len(named) < 16 and secret):
+    if not (named.isascii() and named.isdigit() and len(named) <= MAX_COUNT_DIGITS and secret):
         raise refused
     partner = stores.partners.by_id(int(named))
     known = partner.return_key_hash if partner is not None else None

@@ -29,6 +29,7 @@ from pingpost.fields import (
     HOME_IMPROVEMENT,
     LEAD_TYPE,
     LOOKED_UP,
+    MAX_COUNT_DIGITS,
     MODES,
     Field,
     Kind,
@@ -58,7 +59,7 @@ _PHONE_PUNCTUATION = re.compile(r"[\s().+-]")
 _NANP = re.compile(r"^[2-9]\d{2}[2-9]\d{6}$")
 # A whole number may be written with a zero fraction (12.0), as JSON encoders of floats do.
 _INTEGER = re.compile(r"^([+-]?\d{1,9})(?:\.0*)?$")
-_COUNT = re.compile(r"^\+?(\d{1,15})(?:\.0*)?$")
+_COUNT = re.compile(rf"^\+?(\d{{1,{MAX_COUNT_DIGITS}}})(?:\.0*)?$")
 _DATE = re.compile(r"^\d{1,2}/\d{1,2}/\d{4}$")
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _CONSENT_TOKEN = re.compile(r"^[A-Za-z0-9-]{8,}$")

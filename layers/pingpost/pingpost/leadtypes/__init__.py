@@ -25,6 +25,7 @@ import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -298,8 +299,10 @@ def _limits(
     return least, most, max_len, example, consent
 
 
+@cache
 def standard() -> dict[str, dict[str, Any]]:
-    """The standard library's definitions, by name (checked as a lead type's fields are)."""
+    """The standard library's definitions, by name (checked as a lead type's fields are), read
+    once however many types name them."""
     entries = _entries(STANDARD, _read(STANDARD), standard=True)
     for entry in entries:  # each must make a field once a type says what modes ask of it
         _field(STANDARD, {"ping": "no", "post": False} | entry, {})
