@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -218,7 +219,9 @@ def tally(asked: Mapping[str, Mapping[str, Any]]) -> dict[str, Decimal]:
     return out
 
 
-def tallies(vendor_id: str, lead_id: int, now: Any, asked: Mapping[str, Any]) -> list[Any]:
+def tallies(
+    vendor_id: str, lead_id: int, now: datetime, asked: Mapping[str, Any]
+) -> list[figures.Tally]:
     """The day item an auction's figures are added to, if it sent any request (none for a test
     lead: the caller leaves it out)."""
     counted = tally(asked)

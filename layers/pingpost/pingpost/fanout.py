@@ -230,11 +230,8 @@ class _Exchange:
     # What the loop asks of it: which events it waits for, and what it does on them.
 
     def events(self) -> int:
-        if self.phase in ("connect", "send"):
-            return selectors.EVENT_WRITE
-        if self.phase == "handshake-write":
-            return selectors.EVENT_WRITE
-        return selectors.EVENT_READ
+        writing = self.phase in ("connect", "send", "handshake-write")
+        return selectors.EVENT_WRITE if writing else selectors.EVENT_READ
 
     def finish(self, answer: Answer) -> None:
         ms = round((time.monotonic() - self.begun) * 1000)

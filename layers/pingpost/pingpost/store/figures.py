@@ -18,7 +18,7 @@ What buyers that bid did is kept as attributes `bid#<partner ID>#<what>` (`Figur
   buyer (asked, timeouts, and its bids counted by step of about 10%, `#at#<step>`, for their
   number and median), written with the lead's first write (one more item in it) by a ping or
   full request that asked buyers, and by no other: a ping without an auction pays nothing for
-  it. The item grows with the buyers asked and their steps (about 15 bytes an attribute).
+  it. The item grows with the buyers asked and their steps (about 15 to 20 bytes an attribute).
 - the partner's day item: its posts (won) and those it accepted, with the post's confirmation
   (which writes that item anyway) or release (one more item in its transaction).
 
@@ -100,6 +100,12 @@ def bid_key(partner_id: int | str, what: str) -> str:
     return f"{_BID}{partner_id}#{what}"
 
 
+def _steps(cents: int) -> tuple[int, list[int]]:
+    """The power of ten whose steps `cents` falls among, and those steps (in cents)."""
+    scale = int(10 ** (len(str(cents)) - 2))
+    return scale, [step * scale for step in _STEPS]
+
+
 def bid_step(price: Decimal) -> int:
     """The step a bid is counted in for its median, in cents: the largest of 1.0, 1.1, 1.2, ...
     9.0 times a power of ten not above it (25.00 to 27.99 count in 2500); whole cents below
@@ -107,16 +113,15 @@ def bid_step(price: Decimal) -> int:
     cents = max(int(price * 100), 1)
     if cents < 10:
         return cents
-    scale = int(10 ** (len(str(cents)) - 2))
-    return max(s for s in _STEPS if s <= cents // scale) * scale
+    _, steps = _steps(cents)
+    return max(step for step in steps if step <= cents)
 
 
 def _step_after(cents: int) -> int:
     if cents < 10:
         return cents + 1
-    scale = int(10 ** (len(str(cents)) - 2))
-    later = [s for s in _STEPS if s > cents // scale]
-    return (later[0] if later else 100) * scale
+    scale, steps = _steps(cents)
+    return next((step for step in steps if step > cents), 100 * scale)
 
 
 def bid_median(
