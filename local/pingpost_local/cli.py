@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from pingpost.fields import PRODUCTS, markdown
+from pingpost.fields import LEAD_TYPE, PRODUCTS, TABLES, markdown
 from pingpost_local import client_commands, form, partner_commands, seed, vendor_commands
 
 
@@ -165,8 +165,8 @@ def deliveries_failed(args: argparse.Namespace) -> None:
 
 
 def fields_command(args: argparse.Namespace) -> None:
-    """Print the field table as Markdown."""
-    print(markdown(), end="")
+    """Print a lead type's field table as Markdown (docs/leadtypes/<its name>.md is this)."""
+    print(markdown(TABLES[args.type]), end="")
 
 
 def leadtypes_list(args: argparse.Namespace) -> None:
@@ -286,7 +286,10 @@ def parser() -> argparse.ArgumentParser:
     retry.set_defaults(handler=deliveries_retry)
     what.add_parser("failed", help="list parked deliveries").set_defaults(handler=deliveries_failed)
 
-    table = commands.add_parser("fields", help="print the pingPostLead field table (Markdown)")
+    table = commands.add_parser("fields", help="print a lead type's field table (Markdown)")
+    table.add_argument(
+        "--type", choices=list(TABLES), default=LEAD_TYPE, help="its TYPE (default: 7)"
+    )
     table.set_defaults(handler=fields_command)
     types = commands.add_parser("leadtypes", help="the lead types (one JSON file each)")
     kinds = types.add_subparsers(dest="what", required=True)

@@ -8,12 +8,14 @@ from decimal import Decimal
 from typing import Any
 
 from pingpost.answers import money
-from pingpost.fields import BY_NAME, FIELDS
+from pingpost.fields import TABLES, table
 from pingpost.models import Partner, Vendor
 from pingpost.store.leads import Lead
 
-_PERSONAL = frozenset(f.name for f in FIELDS if f.pii)
-_PERSONAL_CONSENT = frozenset(f.consent for f in FIELDS if f.pii and f.consent)
+# Personal consent evidence (the consumer's IP address), whatever the lead type.
+_PERSONAL_CONSENT = frozenset(
+    f.consent for t in TABLES.values() for f in t.fields if f.pii and f.consent
+)
 
 
 def mask(value: str) -> str:
@@ -51,12 +53,13 @@ def lead_report(lead: Lead, partners: Mapping[int, Partner], *, personal: bool =
         "",
         "Data" + ("" if personal else " (personal data masked; --pii shows it)"),
     ]
-    order = {f.name: i for i, f in enumerate(FIELDS)}
+    fields = table(lead.data)
+    order = fields.order
     data = sorted(lead.data.items(), key=lambda item: order.get(item[0], len(order)))
     shown = [
-        (name, value if personal or name not in _PERSONAL else mask(value))
+        (name, value if personal or not fields.by_name[name].pii else mask(value))
         for name, value in data
-        if name in BY_NAME
+        if name in fields.by_name
     ]
     shown += [(f"{name} (extra)", value) for name, value in sorted(lead.extra.items())]
     lines += _rows(shown) if shown else ["  (none)"]

@@ -14,7 +14,7 @@ import yaml  # type: ignore[import-untyped]
 
 from pingpost import errors
 from pingpost.answers import ERROR, MATCHED, SUCCESS, UNMATCHED
-from pingpost.fields import FIELDS, LEAD_ID, LOOKED_UP, MODES, Field, Kind, Need, describe
+from pingpost.fields import FIELDS, LEAD_ID, MODES, TABLES, Field, Kind, Need, Table, describe
 from pingpost_local.template import Route, http_routes
 
 MODE: Final = next(f.name for f in FIELDS if f.kind is Kind.MODE)
@@ -45,6 +45,8 @@ def _schema(field: Field, mode: str) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "string", "description": describe(field)}
     if field.kind is Kind.MODE:
         schema["enum"] = [mode]  # a route of one mode takes no other
+    elif field.kind is Kind.LEAD_TYPE:
+        schema["enum"] = [field.example]  # each type's request is a schema of its own
     elif field.values:
         schema["enum"] = list(field.values)
     elif field.kind is Kind.FLAG:
@@ -62,18 +64,31 @@ def _schema(field: Field, mode: str) -> dict[str, Any]:
 
 
 def _request(mode: str) -> dict[str, Any]:
-    """A request of one mode as one object: a form's fields, a query string, a JSON object.
-    Its Mode may be left out: the route says it (the routes of every mode require it)."""
-    fields = [f for f in FIELDS if not (mode == "full" and f.name == LEAD_ID)]
+    """A request of one mode: one of the lead types' (its TYPE says which)."""
+    return {"oneOf": [{"$ref": f"#/components/schemas/{_typed(mode, t)}"} for t in TABLES.values()]}
+
+
+def _typed(mode: str, lead_table: Table) -> str:
+    """The name of a lead type's request schema: PingHomeImprovementRequest."""
+    words = lead_table.lead_type.name.title().replace(" ", "")
+    return f"{mode.capitalize()}{''.join(c for c in words if c.isalnum())}Request"
+
+
+def _type_request(mode: str, lead_table: Table) -> dict[str, Any]:
+    """A request of one mode and lead type as one object: a form's fields, a query string, a
+    JSON object. Its Mode may be left out: the route says it (the routes of every mode require
+    it)."""
+    looked_up = lead_table.looked_up
+    fields = [f for f in lead_table.fields if not (mode == "full" and f.name == LEAD_ID)]
     needed = [f.name for f in fields if f.required(mode) is Need.YES and f.kind is not Kind.MODE]
     request: dict[str, Any] = {
         "type": "object",
         "properties": {f.name: _schema(f, mode) for f in fields},
-        "required": [name for name in needed if name not in LOOKED_UP],
+        "required": [name for name in needed if name not in looked_up],
         "additionalProperties": {"type": "string"},
     }
     # A field looked up from another is required only when that other is not sent.
-    either = [[name, LOOKED_UP[name]] for name in needed if name in LOOKED_UP]
+    either = [[name, looked_up[name]] for name in needed if name in looked_up]
     if either:
         request["allOf"] = [{"anyOf": [{"required": [one]} for one in pair]} for pair in either]
     return request
@@ -253,6 +268,11 @@ def document(template: Mapping[str, Any]) -> dict[str, Any]:
         "components": {
             "schemas": {
                 **{_name(mode): _request(mode) for mode in MODES},
+                **{
+                    _typed(mode, t): _type_request(mode, t)
+                    for mode in MODES
+                    for t in TABLES.values()
+                },
                 _name(None): _any_request(),
             },
             "responses": _answers(),
@@ -298,10 +318,11 @@ def html_page(described: Mapping[str, Any]) -> str:
             f"<h2 id={name}>{name}</h2>",
             "<table><tr><th>Field</th><th>Required</th><th>Value</th><th>Example</th></tr>",
         ]
+        either = {pair[0]["required"][0]: pair[1]["required"][0] for pair in _pairs(schema)}
         for field, value in schema["properties"].items():
             needed = "yes" if field in schema["required"] else ""
-            if field in LOOKED_UP and schema.get("allOf"):
-                needed = f"yes, or {LOOKED_UP[field]}"
+            if field in either:
+                needed = f"yes, or {either[field]}"
             out.append(
                 f"<tr><td>{escape(field)}</td><td>{needed}</td>"
                 f"<td>{escape(value['description'])}</td><td>{escape(value['example'])}</td></tr>"
@@ -309,6 +330,12 @@ def html_page(described: Mapping[str, Any]) -> str:
         out.append("</table>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+def _pairs(schema: Mapping[str, Any]) -> list[list[dict[str, Any]]]:
+    """The fields a schema requires one or the other of (a state or the ZIP it is looked up
+    from): each `anyOf` of its `allOf`."""
+    return [rule["anyOf"] for rule in schema.get("allOf", [])]
 
 
 PAGES: Final = ("/openapi.yaml", "/docs")

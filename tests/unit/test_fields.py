@@ -75,9 +75,13 @@ def test_aliases_name_no_field_and_each_names_one() -> None:
     from pingpost.fields import ALIASES, BY_NAME
 
     assert not set(ALIASES) & set(BY_NAME)
+    # The five spellings of the LeadiD token publishers' code sends.
     assert ALIASES == {
         "xxTrustedFormCertUrl": "Trusted_Form_URL",
+        "leadid_token": "LeadiD_Token",
         "Universal_LeadiD": "LeadiD_Token",
+        "UNIVERSAL_LEAD_ID": "LeadiD_Token",
+        "Universal_Leadid": "LeadiD_Token",
     }
 
 
@@ -125,12 +129,18 @@ def test_required_fields_per_mode_follow_the_spec() -> None:
     assert dynamic == {"Return_Best_Price"}
 
 
-def test_the_field_documentation_is_generated_from_the_table() -> None:
+def test_each_lead_types_documentation_is_generated_from_its_table() -> None:
     from pathlib import Path
 
-    from pingpost.fields import markdown
+    from pingpost.fields import TABLES, markdown
 
-    document = Path(__file__).resolve().parents[2] / "docs" / "fields.md"
-    assert document.read_text() == markdown(), "run: pingpost fields > docs/fields.md"
-    for field in FIELDS:
-        assert f"| {field.name} |" in document.read_text()
+    folder = Path(__file__).resolve().parents[2] / "docs" / "leadtypes"
+    expected = {f"{t.lead_type.slug}.md": t for t in TABLES.values()}
+    assert sorted(p.name for p in folder.glob("*.md")) == sorted(expected)
+    for name, lead_table in expected.items():
+        document = (folder / name).read_text()
+        run = f"pingpost fields --type {lead_table.type} > docs/leadtypes/{name}"
+        assert document == markdown(lead_table), f"run: {run}"
+        for field in lead_table.fields:
+            assert f"| {field.name} |" in document
+    assert "| Home_Improvement_Product |" in (folder / "home_improvement.md").read_text()

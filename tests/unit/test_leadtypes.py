@@ -53,7 +53,8 @@ def test_a_standard_field_needs_only_its_name_and_what_each_mode_asks(tmp_path: 
     zip_, email, score, age = load(path).fields
     assert (zip_.kind, zip_.max_len, zip_.ping, zip_.post) == (Kind.ZIP, 5, Need.YES, True)
     assert (email.kind, email.max_len, email.pii) == (Kind.EMAIL, 80, True)
-    assert (score.least, score.most, score.match, score.example) == (300, 850, True, "12")
+    # The standard example of an integer (12), brought within the field's bounds.
+    assert (score.least, score.most, score.match, score.example) == (300, 850, True, "300")
     assert (age.ping, age.max_len, age.example) == (Need.DYNAMIC_PRICING, 3, "New")
     assert standard()["Email"]["pii"] is True
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from openapi_spec_validator import validate
 
-from pingpost.fields import FIELDS, LEAD_ID, LOOKED_UP, MODES, Kind, Need
-from pingpost_local.openapi import MODE
+from pingpost.fields import LEAD_ID, MODES, TABLES, Kind, Need
+from pingpost_local.openapi import MODE, _typed
 from tests.conftest import ROOT, TEMPLATE
 from tests.leads import complete
 
@@ -46,18 +46,29 @@ def test_every_route_of_the_template_is_described(document: dict[str, Any]) -> N
     assert described == routes
 
 
-@pytest.mark.parametrize("mode", MODES)
+TYPED = [(mode, code) for mode in MODES for code in TABLES]
+
+
+@pytest.mark.parametrize(("mode", "code"), TYPED)
 def test_each_modes_request_names_every_field_and_requires_what_the_table_does(
-    document: dict[str, Any], mode: str
+    document: dict[str, Any], mode: str, code: str
 ) -> None:
-    schema = document["components"]["schemas"][f"{mode.capitalize()}Request"]
-    expected = [f for f in FIELDS if not (mode == "full" and f.name == LEAD_ID)]
+    schemas = document["components"]["schemas"]
+    lead_table = TABLES[code]
+    name = _typed(mode, lead_table)
+    assert {"$ref": f"#/components/schemas/{name}"} in schemas[f"{mode.capitalize()}Request"][
+        "oneOf"
+    ]
+    schema = schemas[name]
+    expected = [f for f in lead_table.fields if not (mode == "full" and f.name == LEAD_ID)]
     assert list(schema["properties"]) == [f.name for f in expected]
     needed = {f.name for f in expected if f.required(mode) is Need.YES and f.kind is not Kind.MODE}
-    assert set(schema["required"]) == needed - set(LOOKED_UP)
-    # The State may be left out when the Zip is sent (it is looked up from it).
-    either = [{"anyOf": [{"required": [k]}, {"required": [v]}]} for k, v in LOOKED_UP.items()]
-    assert schema.get("allOf", []) == [e for e, k in zip(either, LOOKED_UP) if k in needed]
+    looked_up = lead_table.looked_up
+    assert set(schema["required"]) == needed - set(looked_up)
+    # The state may be left out when the ZIP code is sent (it is looked up from it).
+    either = [{"anyOf": [{"required": [k]}, {"required": [v]}]} for k, v in looked_up.items()]
+    assert schema.get("allOf", []) == [e for e, k in zip(either, looked_up) if k in needed]
+    assert schema["properties"]["TYPE"]["enum"] == [code]
     for field in expected:
         described = schema["properties"][field.name]
         if field.values and field.kind is not Kind.MODE:
@@ -66,15 +77,25 @@ def test_each_modes_request_names_every_field_and_requires_what_the_table_does(
             assert described["maxLength"] == field.max_len, field.name
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("mode", "code"), TYPED)
 def test_the_requests_the_exchange_takes_fit_the_description_and_incomplete_ones_do_not(
-    document: dict[str, Any], mode: str
+    document: dict[str, Any], mode: str, code: str
 ) -> None:
-    schema = document["components"]["schemas"][f"{mode.capitalize()}Request"]
-    fields = complete(mode, **({LEAD_ID: "1234"} if mode == "post" else {}))
-    jsonschema.validate(fields, schema)  # the tests' requests, which the exchange answers
-    required = next(iter(schema["required"]))
+    def schema(name: str) -> dict[str, Any]:
+        return {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+
+    fields = complete(mode, code, **({LEAD_ID: "1234"} if mode == "post" else {}))
+    mode_schema = schema(f"{mode.capitalize()}Request")
+    jsonschema.validate(fields, mode_schema)  # the tests' requests, which the exchange answers
+    own_name = _typed(mode, TABLES[code])
+    own = document["components"]["schemas"][own_name]
+    required = next(iter(own["required"]))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({k: v for k, v in fields.items() if k != required}, mode_schema)
     with pytest.raises(jsonschema.ValidationError, match=required):
-        jsonschema.validate({k: v for k, v in fields.items() if k != required}, schema)
+        jsonschema.validate(
+            {k: v for k, v in fields.items() if k != required},
+            schema(own_name := _typed(mode, TABLES[code])),
+        )
     with pytest.raises(jsonschema.ValidationError, match="is not one of"):
-        jsonschema.validate(fields | {MODE: "other"}, schema)
+        jsonschema.validate(fields | {MODE: "other"}, schema(own_name))

@@ -19,7 +19,7 @@ from typing import Any
 from pingpost.answers import MATCHED, UNMATCHED, Answer, Contact, Hash
 from pingpost.config import settings
 from pingpost.errors import InvalidRequest, PayloadTooLarge
-from pingpost.fields import LEAD_ID, MAX_LEAD_BYTES
+from pingpost.fields import LEAD_ID, MAX_LEAD_BYTES, table
 from pingpost.identity import HashedValue, partner_hash
 from pingpost.matching import Outcome
 from pingpost.models import SOLD, UNSOLD, Partner, Vendor
@@ -202,8 +202,9 @@ def merged(lead: Lead, values: Mapping[str, object]) -> dict[str, object]:
     """The ping's data completed by the post's: the post wins, but its Cost is ignored."""
     data = dict(lead.data)
     posted = wire(values)
-    if "Zip" in posted and "State" not in posted:
-        data.pop("State", None)  # the State comes from the new Zip
+    place = table(posted).lead_type
+    if place.zip in posted and place.state not in posted:
+        data.pop(place.state, None)  # the state comes from the new ZIP code
     data |= posted
     data["Cost"] = lead.data.get("Cost", "")
     out = parse(present(data))

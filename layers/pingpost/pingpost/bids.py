@@ -26,12 +26,13 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from functools import cache
 from typing import Any
 from urllib.parse import parse_qs
 
 from lxml import etree
 
-from pingpost.fields import BY_NAME, DATA_FIELDS
+from pingpost.fields import Table, table
 from pingpost.models import BuyerEndpoint, Outbound, Partner
 
 MAX_TOKEN = 256
@@ -46,9 +47,20 @@ _XML = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, 
 # TrustedForm certificate replays the consumer's session; an address, a browser, a landing
 # page's query identify them). Whether the consumer consented goes.
 _IDENTIFYING = frozenset({"ip", "user_agent", "landing_page", "trusted_form_url", "leadid_token"})
-WITHHELD = frozenset(
-    name for name in DATA_FIELDS if BY_NAME[name].pii or BY_NAME[name].consent in _IDENTIFYING
-)
+
+
+@cache
+def withheld(lead_table: Table) -> frozenset[str]:
+    """The fields of a lead type never in a bid request: its personal data and identifying
+    consent evidence."""
+    fields = lead_table.by_name
+    return frozenset(
+        name
+        for name in lead_table.data_fields
+        if fields[name].pii or fields[name].consent in _IDENTIFYING
+    )
+
+
 # Characters no token or reason keeps: controls, format characters (bidi overrides among
 # them), surrogates, unassigned code points and noncharacters (U+FFFE, U+FFFF).
 _UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Cn", "Co"})
@@ -65,7 +77,9 @@ def named(endpoint: Outbound, sent: Mapping[str, str]) -> dict[str, str]:
 def bid_fields(partner: Partner, data: Mapping[str, str], *, test: bool) -> dict[str, str]:
     """What a bidding partner is asked about a lead: its fields less the personal ones."""
     assert partner.bid is not None
-    sent = {name: data[name] for name in DATA_FIELDS if name in data and name not in WITHHELD}
+    lead_table = table(data)
+    kept_back = withheld(lead_table)
+    sent = {n: data[n] for n in lead_table.data_fields if n in data and n not in kept_back}
     if test:
         sent["Test_Lead"] = "1"
     return named(partner.bid, sent)
@@ -297,7 +311,7 @@ def post_fields(
     """What a winning buyer is posted: the whole lead as it names it, its token and what else
     its bid answered that it wants back."""
     assert partner.post is not None
-    sent = {name: data[name] for name in DATA_FIELDS if name in data}
+    sent = {name: data[name] for name in table(data).data_fields if name in data}
     sent["Lead_ID"] = str(lead_id)
     if test:
         sent["Test_Lead"] = "1"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from pingpost.fields import FIELDS, YES_NO
+from pingpost.fields import YES_NO, table
 
 GIVEN: Final = "given"
 AT: Final = "at"
@@ -24,7 +24,7 @@ def record(
     same (a post adds the consumer's IP and page to it).
     """
     out: dict[str, Any] = {}
-    for field in FIELDS:
+    for field in table(values).fields:
         if field.consent and field.name in values:
             out[field.consent] = str(values[field.name])
     if not _EVIDENCE & out.keys():

@@ -19,10 +19,7 @@ from lxml import etree
 
 from pingpost.errors import InvalidRequest, PayloadTooLarge
 from pingpost.fields import (
-    ALIASES,
-    BY_NAME,
     DATA,
-    FIELDS,
     HASH_TYPES,
     HASH_VALUE_TYPES,
     MATCH,
@@ -34,16 +31,19 @@ from pingpost.fields import (
     MAX_HEADER_PARAMETERS,
     MAX_JSON_DEPTH,
     MAX_PART_HEADER_BYTES,
+    PROTOCOL,
     REQUEST,
     SELECTED,
     SELECTED_HASH,
     YES_NO,
+    YES_NO_FIELDS,
     Kind,
+    table,
 )
 from pingpost.identity import HashedValue
 
 MAX_PROBLEMS = 10  # the first few are enough to act on
-_ID_LISTS = frozenset(f.name for f in FIELDS if f.kind is Kind.ID_LIST)
+_ID_LISTS = frozenset(f.name for f in PROTOCOL.fields if f.kind is Kind.ID_LIST)
 MULTIPART = "multipart/form-data"
 
 
@@ -85,9 +85,11 @@ def _pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def canonical(fields: dict[str, str]) -> dict[str, str]:
-    """The fields under their table names: an alias is read as its field, unless both are sent."""
-    out = {name: value for name, value in fields.items() if name not in ALIASES}
-    for alias, name in ALIASES.items():
+    """The fields under their TYPE's table names: an alias is read as its field, unless both
+    are sent."""
+    aliases = table({k: v for k, v in fields.items() if k == "TYPE" and v.strip()}).aliases
+    out = {name: value for name, value in fields.items() if name not in aliases}
+    for alias, name in aliases.items():
         if alias in fields and not out.get(name, "").strip():
             out[name] = fields[alias]
     return out
@@ -424,18 +426,17 @@ def _json_document(body: bytes, problems: list[str]) -> Any:
 
 
 def _json_value(name: str, value: Any) -> str:
-    """A JSON value as the text a form would have sent (see docs/fields.md)."""
+    """A JSON value as the text a form would have sent (see docs/leadtypes)."""
     if isinstance(value, str):
         return value
-    field = BY_NAME.get(name)
     if isinstance(value, bool):
-        if field is not None and field.values == YES_NO:
+        if name in YES_NO_FIELDS:
             return YES_NO[0] if value else YES_NO[1]
         return "1" if value else "0"
     if value is None or value in ({}, []):
         return ""  # null, and the empty element of an XML converter: not sent
     # A list of partner IDs (numbers arrive as their text) is the comma-delimited list.
-    id_list = field is not None and field.kind is Kind.ID_LIST
+    id_list = name in _ID_LISTS
     if id_list and isinstance(value, list) and all(isinstance(i, str) for i in value):
         return ",".join(value)
     kind = "an object" if isinstance(value, dict) else "a list"

@@ -22,7 +22,7 @@ from lxml import etree
 from pingpost import outbound
 from pingpost.bids import json_path, named
 from pingpost.clock import now_ms as _now_ms
-from pingpost.fields import DATA_FIELDS
+from pingpost.fields import table
 from pingpost.models import Outbound, Partner
 from pingpost.observability import logger, metrics
 from pingpost.store.deliveries import BUSY, DELIVERED, FAILED, QUEUED, STARTED
@@ -66,7 +66,7 @@ def lead_fields(
     partner: Partner, lead_id: int, data: Mapping[str, str], *, test: bool
 ) -> dict[str, str]:
     """The fields a partner receives: the lead's data, renamed and completed as it asked."""
-    sent = {name: data[name] for name in DATA_FIELDS if name in data}
+    sent = {name: data[name] for name in table(data).data_fields if name in data}
     sent["Lead_ID"] = str(lead_id)
     if test:
         sent["Test_Lead"] = "1"

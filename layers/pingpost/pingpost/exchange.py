@@ -28,7 +28,7 @@ from pingpost.errors import (
     TooManyRequests,
     Unauthorized,
 )
-from pingpost.fields import LEAD_ID, MODES
+from pingpost.fields import LEAD_ID, MODES, table
 from pingpost.identity import HashedValue
 from pingpost.matching import Criteria
 from pingpost.models import DONE, PINGED, POSTING, Vendor
@@ -40,8 +40,6 @@ from pingpost.stores import STORES, Stores
 from pingpost.validation import extras, present, validate
 
 _WAIT_STEP = 0.05
-# Fields whose change between ping and post changes which partners match.
-_MATCHED_ON = ("State", "Zip", "Home_Improvement_Product", "Score", "SRC")
 
 
 def submit(
@@ -316,7 +314,7 @@ def post(
     answering.check_selected(lead, selected)
     now = datetime.now(UTC)
     timeline = [event(now, "post", "received")]
-    changed = [f for f in _MATCHED_ON if lead.data.get(f) != wire(merged).get(f)]
+    changed = [f for f in table(merged).matched_on if lead.data.get(f) != wire(merged).get(f)]
     if changed:
         timeline.append(
             event(now, "rematch", f"the post changed {', '.join(changed)}: matched again")

@@ -1,14 +1,19 @@
-"""The pingPostLead field table: the protocol's own fields, then the lead type's (TYPE=7).
+"""The pingPostLead field tables: the protocol's own fields, then a lead type's.
 
-Models, request decoding, error messages, the README table and test fixtures are all derived
-from `FIELDS`. The protocol's fields (Key, API_Action, Mode, TYPE, the Return_/Skip_/Match_
-fields, ...) are named here; the lead's own fields are Home Improvement's lead type file,
-`leadtypes/home_improvement.json` (with the fields every type shares, `leadtypes/standard.json`).
+Models, request decoding, error messages, the docs and test fixtures are all derived from a
+`Table`: one per lead type, `TABLES` by TYPE. The protocol's fields (Key, API_Action, Mode, TYPE,
+the Return_/Skip_/Match_ fields, ...) are named here and belong to every table; a lead's own
+fields are its type's file in `leadtypes/` (with the fields every type shares,
+`leadtypes/standard.json`). `FIELDS` and the names beside it are Home Improvement's (TYPE=7), the
+specification's type.
 """
 
 from __future__ import annotations
 
-from pingpost.leadtypes import FOLDER, Field, Kind, LeadType, LeadTypeError, Need, load
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from pingpost.leadtypes import Field, Kind, LeadType, LeadTypeError, Need, shipped
 
 __all__ = ["Field", "Kind", "LeadType", "Need"]
 
@@ -109,7 +114,7 @@ _PROTOCOL: tuple[Field, ...] = (
     ),
     _control("Skip_Partner_ID", N, False, Kind.ID_LIST, "142,1543,225", max_len=2000),
     _control("Return_Best_Price", DP, False, Kind.FLAG, "1", max_len=1),
-    _control("TYPE", Y, True, Kind.LEAD_TYPE, LEAD_TYPE, max_len=2, values=(LEAD_TYPE,)),
+    _control("TYPE", Y, True, Kind.LEAD_TYPE, LEAD_TYPE, max_len=2, note="the lead type"),
     _control("Test_Lead", N, False, Kind.FLAG, "1", max_len=1),
     _control("Skip_XSL", N, False, Kind.FLAG, "1", max_len=1),
     _control("Match_With_Partner_ID", N, False, Kind.ID_LIST, "22,456", max_len=2000),
@@ -132,30 +137,94 @@ _PROTOCOL: tuple[Field, ...] = (
 RESERVED: frozenset[str] = frozenset(
     name for field in _PROTOCOL for name in (field.name, *field.aliases)
 )
-# The lead type whose fields follow the protocol's (the only one, for now).
-HOME_IMPROVEMENT: LeadType = load(FOLDER / "home_improvement.json", RESERVED)
-if HOME_IMPROVEMENT.type != LEAD_TYPE:
+
+
+@dataclass(frozen=True, eq=False)  # one per type: compared (and cached) by identity
+class Table:
+    """The fields of a lead type's requests: the protocol's and the type's, the specification's
+    first, with what is looked up by name (`_table` makes one)."""
+
+    lead_type: LeadType
+    fields: tuple[Field, ...]
+    by_name: Mapping[str, Field]
+    aliases: Mapping[str, str]  # alias -> field name
+    order: Mapping[str, int]  # name -> its place in the table (messages come in this order)
+    data_fields: tuple[str, ...]  # the lead's own fields (inside <Data>), in table order
+    # A required state a request may leave out when the ZIP code is sent: looked up from it.
+    looked_up: Mapping[str, str]
+    # The fields whose change between ping and post changes which partners match.
+    matched_on: tuple[str, ...]
+
+    @property
+    def type(self) -> str:
+        """The lead type's TYPE."""
+        return self.lead_type.type
+
+
+def _table(lead_type: LeadType, protocol: tuple[Field, ...]) -> Table:
+    own = tuple(  # TYPE's example is the type's own
+        replace(f, example=lead_type.type) if f.kind is Kind.LEAD_TYPE and lead_type.type else f
+        for f in protocol
+    )
+    fields = tuple(sorted((*own, *lead_type.fields), key=lambda field: not field.spec))
+    place = lead_type
+    matched_on = (place.state, place.zip, *(f.name for f in fields if f.match), "SRC")
+    return Table(
+        lead_type,
+        fields,
+        by_name={f.name: f for f in fields},
+        aliases={alias: f.name for f in fields for alias in f.aliases},
+        order={f.name: n for n, f in enumerate(fields)},
+        data_fields=tuple(f.name for f in fields if not f.control),
+        looked_up={place.state: place.zip} if place.state and place.zip else {},
+        matched_on=tuple(dict.fromkeys(filter(None, matched_on))),
+    )
+
+
+# Every lead type of the exchange (the files of leadtypes/), by TYPE in number order.
+TYPES: dict[str, LeadType] = {t.type: t for t in shipped(RESERVED)}
+if LEAD_TYPE not in TYPES or TYPES[LEAD_TYPE].name != "Home Improvement":
     raise LeadTypeError(f"home_improvement.json: type must be {LEAD_TYPE} (TYPE's value)")
+TABLES: dict[str, Table] = {code: _table(t, _PROTOCOL) for code, t in TYPES.items()}
+HOME_IMPROVEMENT: LeadType = TYPES[LEAD_TYPE]
 _PRODUCT = [f for f in HOME_IMPROVEMENT.fields if f.name == "Home_Improvement_Product"]
 if not _PRODUCT:
     raise LeadTypeError("home_improvement.json: field Home_Improvement_Product is missing")
+# Home Improvement's products: a partner's `products` filter names them.
 PRODUCTS: tuple[str, ...] = _PRODUCT[0].values
-# The specification's fields first (the protocol's, then the lead's), then those beyond it.
-FIELDS: tuple[Field, ...] = tuple(
-    sorted((*_PROTOCOL, *HOME_IMPROVEMENT.fields), key=lambda field: not field.spec)
+# The table of a request whose TYPE is not sent (the specification's type's, which it checks
+# the rest of the request by) and Home Improvement's names, for what reads that one table.
+DEFAULT: Table = TABLES[LEAD_TYPE]
+FIELDS: tuple[Field, ...] = DEFAULT.fields
+LOOKED_UP: Mapping[str, str] = DEFAULT.looked_up
+BY_NAME: Mapping[str, Field] = DEFAULT.by_name
+ALIASES: Mapping[str, str] = DEFAULT.aliases
+CONTROL_FIELDS: tuple[str, ...] = tuple(f.name for f in _PROTOCOL)
+DATA_FIELDS: tuple[str, ...] = DEFAULT.data_fields
+# The table of a request whose TYPE is not one of the exchange's: the protocol's fields alone.
+PROTOCOL: Table = _table(LeadType("", "", "", ()), _PROTOCOL)
+# Fields of any type whose values are Yes and No (a JSON true is Yes for them).
+YES_NO_FIELDS: frozenset[str] = frozenset(
+    f.name for t in TABLES.values() for f in t.fields if f.values == ("Yes", "No")
 )
 
-# A required field a request may leave out when the other is sent: the State is looked up from
-# the Zip.
-LOOKED_UP: dict[str, str] = {"State": "Zip"}
-BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
-ALIASES: dict[str, str] = {alias: f.name for f in FIELDS for alias in f.aliases}
-CONTROL_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.control)
-DATA_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if not f.control)
+
+def table(values: Mapping[str, object]) -> Table:
+    """The table of a request or lead by its TYPE: the default when it sends none, the
+    protocol's alone when its TYPE is not a lead type of the exchange."""
+    code = values.get("TYPE")
+    if code is None:
+        return DEFAULT
+    return TABLES.get(str(code).strip(), PROTOCOL)
+
+
+def known_types() -> str:
+    """The exchange's lead types, as a message lists them: `7 (Home Improvement), ...`."""
+    return ", ".join(f"{code} ({t.name})" for code, t in TYPES.items())
 
 
 def describe(field: Field) -> str:
-    """What a value of `field` must be, in words (the table of docs/fields.md and openapi.yaml)."""
+    """What a value of `field` must be, in words (the tables of docs/leadtypes and openapi.yaml)."""
     kinds = {
         Kind.TEXT: f"text, at most {field.max_len} characters",
         Kind.KEY: "the vendor's key (given by the exchange)",
@@ -172,11 +241,14 @@ def describe(field: Field) -> str:
         Kind.ZIP: "an existing 5-digit US ZIP code",
         Kind.EMAIL: f"an email address, at most {field.max_len} characters",
         Kind.PHONE: "a 10-digit US phone number (punctuation and a leading 1 are removed)",
-        Kind.DATE: "a date, m/d/Y",
+        Kind.DATE: "a date, "
+        + " or ".join(field.formats)
+        + (f" (kept as {field.formats[0]})" if len(field.formats) > 1 else ""),
+        Kind.LEAD_TYPE: "one of: " + ", ".join(f"`{code}` ({t.name})" for code, t in TYPES.items()),
         Kind.CERTIFICATE: "an https URL",
         Kind.CONSENT_TOKEN: f"letters, digits and hyphens, at most {field.max_len} characters",
     }
-    if field.values and field.kind is not Kind.LEAD_TYPE:
+    if field.values:
         text = "one of: " + ", ".join(f"`{v}`" for v in field.values)
     else:
         text = kinds.get(field.kind, ", ".join(f"`{v}`" for v in field.values))
@@ -188,14 +260,16 @@ def describe(field: Field) -> str:
     return "; ".join(notes)
 
 
-def markdown() -> str:
-    """The field table as Markdown (docs/fields.md is this, generated)."""
+def markdown(lead_table: Table = DEFAULT) -> str:
+    """A type's field table as Markdown (docs/leadtypes/<its slug>.md, generated)."""
     need = {Need.YES: "yes", Need.NO: "", Need.DYNAMIC_PRICING: "dynamic pricing"}
+    kind = lead_table.lead_type
     lines = [
-        "# pingPostLead fields (Home Improvement, TYPE=7)",
+        f"# pingPostLead fields ({kind.name}, TYPE={kind.type})",
         "",
-        "Generated by `pingpost fields` from the field table (`pingpost/fields.py` and",
-        "`pingpost/leadtypes/home_improvement.json`); do not edit.",
+        f"Generated by `pingpost fields --type {kind.type}` from the protocol's fields",
+        f"(`pingpost/fields.py`) and the type's file (`pingpost/leadtypes/{kind.slug}.json`);",
+        "do not edit.",
         "Full mode requires what ping and post require, except Lead_ID. Values of sets are",
         "matched without regard to case or repeated spaces. XML: *control* fields are tags of",
         "`<Request>`, the others go inside `<Data>`.",
@@ -210,7 +284,7 @@ def markdown() -> str:
         '- `null`, `""`, `{}` and `[]` are a value not sent (XML converters write an empty',
         "  element as `{}`);",
         "- a list of partner IDs (`[142, 1543]`) is read as `142,1543` for "
-        + " and ".join(f"`{f.name}`" for f in FIELDS if f.kind is Kind.ID_LIST)
+        + " and ".join(f"`{f.name}`" for f in _PROTOCOL if f.kind is Kind.ID_LIST)
         + ";",
         "- any other object or list is refused (400) naming the field; so are a key sent twice,",
         f"  more than {MAX_FIELDS} fields, nesting deeper than {MAX_JSON_DEPTH} levels, `NaN` /",
@@ -233,7 +307,7 @@ def markdown() -> str:
         "| Field | Ping | Post | XML | Value | Example |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for f in FIELDS:
+    for f in lead_table.fields:
         post = "yes" if f.post else ""
         where = "control" if f.control else "Data"
         value = describe(f).replace("|", "\\|")

@@ -6,8 +6,11 @@
 - ``test partner`` / ``not a test partner (Test_Lead)``: a test partner buys only test leads,
   and only it does;
 - ``skipped (Skip_Partner_ID)``; ``not listed (Match_With_Partner_ID)``;
-- ``state``; ``zip`` (exact ZIP codes or ZIP prefixes); ``product``;
-- ``score below minimum``;
+- ``lead type``: the partner does not buy the lead's TYPE (`lead_types`);
+- ``state``; ``zip`` (exact ZIP codes or ZIP prefixes), read from the fields that place a lead
+  of its type; ``product``; ``score below minimum`` (Home Improvement's filters);
+- a field filter (`filters.fields`): ``Driver_1_Age 19 below 25``, ``Roof_Shade Uncertain not
+  taken``, ``Vehicle_1_Year not sent``;
 - ``SRC denied``; ``SRC not allowed`` (an allow list the lead's SRC is not on, or no SRC);
 - ``no consent (requires_consent)``: the partner buys only leads whose consumer consented;
 - ``schedule closed``: outside the partner's hours, in its time zone;
@@ -17,7 +20,7 @@
 Caps come last, with the partner's usage (`cap_exclusion`): ``daily cap``, ``weekly cap``,
 ``monthly cap``, ``daily budget``. Matching is pure: usage is looked up by the caller's function.
 
-`match` checks only the candidates a `PartnerSet` index finds by state and product, and ranks
+`match` checks only the candidates a `PartnerSet` index finds by type, state and product, and ranks
 the partners that match by price, then priority; equal ones take turns (per container).
 
 One module of over 400 lines on purpose: the rules and the index that finds their candidates
@@ -35,16 +38,20 @@ from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 from operator import attrgetter
+from types import MappingProxyType
 from typing import Final, Protocol
 from zoneinfo import ZoneInfo
 
 from pingpost.caps import Usage, UsageLookup, aware, cap_exclusion
+from pingpost.fieldfilters import Rule
+from pingpost.fields import LEAD_TYPE, table
 from pingpost.identity import HashedValue, identified
 from pingpost.models import DAYS, Partner, src_key, window_minutes
 from pingpost.reasons import (
     ALREADY_SOLD,
     CLOSED,
     INACTIVE,
+    LEAD_TYPE_REASON,
     NO_CONSENT,
     NOT_LISTED,
     NOT_SELECTED,
@@ -59,6 +66,8 @@ from pingpost.reasons import (
     TEST_PARTNER,
     ZIP,
 )
+
+_NONE: Final[Mapping[str, object]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,18 +87,25 @@ class Criteria:
     src: str | None = None
     # The consumer consented (True), did not (False), or a ping does not say yet (None).
     consent: bool | None = None
+    lead_type: str = LEAD_TYPE
+    # The lead's values, which partners' field filters read.
+    fields: Mapping[str, object] = _NONE
 
     @classmethod
     def of(cls, values: Mapping[str, object], cost: Decimal, **kw: object) -> Criteria:
         """Criteria from validated lead values (see `pingpost.validation.validate`)."""
         only = values.get("Match_With_Partner_ID")
         skip = values.get("Skip_Partner_ID")
-        score = values.get("Score")
+        kind = table(values).lead_type
+        home = kind.type == LEAD_TYPE
+        score = values.get("Score") if home else None
         return cls(
-            state=_str(values.get("State")),
-            zip=_str(values.get("Zip")),
-            product=_str(values.get("Home_Improvement_Product")),
+            state=_str(values.get(kind.state)) if kind.state else None,
+            zip=_str(values.get(kind.zip)) if kind.zip else None,
+            product=_str(values.get("Home_Improvement_Product")) if home else None,
             score=score if isinstance(score, int) else None,
+            lead_type=kind.type,
+            fields=values,
             cost=cost,
             skip=frozenset(skip) if isinstance(skip, tuple) else frozenset(),
             only=frozenset(only) if isinstance(only, tuple) else None,
@@ -136,6 +152,8 @@ class _Head(Protocol):
     def requires_consent(self) -> bool: ...
     @property
     def bids(self) -> bool: ...
+    @property
+    def lead_types(self) -> Collection[str]: ...
 
 
 class _Filtering(Protocol):
@@ -157,6 +175,8 @@ class _Filtering(Protocol):
     def src_deny(self) -> Collection[str]: ...
     @property
     def schedule(self) -> Mapping[str, Sequence[str]] | None: ...
+    @property
+    def rules(self) -> Sequence[Rule]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +196,8 @@ class _Indexed:
     src_allow: Collection[str]
     src_deny: Collection[str]
     schedule: Mapping[str, Sequence[str]] | None
+    rules: tuple[Rule, ...]
+    lead_types: tuple[str, ...]
     price: Decimal
     timezone: str
     requires_consent: bool
@@ -200,6 +222,8 @@ class _Indexed:
             src_allow=_set(f.src_allow),
             src_deny=_set(f.src_deny),
             schedule=None if f.schedule is None else {d: tuple(w) for d, w in f.schedule.items()},
+            rules=f.rules,
+            lead_types=tuple(partner.lead_types),
             price=partner.price,
             timezone=partner.timezone,
             requires_consent=partner.requires_consent,
@@ -209,10 +233,13 @@ class _Indexed:
             partner=partner,
         )
 
-    def admits(self, state: str | None, product: str | None) -> bool:
-        """Whether the state and product filters let a lead of `state` and `product` through."""
-        return (not self.states or state in self.states) and (
-            not self.products or product in self.products
+    def admits(self, lead_type: str, state: str | None, product: str | None) -> bool:
+        """Whether the partner's lead types and its state and product filters let a lead of
+        `lead_type`, `state` and `product` through (products filter Home Improvement's)."""
+        return (
+            lead_type in self.lead_types
+            and (not self.states or state in self.states)
+            and (not self.products or lead_type != LEAD_TYPE or product in self.products)
         )
 
 
@@ -234,7 +261,8 @@ _by_id = attrgetter("id")
 
 
 class PartnerSet:
-    """Partners indexed by (state, product), so a lead meets only the partners that can admit it.
+    """Partners indexed by (lead type, state, product), so a lead meets only the partners that
+    can admit it (a product: Home Improvement's; other types' leads are filed under any).
     Built once (the exchange keeps one per container): a partner changed later needs a new set."""
 
     __slots__ = ("_all", "_by_id", "_by_pair", "_wide_by_product", "_wide_by_state")
@@ -245,24 +273,25 @@ class PartnerSet:
         tiers = {tier: n for n, tier in enumerate(sorted({_tier(p) for p in given}))}
         indexed = sorted((_Indexed.of(p, tiers[_tier(p)]) for p in given), key=_by_id)
         self._by_id: dict[int, _Indexed] = {}
-        by_pair: defaultdict[tuple[str, str], list[_Indexed]] = defaultdict(list)
-        wide_by_state: defaultdict[str, list[_Indexed]] = defaultdict(list)
-        wide_by_product: defaultdict[str, list[_Indexed]] = defaultdict(list)
+        by_pair: defaultdict[tuple[str, str, str], list[_Indexed]] = defaultdict(list)
+        wide_by_state: defaultdict[tuple[str, str], list[_Indexed]] = defaultdict(list)
+        wide_by_product: defaultdict[tuple[str, str], list[_Indexed]] = defaultdict(list)
         for entry in indexed:
             if entry.id in self._by_id:
                 raise ValueError(f"partner {entry.id} is given twice")
             self._by_id[entry.id] = entry
             states = sorted(entry.states) or [_ANY]
-            products = sorted(entry.products) or [_ANY]
-            if len(states) * len(products) <= _MAX_PAIRS:
-                for state, product in itertools.product(states, products):
-                    by_pair[state, product].append(entry)
-            elif len(states) >= len(products):
-                for state in states:
-                    wide_by_state[state].append(entry)
-            else:
-                for product in products:
-                    wide_by_product[product].append(entry)
+            for kind in entry.lead_types:
+                products = (sorted(entry.products) if kind == LEAD_TYPE else []) or [_ANY]
+                if len(states) * len(products) <= _MAX_PAIRS:
+                    for state, product in itertools.product(states, products):
+                        by_pair[kind, state, product].append(entry)
+                elif len(states) >= len(products):
+                    for state in states:
+                        wide_by_state[kind, state].append(entry)
+                else:
+                    for product in products:
+                        wide_by_product[kind, product].append(entry)
         self._all = tuple(entry.partner for entry in indexed)
         # Plain dicts from here: a lookup of a missing key must not add an empty bucket.
         self._by_pair = dict(by_pair)
@@ -281,25 +310,26 @@ class PartnerSet:
         return [entry.partner for entry in self._candidates(lead)]
 
     def _candidates(self, lead: Criteria) -> list[_Indexed]:
-        state, product = lead.state, lead.product
+        kind, state = lead.lead_type, lead.state
+        product = lead.product if kind == LEAD_TYPE else None
         states = (_ANY,) if state is None or state == _ANY else (state, _ANY)
         products = (_ANY,) if product is None or product == _ANY else (product, _ANY)
         buckets = [
             bucket
             for key in itertools.product(states, products)
-            if (bucket := self._by_pair.get(key)) is not None
+            if (bucket := self._by_pair.get((kind, *key))) is not None
         ]
         wide = [
-            *(self._wide_by_state.get(state, ()) if state is not None else ()),
-            *(self._wide_by_product.get(product, ()) if product is not None else ()),
+            *(self._wide_by_state.get((kind, state), ()) if state is not None else ()),
+            *(self._wide_by_product.get((kind, product), ()) if product is not None else ()),
         ]
         only = lead.only
         if only is not None and len(only) <= sum(map(len, buckets)) + len(wide):
             # Cheaper to start from the few partners the vendor named.
             named = (self._by_id.get(i) for i in sorted(only))
-            return [e for e in named if e is not None and e.admits(state, product)]
+            return [e for e in named if e is not None and e.admits(kind, state, product)]
         found = [entry for bucket in buckets for entry in bucket]
-        found += (entry for entry in wide if entry.admits(state, product))
+        found += (entry for entry in wide if entry.admits(kind, state, product))
         if only is not None:
             found = [entry for entry in found if entry.id in only]
         if len(buckets) > 1 or wide:
@@ -343,6 +373,8 @@ def _verdict(
         return SKIPPED
     if lead.only is not None and head.id not in lead.only:
         return NOT_LISTED
+    if not admitted and lead.lead_type not in head.lead_types:
+        return LEAD_TYPE_REASON
     if not admitted and rules.states and lead.state not in rules.states:
         return STATE
     if (rules.zips or rules.zip_prefixes) and (
@@ -350,10 +382,14 @@ def _verdict(
         or (lead.zip not in rules.zips and not lead.zip.startswith(tuple(rules.zip_prefixes)))
     ):
         return ZIP
-    if not admitted and rules.products and lead.product not in rules.products:
+    home = lead.lead_type == LEAD_TYPE
+    if not admitted and home and rules.products and lead.product not in rules.products:
         return PRODUCT
-    if rules.min_score and (lead.score is None or lead.score < rules.min_score):
+    if home and rules.min_score and (lead.score is None or lead.score < rules.min_score):
         return SCORE
+    for rule in rules.rules:
+        if (failed := rule.reason(lead.lead_type, lead.fields)) is not None:
+            return failed
     if rules.src_deny or rules.src_allow:
         src = src_key(lead.src or "") or None
         if src in rules.src_deny:

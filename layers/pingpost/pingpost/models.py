@@ -6,13 +6,14 @@ import hashlib
 import ipaddress
 import re
 from decimal import Decimal
-from functools import cache
+from functools import cache, cached_property
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pingpost.fields import BY_NAME, HASH_VALUE_TYPES, PRODUCTS
+from pingpost.fieldfilters import Rule, Taken, checked, known_lead_types, rules
+from pingpost.fields import HASH_VALUE_TYPES, LEAD_TYPE, PRODUCTS, TABLES, TYPES
 from pingpost.geography import US_STATES
 from pingpost.urls import is_host_name
 
@@ -99,6 +100,13 @@ class Vendor(BaseModel):
     # Seconds a post may spend posting the lead to the buyers that won it by their bids, one
     # after the other until one accepts (inside the functions' 29 s with what else a post does).
     post_timeout: float = Field(default=8, gt=0, le=15)
+    # The lead types (TYPE values) this vendor may send; None: every type of the exchange.
+    lead_types: list[str] | None = None
+
+    @field_validator("lead_types")
+    @classmethod
+    def _vendor_types(cls, codes: list[str] | None) -> list[str] | None:
+        return None if codes is None else known_lead_types(codes)
 
     @field_validator("redirect_hosts")
     @classmethod
@@ -122,8 +130,17 @@ class Filters(BaseModel):
     zips: list[str] = []
     # ZIP code beginnings (1-4 digits): "606" is Chicago's 606xx; with `zips`, either admits.
     zip_prefixes: list[str] = []
+    # Home Improvement's (TYPE 7) product and score filters.
     products: list[str] = []
     min_score: int = 0
+    # A lead type's `match` field -> the values taken (any case), or a number's range.
+    fields: dict[str, Taken] = {}
+
+    @cached_property
+    def rules(self) -> tuple[Rule, ...]:
+        """The field filters as matching reads them (the partner's checks them first)."""
+        return rules(self.fields)
+
     # SRC values, trimmed and compared without regard to case; an empty allow list allows any.
     src_allow: list[str] = []
     src_deny: list[str] = []
@@ -199,6 +216,10 @@ class Caps(BaseModel):
     daily_budget: Money = Decimal(0)
 
 
+# Every field name of every lead type (a partner's delivery may rename any of them).
+_ANY_FIELD = frozenset(name for t in TABLES.values() for name in t.by_name)
+
+
 class Outbound(BaseModel):
     """A request the exchange makes to a partner: where, how, and the lead's fields as named."""
 
@@ -226,7 +247,7 @@ class Outbound(BaseModel):
     @field_validator("fields")
     @classmethod
     def _known_fields(cls, fields: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(fields) - {*BY_NAME, "Lead_ID"})
+        unknown = sorted(set(fields) - {*_ANY_FIELD, "Lead_ID"})
         if unknown:
             raise ValueError(f"fields are not lead fields: {unknown}")
         return fields
@@ -321,6 +342,8 @@ class Partner(BaseModel):
     # a hash (and Match_With_Partner_Hashes may select it by): none unless the partner agrees.
     # Hashes are unsalted, as the API defines them: a phone's is reversed by brute force.
     expose_hashes: list[str] = []
+    # The lead types (TYPE values) the partner buys.
+    lead_types: list[str] = [LEAD_TYPE]
     filters: Filters = Filters()
     caps: Caps = Caps()
     delivery: Endpoint = Endpoint()
@@ -340,6 +363,22 @@ class Partner(BaseModel):
         if unknown:
             raise ValueError(f"expose_hashes takes: {', '.join(HASH_VALUE_TYPES)}")
         return names
+
+    @field_validator("lead_types")
+    @classmethod
+    def _partner_types(cls, codes: list[str]) -> list[str]:
+        return known_lead_types(codes)
+
+    @model_validator(mode="after")
+    def _filters_of_its_types(self) -> Partner:
+        f = self.filters
+        if (f.products or f.min_score) and LEAD_TYPE not in self.lead_types:
+            raise ValueError(
+                f"products and min_score filter {TYPES[LEAD_TYPE].name} leads (TYPE"
+                f" {LEAD_TYPE}): lead_types must include {LEAD_TYPE}"
+            )
+        f.fields = {name: checked(name, taken, self.lead_types) for name, taken in f.fields.items()}
+        return self
 
     @property
     def bids(self) -> bool:

@@ -1,8 +1,12 @@
 """Checks and normalises every field of a request, as the field table says.
 
-A Pydantic model is generated from `FIELDS` (one validator per kind), so the table is the only
-place a field is described. Every message names the field, as publishers expect:
+A Pydantic model is generated from each lead type's table (one validator per kind), so the
+table is the only place a field is described; a request is checked by its TYPE's table
+(`pingpost.fields.table`). Every message names the field, as publishers expect:
 "Required value First_Name is missing", "Invalid value for Zip: ...".
+
+One module of over 400 lines on purpose: each kind's check and the messages they give are the
+one description of what a valid value is; splitting them would split that description.
 """
 
 from __future__ import annotations
@@ -23,19 +27,19 @@ from pingpost.config import settings
 from pingpost.errors import InvalidRequest
 from pingpost.fields import (
     API_ACTION,
-    BY_NAME,
     CERTIFIER_HOSTS,
-    FIELDS,
-    HOME_IMPROVEMENT,
-    LEAD_TYPE,
-    LOOKED_UP,
     MAX_COUNT_DIGITS,
     MODES,
+    TABLES,
     Field,
     Kind,
     Need,
+    Table,
+    known_types,
+    table,
 )
 from pingpost.geography import US_STATES, state_for_zip
+from pingpost.leadtypes import DATE_FORMATS
 from pingpost.urls import UnsafeUrl, host_of, public_url
 
 # Limits on what the table does not describe: fields we keep but do not know.
@@ -60,7 +64,8 @@ _NANP = re.compile(r"^[2-9]\d{2}[2-9]\d{6}$")
 # A whole number may be written with a zero fraction (12.0), as JSON encoders of floats do.
 _INTEGER = re.compile(r"^([+-]?\d{1,9})(?:\.0*)?$")
 _COUNT = re.compile(rf"^\+?(\d{{1,{MAX_COUNT_DIGITS}}})(?:\.0*)?$")
-_DATE = re.compile(r"^\d{1,2}/\d{1,2}/\d{4}$")
+# A date format's pattern: a month and a day of one or two digits, a year of four.
+_DATE_PARTS = {"MM": r"(?P<m>\d{1,2})", "DD": r"(?P<d>\d{1,2})", "YYYY": r"(?P<y>\d{4})"}
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _CONSENT_TOKEN = re.compile(r"^[A-Za-z0-9-]{8,}$")
 _MAX_MONEY = Decimal("1000000")
@@ -210,14 +215,35 @@ def _phone(value: str) -> str:
     return digits
 
 
-def _date(value: str) -> str:
-    try:
-        if not _DATE.match(value):
-            raise ValueError(value)
-        parsed = datetime.strptime(value, "%m/%d/%Y")
-    except ValueError:
-        raise _invalid("must be a date as m/d/Y, e.g. 12/23/1980") from None
-    return f"{parsed.month:02d}/{parsed.day:02d}/{parsed.year:04d}"
+def _written(date: datetime, form: str) -> str:
+    """A date in a format of DATE_FORMATS (the year always four digits)."""
+    parts = {"MM": f"{date.month:02d}", "DD": f"{date.day:02d}", "YYYY": f"{date.year:04d}"}
+    return re.sub("MM|DD|YYYY", lambda part: parts[part.group()], form)
+
+
+def _date(field: Field) -> Callable[[str], str]:
+    """A date's check: one of the field's formats, kept in its first."""
+    patterns = []
+    for form in field.formats:
+        pattern = re.escape(form)
+        for part, group in _DATE_PARTS.items():
+            pattern = pattern.replace(part, group)
+        patterns.append((re.compile(f"^{pattern}$"), DATE_FORMATS[form]))
+    kept = field.formats[0]
+    shown = "m/d/Y" if field.formats == ("MM/DD/YYYY",) else " or ".join(field.formats)
+    reason = f"must be a date as {shown}, e.g. {field.example}"
+
+    def check(value: str) -> str:
+        for pattern, form in patterns:
+            if pattern.match(value):
+                try:
+                    parsed = datetime.strptime(value, form)
+                except ValueError:
+                    break
+                return _written(parsed, kept)
+        raise _invalid(reason)
+
+    return check
 
 
 def _constant(expected: str, reason: str) -> Callable[[str], str]:
@@ -236,6 +262,12 @@ def _mode(value: str) -> str:
     return mode
 
 
+def _lead_type(value: str) -> str:
+    if value not in TABLES:
+        raise _invalid(f"must be a lead type of this exchange: {known_types()}")
+    return value
+
+
 _CHECKS: dict[Kind, Callable[[str], object]] = {
     Kind.TEXT: str,
     Kind.KEY: str,
@@ -245,10 +277,7 @@ _CHECKS: dict[Kind, Callable[[str], object]] = {
     Kind.COUNT: _count,
     Kind.INTEGER: _integer,
     Kind.FLAG: _flag,
-    Kind.LEAD_TYPE: _constant(
-        LEAD_TYPE,
-        f"must be a lead type of this exchange: {LEAD_TYPE} ({HOME_IMPROVEMENT.name})",
-    ),
+    Kind.LEAD_TYPE: _lead_type,
     Kind.ID_LIST: _id_list,
     Kind.URL: _url,
     Kind.IP: _ip,
@@ -256,7 +285,6 @@ _CHECKS: dict[Kind, Callable[[str], object]] = {
     Kind.ZIP: _zip,
     Kind.EMAIL: _email,
     Kind.PHONE: _phone,
-    Kind.DATE: _date,
     Kind.CERTIFICATE: _certificate,
     Kind.CONSENT_TOKEN: _consent_token,
 }
@@ -278,7 +306,13 @@ def _within(field: Field) -> Callable[[str], object]:
 
 
 def _validator(field: Field) -> Callable[[Any], object]:
-    check = _choice(field) if field.kind is Kind.CHOICE else _CHECKS[field.kind]
+    check: Callable[[str], object]
+    if field.kind is Kind.CHOICE:
+        check = _choice(field)
+    elif field.kind is Kind.DATE:
+        check = _date(field)
+    else:
+        check = _CHECKS[field.kind]
     if field.kind is Kind.INTEGER and (field.least is not None or field.most is not None):
         check = _within(field)
     too_long = f"must be at most {field.max_len} characters"
@@ -298,10 +332,10 @@ def _validator(field: Field) -> Callable[[Any], object]:
 
 
 @cache
-def request_model() -> type[BaseModel]:
-    """The Pydantic model of a pingPostLead request, built once from the field table."""
+def request_model(lead_table: Table) -> type[BaseModel]:
+    """The Pydantic model of a lead type's requests, built once from its table."""
     definitions: dict[str, Any] = {
-        f.name: (Annotated[Any, PlainValidator(_validator(f))], None) for f in FIELDS
+        f.name: (Annotated[Any, PlainValidator(_validator(f))], None) for f in lead_table.fields
     }
     return create_model(
         "PingPostLeadRequest",
@@ -321,13 +355,15 @@ def present(raw: Mapping[str, str]) -> dict[str, str]:
 
 
 def parse(values: Mapping[str, str]) -> dict[str, object]:
-    """Typed, normalised values of the known fields in `values` (already `present`)."""
-    known = {name: value for name, value in values.items() if name in BY_NAME}
+    """Typed, normalised values of the fields of its TYPE's table in `values` (already
+    `present`)."""
+    lead_table = table(values)
+    known = {name: value for name, value in values.items() if name in lead_table.by_name}
     try:
-        model = request_model().model_validate(known)
+        model = request_model(lead_table).model_validate(known)
     except ValidationError as exc:
         messages = [_message(error) for error in exc.errors(include_url=False)]
-        raise InvalidRequest(_in_table_order(messages)) from None
+        raise InvalidRequest(_in_table_order(messages, lead_table)) from None
     return {name: value for name, value in model.model_dump().items() if value is not None}
 
 
@@ -336,14 +372,13 @@ def _message(error: Mapping[str, Any]) -> str:
     return f"Invalid value for {name}: {error['msg']}"
 
 
-_ORDER = {f.name: i for i, f in enumerate(FIELDS)}
+def _in_table_order(messages: list[str], lead_table: Table) -> list[str]:
+    order = lead_table.order
 
-
-def _in_table_order(messages: list[str]) -> list[str]:
     def position(message: str) -> int:
         name = message.removeprefix("Invalid value for ").split(":", 1)[0]
         name = name.removeprefix("Required value ").removesuffix(" is missing")
-        return _ORDER.get(name, len(_ORDER))
+        return order.get(name, len(order))
 
     return sorted(messages, key=position)
 
@@ -351,23 +386,26 @@ def _in_table_order(messages: list[str]) -> list[str]:
 def missing(values: Mapping[str, str], mode: str, *, dynamic_pricing: bool) -> list[str]:
     """Messages for the fields `mode` requires that `values` (already `present`) lacks."""
     out = []
-    for field in FIELDS:
+    lead_table = table(values)
+    for field in lead_table.fields:
         need = field.required(mode)
         if need is Need.NO or field.name in values:
             continue
         if need is Need.DYNAMIC_PRICING and not dynamic_pricing:
             continue
-        if LOOKED_UP.get(field.name, "") in values:
+        if lead_table.looked_up.get(field.name, "") in values:
             continue  # looked up from the Zip (an invalid Zip is reported on its own)
         out.append(f"Required value {field.name} is missing")
     return out
 
 
 def extras(raw: Mapping[str, str]) -> dict[str, str]:
-    """Fields the table does not know: kept with the lead, within limits, never an error."""
+    """Fields its TYPE's table does not know: kept with the lead, within limits, never an
+    error."""
     out: dict[str, str] = {}
+    known = table(present(raw)).by_name
     for name, value in raw.items():
-        if name in BY_NAME or not _FIELD_NAME.match(name) or len(name) > MAX_EXTRA_NAME:
+        if name in known or not _FIELD_NAME.match(name) or len(name) > MAX_EXTRA_NAME:
             continue
         if len(out) == MAX_EXTRA_FIELDS:
             break
@@ -381,15 +419,17 @@ def cross_check(values: dict[str, object]) -> list[str]:
     hash_type, value_type = values.get("Return_Hash_Type"), values.get("Return_Hash_Value_Type")
     if (hash_type is None) != (value_type is None):
         problems.append("Return_Hash_Type and Return_Hash_Value_Type must be used together")
-    zip_code = values.get("Zip")
-    if isinstance(zip_code, str):
+    place = table(values).lead_type
+    zip_code = values.get(place.zip) if place.zip else None
+    if isinstance(zip_code, str) and place.state:
         zip_state = state_for_zip(zip_code)
-        state = values.get("State")
+        state = values.get(place.state)
         if state is None:
-            values["State"] = zip_state
+            values[place.state] = zip_state
         elif state != zip_state:
             problems.append(
-                f"Invalid value for State: Zip {zip_code} is in {zip_state}, not {state}"
+                f"Invalid value for {place.state}: {place.zip} {zip_code} is in {zip_state},"
+                f" not {state}"
             )
     return problems
 
@@ -406,7 +446,7 @@ def validate(raw: Mapping[str, str], mode: str, *, dynamic_pricing: bool) -> dic
     if parsed or not problems:
         problems.extend(cross_check(parsed))
     if problems:
-        raise InvalidRequest(_in_table_order(problems))
+        raise InvalidRequest(_in_table_order(problems, table(values)))
     if mode == "post":
         parsed.pop("Cost", None)  # the spec: Cost is ignored on post
     return parsed

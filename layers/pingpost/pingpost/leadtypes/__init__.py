@@ -6,10 +6,20 @@
 A field gives its `name`, what `ping` asks of it (`yes`, `no` or `dynamic_pricing`: only when
 the vendor is on dynamic pricing) and whether `post` requires it; `kind` (one of LEAD_KINDS,
 `text` by default), `max_len`, `values`, `min`, `max`, `example`, `note`, `aliases`, `pii`
-(personal data), `match` (partners may filter on it: recorded, not read yet; matching reads
-Home Improvement's product and score by name), `consent` (the key of the consent record it
-fills, one of CONSENT_KEYS) and `spec` (false: beyond the specification's table) as their names
-say. A field of `standard.json` (the contact, address, traffic and consent fields every type
+(personal data: never sent to a buyer before it buys), `match` (partners may filter on it:
+`filters.fields`; not personal data), `formats` (a date's accepted formats, of DATE_FORMATS: the
+first is the form it is kept in), `consent` (the key of the consent record it fills, one of
+CONSENT_KEYS) and `spec` (false: beyond the specification's table) as their names say.
+
+A group of fields publishers number (`Driver_1_Birthdate`, `Driver_2_Birthdate`) is written once,
+as `{"repeat": 2, "required": 1, "fields": [{"name": "Driver_#_Birthdate", ...}]}`: each `#` of a
+name (one per enclosing group; groups nest) is the instance's number, and the first `required`
+instances (1 unless said) ask what `ping` and `post` say; the others are optional.
+
+A type whose lead is placed by other fields than Zip and State names them (`"zip":
+"Driver_1_Zip", "state": "Driver_1_State"`): partners' state and ZIP filters read them, and the
+state is looked up from the ZIP as it is for Home Improvement.
+ A field of `standard.json` (the contact, address, traffic and consent fields every type
 shares) needs only its name, `ping` and `post`; the file may override the rest (a new `kind`
 leaves only its `pii` and `note`). Any other field needs its `kind`. The protocol's own fields
 (Key, Mode, TYPE, ...) are not a lead type's: `pingpost.fields` has them, and no field or alias
@@ -17,6 +27,9 @@ of a type may take one of their names (`load`'s `reserved`).
 
 A file that is not one is refused with a message naming the file, the field and the fault
 (LeadTypeError); `pingpost leadtypes check FILE` says the same before anything is deployed.
+
+One module of over 400 lines on purpose: a field's checks read each other (its kind, values,
+bounds, length, example and formats), and what a file may say is read best in one place.
 """
 
 from __future__ import annotations
@@ -24,10 +37,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from pingpost.leadtypes.groups import GroupError, expanded
 
 FOLDER = Path(__file__).parent
 STANDARD = FOLDER / "standard.json"
@@ -90,6 +106,8 @@ class Field:
     least: int | None = None  # an integer's smallest value, if it has one
     most: int | None = None  # ... and its largest
     match: bool = False  # partners may filter on it
+    # A date's accepted formats (DATE_FORMATS' keys); the first is the form it is kept in.
+    formats: tuple[str, ...] = ()
 
     def required(self, mode: str) -> Need:
         """What `mode` (ping, post or full) asks of this field; full = ping + post but the
@@ -107,12 +125,20 @@ class Field:
 
 @dataclass(frozen=True)
 class LeadType:
-    """A lead type: its TYPE number, its name, and its fields in the file's order."""
+    """A lead type: its TYPE number, its name, and its fields in the file's order (a numbered
+    group's fields instance by instance), with the fields that place a lead."""
 
     type: str
     name: str
     note: str
     fields: tuple[Field, ...]
+    zip: str = ""  # the field that holds the lead's ZIP code ("" for none)
+    state: str = ""  # ... and its state
+
+    @property
+    def slug(self) -> str:
+        """The type's name as a file name: `Auto Insurance` is auto_insurance."""
+        return "_".join(re.findall(r"[a-z0-9]+", self.name.casefold()))
 
 
 class LeadTypeError(ValueError):
@@ -162,8 +188,17 @@ _EXAMPLES = {
 }
 _KEYS = frozenset(
     {"name", "ping", "post", "kind", "max_len", "values", "min", "max", "example", "note"}
-    | {"aliases", "pii", "match", "consent", "spec"}
+    | {"aliases", "pii", "match", "consent", "spec", "formats"}
 )
+# The date formats a field may accept, as files write them, and as strptime reads them.
+DATE_FORMATS = {
+    "MM/DD/YYYY": "%m/%d/%Y",
+    "YYYY-MM-DD": "%Y-%m-%d",
+    "MM-DD-YYYY": "%m-%d-%Y",
+    "MM/YYYY": "%m/%Y",
+}
+# The fields a type may have in all (a numbered group's once for each instance).
+MOST_FIELDS = 1000
 _TEXTS = ("kind", "example", "note", "consent")
 # The keys of a lead's consent record a field may fill (pingpost.consent).
 CONSENT_KEYS = frozenset(
@@ -190,22 +225,27 @@ def _read(path: Path) -> Any:
 
 
 def _entries(path: Path, document: Any, *, standard: bool) -> list[dict[str, Any]]:
-    """The file's field entries, each an object with a name, the names unique."""
+    """The file's field entries, each an object with a name, the names unique: a numbered
+    group's entries once for each instance, `#` replaced by its number (and `ping` and `post`
+    made optional past the group's `required` instances)."""
     if not isinstance(document, dict) or not isinstance(document.get("fields"), list):
         raise LeadTypeError(f"{path.name}: must be an object with a list of fields")
-    allowed = {"note", "fields"} if standard else {"type", "name", "note", "fields"}
+    allowed = {"note", "fields"} if standard else {"type", "name", "note", "fields", "zip", "state"}
     extra = sorted(set(document) - allowed)
     if extra:
         raise LeadTypeError(f"{path.name}: unknown key {extra[0]!r}")
+    try:
+        entries = expanded(path, document["fields"], standard=standard)
+    except GroupError as error:
+        raise LeadTypeError(str(error)) from None
     seen: set[str] = set()
-    for n, entry in enumerate(document["fields"], 1):
-        name = entry.get("name") if isinstance(entry, dict) else None
-        if not isinstance(name, str) or not name.isidentifier():
-            raise LeadTypeError(f"{path.name}: field {n}: must be an object with a name")
+    for entry in entries:
+        name = entry["name"]
         if name in seen:
             raise LeadTypeError(f"{path.name}: field {name}: a duplicate name")
         seen.add(name)
-    entries: list[dict[str, Any]] = document["fields"]
+    if len(entries) > MOST_FIELDS:
+        raise LeadTypeError(f"{path.name}: more than {MOST_FIELDS} fields")
     return entries
 
 
@@ -250,7 +290,12 @@ def _field(path: Path, entry: dict[str, Any], base: dict[str, Any] | None) -> Fi
     aliases = merged.get("aliases", [])
     if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
         raise fault("aliases must be a list of names")
+    if merged.get("match") and merged.get("pii"):
+        raise fault("personal data (pii) cannot be a field partners filter on (match)")
+    formats = _formats(fault, merged, kind)
     least, most, max_len, example, consent = _limits(fault, merged, kind, list(values), name)
+    if formats and not any(_is_date(example, f) for f in formats):
+        raise fault(f"example {example[:40]!r} is not a date in its formats")
     return Field(
         name,
         _NEEDS[merged["ping"]],
@@ -267,7 +312,32 @@ def _field(path: Path, entry: dict[str, Any], base: dict[str, Any] | None) -> Fi
         least=least,
         most=most,
         match=merged.get("match", False),
+        formats=tuple(formats),
     )
+
+
+def _formats(fault: Any, merged: dict[str, Any], kind: Kind) -> list[str]:
+    """A date's formats (MM/DD/YYYY unless said); none for any other kind."""
+    if kind is not Kind.DATE:
+        if "formats" in merged:
+            raise fault("only a date has formats")
+        return []
+    formats = merged.get("formats", ["MM/DD/YYYY"])
+    if not isinstance(formats, list) or not formats or not all(f in DATE_FORMATS for f in formats):
+        raise fault(f"formats must be a list of: {', '.join(DATE_FORMATS)}")
+    if len(set(formats)) != len(formats):
+        raise fault("formats holds a format twice")
+    if "example" not in merged:  # the standard example, written as the field keeps it
+        merged["example"] = datetime(1980, 12, 23).strftime(DATE_FORMATS[formats[0]])
+    return list(formats)
+
+
+def _is_date(text: str, form: str) -> bool:
+    try:
+        datetime.strptime(text, DATE_FORMATS[form])
+    except ValueError:
+        return False
+    return True
 
 
 def _limits(
@@ -288,9 +358,19 @@ def _limits(
     )
     if type(max_len) is not int or not longest <= max_len <= 10_000:
         raise fault(f"max_len must be a whole number from {longest} to 10000")
-    example = str(merged.get("example", values[0] if values else _EXAMPLES.get(kind, name)))
+    default = values[0] if values else _EXAMPLES.get(kind, name)
+    if kind is Kind.INTEGER:  # the standard example, within the field's bounds
+        low = 12 if least is None else max(12, least)
+        default = str(low if most is None else min(low, most))
+    example = str(merged.get("example", default))
     if len(example) > max_len or (values and folded(example) not in {folded(v) for v in values}):
         raise fault(f"example {example[:40]!r} is not a value of the field")
+    if kind is Kind.INTEGER and not (
+        re.fullmatch(r"-?[0-9]{1,9}", example)
+        and (least is None or int(example) >= least)
+        and (most is None or int(example) <= most)
+    ):
+        raise fault(f"example {example[:40]!r} is not a whole number within its min and max")
     consent = merged.get("consent", "")
     if consent and consent not in CONSENT_KEYS:
         raise fault(f"consent must be one of {', '.join(sorted(CONSENT_KEYS))}")
@@ -332,7 +412,16 @@ def load(path: Path, reserved: frozenset[str] = frozenset()) -> LeadType:
                 taken = "a field" if alias in names else "taken"
                 raise LeadTypeError(f"{path.name}: field {field.name}: alias {alias} is {taken}")
             seen.add(alias)
-    return LeadType(kind, name, note, fields)
+    by_name = {f.name: f for f in fields}
+    place = []
+    for key, wanted in (("zip", Kind.ZIP), ("state", Kind.STATE)):
+        named = document.get(key, key.title() if key.title() in by_name else "")
+        if named and (not isinstance(named, str) or by_name.get(named) is None):
+            raise LeadTypeError(f"{path.name}: {key} must name a field of the type")
+        if named and by_name[named].kind is not wanted:
+            raise LeadTypeError(f"{path.name}: {key}: field {named} is not a {wanted} field")
+        place.append(named)
+    return LeadType(kind, name, note, fields, zip=place[0], state=place[1])
 
 
 def shipped(reserved: frozenset[str] = frozenset()) -> list[LeadType]:
