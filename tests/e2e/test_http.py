@@ -15,7 +15,7 @@ import pytest
 import requests
 from lxml import etree
 
-from pingpost.fields import FIELDS, Kind
+from pingpost.fields import FIELDS, Kind, table
 from tests.conftest import ROOT, Server
 from tests.leads import DYNAMIC_KEY, KEY, complete
 from tests.unit.test_fields import REJECTED
@@ -53,7 +53,7 @@ def xml_request(fields: dict[str, str], extra: str = "") -> bytes:
     """The spec's XML structure: control tags at the top, lead fields in <Data>."""
     request = etree.Element("Request")
     data = etree.Element("Data")
-    for f in FIELDS:
+    for f in table(fields).fields:
         if f.name in fields:
             etree.SubElement(request if f.control else data, f.name).text = fields[f.name]
     request.append(data)

@@ -28,7 +28,7 @@ from pingpost.errors import (
     TooManyRequests,
     Unauthorized,
 )
-from pingpost.fields import LEAD_ID, MODES, table
+from pingpost.fields import LEAD_ID, MODES, TYPES, table
 from pingpost.identity import HashedValue
 from pingpost.matching import Criteria
 from pingpost.models import DONE, PINGED, POSTING, Vendor
@@ -59,6 +59,7 @@ def submit(
     if request.problems:
         raise InvalidRequest(list(request.problems))
     mode = _mode(fields, path_mode)
+    _may_send(vendor, fields.get("TYPE"))
     values = validate(fields, mode, dynamic_pricing=vendor.dynamic_pricing)
     kept = extras(request.fields)
     if mode == "ping":
@@ -85,6 +86,15 @@ def _mode(fields: dict[str, str], path_mode: str | None) -> str:
         )
     fields["Mode"] = path_mode
     return path_mode
+
+
+def _may_send(vendor: Vendor, code: str | None) -> None:
+    """Forbidden when the vendor may not send leads of the lead type `code` (its `lead_types`)."""
+    allowed = vendor.lead_types
+    if allowed is None or code not in TYPES or code in allowed:
+        return  # a TYPE that is no type of the exchange is refused by validation (400)
+    mine = ", ".join(f"{c} ({TYPES[c].name})" for c in allowed)
+    raise Forbidden(f"This Key may not send leads of TYPE {code} ({TYPES[code].name}): only {mine}")
 
 
 def authenticate(key: str | None, stores: Stores = STORES) -> Vendor:
@@ -301,6 +311,14 @@ def post(
         kind = "a test lead" if lead.test else "real"
         raise InvalidRequest(
             [f"Invalid value for Test_Lead: its ping made Lead_ID {lead_id} {kind}; posts keep it"]
+        )
+    pinged = str(lead.data.get("TYPE", ""))
+    if values.get("TYPE") != pinged:
+        raise InvalidRequest(
+            [
+                f"Invalid value for TYPE: Lead_ID {lead_id} was pinged as TYPE {pinged};"
+                f" its post must send TYPE={pinged}"
+            ]
         )
     if lead.status in DONE:
         return Answer.restored(lead.answer)

@@ -1,0 +1,130 @@
+"""Auto insurance and solar leads through every door of `pingpost serve`, as the demo seed's
+vendors and partners of those types send and buy them (Home Improvement's own tests are the
+rest of this folder)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import requests
+
+from tests.conftest import DEMO_SEED, Server
+from tests.e2e.test_http import form, get, lead, xml
+from tests.leads import KEY, complete
+
+_VENDORS = {v["id"]: v["key"] for v in json.loads(DEMO_SEED.read_text())["vendors"]}
+AUTO_KEY, SOLAR_KEY = _VENDORS["demo-auto"], _VENDORS["demo-solar"]
+AUTO, SOLAR = "20", "21"
+
+
+def auto(mode: str, **changes: str) -> dict[str, str]:
+    return complete(mode, AUTO, Key=AUTO_KEY, **changes)
+
+
+def solar(mode: str, **changes: str) -> dict[str, str]:
+    return complete(mode, SOLAR, Key=SOLAR_KEY, **changes)
+
+
+def decisions(stored: dict[str, Any]) -> dict[int, str]:
+    """Partner -> "matched", "sold" or the rule that kept it from the lead."""
+    return {int(partner): str(verdict) for partner, verdict in stored["decisions"]}
+
+
+def test_an_auto_insurance_lead_is_pinged_posted_and_sold_by_its_field_filters(
+    server: Server,
+) -> None:
+    # Safe Drive (2001, $22) takes first drivers of good credit aged 25 or more; Any Auto
+    # Quotes (2001, $9) any auto lead. No Home Improvement partner is a candidate.
+    ping = form(server, "/ping", auto("ping", Driver_1_Age="44", Driver_1_Birthdate="1980-12-23"))
+    assert (ping.status, ping["status"]) == (200, "Matched"), ping.body
+    lead_id = ping["lead_id"]
+    assert decisions(lead(server, lead_id)) == {2001: "matched", 2002: "matched"}
+    post = xml(server, auto("post", Lead_ID=lead_id or ""))
+    assert (post.status, post["status"]) == (200, "Matched"), post.body
+    stored = lead(server, lead_id)
+    assert stored["status"] == "sold" and list(stored["sold_to"]) == ["2001"]
+    # A date in another format the field accepts is kept in its first (MM/DD/YYYY).
+    assert stored["data"]["Driver_1_Birthdate"] == "12/23/1980"
+    assert stored["data"]["Driver_1_State"] == "IL"  # looked up from Driver_1_Zip
+
+
+def test_a_field_filter_that_refuses_a_lead_is_explained(server: Server) -> None:
+    ping = get(server, "/api.php", auto("ping", Driver_1_Credit_Rating="poor", Driver_1_Age="19"))
+    assert ping["status"] == "Matched"
+    assert decisions(lead(server, ping["lead_id"]))[2001] == "Driver_1_Credit_Rating Poor not taken"
+    young = get(server, "/api.php", auto("ping", Driver_1_Age="19"))
+    assert decisions(lead(server, young["lead_id"]))[2001] == "Driver_1_Age 19 below 25"
+    unsaid = get(server, "/api.php", auto("ping"))
+    assert decisions(lead(server, unsaid["lead_id"]))[2001] == "Driver_1_Age not sent"
+    shown = server.pingpost("lead", "show", str(young["lead_id"]))
+    assert shown.returncode == 0, shown.stderr
+    assert "Driver_1_Age 19 below 25" in shown.stdout and "Safe Drive Insurance" in shown.stdout
+
+
+def test_a_solar_lead_sent_whole_under_its_aliases_is_sold(server: Server) -> None:
+    # Monthly_Electric_Bill is read as Electric_Bill, Primary_Phone as Home_Phone, as publishers
+    # of solar leads spell them; Bright Roof (2101, $30) takes sunny roofs and bills over $150.
+    fields = solar("full", Roof_Shade="No Shade")
+    fields["Monthly_Electric_Bill"] = fields.pop("Electric_Bill")
+    fields["Primary_Phone"] = fields.pop("Home_Phone")
+    answer = form(server, "/api.php", fields)
+    assert answer["status"] == "Matched", answer.body
+    stored = lead(server, answer["lead_id"])
+    assert list(stored["sold_to"]) == ["2101"]
+    assert stored["data"]["Home_Phone"] == fields["Primary_Phone"]
+    assert stored["data"]["Electric_Bill"] == "$151-200"
+    shady = form(server, "/api.php", solar("full", Roof_Shade="A lot of Shade"))
+    stored = lead(server, shady["lead_id"])
+    assert list(stored["sold_to"]) == ["2102"]
+    assert decisions(stored)[2101] == "Roof_Shade A lot of Shade not taken"
+
+
+def test_each_type_is_checked_by_its_own_fields(server: Server) -> None:
+    missing = form(server, "/ping", auto("ping", Vehicle_1_Year="", Driver_1_Gender="Other"))
+    assert missing.status == 400
+    assert missing["error"] == (
+        "Invalid value for Driver_1_Gender: must be one of: Male, Female; "
+        "Required value Vehicle_1_Year is missing"
+    )
+    unknown = form(server, "/ping", auto("ping", TYPE="5"))
+    assert (unknown.status, unknown["error"]) == (
+        400,
+        "Invalid value for TYPE: must be a lead type of this exchange: 7 (Home Improvement), "
+        "20 (Auto Insurance), 21 (Solar)",
+    )
+
+
+def test_a_vendor_sends_only_its_lead_types_and_a_post_keeps_its_pings(server: Server) -> None:
+    home = form(server, "/ping", complete("ping", Key=AUTO_KEY))
+    assert (home.status, home["error"]) == (
+        403,
+        "This Key may not send leads of TYPE 7 (Home Improvement): only 20 (Auto Insurance)",
+    )
+    # The demo vendor sends every type; a post of another type than its ping is refused.
+    pinged = form(server, "/ping", complete("ping", SOLAR, Key=KEY))
+    assert pinged["status"] == "Matched", pinged.body
+    post = form(server, "/post", complete("post", Key=KEY, Lead_ID=pinged["lead_id"] or ""))
+    assert (post.status, post["error"]) == (
+        400,
+        f"Invalid value for TYPE: Lead_ID {pinged['lead_id']} was pinged as TYPE 21; its post"
+        " must send TYPE=21",
+    )
+
+
+def test_personal_data_on_a_ping_is_kept_and_never_in_a_bid_request(server: Server) -> None:
+    from pingpost.bids import withheld
+    from pingpost.fields import TABLES
+
+    sent = auto("ping", Driver_1_Email="early@example.com", Driver_1_Daytime_Phone="3125550144")
+    answer = form(server, "/ping", sent)
+    assert answer["status"] == "Matched"
+    assert lead(server, answer["lead_id"])["data"]["Driver_1_Email"] == "early@example.com"
+    kept_back = withheld(TABLES[AUTO])
+    assert {"Driver_1_Email", "Driver_2_Daytime_Phone", "IP_Address"} <= kept_back
+    assert "Driver_1_Credit_Rating" not in kept_back
+
+
+def test_the_api_describes_every_type(server: Server) -> None:
+    document = requests.get(server.url + "/openapi.yaml", timeout=30).text
+    assert "PingAutoInsuranceRequest" in document and "FullSolarRequest" in document
