@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,17 +270,19 @@ def local_function(function_id: str) -> Any:
 
 
 @contextmanager
-def serve_process(*options: str) -> Iterator[Server]:
-    """Run `pingpost serve --port 0 --seed demo/seed.json OPTIONS...` until the block ends."""
+def serve_process(*options: str, env: Mapping[str, str] | None = None) -> Iterator[Server]:
+    """Run `pingpost serve --port 0 --seed demo/seed.json OPTIONS...` until the block ends,
+    with the variables of `env` besides the tests' own."""
     import re
     import signal
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
-    env |= {"PYTHONUNBUFFERED": "1", "POWERTOOLS_METRICS_DISABLED": "true"}
+    variables = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+    variables |= {"PYTHONUNBUFFERED": "1", "POWERTOOLS_METRICS_DISABLED": "true"}
     for name in ("LEADS_TABLE", "VENDORS_TABLE", "PARTNERS_TABLE", "COUNTERS_TABLE"):
-        env.pop(name, None)
+        variables.pop(name, None)
+    variables |= env or {}
     command = [
         "-m",
         "pingpost_local.cli",
@@ -294,7 +296,7 @@ def serve_process(*options: str) -> Iterator[Server]:
     process = subprocess.Popen(
         [sys.executable, *command],
         cwd=ROOT,
-        env=env,
+        env=variables,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -441,6 +441,7 @@ def _ready(
             "Operator commands (pingpost lead show ID, ...) from another shell, after: export"
             f" AWS_ENDPOINT_URL={endpoint} AWS_DEFAULT_REGION={os.environ['AWS_DEFAULT_REGION']}"
             " AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
+            + (f" LEAD_TYPES_DIR={own}" if (own := os.environ.get("LEAD_TYPES_DIR")) else "")
         )
     cors = exchange.gateway.cors
     return _banner(

@@ -465,7 +465,10 @@ def test_the_api_is_described_at_openapi_yaml_and_docs(server: Server) -> None:
     assert page.status_code == 200
     assert page.headers["Content-Type"] == "text/html; charset=utf-8"
     assert "<td>GET</td><td>/ping</td>" in page.text
-    assert "<h2 id=PingRequest>" in page.text and "<td>yes, or Zip</td>" in page.text
+    # A section for each lead type's requests of each mode
+    assert "<h2 id=PingHomeImprovementRequest>" in page.text and "<td>yes, or Zip</td>" in page.text
+    assert "<h2 id=FullAutoInsuranceRequest>" in page.text
+    assert "<td>yes, or Driver_1_Zip</td>" in page.text
     # Only to GET (and HEAD): anything else is the API's own 404
     assert requests.post(server.url + "/docs", timeout=30).status_code == 404
     assert any("/openapi.yaml" in line for line in server.output)

@@ -177,7 +177,8 @@ def test_an_expired_ping_cannot_be_posted(exchange: None) -> None:
         (
             {"TYPE": "5"},
             400,
-            "Invalid value for TYPE: must be a lead type of this exchange: 7 (Home Improvement)",
+            "Invalid value for TYPE: must be a lead type of this exchange: 7 (Home Improvement),"
+            " 20 (Auto Insurance), 21 (Solar)",
         ),
         (
             {"Zip": "", "State": ""},

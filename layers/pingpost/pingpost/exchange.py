@@ -312,8 +312,8 @@ def post(
         raise InvalidRequest(
             [f"Invalid value for Test_Lead: its ping made Lead_ID {lead_id} {kind}; posts keep it"]
         )
-    pinged = str(lead.data.get("TYPE", ""))
-    if values.get("TYPE") != pinged:
+    pinged, sent = str(lead.data.get("TYPE", "")), values.get("TYPE")
+    if sent is not None and sent != pinged:
         raise InvalidRequest(
             [
                 f"Invalid value for TYPE: Lead_ID {lead_id} was pinged as TYPE {pinged};"

@@ -35,6 +35,7 @@ bounds, length, example and formats), and what a file may say is read best in on
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -424,15 +425,25 @@ def load(path: Path, reserved: frozenset[str] = frozenset()) -> LeadType:
     return LeadType(kind, name, note, fields, zip=place[0], state=place[1])
 
 
+def folders() -> list[Path]:
+    """Where lead type files are read: this folder, then the operator's own (LEAD_TYPES_DIR, a
+    folder of more type files, for types kept outside the layer)."""
+    more = os.environ.get("LEAD_TYPES_DIR", "").strip()
+    return [FOLDER, Path(more)] if more else [FOLDER]
+
+
 def shipped(reserved: frozenset[str] = frozenset()) -> list[LeadType]:
-    """Every lead type of this folder, by TYPE (LeadTypeError for a broken file, or two files
+    """Every lead type of `folders()`, by TYPE (LeadTypeError for a broken file, or two files
     of one TYPE); `reserved` as for `load`."""
     found: dict[str, LeadType] = {}
-    for path in sorted(FOLDER.glob("*.json")):
-        if path == STANDARD:
-            continue
-        lead_type = load(path, reserved)
-        if lead_type.type in found:
-            raise LeadTypeError(f"{path.name}: type {lead_type.type} is another file's too")
-        found[lead_type.type] = lead_type
+    for folder in folders():
+        if not folder.is_dir():
+            raise LeadTypeError(f"LEAD_TYPES_DIR {folder}: not a folder")
+        for path in sorted(folder.glob("*.json")):
+            if path == STANDARD:
+                continue
+            lead_type = load(path, reserved)
+            if lead_type.type in found:
+                raise LeadTypeError(f"{path.name}: type {lead_type.type} is another file's too")
+            found[lead_type.type] = lead_type
     return [found[key] for key in sorted(found, key=int)]
