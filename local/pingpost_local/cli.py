@@ -53,12 +53,18 @@ def _demo_key(document: seed.Seed) -> str | None:
 
 
 def _demo_form(document: seed.Seed | None) -> dict[str, form.Page]:
-    """/form as the seed's first vendor, offering the products its partners name."""
+    """/form as the seed's first vendor, offering the products its partners name; /form?type=N
+    for each other lead type, as the seed's first vendor that sends only that type."""
     key = _demo_key(document) if document else None
     if document is None or key is None:
         return {}
     named = [p for partner in document.partners for p in partner.filters.products]
-    return form.demo_pages(key, list(dict.fromkeys(named)) or list(PRODUCTS))
+    typed: dict[str, str] = {}
+    for vendor in document.vendors:
+        sends = vendor.model_dump().get("lead_types") or []
+        if len(sends) == 1 and sends[0] != LEAD_TYPE:
+            typed.setdefault(sends[0], vendor.key)
+    return form.demo_pages(key, list(dict.fromkeys(named)) or list(PRODUCTS), typed)
 
 
 def _banner(url: str, key: str | None) -> None:

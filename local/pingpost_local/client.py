@@ -285,6 +285,7 @@ class Client:
         *,
         backoff: float = 0.5,
         max_wait: float = 30.0,
+        lead_type: str = "7",
     ) -> None:
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}")
@@ -295,6 +296,7 @@ class Client:
         self.retries = retries
         self.backoff = backoff
         self.max_wait = max_wait
+        self.lead_type = lead_type  # the TYPE of every lead it sends (7: Home Improvement)
         self._own_session = session is None
         self.session = session or requests.Session()
 
@@ -340,7 +342,7 @@ class Client:
         clash = sorted(set(OWN_FIELDS) & set(fields))
         if clash:
             raise ValueError(f"the client sends {', '.join(clash)} itself")
-        own = {"Key": self.key, "API_Action": "pingPostLead", "Mode": mode, "TYPE": "7"}
+        own = {"Key": self.key, "API_Action": "pingPostLead", "Mode": mode, "TYPE": self.lead_type}
         if lead_id is not None:
             own["Lead_ID"] = str(lead_id)
         sent = own | {name: str(value) for name, value in fields.items() if value is not None}

@@ -66,7 +66,9 @@ def _workers(text: str) -> int:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(args.url, args.key, args.encoding, args.timeout, args.retries)
+    return Client(
+        args.url, args.key, args.encoding, args.timeout, args.retries, lead_type=args.type
+    )
 
 
 def final(error: Refused) -> bool:
@@ -290,6 +292,7 @@ def _connection(command: argparse.ArgumentParser) -> None:
         default="form",
         help="form (/api.php, the default), xml (/apiXML.php) or json (/apiJSON.php)",
     )
+    command.add_argument("--type", default="7", help="the leads' TYPE (default 7)")
     command.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
     command.add_argument("--retries", type=int, default=3, help="of a 429 or 503 (default 3)")
 

@@ -92,7 +92,7 @@ def lead_report(lead: Lead, partners: Mapping[int, Partner], *, personal: bool =
     others = sorted(pid for pid in partners if pid not in considered)
     if others:
         lines += [
-            "Not considered: their state or product filters exclude this lead:",
+            "Not considered: their lead types, state or product filters exclude this lead:",
             "  " + ", ".join(str(pid) for pid in others),
         ]
     return "\n".join(lines) + "\n"

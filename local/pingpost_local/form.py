@@ -1,7 +1,10 @@
 """The publishers' web form: one static HTML file, and the demo's thank-you page.
 
 `pingpost form` writes the file for a deployed exchange; `pingpost serve` serves it at /form
-with the demo vendor's Key, its products and a thank-you page of its own at /thanks.
+with the demo vendor's Key, its products and a thank-you page of its own at /thanks. That form
+is Home Improvement's (it pings as soon as it can); `--type N` and `/form?type=N` make a plain
+form of any lead type's fields from its table (`typed`), which a browser posts whole
+(`Mode=full`) and the exchange answers by sending it to the thank-you page.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
-from pingpost.fields import PRODUCTS
+from pingpost.fields import LEAD_TYPE, PRODUCTS, TABLES, Field, Kind, Need, Table
 
 HTML: Final = "text/html; charset=utf-8"
 FORM_PATH: Final = "/form"
@@ -73,6 +76,90 @@ def render(
     return page
 
 
+# Fields a typed form sends as hidden inputs, or leaves to the browser (its address).
+_HIDDEN: Final = frozenset({"SRC", "Landing_Page", "IP_Address", "TCPA_Consent", "TCPA_Language"})
+
+
+def _input(field: Field, required: bool) -> str:
+    """The label and input of one field."""
+    name = html.escape(field.name)
+    need = " required" if required else ""
+    label = field.name.replace("_", " ")
+    if field.kind is Kind.CHOICE:
+        blank = "" if required else '<option value=""></option>'
+        options = "".join(
+            f'<option value="{html.escape(v)}">{html.escape(v)}</option>' for v in field.values
+        )
+        control = f'<select name="{name}"{need}>{blank}{options}</select>'
+    elif field.kind is Kind.FLAG:
+        control = f'<input type="checkbox" name="{name}" value="1">'
+    else:
+        kinds = {Kind.EMAIL: "email", Kind.PHONE: "tel", Kind.INTEGER: "number", Kind.URL: "url"}
+        extra = ""
+        if field.kind is Kind.INTEGER:
+            bounds = {"min": field.least, "max": field.most}
+            extra = "".join(f' {k}="{v}"' for k, v in bounds.items() if v is not None)
+        if field.kind is Kind.DATE:
+            extra = f' placeholder="{html.escape(" or ".join(field.formats))}"'
+        kind = kinds.get(field.kind, "text")
+        control = f'<input type="{kind}" name="{name}" maxlength="{field.max_len}"{extra}{need}>'
+    return f"  <label>{html.escape(label)} {control}</label>"
+
+
+def typed(lead_table: Table, *, exchange: str, key: str, thanks: str, source: str) -> str:
+    """A plain form of a lead type's fields posting a whole lead (Mode=full) to `exchange`
+    ("" for the page's own origin): the fields a full lead requires, then those partners filter
+    on, and the consumer's consent when the type takes it."""
+    for name, url in (("exchange", exchange), ("thanks", thanks)):
+        parts = urlsplit(url)
+        if (url or name == "thanks") and (
+            parts.scheme not in ("http", "https") or not parts.netloc
+        ):
+            raise ValueError(f"{name} must be an absolute http(s) URL: {url!r}")
+    kind = lead_table.lead_type
+    hidden = {
+        "Key": key,
+        "API_Action": "pingPostLead",
+        "Mode": "full",
+        "TYPE": kind.type,
+        "Redirect_URL": thanks,
+    }
+    if "SRC" in lead_table.by_name:
+        hidden["SRC"] = source
+    if "Landing_Page" in lead_table.by_name:
+        hidden["Landing_Page"] = source
+    shown = [
+        f
+        for f in lead_table.fields
+        if not f.control
+        and f.name not in _HIDDEN
+        and f.name not in lead_table.looked_up
+        and (f.required("full") is Need.YES or f.match)
+    ]
+    lines = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(kind.name)}</title>",
+        "<style>body{font:16px/1.5 system-ui,sans-serif;max-width:34rem;margin:3rem auto}"
+        "label{display:block;margin:.4rem 0}</style>",
+        f"</head><body><h1>{html.escape(kind.name)}</h1>",
+        f'<form method="post" action="{html.escape(exchange.rstrip("/"))}/api.php">',
+        *(
+            f'  <input type="hidden" name="{html.escape(n)}" value="{html.escape(v)}">'
+            for n, v in hidden.items()
+        ),
+        *(_input(f, f.required("full") is Need.YES) for f in shown),
+    ]
+    if {"TCPA_Consent", "TCPA_Language"} <= lead_table.by_name.keys():
+        lines += [
+            f'  <input type="hidden" name="TCPA_Language" value="{html.escape(CONSENT)}">',
+            '  <label><input type="checkbox" name="TCPA_Consent" value="Yes" required>'
+            f" {html.escape(CONSENT)}</label>",
+        ]
+    lines += ['  <button type="submit">Send</button>', "</form>", "</body></html>"]
+    return "\n".join(lines) + "\n"
+
+
 def thanks_page() -> str:
     """The demo vendor's thank-you page: the outcome the form or the exchange put in its query."""
     return """<!doctype html>
@@ -96,19 +183,47 @@ def thanks_page() -> str:
 """
 
 
-def demo_pages(key: str, products: Sequence[str]) -> dict[str, Page]:
-    """/form for the vendor with `key`, posting to the exchange serving it, and /thanks."""
+def demo_pages(
+    key: str, products: Sequence[str], typed_keys: dict[str, str] | None = None
+) -> dict[str, Page]:
+    """/form for the vendor with `key`, posting to the exchange serving it, and /thanks; and
+    /form?type=N for each other lead type N of `typed_keys` (TYPE -> a vendor's key)."""
 
     def form(url: str) -> tuple[str, bytes]:
         page = render(exchange="", key=key, thanks=url + THANKS_PATH, products=products)
         return HTML, page.encode()
 
-    return {FORM_PATH: form, THANKS_PATH: lambda url: (HTML, thanks_page().encode())}
+    def typed_form(code: str, vendor_key: str) -> Page:
+        def make(url: str) -> tuple[str, bytes]:
+            page = typed(
+                TABLES[code], exchange="", key=vendor_key, thanks=url + THANKS_PATH, source=url
+            )
+            return HTML, page.encode()
+
+        return make
+
+    pages: dict[str, Page] = {
+        FORM_PATH: form,
+        THANKS_PATH: lambda url: (HTML, thanks_page().encode()),
+    }
+    for code, vendor_key in (typed_keys or {}).items():
+        pages[f"{FORM_PATH}?type={code}"] = typed_form(code, vendor_key)
+    return pages
 
 
 def form_command(args: argparse.Namespace) -> None:
     """Write the form for a deployed exchange."""
     try:
+        if args.type != LEAD_TYPE:
+            page = typed(
+                TABLES[args.type],
+                exchange=args.url,
+                key=args.key,
+                thanks=args.thanks,
+                source=args.src,
+            )
+            _written(page, args.output)
+            return
         page = render(
             exchange=args.url,
             key=args.key,
@@ -119,10 +234,14 @@ def form_command(args: argparse.Namespace) -> None:
         )
     except ValueError as error:
         raise SystemExit(f"pingpost form: {error}") from None
-    if args.output is None:
+    _written(page, args.output)
+
+
+def _written(page: str, output: Path | None) -> None:
+    if output is None:
         sys.stdout.write(page)
     else:
-        args.output.write_text(page, encoding="utf-8")
+        output.write_text(page, encoding="utf-8")
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -138,6 +257,13 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--url", required=True, help="the exchange's URL, e.g. https://api.example.com"
     )
     made.add_argument("--key", required=True, help="the vendor's Key")
+    made.add_argument(
+        "--type",
+        choices=list(TABLES),
+        default=LEAD_TYPE,
+        help="the lead type (default 7: Home Improvement's form; another: a plain form of its"
+        " fields)",
+    )
     made.add_argument("--thanks", required=True, help="the vendor's thank-you page (absolute URL)")
     made.add_argument(
         "--product",

@@ -104,7 +104,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _page(self, request: HttpRequest) -> HttpResponse | None:
         """One of the local pages (the API's description, the form), unless a route takes it."""
         path = request.target.split("?", 1)[0]
-        make = self.server.pages.get(path)
+        # A page of its own for a query (/form?type=20), else the path's.
+        make = self.server.pages.get(request.target) or self.server.pages.get(path)
         if request.method not in ("GET", "HEAD") or make is None:
             return None
         if self.server.gateway.match(request.method, path) is not None:

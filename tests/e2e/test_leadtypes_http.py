@@ -128,3 +128,51 @@ def test_personal_data_on_a_ping_is_kept_and_never_in_a_bid_request(server: Serv
 def test_the_api_describes_every_type(server: Server) -> None:
     document = requests.get(server.url + "/openapi.yaml", timeout=30).text
     assert "PingAutoInsuranceRequest" in document and "FullSolarRequest" in document
+
+
+def test_the_client_sends_a_lead_of_another_type(server: Server) -> None:
+    fields = [
+        f"{k}={v}"
+        for k, v in auto("ping").items()
+        if k not in ("Key", "Mode", "TYPE", "API_Action")
+    ]
+    sent = server.pingpost(
+        "ping", "--url", server.url, "--key", AUTO_KEY, "--type", AUTO, "--encoding", "xml", *fields
+    )
+    assert sent.returncode == 0, sent.stderr
+    status, lead_id = sent.stdout.split()[:2]
+    assert status == "Matched"
+    assert lead(server, lead_id)["data"]["TYPE"] == AUTO
+
+
+def test_a_form_of_each_type_posted_by_a_browser_lands_on_the_thank_you_page(
+    server: Server,
+) -> None:
+    from lxml import html
+
+    from pingpost.fields import TABLES
+
+    for code, key in ((AUTO, AUTO_KEY), (SOLAR, SOLAR_KEY)):
+        page = requests.get(f"{server.url}/form?type={code}", timeout=30)
+        assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
+        document = html.fromstring(page.content)
+        (form_element,) = document.forms
+        # What a consumer's browser sends: the hidden inputs, each field filled in, the box
+        # ticked (a checkbox sends its value)
+        sent = {i.name: i.value for i in form_element.inputs if i.get("type") == "hidden"}
+        assert (sent["Key"], sent["TYPE"], sent["Mode"]) == (key, code, "full")
+        lead_table = TABLES[code]
+        for element in form_element.inputs:
+            if element.get("type") != "hidden" and element.name in lead_table.by_name:
+                sent[element.name] = lead_table.by_name[element.name].example
+        sent["TCPA_Consent"] = "Yes"
+        answer = requests.post(
+            server.url + form_element.action,
+            data=sent,
+            headers={"Accept": "text/html", "Origin": server.url},
+            allow_redirects=False,
+            timeout=30,
+        )
+        assert answer.status_code == 303, answer.text
+        assert answer.headers["Location"].startswith(f"{server.url}/thanks?")
+        assert "status=Matched" in answer.headers["Location"], answer.headers["Location"]

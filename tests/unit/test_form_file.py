@@ -74,3 +74,21 @@ def test_every_field_of_the_form_is_one_of_the_table_and_a_full_lead_needs_no_ot
     required = {f.name for f in BY_NAME.values() if f.required("full") is Need.YES}
     # The State is looked up from the Zip; the browser's address is the consumer's
     assert required - names == set(LOOKED_UP) | {SOURCE_ADDRESS}
+
+
+def test_a_form_of_another_lead_type_is_made_from_its_table(tmp_path: Path) -> None:
+    page = write(tmp_path, "--thanks", "https://www.example.com/thanks", "--type", "20")
+    (form,) = page.forms
+    hidden = {i.name: i.value for i in form.inputs if i.get("type") == "hidden"}
+    assert (hidden["TYPE"], hidden["Mode"], hidden["Key"]) == ("20", "full", "k-1")
+    names = {i.name for i in form.inputs}
+    # What a whole lead of the type requires, and what partners filter on; not another type's
+    assert {"Driver_1_Zip", "Driver_1_Birthdate", "Vehicle_1_Year", "Driver_1_Email"} <= names
+    assert "Driver_1_Age" in names and "Home_Improvement_Product" not in names
+    assert "Driver_1_State" not in names  # looked up from the ZIP code
+    assert form.inputs["Driver_1_Credit_Rating"].value_options == [
+        "Excellent", "Good", "Average", "Poor"
+    ]  # fmt: skip
+    assert form.inputs["Driver_1_Zip"].get("required") is not None
+    assert form.inputs["Driver_1_Age"].get("required") is None
+    assert not page.xpath("//*[@src or @href]")
