@@ -9,6 +9,7 @@ from typing import Any
 
 from pingpost.answers import money
 from pingpost.fields import TABLES, table
+from pingpost.leadtypes import standard
 from pingpost.models import Partner, Vendor
 from pingpost.store.leads import Lead
 
@@ -16,6 +17,11 @@ from pingpost.store.leads import Lead
 _PERSONAL_CONSENT = frozenset(
     f.consent for t in TABLES.values() for f in t.fields if f.pii and f.consent
 )
+# Names that are personal data in any lead type (or the fields they share), with their
+# aliases: an extra field of a lead under one of them is masked too.
+_PERSONAL_ANYWHERE = frozenset(
+    name for t in TABLES.values() for f in t.fields if f.pii for name in (f.name, *f.aliases)
+) | {name for name, entry in standard().items() if entry.get("pii")}
 
 
 def mask(value: str) -> str:
@@ -61,7 +67,10 @@ def lead_report(lead: Lead, partners: Mapping[int, Partner], *, personal: bool =
         for name, value in data
         if name in fields.by_name
     ]
-    shown += [(f"{name} (extra)", value) for name, value in sorted(lead.extra.items())]
+    shown += [
+        (f"{name} (extra)", value if personal or name not in _PERSONAL_ANYWHERE else mask(value))
+        for name, value in sorted(lead.extra.items())
+    ]
     lines += _rows(shown) if shown else ["  (none)"]
     lines += ["", "Consent"]
     lines += _rows(_consent(lead, personal=personal)) if lead.consent else ["  (none)"]

@@ -104,12 +104,14 @@ def test_a_vendor_sends_only_its_lead_types_and_a_post_keeps_its_pings(server: S
     # The demo vendor sends every type; a post of another type than its ping is refused.
     pinged = form(server, "/ping", complete("ping", SOLAR, Key=KEY))
     assert pinged["status"] == "Matched", pinged.body
-    post = form(server, "/post", complete("post", Key=KEY, Lead_ID=pinged["lead_id"] or ""))
-    assert (post.status, post["error"]) == (
-        400,
-        f"Invalid value for TYPE: Lead_ID {pinged['lead_id']} was pinged as TYPE 21; its post"
-        " must send TYPE=21",
-    )
+    # ... whether or not the post's fields are those of the type it sends
+    for fields in (complete("post"), complete("post", AUTO)):
+        post = form(server, "/post", fields | {"Key": KEY, "Lead_ID": pinged["lead_id"] or ""})
+        assert (post.status, post["error"]) == (
+            400,
+            f"Invalid value for TYPE: Lead_ID {pinged['lead_id']} was pinged as TYPE 21; its"
+            " post must send TYPE=21",
+        )
 
 
 def test_personal_data_on_a_ping_is_kept_and_never_in_a_bid_request(server: Server) -> None:
@@ -176,3 +178,31 @@ def test_a_form_of_each_type_posted_by_a_browser_lands_on_the_thank_you_page(
         assert answer.status_code == 303, answer.text
         assert answer.headers["Location"].startswith(f"{server.url}/thanks?")
         assert "status=Matched" in answer.headers["Location"], answer.headers["Location"]
+
+
+def test_a_partner_buys_an_auto_insurance_consumer_once_in_its_dedupe_window(
+    server: Server,
+) -> None:
+    # Safe Drive keeps a 30-day window: the same driver (email, phone) goes to the next buyer.
+    same = {"Driver_1_Email": "twice@example.com", "Driver_1_Daytime_Phone": "3125550177"}
+    first = form(server, "/full", auto("full", Driver_1_Age="44") | same)
+    assert list(lead(server, first["lead_id"])["sold_to"]) == ["2001"]
+    # (another request: the same one again would be its repeat, the same lead)
+    again = form(server, "/full", auto("full", Driver_1_Age="45") | same)
+    assert again["lead_id"] != first["lead_id"]
+    stored = lead(server, again["lead_id"])
+    assert list(stored["sold_to"]) == ["2002"]
+    assert decisions(stored)[2001].startswith("bought this consumer within its dedupe window")
+
+
+def test_personal_data_sent_as_an_extra_field_is_masked_in_lead_show(server: Server) -> None:
+    # A solar lead carrying fields that are personal data elsewhere (Cell_Phone, Comments,
+    # another type's Driver_1_Email): kept as extra fields, shown masked unless --pii
+    sent = solar("full", Cell_Phone="3125550188", Driver_1_Email="extra@example.com")
+    answer = form(server, "/full", sent)
+    shown = server.pingpost("lead", "show", str(answer["lead_id"])).stdout
+    assert "3125550188" not in shown and "extra@example.com" not in shown
+    assert "Cell_Phone (extra)" in shown and "******0188" in shown
+    assert "e***@example.com" in shown
+    clear = server.pingpost("lead", "show", str(answer["lead_id"]), "--pii").stdout
+    assert "3125550188" in clear and "extra@example.com" in clear

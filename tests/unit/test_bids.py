@@ -14,8 +14,9 @@ import pytest
 from pydantic import ValidationError
 
 from pingpost.bids import BAD_ANSWER, BID, NO_BID, accepted, bid_fields, offer, post_fields, read
+from pingpost.endpoints import BidEndpoint
 from pingpost.fields import BY_NAME, FIELDS
-from pingpost.models import BidEndpoint, Partner
+from pingpost.models import Partner
 from tests.leads import complete
 
 JSON = "application/json"

@@ -21,8 +21,8 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     ("leadtypes",),
     # Facts and plumbing that know nothing of leads.
     ("clock", "config", "errors", "fields", "geography", "observability", "reasons", "urls"),
-    # A partner's filters on a lead type's fields.
-    ("fieldfilters",),
+    # A partner's filters on a lead type's fields, and the endpoints the exchange calls.
+    ("endpoints", "fieldfilters"),
     # The models validated from tables and requests.
     ("models",),
     # Value types and rules shared by the parts above them.

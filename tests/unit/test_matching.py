@@ -25,7 +25,7 @@ NOW = MONDAY_NOON_CHICAGO
 def partner(id: int, price: float = 20, /, **fields: Any) -> Partner:
     """A partner; keyword arguments that are filters go into its filters."""
     filter_names = {"states", "zips", "zip_prefixes", "products", "min_score"}
-    filter_names |= {"src_allow", "src_deny", "schedule"}
+    filter_names |= {"src_allow", "src_deny", "schedule", "fields"}
     filters = {k: fields.pop(k) for k in list(fields) if k in filter_names}
     return Partner.model_validate(
         {
@@ -433,11 +433,38 @@ def mostly_empty[T](values: st.SearchStrategy[T], empty: T) -> st.SearchStrategy
     return st.one_of(st.just(empty), st.just(empty), values)
 
 
+# The lead types a partner buys, mostly Home Improvement's alone, and field filters of each.
+LEAD_TYPES = st.sampled_from((["7"], ["7"], ["20"], ["21"], ["7", "20"], ["20", "21"]))
+FIELD_FILTERS: dict[str, tuple[dict[str, Any], ...]] = {
+    "20": (
+        {"Driver_1_Credit_Rating": ["Excellent", "Good"]},
+        {"Driver_2_Age": {"min": 30}},
+        {"Driver_1_Age": {"max": 40}, "Vehicle_1_Coverage_Type": ["basic"]},
+    ),
+    "21": ({"Roof_Shade": ["No Shade"]}, {"Electric_Bill": ["$151-200", "$500+"]}),
+}
+LEAD_VALUES: dict[str, dict[str, tuple[object, ...]]] = {
+    "20": {
+        "Driver_1_Credit_Rating": ("Good", "Poor"),
+        "Driver_1_Age": (25, 50),
+        "Driver_2_Age": (18, 60),
+        "Vehicle_1_Coverage_Type": ("Basic", "State"),
+    },
+    "21": {"Roof_Shade": ("No Shade", "Uncertain"), "Electric_Bill": ("$151-200", "$0-50")},
+}
+
+
 @st.composite
 def partners(draw: st.DrawFn) -> list[Partner]:
     ids = draw(st.lists(st.integers(1, 40), unique=True, max_size=25))
     made = []
     for partner_id in ids:
+        kinds = draw(LEAD_TYPES)
+        home = "7" in kinds
+        fields: dict[str, Any] = {}
+        for kind in kinds:
+            if kind in FIELD_FILTERS and draw(st.booleans()):
+                fields |= draw(st.sampled_from(FIELD_FILTERS[kind]))
         made.append(
             partner(
                 partner_id,
@@ -451,8 +478,12 @@ def partners(draw: st.DrawFn) -> list[Partner]:
                 zip_prefixes=draw(
                     mostly_empty(st.lists(st.sampled_from(("6", "606", "9021")), max_size=2), [])
                 ),
-                products=draw(st.just([]) | st.lists(st.sampled_from(PRODUCTS), unique=True)),
-                min_score=draw(st.sampled_from((0, 0, 10))),
+                products=draw(st.just([]) | st.lists(st.sampled_from(PRODUCTS), unique=True))
+                if home
+                else [],
+                min_score=draw(st.sampled_from((0, 0, 10))) if home else 0,
+                lead_types=kinds,
+                fields=fields,
                 src_allow=draw(mostly_empty(st.lists(st.sampled_from(SOURCES), max_size=2), [])),
                 src_deny=draw(mostly_empty(st.lists(st.sampled_from(SOURCES), max_size=1), [])),
                 schedule=draw(st.sampled_from(SCHEDULES)),
@@ -474,11 +505,20 @@ def leads(draw: st.DrawFn, known: Sequence[int]) -> Criteria:
     # Mostly ids of the partners at hand, so Skip/Match_With_Partner_ID name some of them.
     some_id = st.sampled_from(known) | st.integers(1, 40) if known else st.integers(1, 40)
     ids = st.frozensets(some_id, max_size=4)
+    kind = draw(st.sampled_from(("7", "7", "20", "21")))
+    values = {
+        name: value
+        for name, choices in LEAD_VALUES.get(kind, {}).items()
+        if (value := draw(st.sampled_from((*choices, None)))) is not None
+    }
+    home = kind == "7"
     return Criteria(
         state=draw(st.sampled_from((*STATES, None))),
         zip=draw(st.sampled_from((*ZIPS, None))),
-        product=draw(st.sampled_from((*PRODUCTS, None))),
-        score=draw(st.none() | st.integers(0, 20)),
+        product=draw(st.sampled_from((*PRODUCTS, None))) if home else None,
+        score=draw(st.none() | st.integers(0, 20)) if home else None,
+        lead_type=kind,
+        fields=values,
         cost=Decimal(draw(st.sampled_from((0, 8, 15)))),
         skip=draw(mostly_empty(ids, frozenset())),
         only=draw(mostly_empty(ids, None)),

@@ -32,8 +32,9 @@ from urllib.parse import parse_qs
 
 from lxml import etree
 
+from pingpost.endpoints import BuyerEndpoint, Outbound
 from pingpost.fields import Table, table
-from pingpost.models import BuyerEndpoint, Outbound, Partner
+from pingpost.models import Partner
 
 MAX_TOKEN = 256
 MAX_REASON = 200

@@ -36,7 +36,6 @@ from pingpost.fields import (
     SELECTED,
     SELECTED_HASH,
     YES_NO,
-    YES_NO_FIELDS,
     Kind,
     table,
 )
@@ -425,12 +424,13 @@ def _json_document(body: bytes, problems: list[str]) -> Any:
     return document
 
 
-def _json_value(name: str, value: Any) -> str:
-    """A JSON value as the text a form would have sent (see docs/leadtypes)."""
+def _json_value(name: str, value: Any, yes_no: frozenset[str]) -> str:
+    """A JSON value as the text a form would have sent (see docs/leadtypes); `yes_no`: the
+    fields of the request's type whose values are Yes and No."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
-        if name in YES_NO_FIELDS:
+        if name in yes_no:
             return YES_NO[0] if value else YES_NO[1]
         return "1" if value else "0"
     if value is None or value in ({}, []):
@@ -481,6 +481,9 @@ def json_request(body: bytes) -> Request:
     pairs: list[tuple[str, str]] = []
     matches: tuple[HashedValue, ...] = ()
     selected: tuple[HashedValue, ...] = ()
+    code = document.get("TYPE")
+    typed = isinstance(code, (str, int)) and not isinstance(code, bool)
+    yes_no = table({"TYPE": str(code)} if typed else {}).yes_no
     for name, value in document.items():
         if name.startswith(("?", "#")):
             continue  # an XML converter's declaration ("?xml") or comment ("#comment")
@@ -496,7 +499,7 @@ def json_request(body: bytes) -> Request:
             given = value.items() if name == DATA and isinstance(value, dict) else [(name, value)]
             for field_name, field_value in given:
                 try:
-                    pairs.append((field_name, _json_value(field_name, field_value)))
+                    pairs.append((field_name, _json_value(field_name, field_value, yes_no)))
                 except InvalidRequest as refused:
                     problems.extend(refused.messages)
     return Request(_pairs(pairs), matches, selected, tuple(problems[:MAX_PROBLEMS]))

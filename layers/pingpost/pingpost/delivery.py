@@ -22,8 +22,9 @@ from lxml import etree
 from pingpost import outbound
 from pingpost.bids import json_path, named
 from pingpost.clock import now_ms as _now_ms
+from pingpost.endpoints import Outbound
 from pingpost.fields import table
-from pingpost.models import Outbound, Partner
+from pingpost.models import Partner
 from pingpost.observability import logger, metrics
 from pingpost.store.deliveries import BUSY, DELIVERED, FAILED, QUEUED, STARTED
 from pingpost.store.figures import Figures, Tally, partner_day

@@ -28,7 +28,7 @@ from pingpost.errors import (
     TooManyRequests,
     Unauthorized,
 )
-from pingpost.fields import LEAD_ID, MODES, TYPES, table
+from pingpost.fields import LEAD_ID, MAX_COUNT_DIGITS, MODES, TYPES, table
 from pingpost.identity import HashedValue
 from pingpost.matching import Criteria
 from pingpost.models import DONE, PINGED, POSTING, Vendor
@@ -60,7 +60,12 @@ def submit(
         raise InvalidRequest(list(request.problems))
     mode = _mode(fields, path_mode)
     _may_send(vendor, fields.get("TYPE"))
-    values = validate(fields, mode, dynamic_pricing=vendor.dynamic_pricing)
+    try:
+        values = validate(fields, mode, dynamic_pricing=vendor.dynamic_pricing)
+    except InvalidRequest:
+        if mode == "post":  # a post of another type than its ping: say that, not its fields
+            _same_type(fields, vendor, stores)
+        raise
     kept = extras(request.fields)
     if mode == "ping":
         return ping(vendor, values, kept, request.matches, stores)
@@ -88,12 +93,34 @@ def _mode(fields: dict[str, str], path_mode: str | None) -> str:
     return path_mode
 
 
+def _type_of_ping(lead: Lead, sent: object) -> None:
+    """Refuse a post whose TYPE (when it sends one) is not the TYPE its lead was pinged as."""
+    pinged = str(lead.data.get("TYPE", ""))
+    if sent is not None and sent != pinged:
+        raise InvalidRequest(
+            [
+                f"Invalid value for TYPE: Lead_ID {lead.lead_id} was pinged as TYPE {pinged};"
+                f" its post must send TYPE={pinged}"
+            ]
+        )
+
+
+def _same_type(fields: Mapping[str, str], vendor: Vendor, stores: Stores) -> None:
+    """A refused post's TYPE against its lead's, when the Lead_ID names one of the vendor's."""
+    lead_id = fields.get(LEAD_ID, "")
+    if not (lead_id.isascii() and lead_id.isdigit() and len(lead_id) <= MAX_COUNT_DIGITS):
+        return
+    lead = stores.leads.get(int(lead_id))
+    if lead is not None and lead.vendor_id == vendor.id:
+        _type_of_ping(lead, fields.get("TYPE"))
+
+
 def _may_send(vendor: Vendor, code: str | None) -> None:
     """Forbidden when the vendor may not send leads of the lead type `code` (its `lead_types`)."""
     allowed = vendor.lead_types
     if allowed is None or code not in TYPES or code in allowed:
         return  # a TYPE that is no type of the exchange is refused by validation (400)
-    mine = ", ".join(f"{c} ({TYPES[c].name})" for c in allowed)
+    mine = ", ".join(f"{c} ({TYPES[c].name})" for c in allowed) or "none of the exchange's"
     raise Forbidden(f"This Key may not send leads of TYPE {code} ({TYPES[code].name}): only {mine}")
 
 
@@ -312,14 +339,7 @@ def post(
         raise InvalidRequest(
             [f"Invalid value for Test_Lead: its ping made Lead_ID {lead_id} {kind}; posts keep it"]
         )
-    pinged, sent = str(lead.data.get("TYPE", "")), values.get("TYPE")
-    if sent is not None and sent != pinged:
-        raise InvalidRequest(
-            [
-                f"Invalid value for TYPE: Lead_ID {lead_id} was pinged as TYPE {pinged};"
-                f" its post must send TYPE={pinged}"
-            ]
-        )
+    _type_of_ping(lead, values.get("TYPE"))
     if lead.status in DONE:
         return Answer.restored(lead.answer)
     seen: tuple[str, int] | None = None

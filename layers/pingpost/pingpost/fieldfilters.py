@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pingpost.fields import TABLES, TYPES, Kind
 from pingpost.leadtypes import folded
+from pingpost.observability import logger
 
 
 def known_lead_types(codes: list[str]) -> list[str]:
@@ -29,6 +30,16 @@ def known_lead_types(codes: list[str]) -> list[str]:
         known = ", ".join(f"{c} ({t.name})" for c, t in TYPES.items())
         raise ValueError(f"lead_types must be some of the exchange's: {known}; not {unknown}")
     return list(dict.fromkeys(codes))
+
+
+def still_known(codes: list[str], whose: str) -> list[str]:
+    """A stored vendor's or partner's lead types that are still the exchange's: one whose type
+    file was taken away is read without it (a partner with none left buys nothing), never
+    refused, so that one item cannot stop every request."""
+    known = [c for c in codes if c in TYPES]
+    if len(known) < len(codes):
+        logger.warning("a %s names lead types the exchange no longer has: %s", whose, codes)
+    return known
 
 
 class Range(BaseModel):
@@ -65,6 +76,10 @@ def checked(name: str, taken: Taken, codes: list[str]) -> Taken:
         if not numeric:
             raise ValueError(f"filters.fields: {name} is not a number: give a list of its values")
         return taken
+    if numeric:
+        raise ValueError(f'filters.fields: {name} is a number: give a range, {{"min": ...}}')
+    if any(f.kind in (Kind.INTEGER, Kind.MONEY) for f in fields):
+        raise ValueError(f"filters.fields: {name} is a number in one lead type, text in another")
     if not taken or not all(v.strip() for v in taken):
         raise ValueError(f"filters.fields: {name} needs a list of values (or a min and a max)")
     spelt = {folded(v): v for f in fields for v in f.values}

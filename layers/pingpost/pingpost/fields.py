@@ -154,6 +154,21 @@ class Table:
     looked_up: Mapping[str, str]
     # The fields whose change between ping and post changes which partners match.
     matched_on: tuple[str, ...]
+    # The consumer's email and phone fields (personal data), first first: a partner's dedupe
+    # window knows the consumer by the first of each a lead has.
+    emails: tuple[str, ...]
+    phones: tuple[str, ...]
+    # Its fields whose values are Yes and No (a JSON true is Yes for them).
+    yes_no: frozenset[str]
+
+    def consumer(self, values: Mapping[str, object]) -> dict[str, str]:
+        """The consumer a lead of this type is about: its email and phone, as far as sent."""
+        found = {}
+        for key, names in (("email", self.emails), ("phone", self.phones)):
+            sent = next((str(values[n]) for n in names if values.get(n) is not None), None)
+            if sent is not None:
+                found[key] = sent
+        return found
 
     @property
     def type(self) -> str:
@@ -178,6 +193,9 @@ def _table(lead_type: LeadType, protocol: tuple[Field, ...]) -> Table:
         data_fields=tuple(f.name for f in fields if not f.control),
         looked_up={place.state: place.zip} if place.state and place.zip else {},
         matched_on=tuple(dict.fromkeys(filter(None, matched_on))),
+        emails=tuple(f.name for f in fields if f.kind is Kind.EMAIL and f.pii),
+        phones=tuple(f.name for f in fields if f.kind is Kind.PHONE and f.pii),
+        yes_no=frozenset(f.name for f in fields if f.values == YES_NO),
     )
 
 
@@ -203,10 +221,6 @@ CONTROL_FIELDS: tuple[str, ...] = tuple(f.name for f in _PROTOCOL)
 DATA_FIELDS: tuple[str, ...] = DEFAULT.data_fields
 # The table of a request whose TYPE is not one of the exchange's: the protocol's fields alone.
 PROTOCOL: Table = _table(LeadType("", "", "", ()), _PROTOCOL)
-# Fields of any type whose values are Yes and No (a JSON true is Yes for them).
-YES_NO_FIELDS: frozenset[str] = frozenset(
-    f.name for t in TABLES.values() for f in t.fields if f.values == ("Yes", "No")
-)
 
 
 def table(values: Mapping[str, object]) -> Table:
@@ -311,5 +325,9 @@ def markdown(lead_table: Table = DEFAULT) -> str:
         post = "yes" if f.post else ""
         where = "control" if f.control else "Data"
         value = describe(f).replace("|", "\\|")
+        if f.name in lead_table.looked_up and not f.note:  # the type's placing state
+            value += (
+                f"; not required when {lead_table.looked_up[f.name]} is sent: looked up from it"
+            )
         lines.append(f"| {f.name} | {need[f.ping]} | {post} | {where} | {value} | `{f.example}` |")
     return "\n".join(lines) + "\n"

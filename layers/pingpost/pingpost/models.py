@@ -10,11 +10,20 @@ from functools import cache, cached_property
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from pingpost.fieldfilters import Rule, Taken, checked, known_lead_types, rules
-from pingpost.fields import HASH_VALUE_TYPES, LEAD_TYPE, PRODUCTS, TABLES, TYPES
+from pingpost.endpoints import BidEndpoint, Endpoint, PostEndpoint
+from pingpost.fieldfilters import Rule, Taken, checked, known_lead_types, rules, still_known
+from pingpost.fields import HASH_VALUE_TYPES, LEAD_TYPE, PRODUCTS, TYPES
 from pingpost.geography import US_STATES
+from pingpost.observability import logger
 from pingpost.urls import is_host_name
 
 Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
@@ -22,6 +31,14 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # in date.weekday() or
 # A lead's status: pinged -> posting -> sold | unsold (or straight to sold | unsold in full mode).
 PINGED, POSTING, SOLD, UNSOLD = "pinged", "posting", "sold", "unsold"
 DONE = (SOLD, UNSOLD)
+
+# The validation context of a vendor or partner read back from its table (STORED: True).
+STORED = {"stored": True}
+
+
+def _is_stored(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("stored"))
+
 
 _WINDOW = re.compile(r"^([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})$")
 
@@ -105,8 +122,10 @@ class Vendor(BaseModel):
 
     @field_validator("lead_types")
     @classmethod
-    def _vendor_types(cls, codes: list[str] | None) -> list[str] | None:
-        return None if codes is None else known_lead_types(codes)
+    def _vendor_types(cls, codes: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if codes is None:
+            return None
+        return still_known(codes, "vendor") if _is_stored(info) else known_lead_types(codes)
 
     @field_validator("redirect_hosts")
     @classmethod
@@ -216,103 +235,6 @@ class Caps(BaseModel):
     daily_budget: Money = Decimal(0)
 
 
-# Every field name of every lead type (a partner's delivery may rename any of them).
-_ANY_FIELD = frozenset(name for t in TABLES.values() for name in t.by_name)
-
-
-class Outbound(BaseModel):
-    """A request the exchange makes to a partner: where, how, and the lead's fields as named."""
-
-    model_config = ConfigDict(extra="allow")
-
-    url: str = ""
-    method: Literal["POST", "PUT"] = "POST"
-    format: Literal["json", "form", "xml"] = "json"
-    # Lead field -> the partner's name for it; when empty, every lead field goes as named.
-    fields: dict[str, str] = {}
-    static: dict[str, str] = {}  # fields added to every request, e.g. a partner's account ID
-    # Headers sent with every request (an API key, say). Their values are kept in SSM
-    # Parameter Store, never in the partners table, which records their names only.
-    headers: dict[str, str] = {}
-    secret_headers: list[str] = []
-    timeout: float = Field(default=5.0, gt=0, le=25)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        if url and not re.match(r"^https?://[^\s/]+", url):
-            raise ValueError("url must be an http(s) URL")
-        return url
-
-    @field_validator("fields")
-    @classmethod
-    def _known_fields(cls, fields: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(fields) - {*_ANY_FIELD, "Lead_ID"})
-        if unknown:
-            raise ValueError(f"fields are not lead fields: {unknown}")
-        return fields
-
-
-class Endpoint(Outbound):
-    """Where and how a partner receives its leads, and what answer counts as accepted."""
-
-    success_status: list[int] = [200, 201, 202, 204]
-    # Optional, all must hold: a regular expression found in the body; a JSON path "a.b"
-    # whose value equals success_value; an XPath expression that is true of the XML body.
-    success_body: str = ""
-    success_json: str = ""
-    success_value: str = ""
-    success_xpath: str = ""
-
-    @field_validator("success_body")
-    @classmethod
-    def _pattern(cls, pattern: str) -> str:
-        try:
-            re.compile(pattern)
-        except re.error as error:
-            raise ValueError(f"success_body is not a regular expression: {error}") from None
-        return pattern
-
-
-class AnswerPaths(BaseModel):
-    """Where a buyer's answer says what: a dotted path in a JSON answer (`result.price`), an
-    XPath in an XML answer (`//Payout`, `/r/@status`, whatever its namespace), a field name in
-    a form-encoded one; JSON and form paths may name alternatives (`reason|errors`). An empty
-    path finds nothing."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    accepted: str = ""
-    price: str = ""
-    token: str = ""
-    reason: str = ""
-
-
-class BuyerEndpoint(Outbound):
-    """A request a buyer answers: its ping (`bid`) or its post."""
-
-    answer: AnswerPaths = AnswerPaths()
-    # What `answer.accepted` must find to mean yes (any case); empty: true, 1, yes, accepted,
-    # success. Without an `accepted` path, an answer with a price is a bid.
-    accepted_values: list[str] = []
-
-
-class BidEndpoint(BuyerEndpoint):
-    """Where a buyer is asked what it would pay for a lead (the partial lead, no personal data)."""
-
-    timeout: float = Field(default=0.3, gt=0, le=25)
-
-
-class PostEndpoint(BuyerEndpoint):
-    """Where a buyer that won is posted the whole lead, with what its bid answered."""
-
-    timeout: float = Field(default=2.0, gt=0, le=25)
-    # The post field that carries the bid's token back (the bid's `answer.token`).
-    token_field: str = ""
-    # More values of the bid's answer carried back: post field -> path in the bid's answer.
-    carry: dict[str, str] = {}
-
-
 class Partner(BaseModel):
     """A buyer: its price, filters, delivery and the identity values vendors may hash."""
 
@@ -366,11 +288,22 @@ class Partner(BaseModel):
 
     @field_validator("lead_types")
     @classmethod
-    def _partner_types(cls, codes: list[str]) -> list[str]:
-        return known_lead_types(codes)
+    def _partner_types(cls, codes: list[str], info: ValidationInfo) -> list[str]:
+        return still_known(codes, "partner") if _is_stored(info) else known_lead_types(codes)
 
     @model_validator(mode="after")
-    def _filters_of_its_types(self) -> Partner:
+    def _filters_of_its_types(self, info: ValidationInfo) -> Partner:
+        if _is_stored(info):
+            try:
+                return self._checked_filters()
+            except ValueError as error:  # a type file changed under it: it buys nothing
+                logger.warning("partner %s buys nothing until it is fixed: %s", self.id, error)
+                self.lead_types = []
+                self.filters.fields = {}
+                return self
+        return self._checked_filters()
+
+    def _checked_filters(self) -> Partner:
         f = self.filters
         if (f.products or f.min_score) and LEAD_TYPE not in self.lead_types:
             raise ValueError(

@@ -15,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pingpost import answering, auction
 from pingpost.answering import event
 from pingpost.answers import Answer, money
+from pingpost.fields import table
 from pingpost.matching import Criteria, Outcome, PartnerSet, match
 from pingpost.models import SOLD, Partner, Vendor
 from pingpost.observability import logger
@@ -80,11 +81,7 @@ def sell(
         outcome=outcome,
         bids=bids,
         allowed=answering.allowed(values, vendor),
-        consumer={
-            k: str(values[f])
-            for k, f in (("email", "Email"), ("phone", "Home_Phone"))
-            if f in values
-        },
+        consumer=table(values).consumer(values),
         ends=time.monotonic() + vendor.post_timeout,  # the posts to buyers that won by bids
         timeline=timeline,
     )

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from pingpost.config import settings
-from pingpost.models import Partner
+from pingpost.models import STORED, Partner
 from pingpost.store import Expiring, dynamodb, from_item, secrets, to_item
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def stored(raw: Mapping[str, Any]) -> Partner:
     item = from_item(raw)
     item["id"] = item.pop("partner_id")
     item.pop("change", None)
-    return Partner.model_validate(item)
+    return Partner.model_validate(item, context=STORED)
 
 
 class PartnerChanged(Exception):

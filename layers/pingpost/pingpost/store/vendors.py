@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 
 from pingpost.config import settings
-from pingpost.models import Vendor, key_hash
+from pingpost.models import STORED, Vendor, key_hash
 from pingpost.store import Expiring, dynamodb, from_item, to_item
 
 _cache: Expiring[str, Vendor | None] = Expiring(lambda: settings().cache_seconds)
@@ -43,7 +43,7 @@ def _query(hashed: str) -> Vendor | None:
 
 def _vendor(item: dict[str, object]) -> Vendor:
     item["id"] = item.pop("vendor_id")
-    return Vendor.model_validate(item)
+    return Vendor.model_validate(item, context=STORED)
 
 
 def put(vendor: Vendor) -> None:
