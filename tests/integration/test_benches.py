@@ -13,6 +13,7 @@ RUNS = {
     "init": ["--rounds", "1"],
     "auction": ["--sizes", "1", "2", "3", "--rounds", "2"],
     "bids_item": ["--auctions", "3"],
+    "leadtypes": ["--rounds", "3"],
 }
 
 
@@ -29,7 +30,7 @@ def test_a_benchmark_prints_its_table(bench: str) -> None:
     printed = run_bench(bench, *RUNS[bench])
     rows = [line for line in printed.splitlines() if line.startswith("| ")]
     assert len(rows) >= 4, printed
-    if bench in ("warm", "memory", "init", "auction"):
+    if bench in ("warm", "memory", "init", "auction", "leadtypes"):
         # A row per function (or kind of request) it measures, every figure a number.
         for row in rows[1:]:
             cells = [c.strip() for c in row.strip("|").split("|")[1:]]

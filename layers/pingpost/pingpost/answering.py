@@ -18,8 +18,8 @@ from typing import Any
 
 from pingpost.answers import MATCHED, UNMATCHED, Answer, Contact, Hash
 from pingpost.config import settings
-from pingpost.errors import InvalidRequest, PayloadTooLarge
-from pingpost.fields import LEAD_ID, MAX_LEAD_BYTES, table
+from pingpost.errors import Forbidden, InvalidRequest, PayloadTooLarge
+from pingpost.fields import LEAD_ID, MAX_LEAD_BYTES, TYPES, table
 from pingpost.identity import HashedValue, partner_hash
 from pingpost.matching import Outcome
 from pingpost.models import SOLD, UNSOLD, Partner, Vendor
@@ -212,6 +212,27 @@ def merged(lead: Lead, values: Mapping[str, object]) -> dict[str, object]:
     if problems:
         raise InvalidRequest(problems)
     return out
+
+
+def check_type(lead: Lead, sent: object) -> None:
+    """Refuse a post whose TYPE (when it sends one) is not the TYPE its lead was pinged as."""
+    pinged = str(lead.data.get("TYPE", ""))
+    if sent is not None and sent != pinged:
+        raise InvalidRequest(
+            [
+                f"Invalid value for TYPE: Lead_ID {lead.lead_id} was pinged as TYPE {pinged};"
+                f" its post must send TYPE={pinged}"
+            ]
+        )
+
+
+def check_may_send(vendor: Vendor, code: str | None) -> None:
+    """Forbidden when the vendor may not send leads of the lead type `code` (its `lead_types`)."""
+    allowed = vendor.lead_types
+    if allowed is None or code not in TYPES or code in allowed:
+        return  # a TYPE that is no type of the exchange is refused by validation (400)
+    mine = ", ".join(f"{c} ({TYPES[c].name})" for c in allowed) or "none of the exchange's"
+    raise Forbidden(f"This Key may not send leads of TYPE {code} ({TYPES[code].name}): only {mine}")
 
 
 def check_selected(lead: Lead, selected: Sequence[HashedValue]) -> None:

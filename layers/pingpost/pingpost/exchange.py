@@ -28,7 +28,7 @@ from pingpost.errors import (
     TooManyRequests,
     Unauthorized,
 )
-from pingpost.fields import LEAD_ID, MAX_COUNT_DIGITS, MODES, TYPES, table
+from pingpost.fields import LEAD_ID, MAX_COUNT_DIGITS, MODES, table
 from pingpost.identity import HashedValue
 from pingpost.matching import Criteria
 from pingpost.models import DONE, PINGED, POSTING, Vendor
@@ -59,7 +59,7 @@ def submit(
     if request.problems:
         raise InvalidRequest(list(request.problems))
     mode = _mode(fields, path_mode)
-    _may_send(vendor, fields.get("TYPE"))
+    answering.check_may_send(vendor, fields.get("TYPE"))
     try:
         values = validate(fields, mode, dynamic_pricing=vendor.dynamic_pricing)
     except InvalidRequest:
@@ -93,18 +93,6 @@ def _mode(fields: dict[str, str], path_mode: str | None) -> str:
     return path_mode
 
 
-def _type_of_ping(lead: Lead, sent: object) -> None:
-    """Refuse a post whose TYPE (when it sends one) is not the TYPE its lead was pinged as."""
-    pinged = str(lead.data.get("TYPE", ""))
-    if sent is not None and sent != pinged:
-        raise InvalidRequest(
-            [
-                f"Invalid value for TYPE: Lead_ID {lead.lead_id} was pinged as TYPE {pinged};"
-                f" its post must send TYPE={pinged}"
-            ]
-        )
-
-
 def _same_type(fields: Mapping[str, str], vendor: Vendor, stores: Stores) -> None:
     """A refused post's TYPE against its lead's, when the Lead_ID names one of the vendor's."""
     lead_id = fields.get(LEAD_ID, "")
@@ -112,16 +100,7 @@ def _same_type(fields: Mapping[str, str], vendor: Vendor, stores: Stores) -> Non
         return
     lead = stores.leads.get(int(lead_id))
     if lead is not None and lead.vendor_id == vendor.id:
-        _type_of_ping(lead, fields.get("TYPE"))
-
-
-def _may_send(vendor: Vendor, code: str | None) -> None:
-    """Forbidden when the vendor may not send leads of the lead type `code` (its `lead_types`)."""
-    allowed = vendor.lead_types
-    if allowed is None or code not in TYPES or code in allowed:
-        return  # a TYPE that is no type of the exchange is refused by validation (400)
-    mine = ", ".join(f"{c} ({TYPES[c].name})" for c in allowed) or "none of the exchange's"
-    raise Forbidden(f"This Key may not send leads of TYPE {code} ({TYPES[code].name}): only {mine}")
+        answering.check_type(lead, fields.get("TYPE"))
 
 
 def authenticate(key: str | None, stores: Stores = STORES) -> Vendor:
@@ -339,7 +318,7 @@ def post(
         raise InvalidRequest(
             [f"Invalid value for Test_Lead: its ping made Lead_ID {lead_id} {kind}; posts keep it"]
         )
-    _type_of_ping(lead, values.get("TYPE"))
+    answering.check_type(lead, values.get("TYPE"))
     if lead.status in DONE:
         return Answer.restored(lead.answer)
     seen: tuple[str, int] | None = None
