@@ -14,7 +14,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from typing import Annotated, Any
@@ -39,7 +38,7 @@ from pingpost.fields import (
     table,
 )
 from pingpost.geography import US_STATES, state_for_zip
-from pingpost.leadtypes import DATE_FORMATS
+from pingpost.leadtypes import read_date, written_date
 from pingpost.urls import UnsafeUrl, host_of, public_url
 
 # Limits on what the table does not describe: fields we keep but do not know.
@@ -64,8 +63,6 @@ _NANP = re.compile(r"^[2-9]\d{2}[2-9]\d{6}$")
 # A whole number may be written with a zero fraction (12.0), as JSON encoders of floats do.
 _INTEGER = re.compile(r"^([+-]?\d{1,9})(?:\.0*)?$")
 _COUNT = re.compile(rf"^\+?(\d{{1,{MAX_COUNT_DIGITS}}})(?:\.0*)?$")
-# A date format's pattern: a month and a day of one or two digits, a year of four.
-_DATE_PARTS = {"MM": r"(?P<m>\d{1,2})", "DD": r"(?P<d>\d{1,2})", "YYYY": r"(?P<y>\d{4})"}
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _CONSENT_TOKEN = re.compile(r"^[A-Za-z0-9-]{8,}$")
 _MAX_MONEY = Decimal("1000000")
@@ -215,32 +212,16 @@ def _phone(value: str) -> str:
     return digits
 
 
-def _written(date: datetime, form: str) -> str:
-    """A date in a format of DATE_FORMATS (the year always four digits)."""
-    parts = {"MM": f"{date.month:02d}", "DD": f"{date.day:02d}", "YYYY": f"{date.year:04d}"}
-    return re.sub("MM|DD|YYYY", lambda part: parts[part.group()], form)
-
-
 def _date(field: Field) -> Callable[[str], str]:
     """A date's check: one of the field's formats, kept in its first."""
-    patterns = []
-    for form in field.formats:
-        pattern = re.escape(form)
-        for part, group in _DATE_PARTS.items():
-            pattern = pattern.replace(part, group)
-        patterns.append((re.compile(f"^{pattern}$"), DATE_FORMATS[form]))
     kept = field.formats[0]
     shown = "m/d/Y" if field.formats == ("MM/DD/YYYY",) else " or ".join(field.formats)
     reason = f"must be a date as {shown}, e.g. {field.example}"
 
     def check(value: str) -> str:
-        for pattern, form in patterns:
-            if pattern.match(value):
-                try:
-                    parsed = datetime.strptime(value, form)
-                except ValueError:
-                    break
-                return _written(parsed, kept)
+        for form in field.formats:
+            if (day := read_date(value, form)) is not None:
+                return written_date(day, kept)
         raise _invalid(reason)
 
     return check

@@ -38,7 +38,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
@@ -191,13 +191,39 @@ _KEYS = frozenset(
     {"name", "ping", "post", "kind", "max_len", "values", "min", "max", "example", "note"}
     | {"aliases", "pii", "match", "consent", "spec", "formats"}
 )
-# The date formats a field may accept, as files write them, and as strptime reads them.
-DATE_FORMATS = {
-    "MM/DD/YYYY": "%m/%d/%Y",
-    "YYYY-MM-DD": "%Y-%m-%d",
-    "MM-DD-YYYY": "%m-%d-%Y",
-    "MM/YYYY": "%m/%Y",
-}
+# The date formats a field may accept, as files write them: a month and a day of one or two
+# digits (kept as two), a year of four.
+DATE_FORMATS = ("MM/DD/YYYY", "YYYY-MM-DD", "MM-DD-YYYY", "MM/YYYY")
+_DATE_PARTS = {"MM": "(?P<m>[0-9]{1,2})", "DD": "(?P<d>[0-9]{1,2})", "YYYY": "(?P<y>[0-9]{4})"}
+
+
+@cache
+def _date_pattern(form: str) -> re.Pattern[str]:
+    pattern = re.escape(form)
+    for part, group in _DATE_PARTS.items():
+        pattern = pattern.replace(part, group)
+    return re.compile(f"^{pattern}$")
+
+
+def read_date(text: str, form: str) -> date | None:
+    """The date `text` is in `form` (one of DATE_FORMATS; a month's first day when the form has
+    no day), or None when it is none."""
+    found = _date_pattern(form).match(text)
+    if found is None:
+        return None
+    parts = found.groupdict()
+    try:
+        return date(int(parts["y"]), int(parts["m"]), int(parts.get("d") or 1))
+    except ValueError:  # no such day, month or year
+        return None
+
+
+def written_date(day: date, form: str) -> str:
+    """`day` in `form` (one of DATE_FORMATS)."""
+    parts = {"MM": f"{day.month:02d}", "DD": f"{day.day:02d}", "YYYY": f"{day.year:04d}"}
+    return re.sub("MM|DD|YYYY", lambda part: parts[part.group()], form)
+
+
 # The fields a type may have in all (a numbered group's once for each instance).
 MOST_FIELDS = 1000
 _TEXTS = ("kind", "example", "note", "consent")
@@ -299,7 +325,7 @@ def _field(path: Path, entry: dict[str, Any], base: dict[str, Any] | None) -> Fi
         raise fault("personal data (pii) cannot be a field partners filter on (match)")
     formats = _formats(fault, merged, kind)
     least, most, max_len, example, consent = _limits(fault, merged, kind, list(values), name)
-    if formats and not any(_is_date(example, f) for f in formats):
+    if formats and not any(read_date(example, f) for f in formats):
         raise fault(f"example {example[:40]!r} is not a date in its formats")
     return Field(
         name,
@@ -333,16 +359,8 @@ def _formats(fault: Any, merged: dict[str, Any], kind: Kind) -> list[str]:
     if len(set(formats)) != len(formats):
         raise fault("formats holds a format twice")
     if "example" not in merged:  # the standard example, written as the field keeps it
-        merged["example"] = datetime(1980, 12, 23).strftime(DATE_FORMATS[formats[0]])
+        merged["example"] = written_date(date(1980, 12, 23), formats[0])
     return list(formats)
-
-
-def _is_date(text: str, form: str) -> bool:
-    try:
-        datetime.strptime(text, DATE_FORMATS[form])
-    except ValueError:
-        return False
-    return True
 
 
 def _limits(
