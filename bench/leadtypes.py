@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Validating a whole lead of each type as a full request, {args.rounds} rounds")
     print()
     print("| type | fields sent | median µs | vs type 7 | per field vs type 7 | model built ms |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("|---|--:|--:|--:|--:|--:|")
     for code, fields in leads.items():
         median = statistics.median(times[code])
         per_field = median / len(fields) / base_each

@@ -28,6 +28,11 @@ CONSENT: Final = (
     " me at the number above about my project, including by autodialer. Consent is not a"
     " condition of purchase."
 )
+# ... and what a form of another lead type says (`typed`).
+TYPED_CONSENT: Final = (
+    "By ticking this box I agree that up to four companies may call and text me at the number"
+    " above about my request, including by autodialer. Consent is not a condition of purchase."
+)
 _TEMPLATE: Final = Path(__file__).with_name("form.html")
 
 # A page served locally: its content type and body, made from the exchange's own URL.
@@ -152,9 +157,9 @@ def typed(lead_table: Table, *, exchange: str, key: str, thanks: str, source: st
     ]
     if {"TCPA_Consent", "TCPA_Language"} <= lead_table.by_name.keys():
         lines += [
-            f'  <input type="hidden" name="TCPA_Language" value="{html.escape(CONSENT)}">',
+            f'  <input type="hidden" name="TCPA_Language" value="{html.escape(TYPED_CONSENT)}">',
             '  <label><input type="checkbox" name="TCPA_Consent" value="Yes" required>'
-            f" {html.escape(CONSENT)}</label>",
+            f" {html.escape(TYPED_CONSENT)}</label>",
         ]
     lines += ['  <button type="submit">Send</button>', "</form>", "</body></html>"]
     return "\n".join(lines) + "\n"

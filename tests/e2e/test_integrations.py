@@ -273,3 +273,52 @@ def test_json_client_with_an_unknown_key_gets_a_json_401(server: Server) -> None
     )
     assert response.status_code == 401, response.text
     assert json_answer(response) == {"response": {"status": "Error", "error": "Invalid Key"}}
+
+
+def test_php_http_build_query_of_an_auto_insurance_lead_read_with_simplexml(
+    server: Server,
+) -> None:
+    # An auto insurance publisher's PHP: the lead's numbered driver and vehicle fields as
+    # http_build_query($lead) to /new_api/api.php, the answer read with simplexml_load_string;
+    # its ping sends no personal data, its post each driver's contact fields.
+    from tests.e2e.test_leadtypes_http import AUTO_KEY
+
+    url = server.url + "/new_api/api.php"
+
+    def curl_exec(php_lead: dict[str, str]) -> etree._Element:
+        response = requests.post(
+            url,
+            data=urlencode(php_lead),
+            headers={"Content-Type": FORM, "Accept": "*/*"},
+            timeout=TIMEOUT,
+        )
+        answer = reply(response)
+        assert answer.status == 200, answer.body
+        return answer.xml
+
+    ping = {
+        "Key": AUTO_KEY, "API_Action": "pingPostLead", "Mode": "ping", "TYPE": "20",
+        "Driver_1_Zip": "60610", "Driver_1_Birthdate": "1980-12-23", "Driver_1_Age": "44",
+        "Driver_1_Gender": "Male", "Driver_1_Marital_Status": "Married",
+        "Driver_1_Credit_Rating": "Good", "Driver_2_Birthdate": "06/01/1982",
+        "Driver_1_Incident_Type_1": "Speeding Ticket", "Driver_1_At_Fault_1": "Yes",
+        "Vehicle_1_Year": "2019", "Vehicle_1_Make": "Toyota", "Vehicle_1_Model": "Camry",
+        "Vehicle_1_Coverage_Type": "Standard",
+        "LeadiD_Token": "B5A1C3D2-7E4F-4A9B-8C6D-1E2F3A4B5C6D",
+    }  # fmt: skip
+    xml = curl_exec(ping)
+    assert xml.findtext("status") == "Matched"
+    lead_id = xml.findtext("lead_id") or ""
+    post = {
+        "Key": AUTO_KEY, "API_Action": "pingPostLead", "Mode": "post", "TYPE": "20",
+        "Lead_ID": lead_id, "IP_Address": "75.2.92.149", "Driver_1_City": "Chicago",
+        "Driver_1_First_Name": "Ann", "Driver_1_Last_Name": "Lee",
+        "Driver_1_Address": "2 Elm St.", "Driver_1_Daytime_Phone": "(312) 555-0166",
+        "Driver_1_Email": "ann.lee@example.com",
+    }  # fmt: skip
+    xml = curl_exec(post)
+    assert (xml.findtext("status"), xml.findtext("lead_id")) == ("Matched", lead_id)
+    stored = assert_sold_once(server, lead_id)
+    assert stored["data"]["Driver_1_Daytime_Phone"] == "3125550166"
+    assert stored["data"]["Driver_2_Birthdate"] == "06/01/1982"
+    assert stored["consent"]["leadid_token"] == ping["LeadiD_Token"]

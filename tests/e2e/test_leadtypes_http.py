@@ -206,3 +206,13 @@ def test_personal_data_sent_as_an_extra_field_is_masked_in_lead_show(server: Ser
     assert "e***@example.com" in shown
     clear = server.pingpost("lead", "show", str(answer["lead_id"]), "--pii").stdout
     assert "3125550188" in clear and "extra@example.com" in clear
+
+
+def test_any_other_type_is_refused_naming_the_exchanges(server: Server) -> None:
+    for sent in ("100", "abc", "0", "07"):
+        answer = form(server, "/ping", auto("ping", TYPE=sent))
+        assert (answer.status, answer["error"]) == (
+            400,
+            "Invalid value for TYPE: must be a lead type of this exchange: 7 (Home Improvement),"
+            " 20 (Auto Insurance), 21 (Solar)",
+        ), sent

@@ -64,6 +64,10 @@ def field(name: str, **more: Any) -> dict[str, Any]:
     return {"name": name, "ping": "no", "post": False, "kind": "integer"} | more
 
 
+def group(*fields: dict[str, Any]) -> dict[str, Any]:
+    return {"repeat": 2, "fields": list(fields)}
+
+
 @pytest.mark.parametrize(
     ("entry", "fault"),
     [
@@ -89,3 +93,26 @@ def test_json_true_is_yes_only_for_the_requests_own_yes_no_fields() -> None:
     assert (solar.fields["Homeowner"], solar.fields["Test_Lead"]) == ("Yes", "1")
     home = json_request(b'{"TYPE": "7", "Homeowner": true, "Need_Financing": true}')
     assert (home.fields["Homeowner"], home.fields["Need_Financing"]) == ("1", "Yes")
+
+
+@pytest.mark.parametrize(
+    ("entry", "fault"),
+    [
+        ({"repeat": 0, "fields": [field("Age_#")]}, "a bad repeat: repeat must be a whole number"),
+        ({"repeat": 21, "fields": [field("Age_#")]}, "repeat must be a whole number from 1 to 20"),
+        ({"repeat": 2, "required": 3, "fields": [field("Age_#")]}, "required must be a whole"),
+        ({"repeat": 2, "fields": [field("Age")]}, "so its name needs 1 '#'"),
+        (field("Age_#"), "it is in no numbered group, so its name needs 0 '#'"),
+        ({"repeat": 2, "fields": []}, "fields must be a list of the group's fields"),
+        ({"repeat": 2, "fields": [field("A_#")], "max": 3}, "unknown key 'max'"),
+        (group(group(group(field("A_#_#_#")))), "groups nest at most 2 deep"),
+        ({"repeat": 2, "fields": [field("A_#"), field("A_#")]}, "field A_1: a duplicate name"),
+    ],
+)  # fmt: skip
+def test_a_bad_numbered_group_is_refused_naming_the_fault(
+    tmp_path: Path, entry: dict[str, Any], fault: str
+) -> None:
+    path = tmp_path / "groups.json"
+    path.write_text(json.dumps({"type": "41", "name": "Groups", "fields": [entry]}))
+    with pytest.raises(LeadTypeError, match=f"^groups.json: .*{fault}"):
+        load(path)

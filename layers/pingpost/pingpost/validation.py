@@ -299,6 +299,8 @@ def _validator(field: Field) -> Callable[[Any], object]:
     too_long = f"must be at most {field.max_len} characters"
     # A phone may arrive formatted, "+1 (312) 555-6491": its 10 digits are what the limit means.
     limit = field.max_len + (10 if field.kind is Kind.PHONE else 0)
+    if field.kind is Kind.LEAD_TYPE:  # any other TYPE is told the exchange's types instead
+        limit = 64
 
     def validate(value: Any) -> object:
         if not isinstance(value, str):

@@ -4,12 +4,12 @@
      "fields": [{"name": "Zip", "ping": "yes", "post": true}, ...]}
 
 A field gives its `name`, what `ping` asks of it (`yes`, `no` or `dynamic_pricing`: only when
-the vendor is on dynamic pricing) and whether `post` requires it; `kind` (one of LEAD_KINDS,
-`text` by default), `max_len`, `values`, `min`, `max`, `example`, `note`, `aliases`, `pii`
-(personal data: never sent to a buyer before it buys), `match` (partners may filter on it:
-`filters.fields`; not personal data), `formats` (a date's accepted formats, of DATE_FORMATS: the
-first is the form it is kept in), `consent` (the key of the consent record it fills, one of
-CONSENT_KEYS) and `spec` (false: beyond the specification's table) as their names say.
+the vendor is on dynamic pricing) and whether `post` requires it; `kind` (one of LEAD_KINDS; a
+field of standard.json has its own), `max_len`, `values`, `min`, `max`, `example`, `note`,
+`aliases`, `pii` (personal data: never sent to a buyer before it buys), `match` (partners may
+filter on it: `filters.fields`; not personal data), `formats` (a date's accepted formats, of
+DATE_FORMATS: the first is the form it is kept in), `consent` (the key of the consent record it
+fills, one of CONSENT_KEYS) and `spec` (false: beyond the specification's table) as their names say.
 
 A group of fields publishers number (`Driver_1_Birthdate`, `Driver_2_Birthdate`) is written once,
 as `{"repeat": 2, "required": 1, "fields": [{"name": "Driver_#_Birthdate", ...}]}`: each `#` of a
@@ -19,7 +19,8 @@ instances (1 unless said) ask what `ping` and `post` say; the others are optiona
 A type whose lead is placed by other fields than Zip and State names them (`"zip":
 "Driver_1_Zip", "state": "Driver_1_State"`): partners' state and ZIP filters read them, and the
 state is looked up from the ZIP as it is for Home Improvement.
- A field of `standard.json` (the contact, address, traffic and consent fields every type
+
+A field of `standard.json` (the contact, address, traffic and consent fields every type
 shares) needs only its name, `ping` and `post`; the file may override the rest (a new `kind`
 leaves only its `pii` and `note`). Any other field needs its `kind`. The protocol's own fields
 (Key, Mode, TYPE, ...) are not a lead type's: `pingpost.fields` has them, and no field or alias
@@ -70,7 +71,7 @@ class Kind(StrEnum):
     ZIP = "zip"  # existing 5-digit ZIP code
     EMAIL = "email"
     PHONE = "phone"  # 10-digit North American number
-    DATE = "date"  # m/d/Y
+    DATE = "date"  # in one of the field's formats (DATE_FORMATS)
     CERTIFICATE = "certificate"  # https URL of a consent certificate, on its certifier's host
     CONSENT_TOKEN = "consent_token"  # noqa: S105 (an opaque consent ID, not a secret)
 
