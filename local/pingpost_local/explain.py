@@ -152,7 +152,8 @@ def _company(partners: Mapping[int, Partner], partner_id: int) -> str:
 
 def partner_table(partners: Sequence[Partner]) -> str:
     """One line a partner: what it buys, at what price, within which caps."""
-    rows = [("id", "company", "price", "active", "test", "priority", "states", "products", "caps")]
+    head = ("id", "company", "price", "active", "test", "priority", "states", "products")
+    rows = [(*head, "caps", "types")]
     for p in sorted(partners, key=lambda p: p.id):
         caps = p.caps
         rows.append(
@@ -166,6 +167,7 @@ def partner_table(partners: Sequence[Partner]) -> str:
                 ",".join(p.filters.states) or "any",
                 _few(p.filters.products),
                 f"d{caps.daily} w{caps.weekly} m{caps.monthly} ${money(caps.daily_budget)}/day",
+                ",".join(p.lead_types) or "(none)",
             )
         )
     return "\n".join(_rows(rows, indent="")) + "\n"
@@ -173,7 +175,8 @@ def partner_table(partners: Sequence[Partner]) -> str:
 
 def vendor_table(vendors: Sequence[Vendor]) -> str:
     """One line a vendor: its pricing, how its answers read, where its forms may send browsers."""
-    rows = [("id", "name", "active", "cost", "pricing", "answers", "http errors", "redirect hosts")]
+    head = ("id", "name", "active", "cost", "pricing", "answers", "http errors")
+    rows = [(*head, "redirect hosts", "types")]
     for v in sorted(vendors, key=lambda v: v.id):
         margin = f"{money(v.margin)} a sale" if v.margin_type == "amount" else f"{v.margin}%"
         pricing = f"dynamic, margin {margin}" if v.dynamic_pricing else "fixed"
@@ -187,6 +190,7 @@ def vendor_table(vendors: Sequence[Vendor]) -> str:
                 v.response_style,
                 "yes" if v.http_errors else "no (200)",
                 ",".join(v.redirect_hosts) or "(none)",
+                "any" if v.lead_types is None else ",".join(v.lead_types) or "(none)",
             )
         )
     return "\n".join(_rows(rows, indent="")) + "\n"

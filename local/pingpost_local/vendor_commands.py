@@ -36,6 +36,7 @@ def vendors_add(args: argparse.Namespace) -> None:
             response_style=args.response_style,
             redirect_hosts=args.redirect_host,
             http_errors=args.http_errors,
+            lead_types=args.lead_type or None,
         )
     except ValidationError as error:
         raise SystemExit(f"pingpost: {error}") from None
@@ -137,6 +138,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action="append",
         default=[],
         help="a host its web forms may send browsers back to (repeatable)",
+    )
+    add.add_argument(
+        "--lead-type",
+        action="append",
+        metavar="TYPE",
+        help="a lead type it may send (repeatable; default: every type)",
     )
     add.add_argument(
         "--no-http-errors",

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from pingpost.errors import Forbidden
 from tests.conftest import DEMO_SEED
 from tests.leads import complete
 
@@ -105,8 +106,10 @@ def test_partners_list(demo: None, capsys: pytest.CaptureFixture[str]) -> None:
         "states",
         "products",
         "caps",
+        "types",
     ]
     assert re.search(r"142\s+Roof Co\s+25", out)
+    assert re.search(r"2001\s+Safe Drive Insurance\s+22.*\s20\n", out)
     assert re.search(r"1543\s+Everything Home\s+12\S*\s+yes\s+no\s+0\s+any\s+any", out)
 
 
@@ -126,6 +129,13 @@ def test_vendors_add_prints_a_new_key_once_and_stores_its_hash(
 
     with pytest.raises(SystemExit, match="exists already"):
         main(["vendors", "add", "newco"])
+    # A vendor of one lead type: any other is refused (403)
+    out = run(capsys, "vendors", "add", "autoco", "--lead-type", "20")
+    auto_key = out.strip().splitlines()[-1]
+    assert re.search(r"autoco\s+autoco\s+yes.*\s20\n", run(capsys, "vendors", "list"))
+    with pytest.raises(Forbidden, match="only 20 \\(Auto Insurance\\)"):
+        submit(complete("ping", Key=auto_key))
+    assert submit(complete("ping", "20", Key=auto_key)).status == "Matched"
 
 
 def test_vendors_list_and_redirect_hosts(demo: None, capsys: pytest.CaptureFixture[str]) -> None:
@@ -145,10 +155,12 @@ def test_vendors_list_and_redirect_hosts(demo: None, capsys: pytest.CaptureFixtu
     assert listed.splitlines()[0].split()[:3] == ["id", "name", "active"]
     assert re.search(
         r"forms-co\s+forms-co\s+yes\s+0\.00\s+fixed\s+full\s+no \(200\)\s+"
-        r"www\.forms\.example\n",
+        r"www\.forms\.example\s+any\n",
         listed,
     )
-    demo = r"demo\s+Demo Forms\s+yes\s+10\.00\s+fixed\s+short\s+yes\s+127\.0\.0\.1,localhost\n"
+    demo = (
+        r"demo\s+Demo Forms\s+yes\s+10\.00\s+fixed\s+short\s+yes\s+127\.0\.0\.1,localhost\s+any\n"
+    )
     assert re.search(demo, listed)
     said = run(
         capsys, "vendors", "redirect-hosts", "forms-co", "WWW.Forms.Example.", "thanks.example"
