@@ -87,7 +87,7 @@ def test_a_form_of_another_lead_type_is_made_from_its_table(tmp_path: Path) -> N
     assert "Driver_1_Age" in names and "Home_Improvement_Product" not in names
     assert "Driver_1_State" not in names  # looked up from the ZIP code
     assert form.inputs["Driver_1_Credit_Rating"].value_options == [
-        "Excellent", "Good", "Average", "Poor"
+        "Excellent", "Good", "Average", "Poor", "Unknown"
     ]  # fmt: skip
     assert form.inputs["Driver_1_Zip"].get("required") is not None
     assert form.inputs["Driver_1_Age"].get("required") is None
