@@ -212,6 +212,10 @@ class LocalExchange(Served):
         """Whether one of the extra local pages is at `path`."""
         return path in self._pages
 
+    def page_paths(self) -> list[str]:
+        """Where the extra local pages are (a query for a page of its own: /form?type=20)."""
+        return sorted(self._pages)
+
     def _bind(self) -> ThreadingHTTPServer:
         server = _ExchangeHTTPServer(self._address, self.gateway, self._quiet, self._pages)
         name = self._own_origin_parameter
@@ -431,7 +435,11 @@ def _ready(
     notes = _notes(sources, retry_seconds, running)
     notes.append(f"API description: {exchange.url}/openapi.yaml, {exchange.url}/docs (local only)")
     if exchange.serves(FORM_PATH):
-        notes.append(f"Web form: {exchange.url}{FORM_PATH} (local only; pingpost form writes it)")
+        typed = [p for p in exchange.page_paths() if p.startswith(f"{FORM_PATH}?")]
+        others = "".join(f", {exchange.url}{p}" for p in typed)
+        notes.append(
+            f"Web form: {exchange.url}{FORM_PATH}{others} (local only; pingpost form writes it)"
+        )
     notes.append(
         "Hosts trusted over plain http and at private addresses (partners, Redirect_URL): "
         f"{os.environ['DELIVERY_HTTP_HOSTS']} (DELIVERY_HTTP_HOSTS)"

@@ -154,6 +154,10 @@ def test_a_form_of_each_type_posted_by_a_browser_lands_on_the_thank_you_page(
 
     from pingpost.fields import TABLES
 
+    # The banner names each form
+    (said,) = [line for line in server.output if line.startswith("Web form:")]
+    assert f"{server.url}/form?type=20, {server.url}/form?type=21 (local only" in said
+
     for code, key in ((AUTO, AUTO_KEY), (SOLAR, SOLAR_KEY)):
         page = requests.get(f"{server.url}/form?type={code}", timeout=30)
         assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
