@@ -62,11 +62,11 @@ def _stored(count: int) -> list[dict[str, Any]]:
     """`count` partners as the table stores them (versions 1..count)."""
     from matching import random_partners
 
-    from pingpost.store import to_item
+    from pingpost.store import partners, to_item
 
     out = []
     for change, partner in enumerate(random_partners(count), start=1):
-        item = partner.model_dump(mode="python")
+        item = partners.compact(partner.model_dump(mode="python"))
         item["delivery"].pop("headers")
         item["partner_id"] = item.pop("id")
         item["change"] = change

@@ -116,3 +116,27 @@ def test_a_bad_numbered_group_is_refused_naming_the_fault(
     path.write_text(json.dumps({"type": "41", "name": "Groups", "fields": [entry]}))
     with pytest.raises(LeadTypeError, match=f"^groups.json: .*{fault}"):
         load(path)
+
+
+def test_a_partner_of_the_default_type_is_stored_as_before_lead_types() -> None:
+    # Every container holds every partner: an attribute each is memory and read units.
+    from pingpost.store.partners import compact
+
+    home = Partner.model_validate({"id": 7, "price": 5, "delivery": DELIVERY})
+    item = compact(home.model_dump(mode="python"))
+    assert "lead_types" not in item and "fields" not in item["filters"]
+    assert "bid" not in item and "post" not in item
+    assert Partner.model_validate(item, context=STORED) == home
+    auto = Partner.model_validate(
+        {
+            "id": 8,
+            "price": 5,
+            "lead_types": ["20"],
+            "filters": {"fields": {"Driver_1_Age": {"min": 30}}},
+        }
+    )
+    item = compact(auto.model_dump(mode="python"))
+    assert item["lead_types"] == ["20"] and item["filters"]["fields"] == {
+        "Driver_1_Age": {"min": 30, "max": None}
+    }
+    assert Partner.model_validate(item, context=STORED) == auto

@@ -310,7 +310,10 @@ class Partner(BaseModel):
                 f"products and min_score filter {TYPES[LEAD_TYPE].name} leads (TYPE"
                 f" {LEAD_TYPE}): lead_types must include {LEAD_TYPE}"
             )
-        f.fields = {name: checked(name, taken, self.lead_types) for name, taken in f.fields.items()}
+        if f.fields:  # (most partners have none: no assignment, which pydantic makes slow)
+            f.fields = {
+                name: checked(name, taken, self.lead_types) for name, taken in f.fields.items()
+            }
         return self
 
     @property

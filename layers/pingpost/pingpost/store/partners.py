@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from pingpost.config import settings
+from pingpost.fields import LEAD_TYPE
 from pingpost.models import STORED, Partner
 from pingpost.store import Expiring, dynamodb, from_item, secrets, to_item
 
@@ -150,6 +151,21 @@ def read(partner_id: int) -> tuple[Partner, int] | None:
     return stored(item), int(item.get("change", {}).get("N", 0))
 
 
+def compact(item: dict[str, Any]) -> dict[str, Any]:
+    """A partner's item without what its defaults say: a partner that does not bid stores
+    nothing of bidding, one of Home Improvement's alone no lead types, one without field
+    filters none (every container holds every partner: each attribute is memory and read units
+    a thousand times over)."""
+    for request in ("bid", "post"):
+        if item.get(request, False) is None:
+            del item[request]
+    if item.get("lead_types") == [LEAD_TYPE]:
+        del item["lead_types"]
+    if not item.get("filters", {}).get("fields", True):
+        del item["filters"]["fields"]
+    return item
+
+
 def put(partner: Partner, *, new: bool = False, written: int | None = None) -> None:
     """Create or replace a partner; its header values go to SSM, their names to the table.
 
@@ -172,9 +188,7 @@ def put(partner: Partner, *, new: bool = False, written: int | None = None) -> N
         elif endpoint is None or not endpoint.secret_headers:
             gone.append(request)  # headers removed: their values go too
     secrets.forget(partner.id, gone)
-    for request in ("bid", "post"):
-        if item[request] is None:
-            del item[request]  # a partner that does not bid stores nothing of bidding
+    item = compact(item)
     item["partner_id"] = item.pop("id")
     for attempt in range(_ATTEMPTS):
         version, log = _version()

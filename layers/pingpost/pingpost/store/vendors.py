@@ -49,6 +49,8 @@ def _vendor(item: dict[str, object]) -> Vendor:
 def put(vendor: Vendor) -> None:
     """Create or replace a vendor."""
     item = vendor.model_dump()
+    if item["lead_types"] is None:
+        del item["lead_types"]  # every type, the default: stored as before lead types
     item["vendor_id"] = item.pop("id")
     dynamodb().put_item(TableName=settings().vendors_table, Item=to_item(item))
     _cache.clear()
