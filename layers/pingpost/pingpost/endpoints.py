@@ -27,7 +27,7 @@ class Outbound(BaseModel):
     static: dict[str, str] = {}  # fields added to every request, e.g. a partner's account ID
     # Headers sent with every request (an API key, say). Their values are kept in SSM
     # Parameter Store, never in the partners table, which records their names only.
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = Field(default_factory=dict)  # (a stored partner's has none)
     secret_headers: list[str] = []
     timeout: float = Field(default=5.0, gt=0, le=25)
 

@@ -153,7 +153,8 @@ class Filters(BaseModel):
     products: list[str] = []
     min_score: int = 0
     # A lead type's `match` field -> the values taken (any case), or a number's range.
-    fields: dict[str, Taken] = {}
+    # (a default a stored item leaves out is made, not deep-copied: every partner, every container)
+    fields: dict[str, Taken] = Field(default_factory=dict)
 
     @cached_property
     def rules(self) -> tuple[Rule, ...]:
@@ -265,7 +266,7 @@ class Partner(BaseModel):
     # Hashes are unsalted, as the API defines them: a phone's is reversed by brute force.
     expose_hashes: list[str] = []
     # The lead types (TYPE values) the partner buys.
-    lead_types: list[str] = [LEAD_TYPE]
+    lead_types: list[str] = Field(default_factory=lambda: [LEAD_TYPE])
     filters: Filters = Filters()
     caps: Caps = Caps()
     delivery: Endpoint = Endpoint()
