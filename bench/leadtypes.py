@@ -15,7 +15,7 @@ import argparse
 import statistics
 import time
 
-from pingpost.fields import LEAD_TYPE, TABLES, Need, Table
+from pingpost.fields import LEAD_ID, LEAD_TYPE, TABLES, Need, Table
 from pingpost.validation import request_model, validate
 
 
@@ -26,7 +26,7 @@ def lead(lead_table: Table) -> dict[str, str]:
         for f in lead_table.fields
         if (f.required("full") is Need.YES or f.match)
         and f.name not in lead_table.looked_up
-        and f.name != "Lead_ID"
+        and f.name != LEAD_ID
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 
-from pingpost.fields import LEAD_TYPE, TABLES, Kind, Need
+from pingpost.fields import LEAD_ID, LEAD_TYPE, TABLES, Kind, Need
 from tests.conftest import DEMO_SEED
 
 _VENDORS = json.loads(DEMO_SEED.read_text())["vendors"]
@@ -23,7 +23,7 @@ def complete(mode: str, lead_type: str = LEAD_TYPE, **changes: str) -> dict[str,
     Each lead is another consumer (email and phone), so partners' dedupe windows let it sell.
     """
     lead_table = TABLES[lead_type]
-    skipped = {*lead_table.looked_up, "Lead_ID"}
+    skipped = {*lead_table.looked_up, LEAD_ID}
     fields = {
         f.name: f.example
         for f in lead_table.fields

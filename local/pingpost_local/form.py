@@ -17,7 +17,17 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
-from pingpost.fields import LEAD_TYPE, PRODUCTS, TABLES, Field, Kind, Need, Table
+from pingpost.fields import (
+    LEAD_TYPE,
+    PRODUCTS,
+    SOURCE_ADDRESS,
+    TABLES,
+    TYPE,
+    Field,
+    Kind,
+    Need,
+    Table,
+)
 
 HTML: Final = "text/html; charset=utf-8"
 FORM_PATH: Final = "/form"
@@ -82,7 +92,7 @@ def render(
 
 
 # Fields a typed form sends as hidden inputs, or leaves to the browser (its address).
-_HIDDEN: Final = frozenset({"SRC", "Landing_Page", "IP_Address", "TCPA_Consent", "TCPA_Language"})
+_HIDDEN: Final = frozenset({"SRC", "Landing_Page", SOURCE_ADDRESS, "TCPA_Consent", "TCPA_Language"})
 
 
 def _input(field: Field, required: bool) -> str:
@@ -126,7 +136,7 @@ def typed(lead_table: Table, *, exchange: str, key: str, thanks: str, source: st
         "Key": key,
         "API_Action": "pingPostLead",
         "Mode": "full",
-        "TYPE": kind.type,
+        TYPE: kind.type,
         "Redirect_URL": thanks,
     }
     if "SRC" in lead_table.by_name:

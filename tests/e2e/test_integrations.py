@@ -94,29 +94,30 @@ def test_php_curl_posting_json_encode_to_new_api_with_format_json(server: Server
     assert (stored["data"]["Landing_Page"], stored["data"]["First_Name"]) == (landing, "José")
 
 
+def http_build_query_post(server: Server, php_lead: dict[str, str]) -> etree._Element:
+    """PHP's curl posting http_build_query($lead) to /new_api/api.php, the answer read with
+    simplexml_load_string (after checking it is a 200)."""
+    response = requests.post(
+        server.url + "/new_api/api.php",
+        data=urlencode(php_lead),
+        headers={"Content-Type": FORM, "Accept": "*/*"},
+        timeout=TIMEOUT,
+    )
+    answer = reply(response)
+    assert answer.status == 200, answer.body
+    return answer.xml
+
+
 def test_php_http_build_query_form_to_new_api_parsed_with_simplexml(server: Server) -> None:
     # PHP with curl: CURLOPT_POSTFIELDS => http_build_query($lead) (form fields, spaces as "+"),
     # the answer read with simplexml_load_string() and (string) $xml->status / $xml->lead_id.
-    url = server.url + "/new_api/api.php"
-
-    def curl_exec(php_lead: dict[str, str]) -> etree._Element:
-        response = requests.post(
-            url,
-            data=urlencode(php_lead),
-            headers={"Content-Type": FORM, "Accept": "*/*"},
-            timeout=TIMEOUT,
-        )
-        answer = reply(response)
-        assert answer.status == 200, answer.body
-        return answer.xml
-
-    xml = curl_exec(complete("ping"))
+    xml = http_build_query_post(server, complete("ping"))
     assert xml.tag == "response"
     assert xml.findtext("status") == "Matched"
     lead_id = xml.findtext("lead_id")
     assert lead_id and lead_id.isdigit()
 
-    xml = curl_exec(complete("post", Lead_ID=lead_id))
+    xml = http_build_query_post(server, complete("post", Lead_ID=lead_id))
     assert (xml.findtext("status"), xml.findtext("lead_id")) == ("Matched", lead_id)
     stored = assert_sold_once(server, lead_id)
     assert stored["data"]["Address"] == "123 Main St."  # "+" read back as a space
@@ -283,19 +284,6 @@ def test_php_http_build_query_of_an_auto_insurance_lead_read_with_simplexml(
     # its ping sends no personal data, its post each driver's contact fields.
     from tests.e2e.test_leadtypes_http import AUTO_KEY
 
-    url = server.url + "/new_api/api.php"
-
-    def curl_exec(php_lead: dict[str, str]) -> etree._Element:
-        response = requests.post(
-            url,
-            data=urlencode(php_lead),
-            headers={"Content-Type": FORM, "Accept": "*/*"},
-            timeout=TIMEOUT,
-        )
-        answer = reply(response)
-        assert answer.status == 200, answer.body
-        return answer.xml
-
     ping = {
         "Key": AUTO_KEY, "API_Action": "pingPostLead", "Mode": "ping", "TYPE": "20",
         "Driver_1_Zip": "60610", "Driver_1_Birthdate": "1980-12-23", "Driver_1_Age": "44",
@@ -306,7 +294,7 @@ def test_php_http_build_query_of_an_auto_insurance_lead_read_with_simplexml(
         "Vehicle_1_Coverage_Type": "Standard",
         "LeadiD_Token": "B5A1C3D2-7E4F-4A9B-8C6D-1E2F3A4B5C6D",
     }  # fmt: skip
-    xml = curl_exec(ping)
+    xml = http_build_query_post(server, ping)
     assert xml.findtext("status") == "Matched"
     lead_id = xml.findtext("lead_id") or ""
     post = {
@@ -316,7 +304,7 @@ def test_php_http_build_query_of_an_auto_insurance_lead_read_with_simplexml(
         "Driver_1_Address": "2 Elm St.", "Driver_1_Daytime_Phone": "(312) 555-0166",
         "Driver_1_Email": "ann.lee@example.com",
     }  # fmt: skip
-    xml = curl_exec(post)
+    xml = http_build_query_post(server, post)
     assert (xml.findtext("status"), xml.findtext("lead_id")) == ("Matched", lead_id)
     stored = assert_sold_once(server, lead_id)
     assert stored["data"]["Driver_1_Daytime_Phone"] == "3125550166"

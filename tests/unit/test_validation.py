@@ -156,3 +156,22 @@ def test_characters_no_xml_can_carry_are_refused_in_every_field(
 
 def test_extra_fields_lose_the_characters_no_xml_can_carry() -> None:
     assert extras({"Note": "a\uffffb\x02c\U0001fffed"}) == {"Note": "abcd"}
+
+
+@pytest.mark.parametrize(
+    ("field", "sent", "told"),
+    [
+        ("TYPE", "100", "must be a lead type of this exchange: 7 (Home Improvement), "),
+        ("Mode", "pingpong", "must be one of: ping, post, full"),
+        ("Best_Time_To_Contact", "Early Morning Hours", "must be one of: Morning, Afternoon"),
+        ("Test_Lead", "11", "must be 1 (or 0 for not set)"),
+        ("API_Action", "pingPostLeads", "must be pingPostLead"),
+    ],
+)
+def test_a_value_of_a_closed_set_is_told_the_set_however_long(
+    field: str, sent: str, told: str
+) -> None:
+    # (It was told the set's longest length: "must be at most 4 characters" for a Mode.)
+    with pytest.raises(InvalidRequest) as refused:
+        parse({field: sent})
+    assert refused.value.messages[0].startswith(f"Invalid value for {field}: {told}")

@@ -19,7 +19,7 @@ from typing import Any
 from pingpost.answers import MATCHED, UNMATCHED, Answer, Contact, Hash
 from pingpost.config import settings
 from pingpost.errors import Forbidden, InvalidRequest, PayloadTooLarge
-from pingpost.fields import LEAD_ID, MAX_LEAD_BYTES, TYPES, table
+from pingpost.fields import LEAD_ID, MAX_LEAD_BYTES, TYPE, TYPES, named, table
 from pingpost.identity import HashedValue, partner_hash
 from pingpost.matching import Outcome
 from pingpost.models import SOLD, UNSOLD, Partner, Vendor
@@ -216,7 +216,7 @@ def merged(lead: Lead, values: Mapping[str, object]) -> dict[str, object]:
 
 def check_type(lead: Lead, sent: object) -> None:
     """Refuse a post whose TYPE (when it sends one) is not the TYPE its lead was pinged as."""
-    pinged = str(lead.data.get("TYPE", ""))
+    pinged = str(lead.data.get(TYPE, ""))
     if sent is not None and sent != pinged:
         raise InvalidRequest(
             [
@@ -231,7 +231,7 @@ def check_may_send(vendor: Vendor, code: str | None) -> None:
     allowed = vendor.lead_types
     if allowed is None or code not in TYPES or code in allowed:
         return  # a TYPE that is no type of the exchange is refused by validation (400)
-    mine = ", ".join(f"{c} ({TYPES[c].name})" for c in allowed) or "none of the exchange's"
+    mine = named(allowed) or "none of the exchange's"
     raise Forbidden(f"This Key may not send leads of TYPE {code} ({TYPES[code].name}): only {mine}")
 
 

@@ -35,6 +35,7 @@ from pingpost.fields import (
     REQUEST,
     SELECTED,
     SELECTED_HASH,
+    TYPE,
     YES_NO,
     Kind,
     table,
@@ -86,7 +87,7 @@ def _pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
 def canonical(fields: dict[str, str]) -> dict[str, str]:
     """The fields under their TYPE's table names: an alias is read as its field, unless both
     are sent."""
-    aliases = table({k: v for k, v in fields.items() if k == "TYPE" and v.strip()}).aliases
+    aliases = table(fields).aliases
     out = {name: value for name, value in fields.items() if name not in aliases}
     for alias, name in aliases.items():
         if alias in fields and not out.get(name, "").strip():
@@ -481,9 +482,9 @@ def json_request(body: bytes) -> Request:
     pairs: list[tuple[str, str]] = []
     matches: tuple[HashedValue, ...] = ()
     selected: tuple[HashedValue, ...] = ()
-    code = document.get("TYPE")
+    code = document.get(TYPE)
     typed = isinstance(code, (str, int)) and not isinstance(code, bool)
-    yes_no = table({"TYPE": str(code)} if typed else {}).yes_no
+    yes_no = table({TYPE: code} if typed else {}).yes_no
     for name, value in document.items():
         if name.startswith(("?", "#")):
             continue  # an XML converter's declaration ("?xml") or comment ("#comment")

@@ -28,7 +28,7 @@ from pingpost.errors import (
     TooManyRequests,
     Unauthorized,
 )
-from pingpost.fields import LEAD_ID, MAX_COUNT_DIGITS, MODES, table
+from pingpost.fields import LEAD_ID, MODES, TYPE, table
 from pingpost.identity import HashedValue
 from pingpost.matching import Criteria
 from pingpost.models import DONE, PINGED, POSTING, Vendor
@@ -37,7 +37,7 @@ from pingpost.store.deliveries import RESERVED, outbox_shard
 from pingpost.store.figures import Figures, vendor_day
 from pingpost.store.leads import Lead, Repeated, kept_until
 from pingpost.stores import STORES, Stores
-from pingpost.validation import extras, present, validate
+from pingpost.validation import extras, parse, present, validate
 
 _WAIT_STEP = 0.05
 
@@ -59,7 +59,7 @@ def submit(
     if request.problems:
         raise InvalidRequest(list(request.problems))
     mode = _mode(fields, path_mode)
-    answering.check_may_send(vendor, fields.get("TYPE"))
+    answering.check_may_send(vendor, fields.get(TYPE))
     try:
         values = validate(fields, mode, dynamic_pricing=vendor.dynamic_pricing)
     except InvalidRequest:
@@ -95,12 +95,14 @@ def _mode(fields: dict[str, str], path_mode: str | None) -> str:
 
 def _same_type(fields: Mapping[str, str], vendor: Vendor, stores: Stores) -> None:
     """A refused post's TYPE against its lead's, when the Lead_ID names one of the vendor's."""
-    lead_id = fields.get(LEAD_ID, "")
-    if not (lead_id.isascii() and lead_id.isdigit() and len(lead_id) <= MAX_COUNT_DIGITS):
+    try:  # the Lead_ID as validation reads it
+        lead_id = parse({LEAD_ID: fields[LEAD_ID]})[LEAD_ID]
+    except (KeyError, InvalidRequest):
         return
-    lead = stores.leads.get(int(lead_id))
+    assert isinstance(lead_id, int)
+    lead = stores.leads.get(lead_id)
     if lead is not None and lead.vendor_id == vendor.id:
-        answering.check_type(lead, fields.get("TYPE"))
+        answering.check_type(lead, fields.get(TYPE))
 
 
 def authenticate(key: str | None, stores: Stores = STORES) -> Vendor:
@@ -318,7 +320,7 @@ def post(
         raise InvalidRequest(
             [f"Invalid value for Test_Lead: its ping made Lead_ID {lead_id} {kind}; posts keep it"]
         )
-    answering.check_type(lead, values.get("TYPE"))
+    answering.check_type(lead, values.get(TYPE))
     if lead.status in DONE:
         return Answer.restored(lead.answer)
     seen: tuple[str, int] | None = None

@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pingpost.fields import TABLES, TYPES, Kind
+from pingpost.fields import TABLES, TYPES, Kind, named
 from pingpost.leadtypes import folded
 from pingpost.observability import logger
 
@@ -27,8 +27,7 @@ def known_lead_types(codes: list[str]) -> list[str]:
     """`codes` once each, if each is a lead type of the exchange (ValueError naming the rest)."""
     unknown = [c for c in codes if c not in TYPES]
     if unknown or not codes:
-        known = ", ".join(f"{c} ({t.name})" for c, t in TYPES.items())
-        raise ValueError(f"lead_types must be some of the exchange's: {known}; not {unknown}")
+        raise ValueError(f"lead_types must be some of the exchange's: {named()}; not {unknown}")
     return list(dict.fromkeys(codes))
 
 

@@ -10,7 +10,7 @@ specification's type.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from pingpost.leadtypes import Field, Kind, LeadType, LeadTypeError, Need, shipped
@@ -18,6 +18,8 @@ from pingpost.leadtypes import Field, Kind, LeadType, LeadTypeError, Need, shipp
 __all__ = ["Field", "Kind", "LeadType", "Need"]
 
 LEAD_ID = "Lead_ID"
+# The field that names a request's lead type, and so its table.
+TYPE = "TYPE"
 # The consumer's address, which a browser's request may leave out (pingpost.edge fills it in).
 SOURCE_ADDRESS = "IP_Address"
 LEAD_TYPE = "7"
@@ -114,7 +116,7 @@ _PROTOCOL: tuple[Field, ...] = (
     ),
     _control("Skip_Partner_ID", N, False, Kind.ID_LIST, "142,1543,225", max_len=2000),
     _control("Return_Best_Price", DP, False, Kind.FLAG, "1", max_len=1),
-    _control("TYPE", Y, True, Kind.LEAD_TYPE, LEAD_TYPE, max_len=2, note="the lead type"),
+    _control(TYPE, Y, True, Kind.LEAD_TYPE, LEAD_TYPE, max_len=2, note="the lead type"),
     _control("Test_Lead", N, False, Kind.FLAG, "1", max_len=1),
     _control("Skip_XSL", N, False, Kind.FLAG, "1", max_len=1),
     _control("Match_With_Partner_ID", N, False, Kind.ID_LIST, "22,456", max_len=2000),
@@ -217,24 +219,21 @@ FIELDS: tuple[Field, ...] = DEFAULT.fields
 LOOKED_UP: Mapping[str, str] = DEFAULT.looked_up
 BY_NAME: Mapping[str, Field] = DEFAULT.by_name
 ALIASES: Mapping[str, str] = DEFAULT.aliases
-CONTROL_FIELDS: tuple[str, ...] = tuple(f.name for f in _PROTOCOL)
-DATA_FIELDS: tuple[str, ...] = DEFAULT.data_fields
 # The table of a request whose TYPE is not one of the exchange's: the protocol's fields alone.
 PROTOCOL: Table = _table(LeadType("", "", "", ()), _PROTOCOL)
 
 
 def table(values: Mapping[str, object]) -> Table:
-    """The table of a request or lead by its TYPE: the default when it sends none, the
-    protocol's alone when its TYPE is not a lead type of the exchange."""
-    code = values.get("TYPE")
-    if code is None:
-        return DEFAULT
-    return TABLES.get(str(code).strip(), PROTOCOL)
+    """The table of a request or lead by its TYPE: the default when it sends none (or a blank
+    one), the protocol's alone when its TYPE is not a lead type of the exchange."""
+    code = str(values.get(TYPE) or "").strip()
+    return TABLES.get(code, PROTOCOL) if code else DEFAULT
 
 
-def known_types() -> str:
-    """The exchange's lead types, as a message lists them: `7 (Home Improvement), ...`."""
-    return ", ".join(f"{code} ({t.name})" for code, t in TYPES.items())
+def named(codes: Iterable[str] | None = None) -> str:
+    """Lead types as messages name them: `7 (Home Improvement), 20 (Auto Insurance)`; every
+    type of the exchange unless `codes` says which."""
+    return ", ".join(f"{code} ({TYPES[code].name})" for code in (TYPES if codes is None else codes))
 
 
 def describe(field: Field) -> str:

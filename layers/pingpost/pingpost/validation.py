@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import sys
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from functools import cache
@@ -34,16 +35,15 @@ from pingpost.fields import (
     Kind,
     Need,
     Table,
-    known_types,
+    named,
     table,
 )
 from pingpost.geography import US_STATES, state_for_zip
-from pingpost.leadtypes import read_date, written_date
+from pingpost.leadtypes import FIELD_NAME, read_date, written_date
 from pingpost.urls import UnsafeUrl, host_of, public_url
 
 # Limits on what the table does not describe: fields we keep but do not know.
 MAX_EXTRA_FIELDS = 100
-MAX_EXTRA_NAME = 64
 MAX_EXTRA_VALUE = 1000
 
 # What no XML document may carry (a partner's XML delivery could not be written): C0 controls
@@ -63,7 +63,6 @@ _NANP = re.compile(r"^[2-9]\d{2}[2-9]\d{6}$")
 # A whole number may be written with a zero fraction (12.0), as JSON encoders of floats do.
 _INTEGER = re.compile(r"^([+-]?\d{1,9})(?:\.0*)?$")
 _COUNT = re.compile(rf"^\+?(\d{{1,{MAX_COUNT_DIGITS}}})(?:\.0*)?$")
-_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _CONSENT_TOKEN = re.compile(r"^[A-Za-z0-9-]{8,}$")
 _MAX_MONEY = Decimal("1000000")
 _URL_RULE = "must be an http or https URL with a public host name"
@@ -245,7 +244,7 @@ def _mode(value: str) -> str:
 
 def _lead_type(value: str) -> str:
     if value not in TABLES:
-        raise _invalid(f"must be a lead type of this exchange: {known_types()}")
+        raise _invalid(f"must be a lead type of this exchange: {named()}")
     return value
 
 
@@ -286,6 +285,10 @@ def _within(field: Field) -> Callable[[str], object]:
     return check
 
 
+# The kinds whose check names every value they take.
+_CLOSED = frozenset({Kind.CHOICE, Kind.MODE, Kind.ACTION, Kind.LEAD_TYPE, Kind.FLAG})
+
+
 def _validator(field: Field) -> Callable[[Any], object]:
     check: Callable[[str], object]
     if field.kind is Kind.CHOICE:
@@ -298,9 +301,10 @@ def _validator(field: Field) -> Callable[[Any], object]:
         check = _within(field)
     too_long = f"must be at most {field.max_len} characters"
     # A phone may arrive formatted, "+1 (312) 555-6491": its 10 digits are what the limit means.
+    # A value of a closed set is told the set, however long (it cannot be one of them).
     limit = field.max_len + (10 if field.kind is Kind.PHONE else 0)
-    if field.kind is Kind.LEAD_TYPE:  # any other TYPE is told the exchange's types instead
-        limit = 64
+    if field.kind in _CLOSED:
+        limit = sys.maxsize
 
     def validate(value: Any) -> object:
         if not isinstance(value, str):
@@ -386,9 +390,9 @@ def extras(raw: Mapping[str, str]) -> dict[str, str]:
     """Fields its TYPE's table does not know: kept with the lead, within limits, never an
     error."""
     out: dict[str, str] = {}
-    known = table(present(raw)).by_name
+    known = table(raw).by_name
     for name, value in raw.items():
-        if name in known or not _FIELD_NAME.match(name) or len(name) > MAX_EXTRA_NAME:
+        if name in known or not FIELD_NAME.match(name):
             continue
         if len(out) == MAX_EXTRA_FIELDS:
             break

@@ -233,7 +233,8 @@ CONSENT_KEYS = frozenset(
     {"given", "language", "trusted_form_url", "leadid_token", "user_agent", "landing_page", "ip"}
 )
 _TYPE = re.compile(r"^[1-9][0-9]?$")
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+# A field's name, as an XML tag and a form field both carry it (a type's, or a request's extra).
+FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
 def folded(value: str) -> str:
@@ -320,7 +321,7 @@ def _field(path: Path, entry: dict[str, Any], base: dict[str, Any] | None) -> Fi
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         raise fault("aliases must be a list of names")
     for named in (name, *aliases):  # an XML tag and a form field both: a letter, then these
-        if not _NAME.match(named):
+        if not FIELD_NAME.match(named):
             raise fault(f"{named!r} is not a name: a letter, then letters, digits and _")
     if merged.get("match") and merged.get("pii"):
         raise fault("personal data (pii) cannot be a field partners filter on (match)")
