@@ -17,11 +17,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from pingpost.caps import Usage
+from pingpost.matching import Criteria, PartnerSet
 from pingpost.models import DONE, PINGED, POSTING, Partner, Vendor, key_hash
 from pingpost.store.deliveries import RELEASED, RESERVED
 from pingpost.store.figures import Figures, Tally, merged
 from pingpost.store.leads import Lead, Repeat, Repeated
-from pingpost.store.partners import Roster
 from pingpost.store.queues import DeadLetter, Delivery
 from pingpost.stores import Stores
 
@@ -235,19 +235,19 @@ class Sales:
 
 @dataclass
 class Partners:
-    """The partners, all in one roster."""
+    """The partners, all of them near every lead."""
 
-    roster: Roster = field(default_factory=lambda: Roster(1, {}))
+    partners: dict[int, Partner] = field(default_factory=dict)
 
     @classmethod
     def of(cls, *partners: Partner) -> Partners:
-        return cls(Roster(1, {p.id: p for p in partners}))
+        return cls({p.id: p for p in partners})
 
-    def current(self) -> Roster:
-        return self.roster
+    def near(self, lead: Criteria) -> PartnerSet:
+        return PartnerSet(p for p in self.partners.values() if p.active)
 
     def by_id(self, partner_id: int) -> Partner | None:
-        return self.roster.partners.get(partner_id)
+        return self.partners.get(partner_id)
 
 
 @dataclass

@@ -37,6 +37,14 @@ def partners_add(args: argparse.Namespace) -> None:
     print(f"added partner {partner.id}")
 
 
+def partners_reindex(args: argparse.Namespace) -> None:
+    """File every partner in the index leads are matched by (a table written before it)."""
+    from pingpost.store import partners
+
+    items = partners.reindex()
+    print(f"indexed {len(partners.all_partners())} partners in {items} index items")
+
+
 def partners_update(args: argparse.Namespace) -> None:
     """Change some settings of a partner: a JSON object merged into the partner as stored."""
     changes = json.loads(args.changes) if args.changes != "-" else json.load(sys.stdin)
@@ -147,6 +155,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     update.add_argument("partner_id", type=int)
     update.add_argument("changes", help='e.g. \'{"price": 25, "filters": {"states": ["IL"]}}\'')
     update.set_defaults(handler=partners_update)
+    what.add_parser(
+        "reindex", help="file every partner in the index leads meet them by (an older table)"
+    ).set_defaults(handler=partners_reindex)
     for name, handler, text in (
         ("pause", partners_pause, "stop a partner buying leads"),
         ("resume", partners_resume, "let a paused partner buy again"),

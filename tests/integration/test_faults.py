@@ -172,7 +172,7 @@ def test_a_repost_that_takes_over_answers_and_queues_the_sales_already_made(
 def store_partners() -> Any:
     from pingpost.store import partners
 
-    return partners.current().partners.values()
+    return partners.all_partners()
 
 
 def test_a_full_request_whose_finish_fails_after_its_sale_is_answered_matched(

@@ -232,7 +232,7 @@ def test_partners_add_update_pause_and_resume_a_partner(
     assert run(capsys, "partners", "pause", "7001") == "paused partner 7001\n"
     assert run(capsys, "partners", "pause", "7001") == "partner 7001 unchanged\n"
     partners.forget()
-    assert partners.current().partners[7001].active is False
+    assert partners.by_id(7001).active is False  # type: ignore[union-attr]
     assert "7001" not in buyers(complete("full", Home_Improvement_Product="Gutters"))
     assert run(capsys, "partners", "resume", "7001") == "resumed partner 7001\n"
     partners.forget()
@@ -309,3 +309,38 @@ def test_a_vendor_key_rotates_with_both_keys_working_until_it_finishes(
     assert status(new) == "Matched"
     with pytest.raises(SystemExit, match="no vendor nobody"):
         main(["vendors", "disable", "nobody"])
+
+
+def test_partners_reindex_files_a_table_written_before_the_index(
+    added: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    import boto3
+
+    from pingpost.store import partners
+
+    # Given a table whose partners were written before the index (none of its items, no mark)
+    client = boto3.client("dynamodb")
+    table = os.environ["COUNTERS_TABLE"]
+    for page in client.get_paginator("scan").paginate(TableName=table):
+        for item in page["Items"]:
+            if item["counter"]["S"].startswith(partners.INDEX):
+                client.delete_item(TableName=table, Key={"counter": item["counter"]})
+    client.update_item(
+        TableName=table,
+        Key={"counter": {"S": partners.VERSION}},
+        UpdateExpression="REMOVE #ix",
+        ExpressionAttributeNames={"#ix": "indexed"},
+    )
+    partners.forget()
+    # Its leads are still sold, each container reading every partner
+    assert "510" in buyers(complete("full", Home_Improvement_Product="Gutters"))
+
+    # When the operator indexes it, leads are sold by the index
+    said = run(capsys, "partners", "reindex")
+    count = len(partners.all_partners())
+    assert said.startswith(f"indexed {count} partners in ")
+    partners.forget()
+    assert "510" in buyers(complete("full", Home_Improvement_Product="Gutters"))
+    assert partners._kept.indexed and not partners._kept.whole

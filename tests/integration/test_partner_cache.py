@@ -1,4 +1,5 @@
-"""A container keeps its partners and reads only what changed (store/partners.py)."""
+"""A container holds the partners of the leads it meets and reads only what changed
+(store/partners.py)."""
 
 from __future__ import annotations
 
@@ -43,59 +44,100 @@ def counting() -> Iterator[Counter[str]]:
         dynamodb().meta.events.unregister("before-call.dynamodb", unique_id="counting")
 
 
+def _criteria(state: str | None = "IL", product: str | None = "Gutters", kind: str = "7") -> Any:
+    from decimal import Decimal
+
+    from pingpost.matching import Criteria
+
+    return Criteria(
+        state=state, zip=None, product=product, score=None, cost=Decimal(0), lead_type=kind
+    )
+
+
 def _partner(partner_id: int) -> Any:
     from pingpost.store import partners
 
-    (found,) = [p for p in partners.current().partners.values() if p.id == partner_id]
-    return found
+    found = partners.read(partner_id)
+    assert found is not None
+    return found[0]
 
 
-def _matching() -> set[int]:
-    """The partners the exchange matches leads against now."""
-    from pingpost import selling
+def _delete(written: list[Any]) -> None:
+    """Partners a test wrote, paused (out of the index) and taken out of the table."""
     from pingpost.store import partners
 
-    return {p.id for p in selling._indexed(partners.current()).all()}
+    client = boto3.client("dynamodb")
+    for partner in written:
+        partners.put(partner.model_copy(update={"active": False}))
+        client.delete_item(
+            TableName=os.environ["PARTNERS_TABLE"], Key={"partner_id": {"N": str(partner.id)}}
+        )
 
 
-def test_a_new_container_reads_every_partner_then_only_the_version(demo: None) -> None:
+def _matching(lead: Any = None) -> set[int]:
+    """The partners a lead of Illinois for gutters (or `lead`) meets now."""
+    from pingpost.store import partners
+
+    lead = lead or _criteria()
+    return {p.id for p in partners.near(lead).candidates(lead)}
+
+
+def test_a_new_container_reads_a_leads_neighbourhood_then_only_the_version(demo: None) -> None:
     from pingpost.store import partners
 
     with counting() as first:
-        partners.current()
-    assert first == {"GetItem": 1, "Scan": 1}
+        met = _matching()
+    # The version, the lead's index items (one call), the partners they name (one call).
+    assert first == {"GetItem": 1, "BatchGetItem": 2}
+    # Illinois's gutters partner and those of every state and product; not 142 (roofing),
+    # 225 (bathrooms), the solar partners or those of other lead types.
+    assert met == {510, 1543, 9001}
+    assert {p.id for p in partners.near(_criteria()).all()} == met  # all this container holds
     with counting() as again:
-        partners.current()  # the tests keep nothing: every use looks at the version
+        _matching()  # the tests keep nothing: every use looks at the version
     assert again == {"GetItem": 1}
-    # Nothing changed: the same copy, so the exchange's matching index is not built again.
-    assert partners.current() is partners.current()
-    from pingpost import selling
-
-    assert selling._indexed(partners.current()) is selling._indexed(partners.current())
+    # Nothing changed: the same indexed set, so the matching index is not built again.
+    assert partners.near(_criteria()) is partners.near(_criteria())
+    # Another neighbourhood: its index items and the partners not held yet.
+    with counting() as other:
+        roofing = _matching(_criteria(product="Roofing - Metal"))
+    assert roofing == {142, 1543, 9001}
+    assert other == {"GetItem": 1, "BatchGetItem": 2}
+    assert _matching(_criteria("CA", None, "21")) == {2101, 2102}
+    assert _matching(_criteria("NY", None, "21")) == {2102}
 
 
 def test_a_partner_written_is_read_alone_and_applied(demo: None) -> None:
     from pingpost.store import partners
 
-    before = _partner(142)
+    _matching()
+    before = _partner(510)
     partners.put(before.model_copy(update={"price": before.price + 1}))
     with counting() as made:
-        after = _partner(142)
+        (after,) = [p for p in partners.near(_criteria()).all() if p.id == 510]
     assert made == {"GetItem": 1, "BatchGetItem": 1}
     assert after.price == before.price + 1
     # A partner paused leaves the partners that match, and comes back when resumed.
     partners.put(after.model_copy(update={"active": False}))
-    assert 142 not in _matching()
-    assert not partners.current().partners[142].active
+    assert 510 not in _matching()
     partners.put(after.model_copy(update={"active": True}))
-    assert 142 in _matching()
+    assert 510 in _matching()
+    # A partner that moves is met where it went, and no longer where it was.
+    partners.put(
+        after.model_copy(update={"filters": after.filters.model_copy(update={"states": ["TX"]})})
+    )
+    assert 510 not in _matching()
+    assert 510 in _matching(_criteria("TX"))
+    partners.put(after)
+    assert 510 in _matching() and 510 not in _matching(_criteria("TX"))
 
 
 def test_partners_written_at_once_each_take_their_own_version(demo: None) -> None:
     from pingpost.store import partners
 
-    partners.current()
-    version = partners._kept.copy.version  # type: ignore[union-attr]
+    _matching()
+    version = partners._kept.version
+    assert version is not None
     template = _partner(1543)
     written = [template.model_copy(update={"id": 7000 + n}) for n in range(12)]
     with ThreadPoolExecutor(max_workers=6) as pool:
@@ -106,34 +148,30 @@ def test_partners_written_at_once_each_take_their_own_version(demo: None) -> Non
         if 7000 <= int(item["partner_id"]["N"]) < 7012
     )
     assert changes == list(range(version + 1, version + 13))
-    assert {p.id for p in written} <= {p.id for p in partners.current().partners.values()}
-    assert partners._kept.copy.version == version + 12  # type: ignore[union-attr]
-    client = boto3.client("dynamodb")
-    for partner in written:
-        client.delete_item(
-            TableName=os.environ["PARTNERS_TABLE"], Key={"partner_id": {"N": str(partner.id)}}
-        )
+    # Every one is filed: a lead anywhere meets them.
+    assert {p.id for p in written} <= _matching()
+    assert partners._kept.version == version + 12
+    _delete(written)
 
 
 @pytest.mark.long
-def test_a_container_further_behind_than_the_log_reads_every_partner_again(demo: None) -> None:
+def test_a_container_further_behind_than_the_log_reads_its_neighbourhoods_again(
+    demo: None,
+) -> None:
     from pingpost.store import partners
 
-    partners.current()
+    _matching()
     template = _partner(1543)
     written = [template.model_copy(update={"id": 8000 + n}) for n in range(partners.LOG + 1)]
     # Another container writes them: this one's copy is not told.
     for partner in written:
         partners.put(partner)
+    partners._kept.checked = 0.0
     with counting() as made:
-        everyone = {p.id for p in partners.current().partners.values()}
-    assert made == {"GetItem": 1, "Scan": 1}
-    assert {p.id for p in written} <= everyone
-    client = boto3.client("dynamodb")
-    for partner in written:
-        client.delete_item(
-            TableName=os.environ["PARTNERS_TABLE"], Key={"partner_id": {"N": str(partner.id)}}
-        )
+        met = _matching()
+    assert made == {"GetItem": 1, "BatchGetItem": 3}  # the index items, 104 partners by 100
+    assert {p.id for p in written} <= met
+    _delete(written)
     partners.forget()
 
 
@@ -145,16 +183,157 @@ def test_partners_are_read_as_they_are_now_whatever_the_order_of_their_writes(
     # The log names the partners written since; they are read consistently, as they are now.
     from pingpost.store import partners
 
-    partners.current()
-    first = _partner(225).model_copy(update={"company": "First"})
-    second = _partner(142).model_copy(update={"company": "Second"})
+    _matching()
+    first = _partner(1543).model_copy(update={"company": "First"})
+    second = _partner(510).model_copy(update={"company": "Second"})
     partners.put(first)
     partners.put(second)
     partners.put(first.model_copy(update={"company": "First, again"}))
     with counting() as made:
-        seen = {p.id: p.company for p in partners.current().partners.values()}
+        seen = {p.id: p.company for p in partners.near(_criteria()).all()}
     assert made == {"GetItem": 1, "BatchGetItem": 1}
-    assert (seen[225], seen[142]) == ("First, again", "Second")
+    assert (seen[1543], seen[510]) == ("First, again", "Second")
+
+
+def test_a_table_written_before_the_index_is_read_whole_until_reindexed(demo: None) -> None:
+    from pingpost.store import partners
+
+    client = boto3.client("dynamodb")
+    counters_table = os.environ["COUNTERS_TABLE"]
+    key = {"counter": {"S": partners.VERSION}}
+    client.update_item(
+        TableName=counters_table,
+        Key=key,
+        UpdateExpression="REMOVE #ix",
+        ExpressionAttributeNames={"#ix": "indexed"},
+    )
+    client.delete_item(
+        TableName=counters_table, Key={"counter": {"S": partners.INDEX + "7#IL#Gutters"}}
+    )
+    partners.forget()
+    with counting() as made:
+        met = _matching()
+    assert made == {"GetItem": 1, "Scan": 1}
+    assert met == {510, 1543, 9001}
+    assert partners.reindex() > 0
+    partners.forget()
+    with counting() as made:
+        assert _matching() == {510, 1543, 9001}
+    assert made == {"GetItem": 1, "BatchGetItem": 2}
+
+
+def test_every_lead_meets_every_partner_its_filters_admit(demo: None) -> None:
+    # The index names a superset of who may buy: matching against it is matching against
+    # every partner. Partners of many states and products are filed more coarsely.
+    import itertools
+
+    from pingpost.fields import PRODUCTS
+    from pingpost.matching import PartnerSet
+    from pingpost.store import partners
+
+    states = sorted(
+        [
+            "AL",
+            "AK",
+            "AZ",
+            "AR",
+            "CA",
+            "CO",
+            "CT",
+            "DE",
+            "DC",
+            "FL",
+            "GA",
+            "HI",
+            "ID",
+            "IL",
+            "IN",
+            "IA",
+            "KS",
+            "KY",
+            "LA",
+            "ME",
+            "MD",
+            "MA",
+            "MI",
+            "MN",
+            "MS",
+            "MO",
+            "MT",
+            "NE",
+            "NV",
+            "NH",
+            "NJ",
+            "NM",
+            "NY",
+            "NC",
+            "ND",
+            "OH",
+            "OK",
+            "OR",
+            "PA",
+            "RI",
+            "SC",
+            "SD",
+            "TN",
+            "TX",
+            "UT",
+            "VT",
+            "VA",
+            "WA",
+            "WV",
+            "WI",
+            "WY",
+        ]
+    )
+    template = _partner(1543)
+    wide = [
+        template.model_copy(
+            update={
+                "id": 7100 + n,
+                "lead_types": kinds,
+                "filters": template.filters.model_copy(
+                    update={"states": states, "products": products}
+                ),
+            }
+        )
+        for n, (kinds, states, products) in enumerate(
+            [
+                (["7"], states[:20], list(PRODUCTS[:3])),
+                (["7"], ["IL", "TX"], list(PRODUCTS[:20])),
+                (["7"], states[:30], list(PRODUCTS[:30])),
+                (["7", "20", "21"], states, []),
+            ]
+        )
+    ]
+    for partner in wide:
+        partners.put(partner)
+    everyone = PartnerSet(p for p in partners.all_partners() if p.active)
+    for state, product, kind in itertools.product(
+        ["IL", "TX", states[25], None], [PRODUCTS[0], PRODUCTS[10], None], ["7", "20", "21"]
+    ):
+        lead = _criteria(state, product, kind)
+        met = partners.near(lead)
+        assert {p.id for p in met.candidates(lead)} == {p.id for p in everyone.candidates(lead)}
+    _delete(wide)
+
+
+def test_a_partner_the_index_names_but_the_table_lacks_is_read_once(demo: None) -> None:
+    # One deleted by hand: the index still names it; it is no partner, and not read again.
+    from pingpost.store import partners
+
+    gone = _partner(1543).model_copy(update={"id": 7990})
+    partners.put(gone)
+    boto3.client("dynamodb").delete_item(
+        TableName=os.environ["PARTNERS_TABLE"], Key={"partner_id": {"N": "7990"}}
+    )
+    assert 7990 not in _matching()
+    assert 7990 not in _matching(_criteria(product="Roofing - Metal"))
+    partners.put(_partner(510))  # the version moves: the set of 510 is indexed again
+    with counting() as made:
+        assert 7990 not in _matching()
+    assert made == {"GetItem": 1, "BatchGetItem": 1}  # 510 read again; 7990 not
+    _delete([gone])
 
 
 def test_a_delivery_reads_its_partner_alone(demo: None) -> None:

@@ -27,8 +27,10 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     ("models",),
     # Value types and rules shared by the parts above them.
     ("answers", "caps", "consent", "identity"),
-    # Matching, storage, and the formats of requests and answers.
-    ("bids", "decoding", "matching", "outbound", "responses", "store", "validation"),
+    # Who may buy a lead, and the index that finds them (which storage keeps).
+    ("matching",),
+    # Storage, and the formats of requests and answers.
+    ("bids", "decoding", "outbound", "responses", "store", "validation"),
     # The stores as the services see them, and what a request is told and recorded.
     ("answering", "stores"),
     # Many requests at once from one thread (bids), on outbound's rules.

@@ -222,8 +222,7 @@ def full(
     )
     agreed = consent.given(lead.consent) is True
     criteria = Criteria.of(values, lead.cost, vendor_matches=tuple(matches), consent=agreed)
-    roster = stores.partners.current()
-    matched = match_lead(stores, criteria, now, roster)
+    matched = match_lead(stores, criteria, now)
     # The buyers that bid are asked before the lead's first write, which keeps their answers.
     lead.bids = auction.ask(
         matched.ranked, data, test=lead.test, seconds=vendor.bid_timeout, stores=stores
@@ -252,7 +251,7 @@ def full(
         now,
         timeline,
         full=True,
-        matched=(roster, matched),
+        matched=matched,
     )
     return answer if answer is not None else _outcome(stores, lead.lead_id, vendor)
 

@@ -301,6 +301,9 @@ class PartnerSet:
     def __len__(self) -> int:
         return len(self._all)
 
+    def __contains__(self, partner_id: object) -> bool:
+        return partner_id in self._by_id
+
     def all(self) -> tuple[Partner, ...]:
         """Every partner of the set, by id."""
         return self._all

@@ -7,7 +7,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -16,30 +15,20 @@ from pingpost import answering, auction
 from pingpost.answering import event
 from pingpost.answers import Answer, money
 from pingpost.fields import table
-from pingpost.matching import Criteria, Outcome, PartnerSet, match
+from pingpost.matching import Criteria, Outcome, match
 from pingpost.models import SOLD, Partner, Vendor
 from pingpost.observability import logger
 from pingpost.posting import Unsettled, abandon, count_sale, reread, sell_on_bid
 from pingpost.store import figures, sales
 from pingpost.store.figures import Figures, Tally
 from pingpost.store.leads import Lead
-from pingpost.store.partners import Roster
 from pingpost.store.queues import Delivery
 from pingpost.stores import STORES, Stores
 
 
-def match_lead(
-    stores: Stores, lead: Criteria, now: datetime, roster: Roster | None = None
-) -> Outcome:
-    """Who may buy `lead` now, among the partners of `roster` (else the current ones)."""
-    return match(lead, _indexed(roster or stores.partners.current()), now, stores.sales.usage)
-
-
-# A roster is the same object until the partners change (and hashes by identity).
-@lru_cache(maxsize=1)
-def _indexed(roster: Roster) -> PartnerSet:
-    """The active partners of the container's copy, indexed for matching once per copy."""
-    return PartnerSet(p for p in roster.partners.values() if p.active)
+def match_lead(stores: Stores, lead: Criteria, now: datetime) -> Outcome:
+    """Who may buy `lead` now, among the partners its neighbourhood's index names."""
+    return match(lead, stores.partners.near(lead), now, stores.sales.usage)
 
 
 def sell(
@@ -53,7 +42,7 @@ def sell(
     timeline: list[dict[str, Any]],
     *,
     full: bool = False,
-    matched: tuple[Roster, Outcome] | None = None,
+    matched: Outcome | None = None,
     rematched: Sequence[str] = (),
 ) -> Answer | None:
     """Sell a lead this request holds to the best partners that will take it, then record it.
@@ -62,11 +51,11 @@ def sell(
     answer says Matched, whatever fails after it (the outbox and the sweep finish the rest).
     None: the claim went stale and another post took the lead over; its outcome stands.
     `full`: a full request's lead, whose recorded outcome counts as its ping too.
-    `matched`: the partners and the match the request already made of this lead, if it did.
+    `matched`: the match the request already made of this lead, if it did.
     Partners that bid rank at the bids the lead recorded (pingpost.auction), unless the post
     changed what the lead was matched on (`rematched`): their bids priced another lead.
     """
-    roster, outcome = matched or _matched(stores, criteria, now)
+    outcome = matched or match_lead(stores, criteria, now)
     bids = {} if rematched else lead.bids
     stale = f"its bid priced the ping's {', '.join(rematched)}, which the post changed"
     outcome = auction.priced(outcome, bids, lead.cost, missing=stale if rematched else None)
@@ -86,7 +75,7 @@ def sell(
         timeline=timeline,
     )
     try:
-        recorded = post.sell_all(roster)
+        recorded = post.sell_all()
     except Unsettled as stuck:
         if not post.sold:
             raise stuck.error from None
@@ -133,7 +122,7 @@ class _Post:
         """Whether `partner` buys the lead on its bid (and is posted, not queued)."""
         return partner.bids and str(partner.id) in self.bids
 
-    def sell_all(self, roster: Roster) -> tuple[Lead, Answer] | None:
+    def sell_all(self) -> tuple[Lead, Answer] | None:
         """Sell to the best partners in turn; the lead's end and its answer when the last sale
         recorded them. Raises Unsettled (what was sold stays in `sold`)."""
         lead, now = self.lead, self.now
@@ -141,7 +130,8 @@ class _Post:
         # posted again: nobody knows what the buyer said.
         self.verdicts = abandon(self.stores, lead, self.token, self.timeline, now)
         # Every partner sold to counts, even one paused since.
-        self.sold = [roster.partners[int(p)] for p in lead.sold_to if int(p) in roster.partners]
+        earlier = (self.stores.partners.by_id(int(p)) for p in lead.sold_to)
+        self.sold = [p for p in earlier if p is not None]
         self.verdicts |= {p.id: "sold" for p in self.sold}
         self.timeline += [
             event(now, "sale", f"sold to partner {p.id} by an earlier post") for p in self.sold
@@ -213,12 +203,6 @@ class _Post:
         if why not in (None, sales.ALREADY, sales.LOST, sales.TIMES_SOLD):
             why = f"{why} (at sale)"
         return why, ending
-
-
-def _matched(stores: Stores, criteria: Criteria, now: datetime) -> tuple[Roster, Outcome]:
-    """The partners now, and who of them may buy the lead."""
-    roster = stores.partners.current()
-    return roster, match_lead(stores, criteria, now, roster)
 
 
 def _queue(

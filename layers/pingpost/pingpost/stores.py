@@ -13,12 +13,12 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from pingpost.caps import Usage
+from pingpost.matching import Criteria, PartnerSet
 from pingpost.models import Partner, Vendor
 from pingpost.store import counters, deliveries, leads, partners, queues, sales, secrets, vendors
 from pingpost.store.counters import lead_ids
 from pingpost.store.figures import Tally
 from pingpost.store.leads import Lead, Repeat
-from pingpost.store.partners import Roster
 from pingpost.store.queues import DeadLetter, Delivery
 
 
@@ -105,7 +105,7 @@ class SaleStore(Protocol):
 class PartnerStore(Protocol):
     """The partners table (`pingpost.store.partners`)."""
 
-    def current(self) -> Roster: ...
+    def near(self, lead: Criteria) -> PartnerSet: ...
 
     def by_id(self, partner_id: int) -> Partner | None: ...
 

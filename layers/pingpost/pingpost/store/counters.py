@@ -90,13 +90,15 @@ def take(vendor_id: str, limit: int, now: float | None = None) -> bool:
     return True
 
 
-def read(keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The items of the counters named, by name, without it (eventually consistent; a missing
-    item is absent). BatchGetItem, 100 keys a call, unprocessed keys asked again."""
+def read(keys: Sequence[str], *, consistent: bool = False) -> dict[str, dict[str, Any]]:
+    """The items of the counters named, by name, without it (eventually consistent unless
+    `consistent`; a missing item is absent). BatchGetItem, 100 keys a call, unprocessed keys
+    asked again."""
     table = settings().counters_table
     out: dict[str, dict[str, Any]] = {}
     for start in range(0, len(keys), 100):
-        pending: Any = {table: {"Keys": [{"counter": {"S": k}} for k in keys[start : start + 100]]}}
+        chunk = [{"counter": {"S": k}} for k in keys[start : start + 100]]
+        pending: Any = {table: {"Keys": chunk, "ConsistentRead": consistent}}
         while pending:
             response = dynamodb().batch_get_item(RequestItems=pending)
             for item in response.get("Responses", {}).get(table, []):

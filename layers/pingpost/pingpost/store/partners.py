@@ -1,14 +1,27 @@
-"""The partners table: buyers, kept in the container and refreshed by what changed.
+"""The partners table: buyers, and the index that finds those a lead may meet.
 
-A container reads every partner once (a strongly consistent scan). After that, at most every
-`cache_seconds`, it reads the partners' version item (in the counters table): when its version
-is the one the container has, nothing else is read; when it moved, the item's log names the
-partners of its last `LOG` writes, and the container reads those partners again (strongly
-consistent, so it gets them as they are now, whatever the order their writes landed in). A
-container further behind than the log reaches reads every partner again. Every write of a
-partner takes the next version and adds itself to the log in one transaction with the partner
-(conditional on the version before), so no version is skipped or given twice. A partner is
-never deleted by the exchange: pausing one writes it `active: false`.
+**Writing.** Every write of a partner takes the next version of the partners' version item (in
+the counters table) and adds itself to the item's log, in one transaction with the partner
+(conditional on the version before, so no version is skipped or given twice), and in the same
+transaction files the partner in the index: the counters table's items `partners#in#<lead
+type>#<state>#<product>` hold the IDs of the active partners whose filters may admit a lead of
+that type, state and product (`*`: any; `placings`). A partner of many states and products is
+filed more coarsely (by state alone, by product alone, or by type alone: each place a superset of
+the leads it buys), so that its old and new places fit in the transaction. A partner is never
+deleted by the exchange: pausing one writes it `active: false`, which takes it out of the index.
+
+**Reading.** A container holds only the partners of the leads it has met: for a lead, the few
+index items of its neighbourhood (`neighbourhood`: its state or any, its product or any), read by
+key, and the partners they name that it does not hold yet, read by key; a lead of the same
+neighbourhood later meets the same indexed set. At most every `cache_seconds` it reads the
+version item: when the version is the one it has, nothing else is read; when it moved, the log
+names the partners of the last `LOG` writes, and the container reads those again (strongly
+consistent, so it gets them as they are now, whatever the order their writes landed in), and
+moves them in the index items it holds. A container further behind than the log reaches drops
+what it holds and reads each neighbourhood again when a lead needs it.
+
+A table written before the index (its version item not marked `indexed`) is read whole, as it
+was, until `pingpost partners reindex` files every partner (`reindex`).
 
 A delivery looks its partner up by id (one read, kept `cache_seconds`), never the whole table.
 """
@@ -18,65 +31,131 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from pingpost.config import settings
 from pingpost.fields import LEAD_TYPE
+from pingpost.matching import Criteria, PartnerSet
 from pingpost.models import STORED, Partner
-from pingpost.store import Expiring, dynamodb, from_item, secrets, to_item
+from pingpost.store import Expiring, counters, dynamodb, from_item, secrets, to_item
+from pingpost.store.placings import INDEX, moves, neighbourhood, placings
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.type_defs import PutTypeDef
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 VERSION = "partners#version"  # the counters table's item counting partner writes
 LOG = 100  # the version item names the partners of this many latest writes
 _ATTEMPTS = 20
 
 
-@dataclass(frozen=True, eq=False)
-class Roster:
-    """Every partner, active or not, by id, as of a version of the partners table.
-
-    A container's copy: the same object until a write moves the version, so whatever is built
-    from it (the matching index) can be kept as long as it is the current one.
-    """
-
-    version: int
-    partners: Mapping[int, Partner]
-
-
+@dataclass(eq=False)
 class _Kept:
-    """This container's copy of the partners, and when it last looked at their version."""
+    """What this container holds of the partners, as of a version of the partners table."""
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.copy: Roster | None = None
-        self.checked = 0.0  # time.monotonic()
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    version: int | None = None  # None: nothing read yet
+    indexed: bool = False
+    checked: float = 0.0  # time.monotonic() of the last look at the version
+    partners: dict[int, Partner] = field(default_factory=dict)  # those read, active or not
+    places: dict[str, frozenset[int]] = field(default_factory=dict)  # index items read
+    # The indexed sets matched against, by neighbourhood (or "" for the whole of an unindexed
+    # table), the same object until a partner of it or its places change.
+    sets: dict[tuple[str, ...], PartnerSet] = field(default_factory=dict)
+    whole: bool = False  # every partner is held (an unindexed table)
+    # IDs the index names that no partner has (one deleted by hand): not read again.
+    absent: set[int] = field(default_factory=set)
 
 
 _kept = _Kept()
 _one: Expiring[int, Partner | None] = Expiring(lambda: settings().cache_seconds)
+_WHOLE: tuple[str, ...] = ("",)
 
 
-def current() -> Roster:
-    """Every partner: this container's copy, refreshed by what changed."""
+def near(lead: Criteria) -> PartnerSet:
+    """The active partners whose type, state and product filters may admit `lead`, indexed for
+    matching (a superset: `matching.match` applies every filter): what this container holds,
+    refreshed by what changed, and what it does not hold yet read by key."""
     with _kept.lock:
-        now = time.monotonic()
-        copy = _kept.copy
-        if copy is not None and now - _kept.checked < settings().cache_seconds:
-            return copy
-        version, log = _version()
-        if copy is None or version < copy.version or not _reaches(log, copy.version, version):
-            copy = Roster(version, MappingProxyType({p.id: p for p in all_partners()}))
-        elif version > copy.version:
-            copy = _changed(copy, version, {p for change, p in log if change > copy.version})
-        _kept.copy, _kept.checked = copy, now
-        return copy
+        _refresh()
+        if not _kept.indexed:
+            if not _kept.whole:
+                _kept.partners = {p.id: p for p in all_partners()}
+                _kept.whole = True
+            return _set(_WHOLE, _kept.partners)
+        keys = neighbourhood(lead)
+        indexed = _kept.sets.get(keys)
+        if indexed is not None:
+            return indexed
+        _kept.places |= _read_places([k for k in keys if k not in _kept.places])
+        ids = set().union(*(_kept.places[k] for k in keys))
+        wanted = ids - _kept.partners.keys() - _kept.absent
+        found = read_many(wanted)
+        _kept.partners |= found
+        _kept.absent |= wanted - found.keys()
+        return _set(keys, {i: _kept.partners[i] for i in ids if i in _kept.partners})
+
+
+def _set(keys: tuple[str, ...], held: Mapping[int, Partner]) -> PartnerSet:
+    found = _kept.sets.get(keys)
+    if found is None:
+        found = _kept.sets[keys] = PartnerSet(p for p in held.values() if p.active)
+    return found
+
+
+def _refresh() -> None:
+    """Look at the partners' version (at most every `cache_seconds`) and apply what changed."""
+    now = time.monotonic()
+    if _kept.version is not None and now - _kept.checked < settings().cache_seconds:
+        return
+    version, log, indexed = _version()
+    seen = _kept.version
+    if (
+        seen is None
+        or version < seen
+        or indexed != _kept.indexed
+        or not _reaches(log, seen, version)
+    ):
+        _drop()
+    elif version > seen:
+        _apply({p for change, p in log if change > seen})
+    _kept.version, _kept.indexed, _kept.checked = version, indexed, now
+
+
+def _drop() -> None:
+    _kept.partners, _kept.places, _kept.sets, _kept.whole = {}, {}, {}, False
+    _kept.absent = set()
+
+
+def _apply(written: set[int]) -> None:
+    """The partners written since the version held, read as they are now, and moved in the
+    index items held; the sets they were or are in are indexed again when next met."""
+    fresh = read_many(written)
+    _kept.absent -= written
+    moved: set[str] = set()
+    for partner_id in written:
+        partner = fresh.get(partner_id)
+        now_in = placings(partner) if partner is not None else frozenset()
+        for key, ids in _kept.places.items():
+            if (partner_id in ids) != (key in now_in):
+                _kept.places[key] = ids ^ {partner_id}
+                moved.add(key)
+        held = _kept.whole or partner_id in _kept.partners
+        if partner is not None and (held or any(key in _kept.places for key in now_in)):
+            _kept.partners[partner_id] = partner
+        else:
+            _kept.partners.pop(partner_id, None)
+    if _kept.whole:
+        _kept.sets.clear()
+        return
+    _kept.sets = {
+        keys: kept
+        for keys, kept in _kept.sets.items()
+        if not moved.intersection(keys) and not any(i in kept for i in written)
+    }
 
 
 def _reaches(log: list[tuple[int, int]], seen: int, version: int) -> bool:
@@ -84,24 +163,9 @@ def _reaches(log: list[tuple[int, int]], seen: int, version: int) -> bool:
     return version == seen or (bool(log) and min(change for change, _ in log) <= seen + 1)
 
 
-def _changed(copy: Roster, version: int, written: set[int]) -> Roster:
-    """The copy with the partners written since its version, read as they are now."""
-    table = settings().partners_table
-    found: dict[int, Partner] = {}
-    keys = [{"partner_id": {"N": str(p)}} for p in sorted(written)]
-    pending: Any = {table: {"Keys": keys, "ConsistentRead": True}}
-    while pending:
-        response = dynamodb().batch_get_item(RequestItems=pending)
-        for item in response.get("Responses", {}).get(table, []):
-            partner = stored(item)
-            found[partner.id] = partner
-        pending = response.get("UnprocessedKeys") or None
-    kept = {i: p for i, p in copy.partners.items() if i not in written}
-    return Roster(version, MappingProxyType(kept | found))
-
-
-def _version() -> tuple[int, list[tuple[int, int]]]:
-    """The partners' version, and its log: (version, partner ID) of the latest writes."""
+def _version() -> tuple[int, list[tuple[int, int]], bool]:
+    """The partners' version, its log ((version, partner ID) of the latest writes), and whether
+    the index files every partner."""
     item = dynamodb().get_item(
         TableName=settings().counters_table,
         Key={"counter": {"S": VERSION}},
@@ -109,7 +173,30 @@ def _version() -> tuple[int, list[tuple[int, int]]]:
     )
     values = from_item(item.get("Item", {}))
     log = [(int(change), int(partner)) for change, partner in values.get("log", [])]
-    return int(values.get("version", 0)), log
+    return int(values.get("version", 0)), log, values.get("indexed") is True
+
+
+def _read_places(keys: Collection[str]) -> dict[str, frozenset[int]]:
+    """Index items by key, as they are now (an item never written names nobody)."""
+    found = counters.read(list(keys), consistent=True)
+    return {key: frozenset(int(i) for i in found.get(key, {}).get("ids", ())) for key in keys}
+
+
+def read_many(ids: Iterable[int]) -> dict[int, Partner]:
+    """The partners of these IDs that exist, as they are now (strongly consistent reads)."""
+    table = settings().partners_table
+    found: dict[int, Partner] = {}
+    wanted = sorted(ids)
+    for start in range(0, len(wanted), 100):
+        keys = [{"partner_id": {"N": str(p)}} for p in wanted[start : start + 100]]
+        pending: Any = {table: {"Keys": keys, "ConsistentRead": True}}
+        while pending:
+            response = dynamodb().batch_get_item(RequestItems=pending)
+            for item in response.get("Responses", {}).get(table, []):
+                partner = stored(item)
+                found[partner.id] = partner
+            pending = response.get("UnprocessedKeys") or None
+    return found
 
 
 def all_partners() -> list[Partner]:
@@ -154,8 +241,7 @@ def read(partner_id: int) -> tuple[Partner, int] | None:
 def compact(item: dict[str, Any]) -> dict[str, Any]:
     """A partner's item without what its defaults say: a partner that does not bid stores
     nothing of bidding, one of Home Improvement's alone no lead types, one without field
-    filters none (every container holds every partner: each attribute is memory and read units
-    a thousand times over)."""
+    filters none (each attribute is memory and read units for every container that holds it)."""
     for request in ("bid", "post"):
         if item.get(request, False) is None:
             del item[request]
@@ -167,16 +253,18 @@ def compact(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def put(partner: Partner, *, new: bool = False, written: int | None = None) -> None:
-    """Create or replace a partner; its header values go to SSM, their names to the table.
+    """Create or replace a partner, filed in the index; its header values go to SSM, their
+    names to the table.
 
     `new`: only if there is no partner of its ID; `written`: only if the version that wrote the
     partner is still that one (as `read` gave it). Either raises PartnerChanged otherwise.
     """
-    if new or written is not None:
-        found = read(partner.id)
-        if (found is not None) if new else (found is None or found[1] != written):
-            # Checked before the secrets are written too: the transaction checks it again.
-            raise PartnerChanged(partner.id)
+    before = read(partner.id)
+    if (new or written is not None) and (
+        (before is not None) if new else (before is None or before[1] != written)
+    ):
+        # Checked before the secrets are written too: the transaction checks it again.
+        raise PartnerChanged(partner.id)
     item = partner.model_dump(mode="python")
     gone = []
     for request in secrets.PARAMETERS:  # delivery, bid, post
@@ -191,58 +279,123 @@ def put(partner: Partner, *, new: bool = False, written: int | None = None) -> N
     item = compact(item)
     item["partner_id"] = item.pop("id")
     for attempt in range(_ATTEMPTS):
-        version, log = _version()
+        if attempt:
+            before = read(partner.id)  # another write of it came: its places are those now
+        version, log, _ = _version()
         item["change"] = version + 1  # the version that wrote it, for the reader of the table
         logged = [*log, (version + 1, partner.id)][-LOG:]
+        was = placings(before[0]) if before is not None else frozenset()
+        items = [
+            _put(item, None if before is None else before[1]),
+            _next_version(version, logged),
+            *moves(partner.id, was, placings(partner)),
+        ]
         try:
-            dynamodb().transact_write_items(
-                TransactItems=[
-                    {"Put": _put(item, new, written)},
-                    {
-                        "Update": {
-                            "TableName": settings().counters_table,
-                            "Key": {"counter": {"S": VERSION}},
-                            "UpdateExpression": "SET version = :next, #log = :log",
-                            "ConditionExpression": (
-                                "attribute_not_exists(version) OR version = :seen"
-                            ),
-                            "ExpressionAttributeNames": {"#log": "log"},
-                            "ExpressionAttributeValues": to_item(
-                                {
-                                    ":next": version + 1,
-                                    ":seen": version,
-                                    ":log": [list(entry) for entry in logged],
-                                }
-                            ),
-                        }
-                    },
-                ]
-            )
+            dynamodb().transact_write_items(TransactItems=items)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-                reasons = error.response.get("CancellationReasons") or [{}]
-                if reasons[0].get("Code") == "ConditionalCheckFailed":
-                    raise PartnerChanged(partner.id) from None
-                # Another write took this version: take the next, after a while at random.
-                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
-                continue
-            raise
-        with _kept.lock:
-            _kept.checked = 0.0  # this container looks at the version at its next use
-        _one.forget(partner.id)
-        return
+            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons: Any = error.response.get("CancellationReasons") or [{}]
+            if reasons[0].get("Code") == "ConditionalCheckFailed" and (new or written is not None):
+                raise PartnerChanged(partner.id) from None
+        else:
+            with _kept.lock:
+                _kept.checked = 0.0  # this container looks at the version at its next use
+            _one.forget(partner.id)
+            return
+        # Another write took this version (or wrote this partner): again, after a while.
+        time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
     raise RuntimeError(f"partner {partner.id} not written: other writes took every version")
 
 
-def _put(item: dict[str, Any], new: bool, written: int | None) -> PutTypeDef:
-    """The transaction's Put of a partner, with its condition when it has one."""
-    put: PutTypeDef = {"TableName": settings().partners_table, "Item": to_item(item)}
-    if new:
-        put["ConditionExpression"] = "attribute_not_exists(partner_id)"
-    elif written is not None:
-        put["ConditionExpression"] = "change = :written"
-        put["ExpressionAttributeValues"] = to_item({":written": written})
-    return put
+def _put(item: dict[str, Any], change: int | None) -> TransactWriteItemTypeDef:
+    """The Put of a partner, on the condition that it is as it was read (`change`: the version
+    that wrote it; None: there was none)."""
+    condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(partner_id)"}
+    if change == 0:  # written before versions: it has none
+        condition = {
+            "ConditionExpression": "attribute_exists(partner_id) AND attribute_not_exists(change)"
+        }
+    elif change is not None:
+        condition = {
+            "ConditionExpression": "change = :written",
+            "ExpressionAttributeValues": to_item({":written": change}),
+        }
+    put: Any = {"TableName": settings().partners_table, "Item": to_item(item), **condition}
+    return {"Put": put}
+
+
+def _next_version(version: int, logged: list[tuple[int, int]]) -> TransactWriteItemTypeDef:
+    """The version item's next version and log; a table whose first partner is written now is
+    indexed from the start (`indexed`)."""
+    return {
+        "Update": {
+            "TableName": settings().counters_table,
+            "Key": {"counter": {"S": VERSION}},
+            "UpdateExpression": (
+                "SET version = :next, #log = :log, #ix = if_not_exists(#ix, :fresh)"
+            ),
+            "ConditionExpression": "attribute_not_exists(version) OR version = :seen",
+            "ExpressionAttributeNames": {"#log": "log", "#ix": "indexed"},
+            "ExpressionAttributeValues": to_item(
+                {
+                    ":next": version + 1,
+                    ":seen": version,
+                    ":log": [list(entry) for entry in logged],
+                    ":fresh": version == 0,
+                }
+            ),
+        }
+    }
+
+
+def reindex() -> int:
+    """File every partner in the index, as the table is now, and mark the table indexed (a table
+    written before the index; any time after, it changes nothing). The number of index items;
+    done again when a partner is written meanwhile."""
+    table = settings().counters_table
+    for _ in range(_ATTEMPTS):
+        version, _, _ = _version()
+        filed: dict[str, set[int]] = {}
+        for partner in all_partners():
+            for key in placings(partner):
+                filed.setdefault(key, set()).add(partner.id)
+        pages = (
+            dynamodb()
+            .get_paginator("scan")
+            .paginate(
+                TableName=table,
+                ConsistentRead=True,
+                ProjectionExpression="#c",
+                FilterExpression="begins_with(#c, :index)",
+                ExpressionAttributeNames={"#c": "counter"},
+                ExpressionAttributeValues={":index": {"S": INDEX}},
+            )
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                if item["counter"]["S"] not in filed:
+                    dynamodb().delete_item(TableName=table, Key={"counter": item["counter"]})
+        for key, ids in filed.items():
+            dynamodb().put_item(
+                TableName=table,
+                Item={"counter": {"S": key}, "ids": {"NS": [str(i) for i in sorted(ids)]}},
+            )
+        try:
+            dynamodb().update_item(
+                TableName=table,
+                Key={"counter": {"S": VERSION}},
+                UpdateExpression="SET #ix = :yes, version = if_not_exists(version, :zero)",
+                ConditionExpression="attribute_not_exists(version) OR version = :seen",
+                ExpressionAttributeNames={"#ix": "indexed"},
+                ExpressionAttributeValues=to_item({":yes": True, ":zero": 0, ":seen": version}),
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                continue  # a partner was written meanwhile: file them again
+            raise
+        return len(filed)
+    raise RuntimeError("partners not indexed: other writes kept coming")
 
 
 def by_id(partner_id: int) -> Partner | None:
@@ -258,5 +411,6 @@ def by_id(partner_id: int) -> Partner | None:
 def forget() -> None:
     """Drop this container's copies: the next look reads the partners afresh."""
     with _kept.lock:
-        _kept.copy = None
+        _kept.version = None
+        _drop()
     _one.clear()
