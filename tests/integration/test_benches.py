@@ -8,7 +8,7 @@ from tests.conftest import run_bench
 
 RUNS = {
     "warm": ["--rounds", "3"],
-    "partners": ["--sizes", "300", "--loaded", "30", "--changed", "3"],
+    "partners": ["--sizes", "300", "--loaded", "30", "--changed", "3", "--leads", "20"],
     "memory": ["--requests", "3"],
     "init": ["--rounds", "1"],
     "auction": ["--sizes", "1", "2", "3", "--rounds", "2"],

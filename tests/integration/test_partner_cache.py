@@ -336,6 +336,28 @@ def test_a_partner_the_index_names_but_the_table_lacks_is_read_once(demo: None) 
     _delete([gone])
 
 
+def test_a_container_lets_go_of_the_neighbourhoods_it_met_longest_ago(
+    demo: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pingpost.config import settings
+    from pingpost.store import partners
+
+    monkeypatch.setenv("PARTNERS_HELD", "3")
+    settings.cache_clear()
+    try:
+        gutters, roofing = _criteria(), _criteria(product="Roofing - Metal")
+        assert _matching(gutters) == {510, 1543, 9001}
+        assert _matching(roofing) == {142, 1543, 9001}  # 4 held: gutters' are let go
+        assert set(partners._kept.partners) == {142, 1543, 9001}
+        with counting() as made:
+            assert _matching(gutters) == {510, 1543, 9001}  # read again, the same
+        assert made == {"GetItem": 1, "BatchGetItem": 2}
+        assert set(partners._kept.partners) == {510, 1543, 9001}
+    finally:
+        monkeypatch.undo()
+        settings.cache_clear()
+
+
 def test_a_delivery_reads_its_partner_alone(demo: None) -> None:
     from pingpost.store import partners
 

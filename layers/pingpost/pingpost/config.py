@@ -38,6 +38,9 @@ class Settings(BaseModel):
     lead_retention_days: int = Field(default=90, ge=1, le=3650)
     # How long a container trusts its copy of the vendors and partners.
     cache_seconds: float = Field(default=30, ge=0)
+    # The partners a container holds at most (about 6 MB per 1,000): past it, the neighbourhoods
+    # met longest ago are let go (and read again when a lead meets them).
+    partners_held: int = Field(default=20_000, ge=1)
     # How long a container trusts the cap counters it read (a sale always checks them again).
     usage_cache_seconds: float = Field(default=5, ge=0)
     # Lead IDs are taken from the counter this many at a time, so no item is written per ping.

@@ -23,7 +23,11 @@ what it holds and reads each neighbourhood again when a lead needs it.
 A table written before the index (its version item not marked `indexed`) is read whole, as it
 was, until `pingpost partners reindex` files every partner (`reindex`).
 
-A delivery looks its partner up by id (one read, kept `cache_seconds`), never the whole table.
+A container holds at most `partners_held` partners: past it, it lets go of the neighbourhoods
+it met longest ago. A delivery looks its partner up by id (one read, kept `cache_seconds`).
+
+One module of over 400 lines on purpose: the writes of partners and the containers' copies keep
+one version and one index in step, and the conditions that keep them so read in one place.
 """
 
 from __future__ import annotations
@@ -87,8 +91,9 @@ def near(lead: Criteria) -> PartnerSet:
                 _kept.whole = True
             return _set(_WHOLE, _kept.partners)
         keys = neighbourhood(lead)
-        indexed = _kept.sets.get(keys)
+        indexed = _kept.sets.pop(keys, None)
         if indexed is not None:
+            _kept.sets[keys] = indexed  # met last: let go last
             return indexed
         _kept.places |= _read_places([k for k in keys if k not in _kept.places])
         ids = set().union(*(_kept.places[k] for k in keys))
@@ -96,7 +101,22 @@ def near(lead: Criteria) -> PartnerSet:
         found = read_many(wanted)
         _kept.partners |= found
         _kept.absent |= wanted - found.keys()
-        return _set(keys, {i: _kept.partners[i] for i in ids if i in _kept.partners})
+        made = _set(keys, {i: _kept.partners[i] for i in ids if i in _kept.partners})
+        if len(_kept.partners) > settings().partners_held:
+            _let_go(keys)
+        return made
+
+
+def _let_go(keeping: tuple[str, ...]) -> None:
+    """Let go of the neighbourhoods met longest ago (their sets, index items and partners)
+    until the container holds at most `partners_held` partners, or only `keeping`'s."""
+    while len(_kept.partners) > settings().partners_held and len(_kept.sets) > 1:
+        oldest = next(k for k in _kept.sets if k != keeping)
+        del _kept.sets[oldest]
+        kept_places = {key for keys in _kept.sets for key in keys}
+        _kept.places = {k: v for k, v in _kept.places.items() if k in kept_places}
+        named = set().union(*_kept.places.values())
+        _kept.partners = {i: p for i, p in _kept.partners.items() if i in named}
 
 
 def _set(keys: tuple[str, ...], held: Mapping[int, Partner]) -> PartnerSet:
