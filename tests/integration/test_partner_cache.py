@@ -222,6 +222,34 @@ def test_a_table_written_before_the_index_is_read_whole_until_reindexed(demo: No
     assert made == {"GetItem": 1, "BatchGetItem": 2}
 
 
+def test_a_table_whose_partners_were_written_by_hand_is_not_taken_as_indexed(
+    demo: None,
+) -> None:
+    from pingpost.store import partners
+
+    client = boto3.client("dynamodb")
+    counters_table, partners_table = os.environ["COUNTERS_TABLE"], os.environ["PARTNERS_TABLE"]
+    by_hand = client.get_item(TableName=partners_table, Key={"partner_id": {"N": "510"}})["Item"]
+    # Given a table of partners written by hand (no version, nothing filed) ...
+    for table, key in ((partners_table, "partner_id"), (counters_table, "counter")):
+        for page in client.get_paginator("scan").paginate(TableName=table):
+            for item in page["Items"]:
+                if table == partners_table or item[key]["S"].startswith("partners#"):
+                    client.delete_item(TableName=table, Key={key: item[key]})
+    client.put_item(TableName=partners_table, Item=by_hand)
+    # ... when a partner is first written through the exchange
+    partners.put(_partner(510).model_copy(update={"id": 7991}))
+    partners.forget()
+    # then the table is not taken as indexed: the partner written by hand is met
+    assert {510, 7991} <= _matching()
+    assert partners._kept.whole
+    partners.reindex()
+    partners.forget()
+    assert {510, 7991} <= _matching()
+    assert not partners._kept.whole
+    _delete([_partner(7991)])
+
+
 def test_every_lead_meets_every_partner_its_filters_admit(demo: None) -> None:
     # The index names a superset of who may buy: matching against it is matching against
     # every partner. Partners of many states and products are filed more coarsely.

@@ -305,9 +305,12 @@ def put(partner: Partner, *, new: bool = False, written: int | None = None) -> N
         item["change"] = version + 1  # the version that wrote it, for the reader of the table
         logged = [*log, (version + 1, partner.id)][-LOG:]
         was = placings(before[0]) if before is not None else frozenset()
+        # The table's first write through here indexes it from the start, unless partners
+        # were written to it otherwise (by hand): those are filed by `reindex`.
+        fresh = version == 0 and before is None and not _any_partner()
         items = [
             _put(item, None if before is None else before[1]),
-            _next_version(version, logged),
+            _next_version(version, logged, fresh=fresh),
             *moves(partner.id, was, placings(partner)),
         ]
         try:
@@ -345,9 +348,17 @@ def _put(item: dict[str, Any], change: int | None) -> TransactWriteItemTypeDef:
     return {"Put": put}
 
 
-def _next_version(version: int, logged: list[tuple[int, int]]) -> TransactWriteItemTypeDef:
-    """The version item's next version and log; a table whose first partner is written now is
-    indexed from the start (`indexed`)."""
+def _any_partner() -> bool:
+    """Whether the partners table has any item."""
+    found = dynamodb().scan(TableName=settings().partners_table, Limit=1, ConsistentRead=True)
+    return bool(found.get("Items"))
+
+
+def _next_version(
+    version: int, logged: list[tuple[int, int]], *, fresh: bool
+) -> TransactWriteItemTypeDef:
+    """The version item's next version and log; `fresh`: the table is indexed from now on
+    (its first partner is written now)."""
     return {
         "Update": {
             "TableName": settings().counters_table,
@@ -362,7 +373,7 @@ def _next_version(version: int, logged: list[tuple[int, int]]) -> TransactWriteI
                     ":next": version + 1,
                     ":seen": version,
                     ":log": [list(entry) for entry in logged],
-                    ":fresh": version == 0,
+                    ":fresh": fresh,
                 }
             ),
         }
