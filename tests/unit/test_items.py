@@ -47,3 +47,29 @@ def test_the_kinds_items_seldom_hold_are_read_by_boto3() -> None:
         "b": Binary(b"\x00"),
         "big": Decimal("12345678901234567890123456789012345678"),
     }
+
+
+@given(
+    st.dictionaries(
+        st.integers(min_value=1, max_value=10**9),
+        st.sampled_from(["matched", "sold", "zip", "Driver_1_Age 19 below 25", "a b: c (at sale)"]),
+        max_size=300,
+    )
+)
+def test_a_leads_decisions_read_back_as_they_were_by_partner(verdicts: dict[int, str]) -> None:
+    from pingpost.store.leads import read_decisions, stored_decisions
+
+    decisions = [[partner_id, verdict] for partner_id, verdict in sorted(verdicts.items())]
+    stored = from_item(to_item({"d": stored_decisions(decisions)}))["d"]
+    assert read_decisions(stored) == decisions
+    # One text per verdict: hundreds of partners make an item of a few KB, not tens.
+    assert len(stored) == len(set(verdicts.values()))
+
+
+def test_decisions_stored_as_pairs_before_are_read() -> None:
+    from pingpost.store.leads import read_decisions
+
+    assert read_decisions([[Decimal(7), "zip"], [Decimal(9), "matched"]]) == [
+        [7, "zip"],
+        [9, "matched"],
+    ]

@@ -2,14 +2,15 @@
 
 Status goes pinged -> posting -> sold | unsold (or straight to sold | unsold in full mode).
 Every change is a conditional write, so two requests can never both sell a lead.
-About 400 lines: each write here guards the same claim (token and beat), kept in one place.
+One module of over 400 lines on purpose: each write here guards the same claim (token and
+beat), kept in one place.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
@@ -77,6 +78,7 @@ class Lead:
     def item(self) -> dict[str, Any]:
         """The DynamoDB item of this lead."""
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "charged"}
+        values["decisions"] = stored_decisions(self.decisions)
         return to_item(values | {CHARGED + p: v for p, v in self.charged.items()})
 
     @classmethod
@@ -90,8 +92,26 @@ class Lead:
         for name in (*whole, "outbox_since"):
             if values.get(name) is not None:
                 values[name] = int(values[name])
-        values["decisions"] = [[int(p), verdict] for p, verdict in values.get("decisions", [])]
+        values["decisions"] = read_decisions(values.get("decisions", []))
         return cls(**values)
+
+
+def stored_decisions(decisions: Sequence[Sequence[Any]]) -> dict[str, str]:
+    """A lead's decisions as stored: the partners of each verdict, their IDs in one text (a
+    lead may have hundreds; a pair each made the item several times larger to write)."""
+    by_verdict: dict[str, list[str]] = {}
+    for partner_id, verdict in decisions:
+        by_verdict.setdefault(str(verdict), []).append(str(partner_id))
+    return {verdict: " ".join(ids) for verdict, ids in by_verdict.items()}
+
+
+def read_decisions(stored: Any) -> list[list[Any]]:
+    """A lead's decisions ([partner ID, verdict], by partner ID) as `stored_decisions` keeps
+    them, or as pairs (leads stored before)."""
+    if isinstance(stored, Mapping):
+        pairs = [[int(p), verdict] for verdict, ids in stored.items() for p in ids.split()]
+        return sorted(pairs, key=lambda pair: pair[0])
+    return [[int(p), verdict] for p, verdict in stored]
 
 
 def _beat_is(beat: int) -> str:
@@ -333,7 +353,7 @@ def finishing(lead: Lead) -> tuple[str, str, dict[str, str], dict[str, Any]]:
         ":extra": lead.extra,
         ":answer": lead.answer,
         ":matches": lead.matches,
-        ":decisions": lead.decisions,
+        ":decisions": stored_decisions(lead.decisions),
         ":test": lead.test,
         ":consent": lead.consent,
         ":timeline": lead.timeline,

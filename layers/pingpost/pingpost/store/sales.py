@@ -75,11 +75,13 @@ def _dedupe_key(partner_id: int, kind: str, value: str) -> str:
 
 
 def usage(partners: Sequence[Partner], now: datetime) -> dict[int, Usage]:
-    """Each partner's sales in its current day, week and month, and its spend today; only the
-    counters its caps need are read (the others count as 0)."""
-    keys = {p.id: _counter_keys(p.id, periods(p, now)) for p in partners}
+    """Each capped partner's sales in its current day, week and month, and its spend today;
+    only the counters its caps need are read (the others count as 0; a partner without caps
+    is left out: it uses nothing)."""
+    capped = [p for p in partners if any(_capped(p))]
+    keys = {p.id: _counter_keys(p.id, periods(p, now)) for p in capped}
     wanted = [
-        key for p in partners for key, needed in zip(keys[p.id], _capped(p), strict=True) if needed
+        key for p in capped for key, needed in zip(keys[p.id], _capped(p), strict=True) if needed
     ]
     values: dict[str, Mapping[str, Decimal]] = {
         k: v for k in wanted if (v := _usage.peek(k)) is not None
