@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/cost.py --pairs 50
 	$(BIN)/python bench/warm.py --rounds 300
 	$(BIN)/python bench/partners.py --sizes 10000 100000 --changed 10
+	$(BIN)/python bench/scale.py --sizes 100 100000 --leads 40
 	$(BIN)/python bench/memory.py --requests 200
 	$(BIN)/python bench/auction.py --sizes 1 10 50 --rounds 30
 	$(BIN)/python bench/auction.py --sizes 1 10 50 --rounds 30 --buyers demo

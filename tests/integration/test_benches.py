@@ -14,6 +14,7 @@ RUNS = {
     "auction": ["--sizes", "1", "2", "3", "--rounds", "2"],
     "bids_item": ["--auctions", "3"],
     "leadtypes": ["--rounds", "3"],
+    "scale": ["--sizes", "20", "60", "--leads", "3"],
 }
 
 
@@ -30,6 +31,9 @@ def test_a_benchmark_prints_its_table(bench: str) -> None:
     printed = run_bench(bench, *RUNS[bench])
     rows = [line for line in printed.splitlines() if line.startswith("| ")]
     assert len(rows) >= 4, printed
+    if bench == "scale":
+        # Wall clock and CPU of each size, the first size's ratios 1.00x.
+        assert len(rows) == 5 and all(row.count("(1.00x)") == 3 for row in rows[1:3]), printed
     if bench in ("warm", "memory", "init", "auction", "leadtypes"):
         # A row per function (or kind of request) it measures, every figure a number.
         for row in rows[1:]:
