@@ -28,7 +28,9 @@ def solar(mode: str, **changes: str) -> dict[str, str]:
 
 def decisions(stored: dict[str, Any]) -> dict[int, str]:
     """Partner -> "matched", "sold" or the rule that kept it from the lead."""
-    return {int(partner): str(verdict) for partner, verdict in stored["decisions"]}
+    from pingpost.store.leads import read_decisions
+
+    return {partner: str(verdict) for partner, verdict in read_decisions(stored["decisions"])}
 
 
 def test_an_auto_insurance_lead_is_pinged_posted_and_sold_by_its_field_filters(

@@ -107,7 +107,9 @@ def post_of(lead_id: str, **fields: str) -> dict[str, str]:
 
 
 def decided(stored: dict[str, Any]) -> dict[int, str]:
-    return {int(partner): str(verdict) for partner, verdict in stored["decisions"]}
+    from pingpost.store.leads import read_decisions
+
+    return {partner: str(verdict) for partner, verdict in read_decisions(stored["decisions"])}
 
 
 def test_a_lead_of_the_operators_type_is_validated_matched_sold_and_delivered(
