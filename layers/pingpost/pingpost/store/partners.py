@@ -4,10 +4,11 @@
 the counters table) and adds itself to the item's log, in one transaction with the partner
 (conditional on the version before, so no version is skipped or given twice), and in the same
 transaction files the partner in the index: the counters table's items `partners#in#<lead
-type>#<state>#<product>` hold the IDs of the active partners whose filters may admit a lead of
-that type, state and product (`*`: any; `placings`). A partner of many states and products is
-filed more coarsely (by state alone, by product alone, or by type alone: each place a superset of
-the leads it buys), so that its old and new places fit in the transaction. A partner is never
+type>#<state>#<product>#<shard>` hold the IDs of the active partners whose filters may admit a
+lead of that type, state and product (`*`: any; `placings`; each place spread over a few items
+by partner ID). A partner of many states and products is filed more coarsely (by state alone,
+by product alone, or by type alone: each place a superset of the leads it buys), so that its old
+and new places fit in the transaction. A partner is never
 deleted by the exchange: pausing one writes it `active: false`, which takes it out of the index.
 
 **Reading.** A container holds only the partners of the leads it has met: for a lead, the few
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
 VERSION = "partners#version"  # the counters table's item counting partner writes
 LOG = 100  # the version item names the partners of this many latest writes
 _ATTEMPTS = 20
+# What cancels a partner's write when another write came at the same time: tried again.
+_RACES = {"ConditionalCheckFailed", "TransactionConflict", "ThrottlingError"}
 
 
 @dataclass(eq=False)
@@ -160,6 +163,9 @@ def _apply(written: set[int]) -> None:
     for partner_id in written:
         partner = fresh.get(partner_id)
         now_in = placings(partner) if partner is not None else frozenset()
+        # A set of these places may lack it even where they hold it (a copy held paused when
+        # another container resumed it there): every set of them is indexed again.
+        moved |= now_in
         for key, ids in _kept.places.items():
             if (partner_id in ids) != (key in now_in):
                 _kept.places[key] = ids ^ {partner_id}
@@ -312,7 +318,13 @@ def put(partner: Partner, *, new: bool = False, written: int | None = None) -> N
     item["partner_id"] = item.pop("id")
     for attempt in range(_ATTEMPTS):
         if attempt:
-            before = read(partner.id)  # another write of it came: its places are those now
+            before = read(partner.id)  # another write of it may have come: as it is now
+            if (
+                (before is not None)
+                if new
+                else (written is not None and (before is None or before[1] != written))
+            ):
+                raise PartnerChanged(partner.id)
         version, log, _ = _version()
         item["change"] = version + 1  # the version that wrote it, for the reader of the table
         logged = [*log, (version + 1, partner.id)][-LOG:]
@@ -330,9 +342,11 @@ def put(partner: Partner, *, new: bool = False, written: int | None = None) -> N
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
-            reasons: Any = error.response.get("CancellationReasons") or [{}]
-            if reasons[0].get("Code") == "ConditionalCheckFailed" and (new or written is not None):
+            codes = [r.get("Code") for r in error.response.get("CancellationReasons") or [{}]]
+            if codes[0] == "ConditionalCheckFailed" and (new or written is not None):
                 raise PartnerChanged(partner.id) from None
+            if not set(codes) & _RACES:
+                raise  # not a race with another write (an index item too large, say)
         else:
             with _kept.lock:
                 _kept.checked = 0.0  # this container looks at the version at its next use
@@ -394,8 +408,9 @@ def _next_version(
 
 def reindex() -> int:
     """File every partner in the index, as the table is now, and mark the table indexed (a table
-    written before the index; any time after, it changes nothing). The number of index items;
-    done again when a partner is written meanwhile."""
+    written before the index; any time after, it files them as they are, and every container
+    reads the index again). The number of index items; done again when a partner is written
+    meanwhile."""
     table = settings().counters_table
     for _ in range(_ATTEMPTS):
         version, _, _ = _version()
@@ -428,10 +443,14 @@ def reindex() -> int:
             dynamodb().update_item(
                 TableName=table,
                 Key={"counter": {"S": VERSION}},
-                UpdateExpression="SET #ix = :yes, version = if_not_exists(version, :zero)",
+                # The next version with an empty log: every container lets go of what it holds
+                # (it may have read an index item this rewrote) and reads it again.
+                UpdateExpression="SET #ix = :yes, version = :next, #log = :none",
                 ConditionExpression="attribute_not_exists(version) OR version = :seen",
-                ExpressionAttributeNames={"#ix": "indexed"},
-                ExpressionAttributeValues=to_item({":yes": True, ":zero": 0, ":seen": version}),
+                ExpressionAttributeNames={"#ix": "indexed", "#log": "log"},
+                ExpressionAttributeValues=to_item(
+                    {":yes": True, ":next": version + 1, ":none": [], ":seen": version}
+                ),
             )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":

@@ -16,16 +16,21 @@ from pingpost.models import Partner
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
-INDEX = "partners#in#"  # the counters table's index items: INDEX + "<type>#<state>#<product>"
+# The counters table's index items: INDEX + "<type>#<state>#<product>#<shard>".
+INDEX = "partners#in#"
 ANY = "*"
+# Each place is spread over this many items by partner ID, so that no item nears DynamoDB's
+# 400 KB (about 80,000 IDs) when most partners share a place (buyers of a whole country), and a
+# write rewrites a quarter of it; a lead reads every shard of its places in the same call.
+SHARDS = 4
 # A partner is filed in at most this many index items: its old and new places, the partner and
 # the version item fit in one transaction (DynamoDB takes 100 items).
 _PLACES = 48
 _PAIRS = 16  # states times products filed pair by pair; more are filed by state or by product
 
 
-def _place(kind: str, state: str, product: str) -> str:
-    return f"{INDEX}{kind}#{state}#{product}"
+def _place(kind: str, state: str, product: str, shard: int | None = None) -> str:
+    return f"{INDEX}{kind}#{state}#{product}" + ("" if shard is None else f"#{shard}")
 
 
 def placings(partner: Partner) -> frozenset[str]:
@@ -35,6 +40,7 @@ def placings(partner: Partner) -> frozenset[str]:
     (`neighbourhood`)."""
     if not partner.active:
         return frozenset()
+    shard = partner.id % SHARDS
     places: list[str] = []
     for kind in partner.lead_types:
         states = sorted(partner.filters.states) or [ANY]
@@ -46,11 +52,11 @@ def placings(partner: Partner) -> frozenset[str]:
                 states = [ANY]
             else:
                 states = products = [ANY]
-        places += (_place(kind, s, p) for s, p in itertools.product(states, products))
+        places += (_place(kind, s, p, shard) for s, p in itertools.product(states, products))
     if len(places) > _PLACES:
-        places = [_place(kind, ANY, ANY) for kind in partner.lead_types]
+        places = [_place(kind, ANY, ANY, shard) for kind in partner.lead_types]
     if len(places) > _PLACES:
-        places = [_place(ANY, ANY, ANY)]
+        places = [_place(ANY, ANY, ANY)]  # more than 48 lead types: one item, not sharded
     return frozenset(places)
 
 
@@ -61,10 +67,8 @@ def neighbourhood(lead: Criteria) -> tuple[str, ...]:
     states = (ANY,) if lead.state in (None, ANY) else (lead.state, ANY)
     product = lead.product if kind == LEAD_TYPE else None
     products = (ANY,) if product in (None, ANY) else (product, ANY)
-    return (
-        *(_place(kind, str(s), str(p)) for s, p in itertools.product(states, products)),
-        _place(ANY, ANY, ANY),
-    )
+    pairs = itertools.product(states, products, range(SHARDS))
+    return (*(_place(kind, str(s), str(p), n) for s, p, n in pairs), _place(ANY, ANY, ANY))
 
 
 def moves(
@@ -80,6 +84,8 @@ def moves(
                 "ExpressionAttributeValues": {":id": {"NS": [str(partner_id)]}},
             }
         }
-        for verb, keys in (("DELETE", was - now), ("ADD", now - was))
+        # Every place it is in now, not only the new ones: one wrong (a partner edited by hand)
+        # is put right by its next write.
+        for verb, keys in (("DELETE", was - now), ("ADD", now))
         for key in sorted(keys)
     ]
