@@ -410,54 +410,104 @@ def reindex() -> int:
     """File every partner in the index, as the table is now, and mark the table indexed (a table
     written before the index; any time after, it files them as they are, and every container
     reads the index again). The number of index items; done again when a partner is written
-    meanwhile."""
-    table = settings().counters_table
-    for _ in range(_ATTEMPTS):
+    meanwhile.
+
+    An index item may name a partner too many, never one too few: IDs are added by plain writes
+    (a partner written meanwhile is added by its own write too), and taken out only in
+    transactions that hold while the partners' version is the one this pass read.
+    """
+    for attempt in range(_ATTEMPTS):
+        if attempt:
+            time.sleep(random.uniform(0.01, 0.05) * attempt)
         version, _, _ = _version()
         filed: dict[str, set[int]] = {}
         for partner in all_partners():
             for key in placings(partner):
                 filed.setdefault(key, set()).add(partner.id)
-        pages = (
-            dynamodb()
-            .get_paginator("scan")
-            .paginate(
-                TableName=table,
-                ConsistentRead=True,
-                ProjectionExpression="#c",
-                FilterExpression="begins_with(#c, :index)",
-                ExpressionAttributeNames={"#c": "counter"},
-                ExpressionAttributeValues={":index": {"S": INDEX}},
-            )
-        )
-        for page in pages:
-            for item in page.get("Items", []):
-                if item["counter"]["S"] not in filed:
-                    dynamodb().delete_item(TableName=table, Key={"counter": item["counter"]})
-        for key, ids in filed.items():
-            dynamodb().put_item(
-                TableName=table,
-                Item={"counter": {"S": key}, "ids": {"NS": [str(i) for i in sorted(ids)]}},
-            )
         try:
-            dynamodb().update_item(
-                TableName=table,
-                Key={"counter": {"S": VERSION}},
-                # The next version with an empty log: every container lets go of what it holds
-                # (it may have read an index item this rewrote) and reads it again.
-                UpdateExpression="SET #ix = :yes, version = :next, #log = :none",
-                ConditionExpression="attribute_not_exists(version) OR version = :seen",
-                ExpressionAttributeNames={"#ix": "indexed", "#log": "log"},
-                ExpressionAttributeValues=to_item(
-                    {":yes": True, ":next": version + 1, ":none": [], ":seen": version}
-                ),
-            )
+            _reindex(version, filed)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if _raced(error):
                 continue  # a partner was written meanwhile: file them again
             raise
         return len(filed)
     raise RuntimeError("partners not indexed: other writes kept coming")
+
+
+def _reindex(version: int, filed: Mapping[str, set[int]]) -> None:
+    table = settings().counters_table
+    for key, ids in filed.items():
+        dynamodb().update_item(
+            TableName=table,
+            Key={"counter": {"S": key}},
+            UpdateExpression="ADD ids :ids",
+            ExpressionAttributeValues={":ids": {"NS": [str(i) for i in sorted(ids)]}},
+        )
+    stale: list[tuple[str, set[int]]] = []
+    pages = (
+        dynamodb()
+        .get_paginator("scan")
+        .paginate(
+            TableName=table,
+            ConsistentRead=True,
+            ProjectionExpression="#c, ids",
+            FilterExpression="begins_with(#c, :index)",
+            ExpressionAttributeNames={"#c": "counter"},
+            ExpressionAttributeValues={":index": {"S": INDEX}},
+        )
+    )
+    for page in pages:
+        for item in page.get("Items", []):
+            key = item["counter"]["S"]
+            extra = {int(i) for i in item.get("ids", {}).get("NS", [])} - filed.get(key, set())
+            if extra:
+                stale.append((key, extra))
+    unchanged = "attribute_not_exists(version) OR version = :seen"
+    seen = to_item({":seen": version})
+    for start in range(0, len(stale), 99):
+        check: Any = {
+            "ConditionCheck": {
+                "TableName": table,
+                "Key": {"counter": {"S": VERSION}},
+                "ConditionExpression": unchanged,
+                "ExpressionAttributeValues": seen,
+            }
+        }
+        taken: list[Any] = [
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": {"counter": {"S": key}},
+                    "UpdateExpression": "DELETE ids :ids",
+                    "ExpressionAttributeValues": {":ids": {"NS": [str(i) for i in sorted(ids)]}},
+                }
+            }
+            for key, ids in stale[start : start + 99]
+        ]
+        dynamodb().transact_write_items(TransactItems=[check, *taken])
+    dynamodb().update_item(
+        TableName=table,
+        Key={"counter": {"S": VERSION}},
+        # The next version with an empty log: every container lets go of what it holds (it
+        # may have read an index item this changed) and reads it again.
+        UpdateExpression="SET #ix = :yes, version = :next, #log = :none",
+        ConditionExpression=unchanged,
+        ExpressionAttributeNames={"#ix": "indexed", "#log": "log"},
+        ExpressionAttributeValues=to_item(
+            {":yes": True, ":next": version + 1, ":none": [], ":seen": version}
+        ),
+    )
+
+
+def _raced(error: ClientError) -> bool:
+    """Whether a write failed because another write came at the same time."""
+    code = error.response.get("Error", {}).get("Code")
+    if code in ("ConditionalCheckFailedException", "TransactionConflictException"):
+        return True
+    reasons = error.response.get("CancellationReasons") or []
+    return code == "TransactionCanceledException" and bool(
+        {r.get("Code") for r in reasons} & _RACES
+    )
 
 
 def by_id(partner_id: int) -> Partner | None:
