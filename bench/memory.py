@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -85,6 +86,25 @@ def plans(requests: int) -> dict[str, list[dict[str, object]]]:
     return out
 
 
+def in_function(name: str, child: str, given: str, *, timeout: float) -> Any:
+    """Run `child` (Python) in an interpreter of its own in the function's folder, with the
+    layer's package on the path as on Lambda, `given` on its standard input; what its last
+    line of output says (JSON)."""
+    env = os.environ | {"PYTHONPATH": f"{ROOT / 'layers' / 'pingpost'}:{ROOT / 'local'}"}
+    done = subprocess.run(
+        [sys.executable, "-c", child],
+        input=given,
+        cwd=ROOT / "functions" / name,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def measure(requests: int) -> dict[str, tuple[float, float, int]]:
     """Per function: (MB after import, peak MB after serving, events served)."""
     made = plans(requests)
@@ -92,21 +112,8 @@ def measure(requests: int) -> dict[str, tuple[float, float, int]]:
     try:
         results = {}
         for name, events in sorted(made.items()):
-            folder = ROOT / "functions" / name
-            env = os.environ | {"PYTHONPATH": f"{ROOT / 'layers' / 'pingpost'}:{ROOT / 'local'}"}
             plan = json.dumps({"name": f"{name.title()}Function", "events": events})
-            done = subprocess.run(
-                [sys.executable, "-c", CHILD],
-                input=plan,
-                cwd=folder,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=900,
-            )
-            assert done.returncode == 0, done.stderr[-2000:]
-            imported, peak = json.loads(done.stdout.splitlines()[-1])
+            imported, peak = in_function(name, CHILD, plan, timeout=900)
             results[name] = (imported, peak, len(events))
         return results
     finally:

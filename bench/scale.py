@@ -107,19 +107,9 @@ def measure(count: int, leads: int) -> tuple[list[float], list[float], float]:
     try:
         _add_partners(count)
         events = _events(cost.Run(exchange), leads)
-        env = os.environ | {"PYTHONPATH": f"{ROOT / 'layers' / 'pingpost'}:{ROOT / 'local'}"}
-        done = subprocess.run(
-            [sys.executable, "-c", CHILD],
-            input=json.dumps(events + events),
-            cwd=ROOT / "functions" / "ping",
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=1800,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        times, cpu, peak = json.loads(done.stdout.splitlines()[-1])
+        from memory import in_function
+
+        times, cpu, peak = in_function("ping", CHILD, json.dumps(events + events), timeout=1800)
         return times, cpu, peak
     finally:
         exchange.close()
