@@ -102,7 +102,7 @@ def near(lead: Criteria) -> PartnerSet:
         _kept.places |= _read_places([k for k in keys if k not in _kept.places])
         ids = set().union(*(_kept.places[k] for k in keys))
         wanted = ids - _kept.partners.keys() - _kept.absent
-        found = read_many(wanted)
+        found = _read_many(wanted)
         _kept.partners |= found
         _kept.absent |= wanted - found.keys()
         made = _set(keys, {i: _kept.partners[i] for i in ids if i in _kept.partners})
@@ -157,7 +157,7 @@ def _drop() -> None:
 def _apply(written: set[int]) -> None:
     """The partners written since the version held, read as they are now, and moved in the
     index items held; the sets they were or are in are indexed again when next met."""
-    fresh = read_many(written)
+    fresh = _read_many(written)
     _kept.absent -= written
     moved: set[str] = set()
     for partner_id in written:
@@ -209,7 +209,7 @@ def _read_places(keys: Collection[str]) -> dict[str, frozenset[int]]:
     return {key: frozenset(int(i) for i in found.get(key, {}).get("ids", ())) for key in keys}
 
 
-def read_many(ids: Iterable[int]) -> dict[int, Partner]:
+def _read_many(ids: Iterable[int]) -> dict[int, Partner]:
     """The partners of these IDs that exist, as they are now (strongly consistent reads, 100 a
     call, the calls made at once)."""
     wanted = sorted(ids)
@@ -297,12 +297,8 @@ def put(partner: Partner, *, new: bool = False, written: int | None = None) -> N
     `new`: only if there is no partner of its ID; `written`: only if the version that wrote the
     partner is still that one (as `read` gave it). Either raises PartnerChanged otherwise.
     """
-    before = read(partner.id)
-    if (new or written is not None) and (
-        (before is not None) if new else (before is None or before[1] != written)
-    ):
-        # Checked before the secrets are written too: the transaction checks it again.
-        raise PartnerChanged(partner.id)
+    # Checked before the secrets are written too: the transaction checks it again.
+    before = _as_expected(partner.id, new, written)
     item = partner.model_dump(mode="python")
     gone = []
     for request in secrets.PARAMETERS:  # delivery, bid, post
@@ -317,14 +313,8 @@ def put(partner: Partner, *, new: bool = False, written: int | None = None) -> N
     item = compact(item)
     item["partner_id"] = item.pop("id")
     for attempt in range(_ATTEMPTS):
-        if attempt:
-            before = read(partner.id)  # another write of it may have come: as it is now
-            if (
-                (before is not None)
-                if new
-                else (written is not None and (before is None or before[1] != written))
-            ):
-                raise PartnerChanged(partner.id)
+        if attempt:  # another write of it may have come: as it is now
+            before = _as_expected(partner.id, new, written)
         version, log, _ = _version()
         item["change"] = version + 1  # the version that wrote it, for the reader of the table
         logged = [*log, (version + 1, partner.id)][-LOG:]
@@ -355,6 +345,19 @@ def put(partner: Partner, *, new: bool = False, written: int | None = None) -> N
         # Another write took this version (or wrote this partner): again, after a while.
         time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
     raise RuntimeError(f"partner {partner.id} not written: other writes took every version")
+
+
+def _as_expected(partner_id: int, new: bool, written: int | None) -> tuple[Partner, int] | None:
+    """The partner as stored now (`read`); PartnerChanged when it is not as the writer expects
+    (`new`: none; `written`: written by that version)."""
+    before = read(partner_id)
+    if (
+        (before is not None)
+        if new
+        else (written is not None and (before is None or before[1] != written))
+    ):
+        raise PartnerChanged(partner_id)
+    return before
 
 
 def _put(item: dict[str, Any], change: int | None) -> TransactWriteItemTypeDef:
