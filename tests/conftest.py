@@ -113,7 +113,7 @@ def forget_container() -> None:
 def caches(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The test twice: with every per-container copy off, as the suites run (each test sees its
     own writes at once), and with the copies kept as deployed (the PostFunction's settings: a
-    roster and a vendor up to CACHE_SECONDS old, cap usage up to USAGE_CACHE_SECONDS old, a
+    partners' copy and a vendor up to CACHE_SECONDS old, cap usage up to USAGE_CACHE_SECONDS old, a
     sale's transaction checking the caps again). Each starts as a new container."""
     from pingpost.config import settings
 
