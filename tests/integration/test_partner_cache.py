@@ -257,64 +257,11 @@ def test_every_lead_meets_every_partner_its_filters_admit(demo: None) -> None:
     import itertools
 
     from pingpost.fields import PRODUCTS
+    from pingpost.geography import US_STATES
     from pingpost.matching import PartnerSet
     from pingpost.store import partners
 
-    states = sorted(
-        [
-            "AL",
-            "AK",
-            "AZ",
-            "AR",
-            "CA",
-            "CO",
-            "CT",
-            "DE",
-            "DC",
-            "FL",
-            "GA",
-            "HI",
-            "ID",
-            "IL",
-            "IN",
-            "IA",
-            "KS",
-            "KY",
-            "LA",
-            "ME",
-            "MD",
-            "MA",
-            "MI",
-            "MN",
-            "MS",
-            "MO",
-            "MT",
-            "NE",
-            "NV",
-            "NH",
-            "NJ",
-            "NM",
-            "NY",
-            "NC",
-            "ND",
-            "OH",
-            "OK",
-            "OR",
-            "PA",
-            "RI",
-            "SC",
-            "SD",
-            "TN",
-            "TX",
-            "UT",
-            "VT",
-            "VA",
-            "WA",
-            "WV",
-            "WI",
-            "WY",
-        ]
-    )
+    states = sorted(US_STATES)
     template = _partner(1543)
     wide = [
         template.model_copy(

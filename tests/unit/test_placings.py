@@ -9,11 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pingpost.fields import PRODUCTS, TYPES
+from pingpost.geography import US_STATES
 from pingpost.matching import Criteria, PartnerSet
 from pingpost.models import Partner
 from pingpost.store.placings import neighbourhood, placings
 
-STATES = "IL TX CA NY WA FL OH GA MI NC AL AK AZ AR CO CT DE DC HI ID IN IA KS KY LA".split()  # noqa: SIM905
+STATES = sorted(US_STATES)
 KINDS = sorted(TYPES)
 
 
