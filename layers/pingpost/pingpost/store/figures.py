@@ -33,17 +33,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from secrets import token_hex
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from pingpost.config import settings
-from pingpost.store import counters, dynamodb, to_item, transact
+from pingpost.store import counters, dynamodb, from_item, to_item, transact
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 SHARDS = 8
+TALLY = "tally"  # the lead's attribute: its last write's day figures, for the figures function
 # Kept about 13 months, so a report can compare a month with the same month a year before.
 _KEEP_SECONDS = 400 * 86_400
 
@@ -219,26 +221,142 @@ def adding(tally: Tally) -> TransactWriteItemTypeDef:
     return {"Update": item}
 
 
+def _added(figures: Figures) -> dict[str, Any]:
+    """A tally's figures that are not 0, by the name its day item keeps them under."""
+    values = {f.name: getattr(figures, f.name) for f in fields(Figures) if f.name != "bids"}
+    return {k: v for k, v in values.items() if v} | {k: v for k, v in figures.bids.items() if v}
+
+
 def _expires() -> int:
     return int(time.time()) + _KEEP_SECONDS
 
 
+def riding(tallies: Sequence[Tally]) -> dict[str, Any] | None:
+    """What a write of a lead carries of its day figures (its `tally` attribute, which the
+    figures function adds to the day items from the leads table's stream): a new ID, and the
+    figures by day item. None without figures."""
+    counted = {t.key: _added(t.figures) for t in merged(tallies)}
+    counted = {key: values for key, values in counted.items() if values}
+    return {"id": token_hex(8), "t": counted} if counted else None
+
+
+def carrying(update: Mapping[str, Any], tallies: Sequence[Tally]) -> dict[str, Any]:
+    """An UpdateItem of a lead (its parameters) that also sets its `tally` (`riding`)."""
+    tally = riding(tallies)
+    out = dict(update)
+    if tally is None:
+        return out
+    expression = str(update["UpdateExpression"])
+    set_tally = f"#{TALLY} = :{TALLY}"
+    out["UpdateExpression"] = (
+        f"SET {set_tally}, {expression[4:]}"
+        if expression.startswith("SET ")
+        else f"SET {set_tally} {expression}"
+    )
+    out["ExpressionAttributeNames"] = {
+        **update.get("ExpressionAttributeNames", {}),
+        f"#{TALLY}": TALLY,
+    }
+    out["ExpressionAttributeValues"] = {
+        **update.get("ExpressionAttributeValues", {}),
+        f":{TALLY}": to_item({TALLY: tally})[TALLY],
+    }
+    return out
+
+
 def write(update: Mapping[str, Any], tallies: Sequence[Tally]) -> bool:
-    """Apply a conditional UpdateItem (its parameters) and the tallies' ADDs together: one
-    UpdateItem without tallies, else one transaction. False when the update's condition failed.
-    """
-    if not tallies:
-        try:
-            dynamodb().update_item(**update)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
-    # Only the update has a condition: a refusal is its own.
-    return transact([{"Update": dict(update)}, *(adding(t) for t in merged(tallies))]) is None
+    """Apply a conditional UpdateItem of a lead (its parameters), carrying the tallies (see
+    `carrying`). False when the update's condition failed."""
+    try:
+        dynamodb().update_item(**carrying(update, tallies))
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
 
 
 def read(keys: Sequence[str]) -> dict[str, Figures]:
     """The figures of the day items named (eventually consistent; a missing item is absent)."""
     return {key: Figures.of(values) for key, values in counters.read(keys).items()}
+
+
+# The figures function's record of a batch of the stream: the last record it counted.
+_BATCH = "figures#batch#"
+_BATCH_KEEP_SECONDS = 2 * 86_400  # a stream keeps its records 24 hours
+_MOST = 98  # day items in one transaction, with the batch's record
+
+
+def count(records: Sequence[Mapping[str, Any]]) -> int:
+    """Add to the day items the tallies the leads' writes carried: `records`, one batch of the
+    leads table's stream in order (a Lambda event's Records). The number of writes counted.
+
+    Each write's tally is counted once however often the batch comes: the batch's record (keyed
+    by its first record's sequence number: a failed batch comes again from the same record,
+    whatever it holds after it) says the last record counted, and moves with each transaction
+    of day items, on the condition that it is where this call found it.
+    """
+    if not records:
+        return 0
+    key = _BATCH + str(records[0]["dynamodb"]["SequenceNumber"])
+    counted = 0
+    while True:
+        done = _counted_to(key)
+        pending = [
+            (int(record["dynamodb"]["SequenceNumber"]), tally)
+            for record in records
+            if done is None or int(record["dynamodb"]["SequenceNumber"]) > done
+            if (tally := _carried(record["dynamodb"])) is not None
+        ]
+        if not pending:
+            return counted
+        group: list[Tally] = []
+        last = done
+        for sequence, tallies in pending:
+            if group and len({t.key for t in [*group, *tallies]}) > _MOST:
+                break
+            group += tallies
+            last = sequence
+        taken = sum(1 for sequence, _ in pending if last is not None and sequence <= last)
+        items = [_batch_moved(key, done, last), *(adding(t) for t in merged(group))]
+        if transact(items) is None:
+            counted += taken
+        # Else another call moved the batch's record (an answer lost): read where it is.
+
+
+def _carried(change: Mapping[str, Any]) -> list[Tally] | None:
+    """The tallies a write carried (a stream record's images), None when it carried none: its
+    lead's `tally` is new (another ID than before the write)."""
+    new = change.get("NewImage", {}).get(TALLY)
+    if new is None:
+        return None
+    old = change.get("OldImage", {}).get(TALLY)
+    tally = from_item({TALLY: new})[TALLY]
+    if old is not None and from_item({TALLY: old})[TALLY]["id"] == tally["id"]:
+        return None
+    return [Tally(k, Figures.of(v)) for k, v in tally["t"].items()]
+
+
+def _counted_to(key: str) -> int | None:
+    item = dynamodb().get_item(
+        TableName=settings().counters_table, Key={"counter": {"S": key}}, ConsistentRead=True
+    )
+    last = item.get("Item", {}).get("last", {}).get("N")
+    return None if last is None else int(last)
+
+
+def _batch_moved(key: str, done: int | None, last: int | None) -> TransactWriteItemTypeDef:
+    values: dict[str, Any] = {":last": last, ":expires": int(time.time()) + _BATCH_KEEP_SECONDS}
+    condition = "attribute_not_exists(#last)"
+    if done is not None:
+        condition, values[":done"] = "#last = :done", done
+    return {
+        "Update": {
+            "TableName": settings().counters_table,
+            "Key": {"counter": {"S": key}},
+            "UpdateExpression": "SET #last = :last, expires_at = :expires",
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#last": "last"},
+            "ExpressionAttributeValues": to_item(values),
+        }
+    }

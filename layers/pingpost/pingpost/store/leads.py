@@ -164,8 +164,10 @@ def add(lead: Lead, repeat: Repeat | None = None, tallies: Sequence[Tally] = ())
         "Item": lead.item(),
         "ConditionExpression": "attribute_not_exists(lead_id)",
     }
-    counted = [figures.adding(t) for t in figures.merged(tallies)]
-    if repeat is None and not counted:
+    tally = figures.riding(tallies)
+    if tally is not None:
+        put["Item"][figures.TALLY] = to_item({figures.TALLY: tally})[figures.TALLY]
+    if repeat is None:
         dynamodb().put_item(**put)
         return
     for attempt in range(_ATTEMPTS):
@@ -173,7 +175,7 @@ def add(lead: Lead, repeat: Repeat | None = None, tallies: Sequence[Tally] = ())
         try:
             # botocore gives the call a ClientRequestToken and keeps it across its own retries,
             # so DynamoDB applies it once even when an answer is lost on the way.
-            dynamodb().transact_write_items(TransactItems=[{"Put": put}, *records, *counted])
+            dynamodb().transact_write_items(TransactItems=[{"Put": put}, *records])
             return
         except BotoCoreError:
             if _stored(lead.lead_id):
@@ -297,7 +299,9 @@ def claim(
                     else ""
                 )
                 # The ping's expiry ends here: the lead is kept for the retention period.
-                + ", expires_at = :kept REMOVE sweep_seen, unanswered"
+                # The ping's figures were counted from its write: not carried further.
+                + ", expires_at = :kept REMOVE sweep_seen, unanswered, "
+                + figures.TALLY
             ),
             ConditionExpression=condition,
             ExpressionAttributeNames={"#s": "status", **({"#d": "data"} if posted else {})},

@@ -281,10 +281,9 @@ def sell(
                     key = _dedupe_key(partner.id, kind, value)
                     items.append(_dedupe_put(key, lead_id, epoch, partner.dedupe_days))
                     reasons.append(DEDUPE)
-    # Each day item once (a transaction may not name an item twice); they have no condition.
-    counted = [] if test else [figures.adding(t) for t in figures.merged(tallies)]
-    items += counted
-    reasons += ["day figures"] * len(counted)
+    if not test:  # the day figures ride on the lead's write (figures.carrying)
+        carried: Any = {"Update": figures.carrying(lead["Update"], tallies)}
+        items[0] = carried
     codes = transact(items)
     if codes is not None:
         return _why(codes, reasons, partner, lead_id)
@@ -345,7 +344,7 @@ def confirm(
             }
         ),
     }
-    return figures.write(update, figures.merged(tallies))
+    return figures.write(update, tallies)
 
 
 def reservation(
@@ -428,8 +427,8 @@ def release(
             ),
         }
     }
-    counted = [figures.adding(t) for t in figures.merged(tallies)]
-    if transact([lead, *credits(lead_id, record), *counted]) is not None:
+    lead = {"Update": figures.carrying(lead["Update"], tallies)}  # type: ignore[typeddict-item]
+    if transact([lead, *credits(lead_id, record)]) is not None:
         return False
     for key in record.get("counters", []):
         _usage.forget(key)
@@ -499,8 +498,8 @@ def give_back(
         }
     }
     given = credits(lead_id, {"price": record["price"], "counters": charged.get("counters", [])})
-    counted = [figures.adding(t) for t in figures.merged(tallies)]
-    if transact([lead, *given, *counted]) is not None:
+    lead = {"Update": figures.carrying(lead["Update"], tallies)}  # type: ignore[typeddict-item]
+    if transact([lead, *given]) is not None:
         return False
     for key in charged.get("counters", []):
         _usage.forget(key)

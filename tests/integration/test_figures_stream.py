@@ -1,0 +1,107 @@
+"""The day figures counted from the leads table's stream (store/figures.count): each write's
+figures once, however often its batch comes, whatever else the batch holds when it comes again."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from pingpost.store import figures
+from pingpost.store.figures import Figures
+
+AT = datetime(2026, 12, 7, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def day(aws: str) -> str:
+    """A vendor of its own for each test, so its day item starts empty."""
+    import uuid
+
+    return f"stream-{uuid.uuid4().hex[:8]}"
+
+
+def _write(sequence: int, vendor: str, carried: Figures | None, before: str | None = None) -> Any:
+    """A stream record of a lead's write that carried `carried` (None: it carried nothing new;
+    `before`: the ID of the tally the lead had)."""
+    from pingpost.store import to_item
+
+    tally = figures.riding([figures.vendor_day(vendor, 1, AT, carried)]) if carried else None
+    new: dict[str, Any] = {"lead_id": 1}
+    old: dict[str, Any] = {"lead_id": 1}
+    if tally is not None:
+        new["tally"] = tally
+    elif before is not None:
+        new["tally"] = {"id": before, "t": {}}
+    if before is not None:
+        old["tally"] = {"id": before, "t": {}}
+    return {
+        "dynamodb": {
+            "SequenceNumber": str(sequence),
+            "NewImage": to_item(new),
+            "OldImage": to_item(old),
+        }
+    }
+
+
+def _day(vendor: str) -> Figures:
+    key = figures.vendor_key(vendor, "2026-12-07", 1 % figures.SHARDS)
+    return figures.read([key]).get(key, Figures())
+
+
+def test_each_write_is_counted_once_however_often_its_batch_comes(day: str) -> None:
+    batch = [_write(100 + n, day, Figures(pings=1, matched=n % 2)) for n in range(5)]
+    assert figures.count(batch) == 5
+    assert figures.count(batch) == 0  # the same batch again (an answer lost): nothing more
+    assert _day(day) == Figures(pings=5, matched=2)
+
+
+def test_a_batch_that_comes_again_with_more_counts_only_the_more(day: str) -> None:
+    first = [_write(200 + n, day, Figures(sales=1, revenue=Decimal("10.50"))) for n in range(3)]
+    assert figures.count(first) == 3
+    more = [_write(203 + n, day, Figures(sales=1, revenue=Decimal(2))) for n in range(2)]
+    assert figures.count(first + more) == 2
+    assert _day(day) == Figures(sales=5, revenue=Decimal("35.50"))
+
+
+def test_a_write_that_carried_nothing_new_counts_nothing(day: str) -> None:
+    kept = "a1b2c3d4e5f60718"
+    batch = [
+        _write(300, day, Figures(pings=1)),
+        _write(301, day, None, before=kept),  # a later write that left the tally as it was
+        _write(302, day, Figures(posts=1), before=kept),
+    ]
+    assert figures.count(batch) == 2
+    assert _day(day) == Figures(pings=1, posts=1)
+
+
+def test_a_batch_counted_in_part_before_it_failed_counts_the_rest_once(
+    day: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # More day items than one transaction takes: the batch is counted in parts, each moving its
+    # record. The call fails after the first part; the batch comes again, whole.
+    batch = [_write(400 + n, f"{day}-{n}", Figures(pings=1)) for n in range(figures._MOST + 5)]
+    real = figures.transact
+    calls = {"n": 0}
+
+    def failing_second(items: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("the function died")
+        return real(items)
+
+    monkeypatch.setattr(figures, "transact", failing_second)
+    with pytest.raises(RuntimeError):
+        figures.count(batch)
+    monkeypatch.setattr(figures, "transact", real)
+    assert figures.count(batch) == 5
+    assert all(_day(f"{day}-{n}") == Figures(pings=1) for n in range(figures._MOST + 5))
+
+
+def test_a_lead_pinged_and_posted_is_counted_from_the_stream(aws: str) -> None:
+    from tests.conftest import count_figures
+
+    count_figures()  # what came before this test
+    assert count_figures() == 0
