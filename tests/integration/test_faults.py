@@ -34,8 +34,8 @@ def dynamodb() -> Any:
 
 
 def finishes(params: dict[str, Any]) -> bool:
-    """Whether a call is a post's finish: it records the lead's answer without a sale, in a
-    transaction with the vendor's day figures (a test lead's alone, by an UpdateItem)."""
+    """Whether a call is a post's finish: it records the lead's answer without a sale (an
+    UpdateItem of the lead, its day figures riding on it)."""
     items = params.get("TransactItems", [{"Update": params}])
     expression = items[0].get("Update", {}).get("UpdateExpression", "")
     return "extra = :extra, answer = :answer" in expression and "sold_to.#p" not in expression
@@ -186,7 +186,7 @@ def test_a_full_request_whose_finish_fails_after_its_sale_is_answered_matched(
 
     apart = ended_apart(sales, partner, 975, "finish-fails@example.com")
     finishing = {"when": finishes}
-    with fault(dynamodb(), "TransactWriteItems", **finishing) as failed:
+    with fault(dynamodb(), "UpdateItem", **finishing) as failed:
         answer = full(**apart)
     assert failed.hits == 1
     assert answer.status == "Matched"
@@ -249,7 +249,7 @@ def test_the_sweep_finishes_a_full_lead_whose_request_died_after_its_sale(
 
     apart = ended_apart(sales, partner, 978, "sweep-ends@example.com")
     finishing = {"when": finishes}
-    with fault(dynamodb(), "TransactWriteItems", **finishing):
+    with fault(dynamodb(), "UpdateItem", **finishing):
         answer = full(**apart)
     assert answer.status == "Matched"
     assert leads.get(answer.lead_id).status == "posting"  # type: ignore[union-attr]
@@ -382,7 +382,7 @@ def test_a_full_request_whose_process_died_after_its_sale_is_sold_once_when_retr
     apart = ended_apart(sales, partner, 983, "died@example.com")
     request = complete("full", Home_Improvement_Product="Gutters", **apart)
     finishing = {"when": finishes}
-    with fault(dynamodb(), "TransactWriteItems", die=True, **finishing), pytest.raises(Killed):
+    with fault(dynamodb(), "UpdateItem", die=True, **finishing), pytest.raises(Killed):
         exchange.submit(Request(dict(request)))
     quick = settings().model_copy(update={"post_wait_seconds": 0.3})
     monkeypatch.setattr(exchange, "settings", lambda: quick)
@@ -410,7 +410,7 @@ def test_a_post_whose_finish_failed_is_delivered_with_the_posts_data(
     ping = exchange.submit(Request(complete("ping", Home_Improvement_Product="Gutters")))
     posted = complete("post", Lead_ID=str(ping.lead_id), **apart)
     finishing = {"when": finishes}
-    with fault(dynamodb(), "TransactWriteItems", **finishing) as failed:
+    with fault(dynamodb(), "UpdateItem", **finishing) as failed:
         answer = exchange.submit(Request(posted))
     assert (failed.hits, answer.status) == (1, "Matched")
     assert leads.get(ping.lead_id).data["Email"] == posted["Email"]  # type: ignore[union-attr]

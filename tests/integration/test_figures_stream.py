@@ -100,8 +100,15 @@ def test_a_batch_counted_in_part_before_it_failed_counts_the_rest_once(
     assert all(_day(f"{day}-{n}") == Figures(pings=1) for n in range(figures._MOST + 5))
 
 
-def test_a_lead_pinged_and_posted_is_counted_from_the_stream(aws: str) -> None:
-    from tests.conftest import count_figures
+def test_the_event_file_is_counted_once(aws: str) -> None:
+    import json
 
-    count_figures()  # what came before this test
-    assert count_figures() == 0
+    from tests.conftest import EVENTS, local_function
+
+    event = json.loads((EVENTS / "figures-stream.json").read_text())
+    key = "day#2026-12-07#vendor#demo#1"
+    before = figures.read([key]).get(key, Figures())
+    function = local_function("FiguresFunction")
+    assert function.invoke(event) == {"records": 1, "counted": 1}
+    assert function.invoke(event) == {"records": 1, "counted": 0}
+    assert figures.read([key])[key] == before + Figures(pings=1, matched=1)

@@ -368,3 +368,51 @@ def test_an_item_over_the_size_limit_is_refused_and_one_under_it_kept(
     assert refusal["Code"] == "ValidationException"
     assert "Item size has exceeded the maximum allowed size" in refusal["Message"]
     assert "Item" not in dynamodb.get_item(TableName="sizes", Key={"id": {"N": "2"}})
+
+
+def test_a_cancelled_transaction_leaves_no_record_in_the_stream(aws_endpoint: str) -> None:
+    import pytest
+    from botocore.exceptions import ClientError
+
+    dynamodb = _dynamodb(aws_endpoint)
+    streams = boto3.client(
+        "dynamodbstreams",
+        endpoint_url=aws_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    table = dynamodb.create_table(
+        TableName="streamed",
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )["TableDescription"]
+    written = {
+        "Update": {
+            "TableName": "streamed",
+            "Key": {"k": {"S": "a"}},
+            "UpdateExpression": "SET v = :v",
+            "ExpressionAttributeValues": {":v": {"N": "1"}},
+        }
+    }
+    refused = {
+        "ConditionCheck": {
+            "TableName": "streamed",
+            "Key": {"k": {"S": "b"}},
+            "ConditionExpression": "attribute_exists(k)",
+        }
+    }
+    cancelled = {"Update": written["Update"] | {"ExpressionAttributeValues": {":v": {"N": "9"}}}}
+    with pytest.raises(ClientError, match="TransactionCanceled"):
+        dynamodb.transact_write_items(TransactItems=[cancelled, refused])
+    dynamodb.transact_write_items(TransactItems=[written])
+    arn = table["LatestStreamArn"]
+    (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records = streams.get_records(ShardIterator=iterator)["Records"]
+    values = [r["dynamodb"]["NewImage"].get("v") for r in records]
+    assert {"N": "9"} not in values and values[-1] == {"N": "1"}
