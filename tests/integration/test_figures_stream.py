@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pingpost.store import figures
+from pingpost.store import counting, figures
 from pingpost.store.figures import Figures
 
 AT = datetime(2026, 12, 7, 12, tzinfo=UTC)
@@ -34,9 +34,9 @@ def _write(sequence: int, vendor: str, carried: Figures | None, before: str | No
     if tally is not None:
         new["tally"] = tally
     elif before is not None:
-        new["tally"] = {"id": before, "t": {}}
+        new["tally"] = f"{before} 2026-12-07"
     if before is not None:
-        old["tally"] = {"id": before, "t": {}}
+        old["tally"] = f"{before} 2026-12-07"
     return {
         "dynamodb": {
             "SequenceNumber": str(sequence),
@@ -46,6 +46,26 @@ def _write(sequence: int, vendor: str, carried: Figures | None, before: str | No
     }
 
 
+def test_a_tally_is_short_and_reads_back_as_written() -> None:
+    sale = Figures(sales=1, revenue=Decimal("20.50"), margin=Decimal("15"))
+    back = Figures(returns=1, revenue=Decimal(-20), margin=Decimal(-20))
+    bids = Figures(bids={"bid#142#asked": Decimal(1), "bid#142#at#2500": Decimal(2)})
+    tallies = [
+        figures.vendor_day("demo", 3, AT, sale),
+        figures.partner_day(142, AT, sale),
+        figures.partner_day(7, AT, back),
+        figures.bids_day("demo", 3, AT, bids.bids),
+    ]
+    text = figures.riding(tallies)
+    assert text is not None
+    assert text.split(" ", 1)[1] == (
+        "2026-12-07 vdemo#3:S,R20.5,G15 p142:S,R20.5,G15 p7:R-20,G-20,X"
+        " bdemo#3:@142#asked=1,@142#at#2500=2"
+    )
+    ident, read = figures.ridden(text)
+    assert ident == text.split(" ")[0] and read == figures.merged(tallies)
+
+
 def _day(vendor: str) -> Figures:
     key = figures.vendor_key(vendor, "2026-12-07", 1 % figures.SHARDS)
     return figures.read([key]).get(key, Figures())
@@ -53,27 +73,27 @@ def _day(vendor: str) -> Figures:
 
 def test_each_write_is_counted_once_however_often_its_batch_comes(day: str) -> None:
     batch = [_write(100 + n, day, Figures(pings=1, matched=n % 2)) for n in range(5)]
-    assert figures.count(batch) == 5
-    assert figures.count(batch) == 0  # the same batch again (an answer lost): nothing more
+    assert counting.count(batch) == 5
+    assert counting.count(batch) == 0  # the same batch again (an answer lost): nothing more
     assert _day(day) == Figures(pings=5, matched=2)
 
 
 def test_a_batch_that_comes_again_with_more_counts_only_the_more(day: str) -> None:
     first = [_write(200 + n, day, Figures(sales=1, revenue=Decimal("10.50"))) for n in range(3)]
-    assert figures.count(first) == 3
+    assert counting.count(first) == 3
     more = [_write(203 + n, day, Figures(sales=1, revenue=Decimal(2))) for n in range(2)]
-    assert figures.count(first + more) == 2
+    assert counting.count(first + more) == 2
     assert _day(day) == Figures(sales=5, revenue=Decimal("35.50"))
 
 
 def test_a_write_that_carried_nothing_new_counts_nothing(day: str) -> None:
-    kept = "a1b2c3d4e5f60718"
+    kept = "a1b2c3d4"
     batch = [
         _write(300, day, Figures(pings=1)),
         _write(301, day, None, before=kept),  # a later write that left the tally as it was
         _write(302, day, Figures(posts=1), before=kept),
     ]
-    assert figures.count(batch) == 2
+    assert counting.count(batch) == 2
     assert _day(day) == Figures(pings=1, posts=1)
 
 
@@ -82,8 +102,8 @@ def test_a_batch_counted_in_part_before_it_failed_counts_the_rest_once(
 ) -> None:
     # More day items than one transaction takes: the batch is counted in parts, each moving its
     # record. The call fails after the first part; the batch comes again, whole.
-    batch = [_write(400 + n, f"{day}-{n}", Figures(pings=1)) for n in range(figures._MOST + 5)]
-    real = figures.transact
+    batch = [_write(400 + n, f"{day}-{n}", Figures(pings=1)) for n in range(counting._MOST + 5)]
+    real = counting.transact
     calls = {"n": 0}
 
     def failing_second(items: Any) -> Any:
@@ -92,12 +112,12 @@ def test_a_batch_counted_in_part_before_it_failed_counts_the_rest_once(
             raise RuntimeError("the function died")
         return real(items)
 
-    monkeypatch.setattr(figures, "transact", failing_second)
+    monkeypatch.setattr(counting, "transact", failing_second)
     with pytest.raises(RuntimeError):
-        figures.count(batch)
-    monkeypatch.setattr(figures, "transact", real)
-    assert figures.count(batch) == 5
-    assert all(_day(f"{day}-{n}") == Figures(pings=1) for n in range(figures._MOST + 5))
+        counting.count(batch)
+    monkeypatch.setattr(counting, "transact", real)
+    assert counting.count(batch) == 5
+    assert all(_day(f"{day}-{n}") == Figures(pings=1) for n in range(counting._MOST + 5))
 
 
 def test_the_event_file_is_counted_once(aws: str) -> None:

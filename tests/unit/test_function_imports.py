@@ -60,7 +60,7 @@ LOADS = {
     "deliver": "pingpost.delivery",
     "retry": "pingpost.redrive",
     "returns": "pingpost.returns",
-    "figures": "pingpost.store.figures",
+    "figures": "pingpost.store.counting",
 }
 
 

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from pingpost.config import settings
-from pingpost.store import counters, dynamodb, from_item, to_item, transact
+from pingpost.store import counters, dynamodb, to_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
@@ -231,22 +231,84 @@ def _expires() -> int:
     return int(time.time()) + _KEEP_SECONDS
 
 
-def riding(tallies: Sequence[Tally]) -> dict[str, Any] | None:
+# A tally's figures by one letter each (a bid's are written whole, after "@").
+_CODES = {
+    "pings": "P",
+    "matched": "M",
+    "posts": "O",
+    "sales": "S",
+    "revenue": "R",
+    "margin": "G",
+    "failed": "F",
+    "parked": "K",
+    "returns": "X",
+}
+_NAMES = {code: name for name, code in _CODES.items()}
+_KINDS = {"vendor": "v", "partner": "p", "bids": "b"}
+_KIND_NAMES = {code: kind for kind, code in _KINDS.items()}
+
+
+def riding(tallies: Sequence[Tally]) -> str | None:
     """What a write of a lead carries of its day figures (its `tally` attribute, which the
-    figures function adds to the day items from the leads table's stream): a new ID, and the
-    figures by day item. None without figures."""
-    counted = {t.key: _added(t.figures) for t in merged(tallies)}
-    counted = {key: values for key, values in counted.items() if values}
-    return {"id": token_hex(8), "t": counted} if counted else None
+    figures function adds to the day items from the leads table's stream), as short a text as
+    the lead's one write unit needs: a new ID, the day, then each day item's figures, e.g.
+    `1f0c2b9a 2026-12-07 vdemo#3:S,R20,G15 p142:S,R20,G15` (a count of 1 is its letter alone).
+    None without figures."""
+    counted = [(t.key, _added(t.figures)) for t in merged(tallies)]
+    counted = [(key, values) for key, values in counted if values]
+    if not counted:
+        return None
+    day = counted[0][0].split("#")[1]
+    parts = [token_hex(4), day]
+    for key, values in counted:
+        _, on, kind, rest = key.split("#", 3)
+        if on != day:
+            raise ValueError(f"one write's figures are of one day: {key} is not of {day}")
+        figures = [
+            f"@{name[len(_BID) :]}={_number(value)}"
+            if name.startswith(_BID)
+            else _CODES[name] + ("" if value == 1 else _number(value))
+            for name, value in values.items()
+        ]
+        parts.append(f"{_KINDS[kind]}{rest}:{','.join(figures)}")
+    return " ".join(parts)
+
+
+def _number(value: Any) -> str:
+    return format(Decimal(value).normalize(), "f")
+
+
+def ridden(text: str) -> tuple[str, list[Tally]]:
+    """The ID and the tallies of a lead's `tally` (`riding`)."""
+    ident, day, *entries = text.split(" ")
+    tallies = []
+    for entry in entries:
+        where, _, written = entry.partition(":")
+        values: dict[str, Decimal] = {}
+        for figure in written.split(","):
+            if figure.startswith("@"):
+                name, _, value = figure[1:].partition("=")
+                values[_BID + name] = Decimal(value)
+            else:
+                values[_NAMES[figure[0]]] = Decimal(figure[1:] or 1)
+        key = f"day#{day}#{_KIND_NAMES[where[0]]}#{where[1:]}"
+        tallies.append(Tally(key, Figures.of(values)))
+    return ident, tallies
 
 
 def carrying(update: Mapping[str, Any], tallies: Sequence[Tally]) -> dict[str, Any]:
     """An UpdateItem of a lead (its parameters) that also sets its `tally` (`riding`)."""
     tally = riding(tallies)
     out = dict(update)
-    if tally is None:
-        return out
     expression = str(update["UpdateExpression"])
+    if tally is None:
+        # A write that carries none takes off what an earlier one carried (the stream has it).
+        out["UpdateExpression"] = (
+            expression.replace(" REMOVE ", f" REMOVE {TALLY}, ", 1)
+            if " REMOVE " in expression
+            else f"{expression} REMOVE {TALLY}"
+        )
+        return out
     set_tally = f"#{TALLY} = :{TALLY}"
     out["UpdateExpression"] = (
         f"SET {set_tally}, {expression[4:]}"
@@ -259,7 +321,7 @@ def carrying(update: Mapping[str, Any], tallies: Sequence[Tally]) -> dict[str, A
     }
     out["ExpressionAttributeValues"] = {
         **update.get("ExpressionAttributeValues", {}),
-        f":{TALLY}": to_item({TALLY: tally})[TALLY],
+        f":{TALLY}": {"S": tally},
     }
     return out
 
@@ -279,84 +341,3 @@ def write(update: Mapping[str, Any], tallies: Sequence[Tally]) -> bool:
 def read(keys: Sequence[str]) -> dict[str, Figures]:
     """The figures of the day items named (eventually consistent; a missing item is absent)."""
     return {key: Figures.of(values) for key, values in counters.read(keys).items()}
-
-
-# The figures function's record of a batch of the stream: the last record it counted.
-_BATCH = "figures#batch#"
-_BATCH_KEEP_SECONDS = 2 * 86_400  # a stream keeps its records 24 hours
-_MOST = 98  # day items in one transaction, with the batch's record
-
-
-def count(records: Sequence[Mapping[str, Any]]) -> int:
-    """Add to the day items the tallies the leads' writes carried: `records`, one batch of the
-    leads table's stream in order (a Lambda event's Records). The number of writes counted.
-
-    Each write's tally is counted once however often the batch comes: the batch's record (keyed
-    by its first record's sequence number: a failed batch comes again from the same record,
-    whatever it holds after it) says the last record counted, and moves with each transaction
-    of day items, on the condition that it is where this call found it.
-    """
-    if not records:
-        return 0
-    key = _BATCH + str(records[0]["dynamodb"]["SequenceNumber"])
-    counted = 0
-    while True:
-        done = _counted_to(key)
-        pending = [
-            (int(record["dynamodb"]["SequenceNumber"]), tally)
-            for record in records
-            if done is None or int(record["dynamodb"]["SequenceNumber"]) > done
-            if (tally := _carried(record["dynamodb"])) is not None
-        ]
-        if not pending:
-            return counted
-        group: list[Tally] = []
-        last = done
-        for sequence, tallies in pending:
-            if group and len({t.key for t in [*group, *tallies]}) > _MOST:
-                break
-            group += tallies
-            last = sequence
-        taken = sum(1 for sequence, _ in pending if last is not None and sequence <= last)
-        items = [_batch_moved(key, done, last), *(adding(t) for t in merged(group))]
-        if transact(items) is None:
-            counted += taken
-        # Else another call moved the batch's record (an answer lost): read where it is.
-
-
-def _carried(change: Mapping[str, Any]) -> list[Tally] | None:
-    """The tallies a write carried (a stream record's images), None when it carried none: its
-    lead's `tally` is new (another ID than before the write)."""
-    new = change.get("NewImage", {}).get(TALLY)
-    if new is None:
-        return None
-    old = change.get("OldImage", {}).get(TALLY)
-    tally = from_item({TALLY: new})[TALLY]
-    if old is not None and from_item({TALLY: old})[TALLY]["id"] == tally["id"]:
-        return None
-    return [Tally(k, Figures.of(v)) for k, v in tally["t"].items()]
-
-
-def _counted_to(key: str) -> int | None:
-    item = dynamodb().get_item(
-        TableName=settings().counters_table, Key={"counter": {"S": key}}, ConsistentRead=True
-    )
-    last = item.get("Item", {}).get("last", {}).get("N")
-    return None if last is None else int(last)
-
-
-def _batch_moved(key: str, done: int | None, last: int | None) -> TransactWriteItemTypeDef:
-    values: dict[str, Any] = {":last": last, ":expires": int(time.time()) + _BATCH_KEEP_SECONDS}
-    condition = "attribute_not_exists(#last)"
-    if done is not None:
-        condition, values[":done"] = "#last = :done", done
-    return {
-        "Update": {
-            "TableName": settings().counters_table,
-            "Key": {"counter": {"S": key}},
-            "UpdateExpression": "SET #last = :last, expires_at = :expires",
-            "ConditionExpression": condition,
-            "ExpressionAttributeNames": {"#last": "last"},
-            "ExpressionAttributeValues": to_item(values),
-        }
-    }

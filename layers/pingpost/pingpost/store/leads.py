@@ -166,7 +166,7 @@ def add(lead: Lead, repeat: Repeat | None = None, tallies: Sequence[Tally] = ())
     }
     tally = figures.riding(tallies)
     if tally is not None:
-        put["Item"][figures.TALLY] = to_item({figures.TALLY: tally})[figures.TALLY]
+        put["Item"][figures.TALLY] = {"S": tally}
     if repeat is None:
         dynamodb().put_item(**put)
         return
