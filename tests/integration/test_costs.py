@@ -26,23 +26,22 @@ def figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return figures
 
 
-def test_a_ping_is_one_transaction_of_the_lead_and_its_vendors_day(
+def test_a_ping_is_one_put_of_the_lead_its_day_figures_riding_on_it(
     figures: dict[str, Any],
 ) -> None:
     ping = figures["requests"]["ping"]
-    # The lead put and the vendor's day figures (pingpost report) added with it: two items,
-    # each counted twice in a transaction.
-    assert ping["calls"] == {"dynamodb.TransactWriteItems": 1}
-    assert ping["write_units"] == 4
+    # The vendor's day figures ride on the lead (its tally), for the figures function.
+    assert ping["calls"] == {"dynamodb.PutItem": 1}
+    assert ping["write_units"] == 1
 
 
 def test_a_post_reads_the_lead_sells_and_ends_it_in_one_transaction(
     figures: dict[str, Any],
 ) -> None:
     post = figures["requests"]["post"]
-    # The lead read; claimed; one transaction of the sale (the lead, ended with it, the
-    # partner's day counter: no cap, no dedupe window, and the vendor's and the partner's day
-    # figures); its message; the outbox cleared.
+    # The lead read; claimed; one transaction of the sale (the lead, ended with it, its day
+    # figures riding on it, and the partner's day counter: no cap, no dedupe window); its
+    # message; the outbox cleared.
     assert post["calls"] == {
         "dynamodb.GetItem": 1,
         "dynamodb.UpdateItem": 2,
@@ -50,8 +49,8 @@ def test_a_post_reads_the_lead_sells_and_ends_it_in_one_transaction(
         "sqs.SendMessageBatch": 1,
     }
     # The claim puts the lead in the outbox index and clearing it takes it out (1 + 1 each),
-    # the transaction's four items count twice.
-    assert post["write_units"] == 12
+    # the transaction's two items count twice.
+    assert post["write_units"] == 8
 
 
 def test_a_full_request_stores_sells_and_ends_the_lead_in_two_transactions(
@@ -63,8 +62,8 @@ def test_a_full_request_stores_sells_and_ends_the_lead_in_two_transactions(
         "dynamodb.UpdateItem": 1,
         "sqs.SendMessageBatch": 1,
     }
-    # The lead stored with its repeat record (2 items), the sale (4 items), the outbox cleared.
-    assert full["write_units"] == 15
+    # The lead stored with its repeat record (2 items), the sale (2 items), the outbox cleared.
+    assert full["write_units"] == 11
 
 
 def test_a_delivery_reads_the_lead_once_and_writes_it_twice(figures: dict[str, Any]) -> None:
