@@ -16,5 +16,5 @@ from pingpost.store import counting
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     records = event.get("Records", [])
     counted = counting.count(records)
-    logger.info("day figures counted", extra={"records": len(records), "writes": counted})
+    logger.debug("day figures counted", extra={"records": len(records), "writes": counted})
     return {"records": len(records), "counted": counted}

@@ -99,6 +99,7 @@ class StreamPoller(Loop):
     quiet: bool = False
     # Per shard: the sequence number of the last record the function took.
     _done: dict[str, str] = field(default_factory=dict)
+    batches: int = 0  # the batches handed to the function
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -142,6 +143,7 @@ class StreamPoller(Loop):
                 return handled
             records = [stream_record(r, self.stream_arn, self._where) for r in batch]
             self.function.invoke({"Records": records})
+            self.batches += 1
             self._done[shard_id] = batch[-1]["dynamodb"]["SequenceNumber"]
             handled += len(batch)
 

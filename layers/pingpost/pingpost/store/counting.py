@@ -33,8 +33,8 @@ def count(records: Sequence[Mapping[str, Any]]) -> int:
         return 0
     key = _BATCH + str(records[0]["dynamodb"]["SequenceNumber"])
     counted = 0
+    done = _counted_to(key)
     while True:
-        done = _counted_to(key)
         pending = [
             (int(record["dynamodb"]["SequenceNumber"]), tally)
             for record in records
@@ -54,7 +54,9 @@ def count(records: Sequence[Mapping[str, Any]]) -> int:
         items = [_batch_moved(key, done, last), *(adding(t) for t in merged(group))]
         if transact(items) is None:
             counted += taken
-        # Else another call moved the batch's record (an answer lost): read where it is.
+            done = last
+        else:  # another call moved the batch's record (an answer lost): read where it is
+            done = _counted_to(key)
 
 
 def _carried(change: Mapping[str, Any]) -> list[Tally] | None:
