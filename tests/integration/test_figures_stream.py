@@ -28,7 +28,7 @@ def _write(sequence: int, vendor: str, carried: Figures | None, before: str | No
     `before`: the ID of the tally the lead had)."""
     from pingpost.store import to_item
 
-    tally = figures.riding([figures.vendor_day(vendor, 1, AT, carried)]) if carried else None
+    tally = figures.riding([figures.vendor_day(vendor, AT, carried)]) if carried else None
     new: dict[str, Any] = {"lead_id": 1}
     old: dict[str, Any] = {"lead_id": 1}
     if tally is not None:
@@ -51,23 +51,23 @@ def test_a_tally_is_short_and_reads_back_as_written() -> None:
     back = Figures(returns=1, revenue=Decimal(-20), margin=Decimal(-20))
     bids = Figures(bids={"bid#142#asked": Decimal(1), "bid#142#at#2500": Decimal(2)})
     tallies = [
-        figures.vendor_day("demo", 3, AT, sale),
+        figures.vendor_day("demo", AT, sale),
         figures.partner_day(142, AT, sale),
         figures.partner_day(7, AT, back),
-        figures.bids_day("demo", 3, AT, bids.bids),
+        figures.bids_day("demo", AT, bids.bids),
     ]
     text = figures.riding(tallies)
     assert text is not None
     assert text.split(" ", 1)[1] == (
-        "2026-12-07 vdemo#3:S,R20.5,G15 p142:S,R20.5,G15 p7:R-20,G-20,X"
-        " bdemo#3:@142#asked=1,@142#at#2500=2"
+        "2026-12-07 vdemo:S,R20.5,G15 p142:S,R20.5,G15 p7:R-20,G-20,X"
+        " bdemo:@142#asked=1,@142#at#2500=2"
     )
     ident, read = figures.ridden(text)
     assert ident == text.split(" ")[0] and read == figures.merged(tallies)
 
 
 def _day(vendor: str) -> Figures:
-    key = figures.vendor_key(vendor, "2026-12-07", 1 % figures.SHARDS)
+    key = figures.vendor_key(vendor, "2026-12-07")
     return figures.read([key]).get(key, Figures())
 
 

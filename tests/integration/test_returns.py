@@ -89,7 +89,7 @@ def counters(lead_id: int) -> dict[str, Decimal]:
     assert roof_co is not None
     now = datetime.now(UTC)
     cap = counter_item(f"cap#{ROOF_CO}#day#{periods(roof_co, now).day}")
-    vendor = figures.vendor_day(lead(lead_id).vendor_id, lead_id, now, figures.Figures()).key
+    vendor = figures.vendor_day(lead(lead_id).vendor_id, now, figures.Figures()).key
     partner = figures.partner_key(ROOF_CO, figures.day(now))
     read = figures.read([vendor, partner])
     return {
@@ -150,6 +150,8 @@ def test_a_return_is_refused_with_its_reason_and_changes_nothing(demo: None) -> 
     from pingpost.store import partners
 
     lead_id = sold_lead()
+    # A lead Roof Co did not buy (another partner did), made before the figures are read.
+    unsold = submitted(Home_Improvement_Product="Gutters")
     before = counters(lead_id)
     roof_co = partners.by_id(ROOF_CO)
     assert roof_co is not None
@@ -181,8 +183,7 @@ def test_a_return_is_refused_with_its_reason_and_changes_nothing(demo: None) -> 
     lone_surrogate = '{"lead_id": ' + str(lead_id) + ', "reason": "\\ud800"}'
     assert send(lone_surrogate)[0] == 400
     assert send({"lead_id": lead_id, "reason": "   "})[0] == 400
-    # A lead Roof Co did not buy (one nobody bought, and one another partner bought): 404.
-    unsold = submitted(Home_Improvement_Product="Gutters")
+    # A lead Roof Co did not buy, and one nobody bought: 404.
     assert str(ROOF_CO) not in lead(unsold).sold_to
     assert send({"lead_id": unsold, "reason": "x"})[0] == 404
     assert send({"lead_id": 10**12, "reason": "x"})[0] == 404

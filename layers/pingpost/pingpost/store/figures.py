@@ -1,29 +1,21 @@
 """The day figures `pingpost report` reads: per UTC day, per vendor and per partner.
 
-They are items of the counters table, not of a table of their own, because they are what its
-other items are: counters ADDed by key inside writes a request makes anyway (the sale's
-transaction already writes the partner's cap counters there), read back by key
-(BatchGetItem), never scanned. Every function that writes them already had the table, and a
-table of its own would be one more resource to create, back up and grant for items of a few
-bytes. Keys (days are UTC, YYYY-MM-DD):
+They are items of the counters table (counters read back by key, BatchGetItem, never
+scanned), one per day and what it counts (days are UTC, YYYY-MM-DD):
 
-- `day#<day>#vendor#<vendor ID>#<shard>`: a vendor's pings, matched, posts, sales, revenue and
-  margin. Every ping of the vendor writes it, so it is spread over SHARDS items by lead ID
-  (one item takes about 1,000 writes a second); the report adds the shards up.
+- `day#<day>#vendor#<vendor ID>`: a vendor's pings, matched, posts, sales, revenue and margin.
 - `day#<day>#partner#<partner ID>`: a partner's sales, revenue, margin, deliveries failed and
-  parked. One item: it is written on a sale, as the partner's cap day counter already is.
+  parked; and its posts as a buyer that won by its bid (won) and those it accepted.
+- `day#<day>#bids#<vendor ID>`: what the auctions of the vendor's leads asked of each buyer
+  (asked, timeouts, and its bids counted by step of about 10%, `#at#<step>`, for their number
+  and median), as attributes `bid#<partner ID>#<what>` (`Figures.bids`). The item grows with
+  the buyers asked and their steps (about 15 to 20 bytes an attribute).
 
-What buyers that bid did is kept as attributes `bid#<partner ID>#<what>` (`Figures.bids`):
-- `day#<day>#bids#<vendor ID>#<shard>`: what the auctions of the vendor's leads asked of each
-  buyer (asked, timeouts, and its bids counted by step of about 10%, `#at#<step>`, for their
-  number and median), written with the lead's first write (one more item in it) by a ping or
-  full request that asked buyers, and by no other: a ping without an auction pays nothing for
-  it. The item grows with the buyers asked and their steps (about 15 to 20 bytes an attribute).
-- the partner's day item: its posts (won) and those it accepted, with the post's confirmation
-  (which writes that item anyway) or release (one more item in its transaction).
-
-An ADD is applied with the write that records what it counts, in one transaction, so a write
-that fails or is refused counts nothing and a repeat that writes nothing counts nothing.
+No request writes them. What a write of a lead counts rides on that write, as the lead's
+`tally` (`riding`, `carrying`): a write that fails or is refused carries nothing, and a repeat
+that writes nothing carries nothing. The figures function reads the leads table's stream and
+adds each write's tally to the day items once (`pingpost.store.counting`), a transaction per
+batch of the stream rather than a counter item in every request's transaction.
 """
 
 from __future__ import annotations
@@ -44,7 +36,9 @@ from pingpost.store import counters, dynamodb, to_item
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
-SHARDS = 8
+# Before the stream counted them, a vendor's day items were spread over 8 keys (`#<0..7>`
+# after the key): the report adds those up too (`vendor_keys`, `bids_keys`).
+_OLD_SHARDS = 8
 TALLY = "tally"  # the lead's attribute: its last write's day figures, for the figures function
 # Kept about 13 months, so a report can compare a month with the same month a year before.
 _KEEP_SECONDS = 400 * 86_400
@@ -157,9 +151,15 @@ def day(at: datetime | date) -> str:
     return at.isoformat()
 
 
-def vendor_key(vendor_id: str, on: str, shard: int) -> str:
-    """The key of one shard of a vendor's day."""
-    return f"day#{on}#vendor#{vendor_id}#{shard}"
+def vendor_key(vendor_id: str, on: str) -> str:
+    """The key of a vendor's day."""
+    return f"day#{on}#vendor#{vendor_id}"
+
+
+def vendor_keys(vendor_id: str, on: str) -> list[str]:
+    """Every key a vendor's day may be under: its own and those of earlier versions."""
+    key = vendor_key(vendor_id, on)
+    return [key, *(f"{key}#{shard}" for shard in range(_OLD_SHARDS))]
 
 
 def partner_key(partner_id: int, on: str) -> str:
@@ -167,13 +167,20 @@ def partner_key(partner_id: int, on: str) -> str:
     return f"day#{on}#partner#{partner_id}"
 
 
-def bids_key(vendor_id: str, on: str, shard: int) -> str:
-    return f"day#{on}#bids#{vendor_id}#{shard}"
+def bids_key(vendor_id: str, on: str) -> str:
+    """The key of what the auctions of a vendor's leads counted of their buyers on a day."""
+    return f"day#{on}#bids#{vendor_id}"
 
 
-def bids_day(vendor_id: str, lead_id: int, at: datetime, bids: Mapping[str, Decimal]) -> Tally:
-    """What an auction of a vendor's lead counted of its buyers, for its day (the lead's shard)."""
-    return Tally(bids_key(vendor_id, day(at), lead_id % SHARDS), Figures(bids=bids))
+def bids_keys(vendor_id: str, on: str) -> list[str]:
+    """Every key `bids_key` may be under: its own and those of earlier versions."""
+    key = bids_key(vendor_id, on)
+    return [key, *(f"{key}#{shard}" for shard in range(_OLD_SHARDS))]
+
+
+def bids_day(vendor_id: str, at: datetime, bids: Mapping[str, Decimal]) -> Tally:
+    """What an auction of a vendor's lead counted of its buyers, for its day."""
+    return Tally(bids_key(vendor_id, day(at)), Figures(bids=bids))
 
 
 def bids_made(bids: Mapping[str, Decimal], partner_id: int | str) -> Decimal:
@@ -182,9 +189,9 @@ def bids_made(bids: Mapping[str, Decimal], partner_id: int | str) -> Decimal:
     return sum((n for k, n in bids.items() if k.startswith(prefix)), Decimal(0))
 
 
-def vendor_day(vendor_id: str, lead_id: int, at: datetime, figures: Figures) -> Tally:
-    """Figures of a vendor's lead, for its day (the shard is the lead's)."""
-    return Tally(vendor_key(vendor_id, day(at), lead_id % SHARDS), figures)
+def vendor_day(vendor_id: str, at: datetime, figures: Figures) -> Tally:
+    """Figures of a vendor's lead, for its day."""
+    return Tally(vendor_key(vendor_id, day(at)), figures)
 
 
 def partner_day(partner_id: int, at: datetime, figures: Figures) -> Tally:
