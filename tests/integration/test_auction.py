@@ -81,6 +81,8 @@ def buyer(id: int, price: float, bidder: Any = None, **extra: Any) -> dict[str, 
         "price": price,
         "filters": {"products": ["Gutters"]},
         "delivery": {"url": "http://127.0.0.1:9/leads"},
+        # A cap, so that its sales count in its day counter (what a held sale takes).
+        "caps": {"daily": 1000},
     }
     # Each buyer's own timeout as ample as the vendors' budget: the budget decides here.
     asked = bidder.endpoints(bid={"timeout": BUDGET}) if bidder is not None else {}
@@ -286,7 +288,7 @@ def test_the_bids_are_written_with_the_lead_in_the_pings_one_write(
     from tests.faults import Plan, faulting
 
     a = bidders[0]
-    market(buyer(881, 1, a))
+    market(buyer(881, 1, a, caps={}))  # no cap: no counter read (usage) at the ping
     monkeypatch.setenv("CACHE_SECONDS", "60")  # a warm container keeps vendors and partners
     settings.cache_clear()
     submit("ping")  # ... read by its first ping, with a block of lead IDs
