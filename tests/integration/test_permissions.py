@@ -211,12 +211,17 @@ def _bidders(rejecting: Any, buying: Any) -> list[dict[str, Any]]:
 
 
 def _seed() -> None:
-    """The demo seed, its vendors waiting long enough for a busy machine's bids."""
+    """The demo seed, its vendors waiting long enough for a busy machine's bids, and Roof Co
+    (142) with a daily cap: its sales count in its day counter, which a return credits."""
+    from pingpost.models import Caps
     from pingpost_local import seed
 
     document = seed.load(DEMO_SEED)
     for vendor in document.vendors:
         vendor.bid_timeout = 5  # type: ignore[attr-defined]
+    for partner in document.partners:
+        if partner.id == 142:
+            partner.caps = Caps(daily=1000)
     seed.apply(document)
 
 

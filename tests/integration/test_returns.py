@@ -24,6 +24,12 @@ KEY = EVENT["headers"]["authorization"].removeprefix("Bearer ")
 ROOF_CO = 142
 
 
+def _capped() -> Any:
+    from pingpost.models import Caps
+
+    return Caps(daily=1000)
+
+
 @pytest.fixture(scope="module")
 def demo(aws: str) -> None:
     from pingpost_local import seed
@@ -31,15 +37,17 @@ def demo(aws: str) -> None:
     document = seed.load(DEMO_SEED)
     for partner in document.partners:  # one consumer's leads sell again (dedupe: test_sales)
         partner.dedupe_days = 0
+        if partner.id == ROOF_CO:
+            partner.caps = _capped()  # its sales count in its day counter, which a return credits
     seed.apply(document)
 
 
 def reseed_roof_co() -> None:
-    """Roof Co as the demo seed has it (after a test changed it)."""
+    """Roof Co as the tests have it (after a test changed it)."""
     from pingpost_local import seed
 
     (roof_co,) = [p for p in seed.load(DEMO_SEED).partners if p.id == ROOF_CO]
-    roof_co.dedupe_days = 0
+    roof_co.dedupe_days, roof_co.caps = 0, _capped()
     seed.apply(seed.Seed(partners=[roof_co]))
 
 
@@ -300,7 +308,7 @@ def test_a_return_gives_back_what_the_sale_counted_whatever_the_partner_became(
     from pingpost.store import sales
 
     held = sales.charge_of(ROOF_CO, lead(lead_id).charged[str(ROOF_CO)])
-    (counted,) = held["counters"]  # Roof Co has no caps
+    (counted,) = held["counters"]  # Roof Co has a daily cap only
     assert counted.startswith(f"cap#{ROOF_CO}#day#")
     table = boto3.client("dynamodb")
     try:
@@ -323,6 +331,30 @@ def test_a_return_gives_back_what_the_sale_counted_whatever_the_partner_became(
         ExpressionAttributeValues={":week": {"S": f"cap#{ROOF_CO}#week#"}},
     )["Items"]
     assert weeks == []  # the sale counted in no week: the return gives none back
+
+
+def test_a_sale_to_a_partner_without_caps_counts_in_no_counter_and_is_returned(
+    demo: None,
+) -> None:
+    from pingpost_local import seed
+
+    (uncapped,) = [p for p in seed.load(DEMO_SEED).partners if p.id == ROOF_CO]
+    uncapped.dedupe_days = 0
+    seed.apply(seed.Seed(partners=[uncapped]))
+    try:
+        lead_id = sold_lead()
+        from pingpost.store import sales
+
+        # The sale keeps when it was made, and that it counted in no counter.
+        held = sales.charge_of(ROOF_CO, lead(lead_id).charged[str(ROOF_CO)])
+        assert held["counters"] == [] and held["at"] > 0
+        before = counters(lead_id)
+        assert send({"lead_id": lead_id, "reason": "x"})[1]["status"] == "returned"
+        after = counters(lead_id)
+    finally:
+        reseed_roof_co()
+    assert (after["sold"], after["spent"]) == (before["sold"], before["spent"])  # none credited
+    assert after["partner returns"] == before["partner returns"] + 1
 
 
 def test_a_second_return_says_so_even_past_the_window(demo: None) -> None:
