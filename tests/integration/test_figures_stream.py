@@ -126,7 +126,7 @@ def test_the_event_file_is_counted_once(aws: str) -> None:
     from tests.conftest import EVENTS, local_function
 
     event = json.loads((EVENTS / "figures-stream.json").read_text())
-    key = "day#2026-12-07#vendor#demo#1"
+    key = "day#2026-12-07#vendor#demo"
     before = figures.read([key]).get(key, Figures())
     function = local_function("FiguresFunction")
     assert function.invoke(event) == {"records": 1, "counted": 1}
