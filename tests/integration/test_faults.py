@@ -120,6 +120,14 @@ SALES = {
 }
 
 
+def selling(sale: str, sales: Any, partner: Any, buyer_id: int) -> tuple[str, Any]:
+    """Buyer `buyer_id` of Gutters, its sales made the `sale` way (SALES): the operation of its
+    sale and the test of a call's parameters that tells the sale."""
+    operation, caps, sent = SALES[sale]
+    sales(buyer(buyer_id, partner.url) | caps)
+    return operation, sent
+
+
 def queued_sales() -> set[tuple[int, int]]:
     import json
 
@@ -209,8 +217,7 @@ def test_a_sale_applied_whose_answer_was_lost_is_answered_matched(
     # publisher was told nothing was sold.
     from pingpost.store import leads
 
-    operation, caps, sent = SALES[sale]
-    sales(buyer(976, partner.url) | caps)
+    operation, sent = selling(sale, sales, partner, 976)
     before = day_sales(976)  # the figures of the day, whatever the test's other case sold
     with fault(dynamodb(), operation, lose=True, when=sent) as lost:
         answer = full()
@@ -480,8 +487,7 @@ def test_a_full_request_retried_after_the_sweep_ended_it_unsold_is_sold(
     from pingpost.store import leads
     from tests.faults import Killed
 
-    operation, caps, sent = SALES[sale]
-    sales(buyer(985, partner.url) | caps)
+    operation, sent = selling(sale, sales, partner, 985)
     before = day_sales(985)  # the figures of the day, whatever the test's other case sold
     request = complete("full", Home_Improvement_Product="Gutters")
     with fault(dynamodb(), operation, die=True, when=sent), pytest.raises(Killed):
@@ -508,8 +514,7 @@ def test_a_lost_last_sale_answers_what_the_lead_holds_when_another_post_made_tha
     # told this post's answer, not the one the lead holds.
     from pingpost.store import leads
 
-    operation, caps, sent = SALES[sale]
-    sales(buyer(985, partner.url) | caps)
+    operation, sent = selling(sale, sales, partner, 985)
     raw = boto3.client("dynamodb")
 
     def taken_over(params: dict[str, Any]) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from tests.conftest import _dynamodb, _sqs
+from tests.conftest import _client, _dynamodb, _sqs
 
 MESSAGES = 300
 POLLERS = 6
@@ -375,13 +375,7 @@ def test_a_cancelled_transaction_leaves_no_record_in_the_stream(aws_endpoint: st
     from botocore.exceptions import ClientError
 
     dynamodb = _dynamodb(aws_endpoint)
-    streams = boto3.client(
-        "dynamodbstreams",
-        endpoint_url=aws_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    streams = _client("dynamodbstreams", aws_endpoint)
     table = dynamodb.create_table(
         TableName="streamed",
         KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
