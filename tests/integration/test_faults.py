@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -229,38 +230,65 @@ def test_a_sale_applied_whose_answer_was_lost_is_answered_matched(
     assert queued_sales() == {(answer.lead_id, 976)}
 
 
+@contextmanager
+def sent_again(operation: str, marker: str) -> Iterator[list[Any]]:
+    """The first `operation` call whose body holds `marker` is applied, then its connection
+    drops before the answer: botocore sends it again. Yields the answers of those applied."""
+    import requests
+    from botocore.exceptions import ConnectionClosedError
+
+    client, sent = dynamodb(), []
+
+    def applied_then_dropped(request: Any, **_: Any) -> None:
+        body = request.body.decode() if isinstance(request.body, bytes) else request.body
+        if sent or marker not in body:
+            return
+        sent.append(requests.post(request.url, data=body, headers=dict(request.headers)))
+        raise ConnectionClosedError(endpoint_url=request.url)
+
+    event = f"before-send.dynamodb.{operation}"
+    client.meta.events.register_first(event, applied_then_dropped)
+    try:
+        yield sent
+    finally:
+        client.meta.events.unregister(event, applied_then_dropped)
+
+
 def test_a_sale_sent_again_by_botocore_after_its_answer_was_lost_is_the_sale(
     sales: Any, partner: Any
 ) -> None:
     # A sale that is the lead's write alone (no cap counter) is not a transaction: botocore
     # sends it again when the connection drops after DynamoDB applied it, and the second finds
     # its condition false. The post must take that for its own sale, not a refusal.
-    import requests
-    from botocore.exceptions import ConnectionClosedError
-
     from pingpost.store import leads
 
     sales(buyer(978, partner.url))
-    client, sent = dynamodb(), []
-
-    def applied_then_dropped(request: Any, **_: Any) -> None:
-        body = request.body.decode() if isinstance(request.body, bytes) else request.body
-        if sent or "sold_to.#p = :price" not in body:
-            return
-        sent.append(requests.post(request.url, data=body, headers=dict(request.headers)))
-        raise ConnectionClosedError(endpoint_url=request.url)
-
-    client.meta.events.register_first("before-send.dynamodb.UpdateItem", applied_then_dropped)
-    try:
+    with sent_again("UpdateItem", "sold_to.#p = :price") as sent:
         answer = full()
-    finally:
-        client.meta.events.unregister("before-send.dynamodb.UpdateItem", applied_then_dropped)
     assert [r.status_code for r in sent] == [200]  # applied; botocore sent it again
     assert answer.status == "Matched"
     lead = leads.get(answer.lead_id)
     assert lead is not None and lead.status == "sold" and list(lead.sold_to) == ["978"]
     assert queued_sales() == {(answer.lead_id, 978)}
     assert day_sales(978) == 1
+
+
+def test_a_ping_put_again_by_botocore_after_its_answer_was_lost_is_answered(sales: Any) -> None:
+    # Found in review: a ping's lead is one conditional PutItem (its day figures riding on it).
+    # When the connection dropped after DynamoDB stored it, botocore sent it again, the second
+    # found the lead there, and the publisher was answered an error for a lead stored (and
+    # counted): its second ping was another lead.
+    from pingpost import exchange
+    from pingpost.decoding import Request
+    from pingpost.store import leads
+
+    sales(buyer(979, "https://buyer.example/leads"))
+    with sent_again("PutItem", '"status": {"S": "pinged"}') as sent:
+        answer = exchange.submit(Request(complete("ping", Home_Improvement_Product="Gutters")))
+    assert [r.status_code for r in sent] == [200]
+    assert answer.status == "Matched"
+    stored = leads.get(answer.lead_id)
+    assert stored is not None and stored.status == "pinged"
 
 
 def test_an_outbox_that_cannot_be_cleared_does_not_unsell_the_lead(

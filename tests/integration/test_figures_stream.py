@@ -132,3 +132,38 @@ def test_the_event_file_is_counted_once(aws: str) -> None:
     assert function.invoke(event) == {"records": 1, "counted": 1}
     assert function.invoke(event) == {"records": 1, "counted": 0}
     assert figures.read([key])[key] == before + Figures(pings=1, matched=1)
+
+
+def test_a_batch_of_big_auctions_is_counted_in_updates_dynamodb_takes(day: str) -> None:
+    # Found in review: a batch's auctions of one vendor were merged into one ADD on its bids
+    # item; 5 leads that asked 64 buyers made an UpdateExpression of over 4 KB, which DynamoDB
+    # refuses (the embedded endpoint failed sooner), every time the batch came: the stream
+    # stalled and its figures were lost.
+    from pingpost import auction
+    from pingpost.store import dynamodb, to_item
+
+    def auctioned(sequence: int) -> Any:
+        asked = {
+            str(n): {"outcome": "bid", "price": Decimal(n * 7 + sequence) / 4, "token": "t"}
+            for n in range(1, auction.MOST_BUYERS + 1)
+        }
+        tally = figures.riding(auction.tallies(day, AT, asked))
+        image = {"lead_id": sequence, "tally": tally}
+        return {"dynamodb": {"SequenceNumber": str(sequence), "NewImage": to_item(image)}}
+
+    longest: list[int] = []
+
+    def sent(params: dict[str, Any], **_: Any) -> None:
+        for item in params["TransactItems"]:
+            longest.append(len(item["Update"]["UpdateExpression"]))
+
+    events = dynamodb().meta.events
+    events.register("before-parameter-build.dynamodb.TransactWriteItems", sent)
+    try:
+        assert counting.count([auctioned(n) for n in range(1, 41)]) == 40
+    finally:
+        events.unregister("before-parameter-build.dynamodb.TransactWriteItems", sent)
+    assert max(longest) <= 4096
+    key = figures.bids_key(day, "2026-12-07")
+    bids = figures.read([key])[key].bids
+    assert sum(v for k, v in bids.items() if k.endswith("#asked")) == 40 * auction.MOST_BUYERS

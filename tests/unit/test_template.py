@@ -107,5 +107,6 @@ def test_the_figures_function_takes_each_batch_of_the_leads_stream_whole_until_i
     assert event["Properties"]["MaximumRetryAttempts"] == -1
     assert event["Properties"]["BisectBatchOnFunctionError"] is False
     assert "FunctionResponseTypes" not in event["Properties"]
+    assert event["Properties"]["ParallelizationFactor"] == 1
     view = resources["LeadsTable"]["Properties"]["StreamSpecification"]["StreamViewType"]
     assert view == "NEW_AND_OLD_IMAGES"  # a write's tally is told from the one before it

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pingpost.config import settings
 from pingpost.store import dynamodb, to_item, transact
-from pingpost.store.figures import TALLY, Tally, adding, merged, ridden
+from pingpost.store.figures import TALLY, Figures, Tally, adding, ridden, size
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 _BATCH = "figures#batch#"
 _BATCH_KEEP_SECONDS = 2 * 86_400  # a stream keeps its records 24 hours
 _MOST = 98  # day items in one transaction, with the batch's record
+# Figures one update of a day item adds at most: its expression stays well under DynamoDB's
+# 4 KB (about 13 characters a figure). A write adds at most about 130 (an auction of 64 buyers).
+_MOST_FIGURES = 200
 
 
 def count(records: Sequence[Mapping[str, Any]]) -> int:
@@ -25,9 +28,11 @@ def count(records: Sequence[Mapping[str, Any]]) -> int:
     leads table's stream in order (a Lambda event's Records). The number of writes counted.
 
     Each write's tally is counted once however often the batch comes: the batch's record (keyed
-    by its first record's sequence number: a failed batch comes again from the same record,
-    whatever it holds after it) says the last record counted, and moves with each transaction
-    of day items, on the condition that it is where this call found it.
+    by its first record's sequence number) says the last record counted, and moves with each
+    transaction of day items, on the condition that it is where this call found it. This holds
+    while Lambda hands a failed batch again from the same record with at least the records it
+    held (template.yaml: no bisecting, no partial responses, one batch of a shard at a time).
+    A transaction takes the writes in order while their day items fit one (`_fits`).
     """
     if not records:
         return 0
@@ -43,20 +48,27 @@ def count(records: Sequence[Mapping[str, Any]]) -> int:
         ]
         if not pending:
             return counted
-        group: list[Tally] = []
+        group: dict[str, Figures] = {}
         last = done
         for sequence, tallies in pending:
-            if group and len({t.key for t in [*group, *tallies]}) > _MOST:
+            grown = dict(group)
+            for one in tallies:
+                grown[one.key] = grown.get(one.key, Figures()) + one.figures
+            if group and not _fits(grown):
                 break
-            group += tallies
-            last = sequence
+            group, last = grown, sequence
         taken = sum(1 for sequence, _ in pending if last is not None and sequence <= last)
-        items = [_batch_moved(key, done, last), *(adding(t) for t in merged(group))]
+        items = [_batch_moved(key, done, last), *(adding(Tally(k, f)) for k, f in group.items())]
         if transact(items) is None:
             counted += taken
             done = last
         else:  # another call moved the batch's record (an answer lost): read where it is
             done = _counted_to(key)
+
+
+def _fits(items: Mapping[str, Figures]) -> bool:
+    """Whether one transaction may add these figures to their day items."""
+    return len(items) <= _MOST and all(size(f) <= _MOST_FIGURES for f in items.values())
 
 
 def _carried(change: Mapping[str, Any]) -> list[Tally] | None:

@@ -234,6 +234,11 @@ def _added(figures: Figures) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v} | {k: v for k, v in figures.bids.items() if v}
 
 
+def size(figures: Figures) -> int:
+    """How many figures an update of a day item by `figures` adds (those that are not 0)."""
+    return len(_added(figures))
+
+
 def _expires() -> int:
     return int(time.time()) + _KEEP_SECONDS
 

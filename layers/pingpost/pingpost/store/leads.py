@@ -168,7 +168,20 @@ def add(lead: Lead, repeat: Repeat | None = None, tallies: Sequence[Tally] = ())
     if tally is not None:
         put["Item"][figures.TALLY] = {"S": tally}
     if repeat is None:
-        dynamodb().put_item(**put)
+        try:
+            dynamodb().put_item(**put, ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        except BotoCoreError:
+            if _stored(lead.lead_id):
+                return  # applied; only its answer was lost
+            raise
+        except ClientError as error:
+            # botocore sent the put again after DynamoDB stored it and the answer was lost: the
+            # lead there is this one (its ID is new, and it was made by this vendor at this ms).
+            found: Any = error.response.get("Item", {})
+            mine = ("vendor_id", "created_at")
+            if found and all(found.get(k) == put["Item"].get(k) for k in mine):
+                return
+            raise
         return
     for attempt in range(_ATTEMPTS):
         records: list[Any] = [] if repeat is None else [{"Put": _record(lead, repeat)}]
