@@ -264,14 +264,14 @@ def riding(tallies: Sequence[Tally]) -> str | None:
     """What a write of a lead carries of its day figures (its `tally` attribute, which the
     figures function adds to the day items from the leads table's stream), as short a text as
     the lead's one write unit needs: a new ID, the day, then each day item's figures, e.g.
-    `1f0c2b9a 2026-12-07 vdemo#3:S,R20,G15 p142:S,R20,G15` (a count of 1 is its letter alone).
+    `1f0c2b9a5e3d 2026-12-07 vdemo:S,R20,G15 p142:S,R20,G15` (a count of 1 is its letter alone).
     None without figures."""
     counted = [(t.key, _added(t.figures)) for t in merged(tallies)]
     counted = [(key, values) for key, values in counted if values]
     if not counted:
         return None
     day = counted[0][0].split("#")[1]
-    parts = [token_hex(4), day]
+    parts = [token_hex(6), day]  # the ID: 48 random bits, new with each write
     for key, values in counted:
         _, on, kind, rest = key.split("#", 3)
         if on != day:

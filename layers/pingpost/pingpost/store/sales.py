@@ -1,12 +1,14 @@
 """Sales: the lead, the partner's cap counters and the dedupe records, changed as one.
 
-Every sale is one DynamoDB transaction on the counters and leads tables:
-- the lead: one more time sold, to a partner it was not sold to, while this post holds it;
-- the partner's day counter (sales and spend, the day's figures for reports and for a daily cap
-  or budget), and its week and month counters only when it has a weekly or monthly cap;
+Every sale is one DynamoDB write: a transaction on the counters and leads tables, or the
+lead's conditional UpdateItem alone when the partner has neither caps nor a dedupe window:
+- the lead: one more time sold, to a partner it was not sold to, while this post holds it, with
+  the vendor's and the partner's day figures for `pingpost report` riding on it
+  (`pingpost.store.figures`);
+- the partner's counters its caps need: the day's (sales and spend) for a daily cap or budget,
+  the week's and the month's for those caps;
 - a dedupe record per consumer identity (email, phone) that the partner must not buy again
-  within its window, when it has one;
-- the vendor's and the partner's day figures for `pingpost report` (`pingpost.store.figures`).
+  within its window, when it has one.
 If any condition fails nothing changes, and the reason says which rule stopped the sale.
 A test lead changes the lead alone: it consumes no cap and leaves no dedupe record.
 
@@ -385,8 +387,8 @@ def reservation(
     """The record a lead keeps of a sale reserved for its buyer's answer (see `sell`): when it
     was made and may last until (epoch ms), its price, and what it holds by key, so that
     whoever gives it back needs nothing else (the partner may change meanwhile): the counters
-    it counts in (the day's first: it takes the spend too), its dedupe records. A test lead's
-    reservation holds none."""
+    it counts in (the day's, when it has one, takes the spend too), its dedupe records. A test
+    lead's reservation holds none."""
     counted = [] if test else counted_in(partner, now)
     dedupe = (
         [_dedupe_key(partner.id, kind, v) for kind, v in sorted(consumer.items()) if v]
@@ -405,8 +407,8 @@ def reservation(
 
 def credits(lead_id: int, record: Mapping[str, Any]) -> list[TransactWriteItemTypeDef]:
     """What gives back a reserved sale's hold (`record`: the reservation as the lead keeps it):
-    one less sold in each counter it counted in and its price less spent on the first (the
-    day's), and its dedupe records (those of this lead only)."""
+    one less sold in each counter it counted in and its price less spent on the day's (when it
+    counted in one), and its dedupe records (those of this lead only)."""
     price = Decimal(record["price"])
     expires = int(time.time()) + _KEEP_COUNTERS
     items: list[TransactWriteItemTypeDef] = [
@@ -503,7 +505,7 @@ def give_back(
 ) -> bool:
     """Record that the partner returned the lead it bought (`record`: the return, its price
     among them), and give back what the sale counted (`charged`: its counters, none for a test
-    lead's): one less sold in each, and the price less spent in the first (the day's), with
+    lead's): one less sold in each, and the price less spent in the day's (if any), with
     `tallies` (the day figures the return takes off). False when the lead refused (the partner
     did not buy it, its sale is reserved, or it was returned already): nothing changes."""
     lead: TransactWriteItemTypeDef = {
