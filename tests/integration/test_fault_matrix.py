@@ -47,6 +47,8 @@ KINDS = ("fail", "throttle", "lose", "die", "delay")
 PARTNER = 990
 # A cap counter and a dedupe window: every kind of item a sale writes.
 EVERY_ITEM = {"dedupe_days": 30, "caps": {"daily": 1000}}
+# A buyer of Fences with neither: its sale is the lead's UpdateItem alone, no transaction.
+PLAIN = 993
 DELAY = 0.4  # longer than the post wait below: the concurrent request watches, then decides
 
 
@@ -60,11 +62,11 @@ def partner() -> Iterator[Any]:
 
 @pytest.fixture
 def world(sales: Any, partner: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    """One buyer of Gutters, quick timings, and dead letters that come back at once when a run
-    that took them dies."""
+    """One buyer of Gutters (with a cap and a dedupe window), one of Fences (with neither),
+    quick timings, and dead letters that come back at once when a run that took them dies."""
     from pingpost.config import settings
 
-    sales(buyer(PARTNER, partner.url) | EVERY_ITEM)
+    sales(buyer(PARTNER, partner.url) | EVERY_ITEM, _plain_buyer(partner))
     for name, value in {
         "POST_WAIT_SECONDS": "0.2",
         "OUTBOX_GRACE_SECONDS": "0",
@@ -144,10 +146,14 @@ class World:
     partner: Any
     pending: list[Any] = field(default_factory=list)  # messages to hand the deliver function
 
-    def sold(self, days: set[str]) -> int:
+    def sold(self, days: set[str], buyer_id: int = PARTNER) -> int:
         """The buyer's sales by its day counters."""
-        counters = (_counter(f"cap#{PARTNER}#day#{day}") for day in days)
+        counters = (_counter(f"cap#{buyer_id}#day#{day}") for day in days)
         return sum(int(counter.get("sold", {}).get("N", 0)) for counter in counters)
+
+
+def _plain_buyer(partner: Any) -> dict[str, Any]:
+    return buyer(PLAIN, partner.url) | {"filters": {"products": ["Fences"]}}
 
 
 def figured(partner_id: int, days: set[str]) -> tuple[int, int]:
@@ -371,6 +377,8 @@ class Step:
     """A step of a lead's life: set up cleanly, then act (faulted), or act twice at once."""
 
     name = ""
+    buyer = PARTNER  # who buys the step's leads
+    product = "Gutters"  # what they are
 
     def setup(self, world: World) -> Run:
         return Run()
@@ -393,7 +401,7 @@ class Post(Step):
     name = "post"
 
     def setup(self, world: World) -> Run:
-        lead_id = _ping()
+        lead_id = _ping(self.product)
         return Run([lead_id], complete("post", Lead_ID=str(lead_id)))
 
     def act(self, world: World, run: Run) -> None:
@@ -404,7 +412,7 @@ class Full(Step):
     name = "full"
 
     def setup(self, world: World) -> Run:
-        return Run(request=complete("full", Home_Improvement_Product="Gutters"))
+        return Run(request=complete("full", Home_Improvement_Product=self.product))
 
     def act(self, world: World, run: Run) -> None:
         run.publish()
@@ -481,7 +489,15 @@ class Figures(Step):
         count_figures()
 
 
-STEPS = (Ping(), Post(), Full(), Deliver(), Retry(), Figures())
+class PlainPost(Post):
+    name, buyer, product = "post-plain", PLAIN, "Fences"
+
+
+class PlainFull(Full):
+    name, buyer, product = "full-plain", PLAIN, "Fences"
+
+
+STEPS = (Ping(), Post(), Full(), Deliver(), Retry(), Figures(), PlainPost(), PlainFull())
 
 
 def attempt(step: Step, world: World, run: Run) -> None:
@@ -528,16 +544,16 @@ class Before:
     figured: tuple[int, int]  # the buyer's sales and the vendor's
 
     @classmethod
-    def now(cls, world: World) -> Before:
+    def now(cls, world: World, buyer_id: int = PARTNER) -> Before:
         day, utc_day = today(), utc_today()
-        return cls(day, utc_day, world.sold({day}), figured(PARTNER, {utc_day}))
+        return cls(day, utc_day, world.sold({day}, buyer_id), figured(buyer_id, {utc_day}))
 
 
 def judge(world: World, step: Step, run: Run, row: Row, before: Before) -> None:
     """Count what went wrong in `run` into `row`, the buyer's sales `before` it."""
     from pingpost.store.sales import _dedupe_key
 
-    if step.name == "full":
+    if isinstance(step, Full):
         found = leads_of(run.request["Email"], run.first_id)
         run.lead_ids = sorted({lead.lead_id for lead in found})
     stored = {i: stored_lead(i) for i in run.lead_ids}
@@ -565,11 +581,13 @@ def judge(world: World, step: Step, run: Run, row: Row, before: Before) -> None:
         row.doubled += max(0, len(sold) - run.sold_leads)
         row.lost += max(0, run.sold_leads - len(sold))
     sales = sum(len(lead.sold_to) for lead in sold)
-    counted = world.sold({before.day, today()}) - before.sold
-    row.doubled += counted > sales
-    row.half_written += counted < sales
+    # Its day counter counts each sale once; the plain buyer has none.
+    counted = world.sold({before.day, today()}, step.buyer) - before.sold
+    capped = sales if step.buyer == PARTNER else 0
+    row.doubled += counted > capped
+    row.half_written += counted < capped
     # The day figures count each sale once, on the buyer's day and the vendor's.
-    now = figured(PARTNER, {before.utc_day, utc_today()})
+    now = figured(step.buyer, {before.utc_day, utc_today()})
     for after, was in zip(now, before.figured, strict=True):
         row.doubled += after - was > sales
         row.half_written += after - was < sales
@@ -580,8 +598,9 @@ def judge(world: World, step: Step, run: Run, row: Row, before: Before) -> None:
             "phone": lead.data.get("Home_Phone", ""),
         }
         for kind, value in consumer.items():
-            record = _counter(_dedupe_key(PARTNER, kind, value))
-            if record.get("lead_id", {}).get("N") != str(lead.lead_id):
+            record = _counter(_dedupe_key(step.buyer, kind, value))
+            named = record.get("lead_id", {}).get("N")
+            if named != (str(lead.lead_id) if step.buyer == PARTNER else None):
                 row.half_written += 1
     for lead in stored.values():
         if lead is None:
@@ -644,7 +663,7 @@ def test_every_call_of_the_step_faulted_in_turn_leaves_one_truth(
     plan = schedule(faulted(calls), kinds, turn=STEPS.index(step))
     assert {at for at, _ in plan} == set(faulted(calls)) and {k for _, k in plan} == set(kinds)
     for at, kind in plan:
-        before = Before.now(world)
+        before = Before.now(world, step.buyer)
         run = run_step(world, step, Plan(kind, at, delay=DELAY))
         judge(world, step, run, rows[kind], before)
         rows[kind].injected += 1
@@ -711,6 +730,7 @@ def bidding(
         held = {"caps": {"daily": 1000}, "dedupe_days": 30, "filters": {"products": ["Decks"]}}
         sales(
             buyer(PARTNER, partner.url) | EVERY_ITEM,
+            _plain_buyer(partner),
             buyer(REFUSING, partner.url, 1) | held | refusing.endpoints(bid={"timeout": 5}),
             buyer(BUYING, partner.url, 1) | held | buying.endpoints(bid={"timeout": 5}),
         )
