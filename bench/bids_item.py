@@ -1,13 +1,14 @@
 """What an auction's figures cost: the size of a vendor's bids item of the day, and the write
-units a ping that asks buyers pays for it, as auctions add up over the day.
+units the figures function pays for it in each batch of the leads' stream that adds to it, as
+auctions add up over the day.
 
     .venv/bin/python bench/bids_item.py --auctions 200
 
 Auctions of 10, 40 and 64 buyers that all bid (prices drawn, with a fixed seed, from 20 to 40,
-20 to 45 and 10 to 100) are counted as `pingpost.auction.tally` counts them, into one item (one
-of a vendor's shards for a day). Its size is reckoned as DynamoDB does (attribute names and
-values; a number's bytes from its significant digits), and a ping's write units for it as a
-transaction's: twice a unit per KB begun.
+20 to 45 and 10 to 100) are counted as `pingpost.auction.tally` counts them, into one item (a
+vendor's for a day). Its size is reckoned as DynamoDB does (attribute names and values; a
+number's bytes from its significant digits), and its write units as a transaction's: twice a
+unit per KB begun.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-KEY = "day#2026-12-07#bids#demo#3"
+KEY = "day#2026-12-07#bids#demo"
 MIXES = ((10, (20, 40)), (40, (20, 45)), (64, (10, 100)))
 
 
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--auctions", type=int, default=200)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    print(f"A vendor's bids item after 1 and {args.auctions} auctions of one shard and day")
+    print(f"A vendor's bids item after 1 and {args.auctions} auctions of its day")
     print("| buyers | bytes after 1 | write units | bytes after all | write units |")
     print("|--:|--:|--:|--:|--:|")
     for buyers, first, last, first_units, last_units in measure(args.auctions):

@@ -187,6 +187,22 @@ class Run:
             for name in ("ping", "post", "full", "deliver")
         }
         self._consumer = 0
+        from pingpost_local.streams import StreamPoller, StreamSource
+
+        table = exchange.raw.describe_table(TableName=os.environ["LEADS_TABLE"])["Table"]
+        source = StreamSource("FiguresFunction", "Leads", "LeadsTable", batch_size=1000)
+        self.stream = StreamPoller(
+            source, exchange.function("FiguresFunction"), table["LatestStreamArn"], quiet=True
+        )
+
+    def count_figures(self, usage: Usage) -> int:
+        """The figures function over every lead write since the last call, as the stream's
+        batches (up to 1,000 records); the batches."""
+        before = self.stream.batches
+        with self.metered(usage):
+            self.stream.drain()
+        usage.invocations += self.stream.batches - before
+        return self.stream.batches - before
 
     @contextmanager
     def metered(self, usage: Usage) -> Iterator[None]:
@@ -277,6 +293,8 @@ class Measured:
     post: Usage
     full: Usage
     delivery: Usage
+    figures: Usage  # the figures function per pair and delivery, the run's pairs in its batches
+    figures_alone: Usage  # ... one pair and its delivery a batch
     lead_bytes: int  # the size of a sold lead's item after its delivery
     pinged_bytes: int  # the size of a pinged lead's item
     memory_mb: int
@@ -293,11 +311,19 @@ def measure(pairs: int) -> Measured:
         run.pair(warm, warm)  # caches, the block of lead IDs, clients: as a warm container
         run.full(warm)
         run.deliver_all(warm)
+        run.count_figures(warm)
+        # One pair and its delivery alone in the stream's batch (a quiet exchange).
+        alone = Usage()
+        run.pair(warm, warm)
+        run.deliver_all(warm)
+        run.count_figures(alone)
         ping, post, full, delivery = Usage(), Usage(), Usage(), Usage()
         last = 0
         for _ in range(pairs):
             last = run.pair(ping, post)
         assert run.deliver_all(delivery) == pairs
+        together = Usage()  # every pair and delivery of the run in the stream's batches
+        run.count_figures(together)
         for _ in range(pairs):
             run.full(full)
         full_delivery = Usage()
@@ -319,6 +345,8 @@ def measure(pairs: int) -> Measured:
             post.per(pairs),
             full.per(pairs),
             delivery.per(2 * pairs),
+            together.per(pairs),
+            alone,
             size(last),
             size(_lead_id(pinged["body"])),
             exchange.memory_mb,
@@ -352,7 +380,7 @@ def floor(measured: Measured) -> Usage:
 
 def pair_usage(measured: Measured) -> Usage:
     total = Usage()
-    for part in (measured.ping, measured.post, measured.delivery):
+    for part in (measured.ping, measured.post, measured.delivery, measured.figures):
         total.add(part)
     return total
 
@@ -366,8 +394,15 @@ def report(measured: Measured) -> str:
         "| per request | AWS calls | write units | read units |",
         "|---|---|--:|--:|",
     ]
-    for name in ("ping", "post", "full", "delivery"):
-        usage: Usage = getattr(measured, name)
+    named = {
+        "ping": measured.ping,
+        "post": measured.post,
+        "full": measured.full,
+        "delivery": measured.delivery,
+        "day figures, per pair (the run's pairs in a batch)": measured.figures,
+        "day figures, one pair a batch": measured.figures_alone,
+    }
+    for name, usage in named.items():
         rows.append(
             f"| {name} | {_calls(usage)} | {usage.write_units:.1f} | {usage.read_units:.1f} |"
         )
@@ -397,7 +432,7 @@ def as_json(measured: Measured) -> str:
             "write_units": getattr(measured, name).write_units,
             "read_units": getattr(measured, name).read_units,
         }
-        for name in ("ping", "post", "full", "delivery")
+        for name in ("ping", "post", "full", "delivery", "figures", "figures_alone")
     }
     return json.dumps(
         {

@@ -1,8 +1,8 @@
 """The embedded AWS endpoint: moto's server mode on loopback, repaired for concurrent use.
 
 moto's backends share state without locks, and the local runner calls them from many threads
-(requests, SQS pollers, schedules). Three repairs make it a faithful stand-in, and eight more
-make it quicker:
+(requests, SQS and stream pollers, schedules). Four repairs (1, 3, 2 and 12) make it a
+faithful stand-in, and eight more make it quicker:
 1. One DynamoDB call at a time: its TransactWriteItems snapshots tables while other threads
    write to them.
 2. TransactWriteItems snapshots only the items it touches: moto deep-copies every table the
@@ -32,6 +32,8 @@ make it quicker:
    context and CORS headers, which SDKs do not read, were a fifth of the server's time).
 11. A stored item is measured once when it is made (DynamoDB's 400 KB limit): moto measures
    all of it again before adding each attribute, a time growing with the square of its size.
+12. A TransactWriteItems that is cancelled leaves no record in a table's stream: moto undoes
+   its writes to the items but not the records those writes added to the stream.
 AWS itself has none of these limits; the exchange's code is unchanged, only the stand-in is
 fixed. The repairs reach into moto's internals, so pyproject.toml pins moto to the range
 tested here (tests/integration/test_local_aws.py).
@@ -202,12 +204,19 @@ def _transactions_copy_items() -> None:
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
         saved = [_snapshot(self, op) for item in transact_items for op in item.values()]
+        streams = {
+            shard: len(shard.items)
+            for name in {op["TableName"] for item in transact_items for op in item.values()}
+            if name in self.tables and (shard := self.tables[name].stream_shard) is not None
+        }
         setattr(models, "copy", shallow)  # noqa: B010 - the module moto's code reads
         try:
             whole_tables(self, transact_items)
         except Exception:
             for table_name, key, before in reversed(saved):
                 _restore(self, table_name, key, before)
+            for shard, length in streams.items():
+                del shard.items[length:]
             raise
         finally:
             setattr(models, "copy", copy)  # noqa: B010

@@ -1,5 +1,6 @@
-"""Every event source a template wires to its functions (SQS queues, schedules), run
-in-process: the pollers and schedulers of `pingpost serve`, started and stopped together."""
+"""Every event source a template wires to its functions (SQS queues, DynamoDB streams,
+schedules), run in-process: the pollers and schedulers of `pingpost serve`, started and stopped
+together."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from pingpost_local.functions import LocalFunction, local_function
 from pingpost_local.schedules import Scheduler, schedules
 from pingpost_local.sqs import QueuePoller, sqs_sources
+from pingpost_local.streams import StreamPoller, stream_sources
 
 
 @dataclass(slots=True)
@@ -18,6 +20,7 @@ class EventSources:
     """The pollers and schedulers of a template, started and stopped together."""
 
     pollers: list[QueuePoller] = field(default_factory=list)
+    streams: list[StreamPoller] = field(default_factory=list)
     schedulers: list[Scheduler] = field(default_factory=list)
     # Sources the local runner does not run (disabled, cron without an interval), with why.
     skipped: list[str] = field(default_factory=list)
@@ -26,6 +29,8 @@ class EventSources:
         """Start every poller and scheduler."""
         for poller in self.pollers:
             poller.start()
+        for stream in self.streams:
+            stream.start()
         for scheduler in self.schedulers:
             scheduler.start()
 
@@ -33,10 +38,14 @@ class EventSources:
         """Ask every thread to stop at once, then wait for each, so shutdown takes one wait."""
         for poller in self.pollers:
             poller.request_stop()
+        for stream in self.streams:
+            stream.request_stop()
         for scheduler in self.schedulers:
             scheduler.request_stop()
         for poller in self.pollers:
             poller.stop()
+        for stream in self.streams:
+            stream.stop()
         for scheduler in self.schedulers:
             scheduler.stop()
 
@@ -44,6 +53,7 @@ class EventSources:
         """Banner lines: one per running source, then the skipped ones."""
         return [
             *(poller.source.describe() for poller in self.pollers),
+            *(stream.source.describe() for stream in self.streams),
             *(scheduler.describe() for scheduler in self.schedulers),
             *self.skipped,
         ]
@@ -60,7 +70,8 @@ def event_sources(
     schedule_seconds: float | None = None,
     quiet: bool = False,
 ) -> EventSources:
-    """Pollers and schedulers (not started) for the template's SQS and Schedule events.
+    """Pollers and schedulers (not started) for the template's SQS, DynamoDB and Schedule
+    events.
 
     Reuses the LocalFunctions in functions and adds the missing ones; see serve() for the options.
     """
@@ -81,6 +92,13 @@ def event_sources(
             QueuePoller.for_source(
                 sqs, function(sqs.function_id), physical, retry_seconds=retry_seconds, quiet=quiet
             )
+        )
+    for stream in stream_sources(template, parameters):
+        if not stream.enabled:
+            sources.skipped.append(f"{stream.describe()}: not polled")
+            continue
+        sources.streams.append(
+            StreamPoller.for_source(stream, function(stream.function_id), physical, quiet=quiet)
         )
     for schedule in schedules(template, parameters):
         label = f"{schedule.expression} -> {schedule.function_id}"

@@ -17,13 +17,12 @@ from decimal import Decimal
 from pathlib import Path
 
 from pingpost.store.figures import (
-    SHARDS,
     Figures,
     bid_key,
-    bids_key,
+    bids_keys,
     day,
     partner_key,
-    vendor_key,
+    vendor_keys,
 )
 
 _DAYS = re.compile(r"^([1-9][0-9]{0,3})d$")
@@ -82,13 +81,12 @@ class Report:
 
 
 def keys(days: Sequence[date], vendor_ids: Iterable[str], partner_ids: Iterable[int]) -> list[str]:
-    """The keys of every day item the report reads: each shard of each vendor's day, and
-    each partner's day."""
+    """The keys of every day item the report reads: each vendor's day (under any key it may
+    be, `figures.vendor_keys`) and each partner's day."""
     vendor_ids, partner_ids = list(vendor_ids), list(partner_ids)
     out = []
     for on in map(day, days):
-        out += [vendor_key(v, on, s) for v in vendor_ids for s in range(SHARDS)]
-        out += [bids_key(v, on, s) for v in vendor_ids for s in range(SHARDS)]
+        out += [k for v in vendor_ids for k in [*vendor_keys(v, on), *bids_keys(v, on)]]
         out += [partner_key(p, on) for p in partner_ids]
     return out
 
@@ -119,7 +117,7 @@ def totals(
         for v, name in sorted(vendors.items())
     ]
     # What the auctions counted of the buyers is on the vendors' bids items (see figures).
-    asked = (bids_key(v, day(d), s) for v in vendors for d in days for s in range(SHARDS))
+    asked = (k for v in vendors for d in days for k in bids_keys(v, day(d)))
     auctions = _sum(found, asked).bids
     partner_rows = [
         Row("partner", str(p), name, _with_bids(p, auctions, days, found))
@@ -147,7 +145,7 @@ def _with_bids(
 
 
 def _vendor_keys(vendor_id: str, on: date) -> list[str]:
-    return [vendor_key(vendor_id, day(on), s) for s in range(SHARDS)]
+    return vendor_keys(vendor_id, day(on))
 
 
 def read(period: Period) -> Report:

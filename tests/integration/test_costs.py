@@ -26,45 +26,53 @@ def figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return figures
 
 
-def test_a_ping_is_one_transaction_of_the_lead_and_its_vendors_day(
+def test_a_ping_is_one_put_of_the_lead_its_day_figures_riding_on_it(
     figures: dict[str, Any],
 ) -> None:
     ping = figures["requests"]["ping"]
-    # The lead put and the vendor's day figures (pingpost report) added with it: two items,
-    # each counted twice in a transaction.
-    assert ping["calls"] == {"dynamodb.TransactWriteItems": 1}
-    assert ping["write_units"] == 4
+    # The vendor's day figures ride on the lead (its tally), for the figures function.
+    assert ping["calls"] == {"dynamodb.PutItem": 1}
+    assert ping["write_units"] == 1
 
 
-def test_a_post_reads_the_lead_sells_and_ends_it_in_one_transaction(
-    figures: dict[str, Any],
-) -> None:
+def test_a_post_reads_the_lead_sells_and_ends_it_in_one_write(figures: dict[str, Any]) -> None:
     post = figures["requests"]["post"]
-    # The lead read; claimed; one transaction of the sale (the lead, ended with it, the
-    # partner's day counter: no cap, no dedupe window, and the vendor's and the partner's day
-    # figures); its message; the outbox cleared.
+    # The lead read; claimed; sold and ended in one UpdateItem (its day figures riding on it:
+    # a partner without caps or a dedupe window counts in no counter item, so the sale is no
+    # transaction); its message; the outbox cleared.
     assert post["calls"] == {
         "dynamodb.GetItem": 1,
-        "dynamodb.UpdateItem": 2,
-        "dynamodb.TransactWriteItems": 1,
+        "dynamodb.UpdateItem": 3,
         "sqs.SendMessageBatch": 1,
     }
-    # The claim puts the lead in the outbox index and clearing it takes it out (1 + 1 each),
-    # the transaction's four items count twice.
-    assert post["write_units"] == 12
+    # The claim puts the lead in the outbox index and clearing it takes it out (1 + 1 each).
+    assert post["write_units"] == 5
 
 
-def test_a_full_request_stores_sells_and_ends_the_lead_in_two_transactions(
+def test_a_full_request_stores_sells_and_ends_the_lead_in_three_writes(
     figures: dict[str, Any],
 ) -> None:
     full = figures["requests"]["full"]
     assert full["calls"] == {
-        "dynamodb.TransactWriteItems": 2,
-        "dynamodb.UpdateItem": 1,
+        "dynamodb.TransactWriteItems": 1,
+        "dynamodb.UpdateItem": 2,
         "sqs.SendMessageBatch": 1,
     }
-    # The lead stored with its repeat record (2 items), the sale (4 items), the outbox cleared.
-    assert full["write_units"] == 15
+    # The lead stored with its repeat record (2 items, twice in a transaction), the sale (into
+    # the outbox index: 1 + 1), the outbox cleared (1 + 1).
+    assert full["write_units"] == 8
+
+
+def test_the_day_figures_cost_a_transaction_per_batch_of_the_stream(
+    figures: dict[str, Any],
+) -> None:
+    # A batch reads its record, and writes it with the day items it adds to (a vendor's and a
+    # partner's here), twice in a transaction: 6 units a batch, however many pairs it holds.
+    one = figures["requests"]["figures_alone"]
+    assert one["calls"] == {"dynamodb.GetItem": 1, "dynamodb.TransactWriteItems": 1}
+    assert one["write_units"] == 6
+    shared = figures["requests"]["figures"]  # the run's 3 pairs in one batch
+    assert shared["write_units"] == 6 / 3
 
 
 def test_a_delivery_reads_the_lead_once_and_writes_it_twice(figures: dict[str, Any]) -> None:

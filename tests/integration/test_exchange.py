@@ -40,6 +40,8 @@ FUNCTIONS = {
     "returns": ("ReturnsFunction", "returns"),  # JSON: tests/integration/test_returns
     "deliver": ("DeliverFunction", "deliver"),  # an SQS batch (tests/integration/test_delivery)
     "retry": ("RetryFunction", "retry"),  # a scheduled event (tests/integration/test_delivery)
+    # A batch of the leads table's stream (tests/integration/test_figures_stream)
+    "figures": ("FiguresFunction", "figures"),
 }
 # The events of the HTTP API's routes (the others are an SQS batch and a scheduled event).
 API_EVENTS = sorted(

@@ -13,8 +13,10 @@ many runs more as it takes for every kind to be used on every step. The kinds:
   second request, SQS's second copy of a message, a second retry run).
 Then the world goes on, fault-free: the publisher retries what was answered 503, 409 or not at
 all; the scheduled retry runs; the deliver function takes every message. What must hold:
-what the publisher was told matches what is stored, counters and dedupe records equal the
-sales, every sale is delivered once by key, and nothing is left posting, queued or sending.
+what the publisher was told matches what is stored, counters, dedupe records and the day
+figures (once the figures function has read the leads' stream) equal the sales, every sale is
+delivered once by key, and nothing is left posting, queued or sending. The figures function is
+a step too: its calls faulted in turn, the batch it failed on handed to it again.
 
 Run with --proof -s to print the table docs/reliability.md shows.
 """
@@ -35,7 +37,7 @@ import boto3
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tests.conftest import forget_container, local_function
+from tests.conftest import count_figures, forget_container, local_function
 from tests.faults import Killed, Plan, faulting
 from tests.integration.test_delivery import buyer
 from tests.integration.test_delivery import sales as sales  # noqa: PLC0414 (the fixture)
@@ -43,6 +45,10 @@ from tests.leads import complete
 
 KINDS = ("fail", "throttle", "lose", "die", "delay")
 PARTNER = 990
+# A cap counter and a dedupe window: every kind of item a sale writes.
+EVERY_ITEM = {"dedupe_days": 30, "caps": {"daily": 1000}}
+# A buyer of Fences with neither: its sale is the lead's UpdateItem alone, no transaction.
+PLAIN = 993
 DELAY = 0.4  # longer than the post wait below: the concurrent request watches, then decides
 
 
@@ -56,11 +62,11 @@ def partner() -> Iterator[Any]:
 
 @pytest.fixture
 def world(sales: Any, partner: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    """One buyer of Gutters, quick timings, and dead letters that come back at once when a run
-    that took them dies."""
+    """One buyer of Gutters (with a cap and a dedupe window), one of Fences (with neither),
+    quick timings, and dead letters that come back at once when a run that took them dies."""
     from pingpost.config import settings
 
-    sales(buyer(PARTNER, partner.url) | {"dedupe_days": 30})  # every kind of item a sale writes
+    sales(buyer(PARTNER, partner.url) | EVERY_ITEM, _plain_buyer(partner))
     for name, value in {
         "POST_WAIT_SECONDS": "0.2",
         "OUTBOX_GRACE_SECONDS": "0",
@@ -140,10 +146,38 @@ class World:
     partner: Any
     pending: list[Any] = field(default_factory=list)  # messages to hand the deliver function
 
-    def sold(self, days: set[str]) -> int:
+    def sold(self, days: set[str], buyer_id: int = PARTNER) -> int:
         """The buyer's sales by its day counters."""
-        counters = (_counter(f"cap#{PARTNER}#day#{day}") for day in days)
+        counters = (_counter(f"cap#{buyer_id}#day#{day}") for day in days)
         return sum(int(counter.get("sold", {}).get("N", 0)) for counter in counters)
+
+
+def _plain_buyer(partner: Any) -> dict[str, Any]:
+    return buyer(PLAIN, partner.url) | {"filters": {"products": ["Fences"]}}
+
+
+def figured(partner_id: int, days: set[str]) -> tuple[int, int]:
+    """The partner's sales by its day figures, and the demo vendor's (UTC days), once the
+    figures function has read every write of a lead so far."""
+    from pingpost.store import figures
+    from tests.conftest import count_figures
+
+    count_figures()
+    keys = {figures.partner_key(partner_id, d): 0 for d in days}
+    keys |= {k: 1 for d in days for k in figures.vendor_keys("demo", d)}
+    found = figures.read(list(keys))
+    counted = [0, 0]
+    for key, which in keys.items():
+        counted[which] += found[key].sales if key in found else 0
+    return counted[0], counted[1]
+
+
+def utc_today() -> str:
+    from datetime import UTC, datetime
+
+    from pingpost.store import figures
+
+    return figures.day(datetime.now(UTC))
 
 
 def today() -> str:
@@ -253,6 +287,8 @@ def drain(world: World, run: Run) -> None:
     redrive._now_ms = delivery._now_ms  # type: ignore[attr-defined]
     try:
         for _ in range(12):
+            with contextlib.suppress(Exception):  # a batch the figures function failed on
+                count_figures()  # ... comes again from its first record, as on AWS
             redrive.run(5)
             messages = world.pending + receive()
             world.pending = []
@@ -341,6 +377,8 @@ class Step:
     """A step of a lead's life: set up cleanly, then act (faulted), or act twice at once."""
 
     name = ""
+    buyer = PARTNER  # who buys the step's leads
+    product = "Gutters"  # what they are
 
     def setup(self, world: World) -> Run:
         return Run()
@@ -363,7 +401,7 @@ class Post(Step):
     name = "post"
 
     def setup(self, world: World) -> Run:
-        lead_id = _ping()
+        lead_id = _ping(self.product)
         return Run([lead_id], complete("post", Lead_ID=str(lead_id)))
 
     def act(self, world: World, run: Run) -> None:
@@ -374,7 +412,7 @@ class Full(Step):
     name = "full"
 
     def setup(self, world: World) -> Run:
-        return Run(request=complete("full", Home_Improvement_Product="Gutters"))
+        return Run(request=complete("full", Home_Improvement_Product=self.product))
 
     def act(self, world: World, run: Run) -> None:
         run.publish()
@@ -405,7 +443,7 @@ class Retry(Step):
     def setup(self, world: World) -> Run:
         from datetime import UTC, datetime
 
-        from pingpost.store import leads, partners
+        from pingpost.store import figures, leads, partners
         from pingpost.store import sales as store
         from pingpost.store.queues import sqs
         from tests.faults import fault
@@ -422,8 +460,11 @@ class Retry(Step):
         buyer_ = partners.by_id(PARTNER)
         assert buyer_ is not None
         consumer = {"email": f"dead{dead}@example.com", "phone": f"31255{dead % 100_000:05d}"}
+        now = datetime.now(UTC)
+        sale = figures.Figures(sales=1)  # what a post's sale carries (its price aside)
+        tallies = [figures.partner_day(PARTNER, now, sale), figures.vendor_day("demo", now, sale)]
         sold = store.sell(
-            dead, "dead", buyer_, datetime.now(UTC), allowed=1, consumer=consumer, test=False
+            dead, "dead", buyer_, now, allowed=1, consumer=consumer, test=False, tallies=tallies
         )
         assert sold is None
         return Run([outbox, lettered, dead], sold_leads=3, consumers={dead: consumer})
@@ -435,7 +476,28 @@ class Retry(Step):
         redrive.run(5)
 
 
-STEPS = (Ping(), Post(), Full(), Deliver(), Retry())
+class Figures(Step):
+    """The figures function on a batch of the leads' stream that holds a sale."""
+
+    name = "figures"
+
+    def setup(self, world: World) -> Run:
+        count_figures()  # every write before the run counted: the batch is the sale's
+        return Run([_full()])
+
+    def act(self, world: World, run: Run) -> None:
+        count_figures()
+
+
+class PlainPost(Post):
+    name, buyer, product = "post-plain", PLAIN, "Fences"
+
+
+class PlainFull(Full):
+    name, buyer, product = "full-plain", PLAIN, "Fences"
+
+
+STEPS = (Ping(), Post(), Full(), Deliver(), Retry(), Figures(), PlainPost(), PlainFull())
 
 
 def attempt(step: Step, world: World, run: Run) -> None:
@@ -472,11 +534,26 @@ def run_step(world: World, step: Step, plan: Plan) -> Run:
     return run
 
 
-def judge(world: World, step: Step, run: Run, row: Row, start: str, before: int) -> None:
-    """Count what went wrong in `run` into `row`; the buyer had `before` sales on day `start`."""
+@dataclass(frozen=True)
+class Before:
+    """What the buyer had bought when a run started: by its counter and by the day figures."""
+
+    day: str  # the buyer's (its counters' period)
+    utc_day: str  # the day figures'
+    sold: int
+    figured: tuple[int, int]  # the buyer's sales and the vendor's
+
+    @classmethod
+    def now(cls, world: World, buyer_id: int = PARTNER) -> Before:
+        day, utc_day = today(), utc_today()
+        return cls(day, utc_day, world.sold({day}, buyer_id), figured(buyer_id, {utc_day}))
+
+
+def judge(world: World, step: Step, run: Run, row: Row, before: Before) -> None:
+    """Count what went wrong in `run` into `row`, the buyer's sales `before` it."""
     from pingpost.store.sales import _dedupe_key
 
-    if step.name == "full":
+    if isinstance(step, Full):
         found = leads_of(run.request["Email"], run.first_id)
         run.lead_ids = sorted({lead.lead_id for lead in found})
     stored = {i: stored_lead(i) for i in run.lead_ids}
@@ -504,9 +581,16 @@ def judge(world: World, step: Step, run: Run, row: Row, start: str, before: int)
         row.doubled += max(0, len(sold) - run.sold_leads)
         row.lost += max(0, run.sold_leads - len(sold))
     sales = sum(len(lead.sold_to) for lead in sold)
-    counted = world.sold({start, today()}) - before
-    row.doubled += counted > sales
-    row.half_written += counted < sales
+    # Its day counter counts each sale once; the plain buyer has none.
+    counted = world.sold({before.day, today()}, step.buyer) - before.sold
+    capped = sales if step.buyer == PARTNER else 0
+    row.doubled += counted > capped
+    row.half_written += counted < capped
+    # The day figures count each sale once, on the buyer's day and the vendor's.
+    now = figured(step.buyer, {before.utc_day, utc_today()})
+    for after, was in zip(now, before.figured, strict=True):
+        row.doubled += after - was > sales
+        row.half_written += after - was < sales
     for lead in sold:
         # Each sale's dedupe records name its lead (a test lead has none; these are real)
         consumer = run.consumers.get(lead.lead_id) or {
@@ -514,8 +598,9 @@ def judge(world: World, step: Step, run: Run, row: Row, start: str, before: int)
             "phone": lead.data.get("Home_Phone", ""),
         }
         for kind, value in consumer.items():
-            record = _counter(_dedupe_key(PARTNER, kind, value))
-            if record.get("lead_id", {}).get("N") != str(lead.lead_id):
+            record = _counter(_dedupe_key(step.buyer, kind, value))
+            named = record.get("lead_id", {}).get("N")
+            if named != (str(lead.lead_id) if step.buyer == PARTNER else None):
                 row.half_written += 1
     for lead in stored.values():
         if lead is None:
@@ -578,10 +663,9 @@ def test_every_call_of_the_step_faulted_in_turn_leaves_one_truth(
     plan = schedule(faulted(calls), kinds, turn=STEPS.index(step))
     assert {at for at, _ in plan} == set(faulted(calls)) and {k for _, k in plan} == set(kinds)
     for at, kind in plan:
-        start = today()
-        before = world.sold({start})
+        before = Before.now(world, step.buyer)
         run = run_step(world, step, Plan(kind, at, delay=DELAY))
-        judge(world, step, run, rows[kind], start, before)
+        judge(world, step, run, rows[kind], before)
         rows[kind].injected += 1
     print(f"\n{step.name}: {len(calls)} calls ({len(faulted(calls))} faulted): {', '.join(calls)}")
     for row in rows.values():
@@ -645,7 +729,8 @@ def bidding(
     with DemoBidder(low=50, reject_rate=1) as refusing, DemoBidder(low=40) as buying:
         held = {"caps": {"daily": 1000}, "dedupe_days": 30, "filters": {"products": ["Decks"]}}
         sales(
-            buyer(PARTNER, partner.url) | {"dedupe_days": 30},
+            buyer(PARTNER, partner.url) | EVERY_ITEM,
+            _plain_buyer(partner),
             buyer(REFUSING, partner.url, 1) | held | refusing.endpoints(bid={"timeout": 5}),
             buyer(BUYING, partner.url, 1) | held | buying.endpoints(bid={"timeout": 5}),
         )

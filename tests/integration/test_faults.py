@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -34,8 +35,8 @@ def dynamodb() -> Any:
 
 
 def finishes(params: dict[str, Any]) -> bool:
-    """Whether a call is a post's finish: it records the lead's answer without a sale, in a
-    transaction with the vendor's day figures (a test lead's alone, by an UpdateItem)."""
+    """Whether a call is a post's finish: it records the lead's answer without a sale (an
+    UpdateItem of the lead, its day figures riding on it)."""
     items = params.get("TransactItems", [{"Update": params}])
     expression = items[0].get("Update", {}).get("UpdateExpression", "")
     return "extra = :extra, answer = :answer" in expression and "sold_to.#p" not in expression
@@ -111,6 +112,21 @@ def full(**changes: str) -> Any:
 
 # The sale transaction (the lead's own is a Put with its repeat record).
 SALE = {"when": lambda params: "Update" in params["TransactItems"][0] and not finishes(params)}
+# A sale is a transaction when it counts in a cap counter (or holds a dedupe record), else the
+# lead's UpdateItem alone: the faults of a sale hit either.
+CAPPED = {"caps": {"daily": 100}}
+SALES = {
+    "transaction": ("TransactWriteItems", CAPPED, SALE["when"]),
+    "update": ("UpdateItem", {}, lambda params: "sold_to.#p = :price" in str(params)),
+}
+
+
+def selling(sale: str, sales: Any, partner: Any, buyer_id: int) -> tuple[str, Any]:
+    """Buyer `buyer_id` of Gutters, its sales made the `sale` way (SALES): the operation of its
+    sale and the test of a call's parameters that tells the sale."""
+    operation, caps, sent = SALES[sale]
+    sales(buyer(buyer_id, partner.url) | caps)
+    return operation, sent
 
 
 def queued_sales() -> set[tuple[int, int]]:
@@ -186,7 +202,7 @@ def test_a_full_request_whose_finish_fails_after_its_sale_is_answered_matched(
 
     apart = ended_apart(sales, partner, 975, "finish-fails@example.com")
     finishing = {"when": finishes}
-    with fault(dynamodb(), "TransactWriteItems", **finishing) as failed:
+    with fault(dynamodb(), "UpdateItem", **finishing) as failed:
         answer = full(**apart)
     assert failed.hits == 1
     assert answer.status == "Matched"
@@ -194,19 +210,85 @@ def test_a_full_request_whose_finish_fails_after_its_sale_is_answered_matched(
     assert queued_sales() == {(answer.lead_id, 975)}
 
 
-def test_a_sale_applied_whose_answer_was_lost_is_answered_matched(sales: Any, partner: Any) -> None:
+@pytest.mark.parametrize("sale", SALES)
+def test_a_sale_applied_whose_answer_was_lost_is_answered_matched(
+    sales: Any, partner: Any, sale: str
+) -> None:
     # Regression (item 2): the sale transaction committed, its answer was lost, and the
     # publisher was told nothing was sold.
     from pingpost.store import leads
 
-    sales(buyer(976, partner.url))
-    with fault(dynamodb(), "TransactWriteItems", lose=True, **SALE) as lost:
+    operation, sent = selling(sale, sales, partner, 976)
+    before = day_sales(976)  # the figures of the day, whatever the test's other case sold
+    with fault(dynamodb(), operation, lose=True, when=sent) as lost:
         answer = full()
     assert lost.hits == 1
+    assert day_sales(976) == before + 1
     assert answer.status == "Matched"
     lead = leads.get(answer.lead_id)
     assert lead is not None and lead.status == "sold" and list(lead.sold_to) == ["976"]
     assert queued_sales() == {(answer.lead_id, 976)}
+
+
+@contextmanager
+def sent_again(operation: str, marker: str) -> Iterator[list[Any]]:
+    """The first `operation` call whose body holds `marker` is applied, then its connection
+    drops before the answer: botocore sends it again. Yields the answers of those applied."""
+    import requests
+    from botocore.exceptions import ConnectionClosedError
+
+    client, sent = dynamodb(), []
+
+    def applied_then_dropped(request: Any, **_: Any) -> None:
+        body = request.body.decode() if isinstance(request.body, bytes) else request.body
+        if sent or marker not in body:
+            return
+        sent.append(requests.post(request.url, data=body, headers=dict(request.headers)))
+        raise ConnectionClosedError(endpoint_url=request.url)
+
+    event = f"before-send.dynamodb.{operation}"
+    client.meta.events.register_first(event, applied_then_dropped)
+    try:
+        yield sent
+    finally:
+        client.meta.events.unregister(event, applied_then_dropped)
+
+
+def test_a_sale_sent_again_by_botocore_after_its_answer_was_lost_is_the_sale(
+    sales: Any, partner: Any
+) -> None:
+    # A sale that is the lead's write alone (no cap counter) is not a transaction: botocore
+    # sends it again when the connection drops after DynamoDB applied it, and the second finds
+    # its condition false. The post must take that for its own sale, not a refusal.
+    from pingpost.store import leads
+
+    sales(buyer(978, partner.url))
+    with sent_again("UpdateItem", "sold_to.#p = :price") as sent:
+        answer = full()
+    assert [r.status_code for r in sent] == [200]  # applied; botocore sent it again
+    assert answer.status == "Matched"
+    lead = leads.get(answer.lead_id)
+    assert lead is not None and lead.status == "sold" and list(lead.sold_to) == ["978"]
+    assert queued_sales() == {(answer.lead_id, 978)}
+    assert day_sales(978) == 1
+
+
+def test_a_ping_put_again_by_botocore_after_its_answer_was_lost_is_answered(sales: Any) -> None:
+    # Found in review: a ping's lead is one conditional PutItem (its day figures riding on it).
+    # When the connection dropped after DynamoDB stored it, botocore sent it again, the second
+    # found the lead there, and the publisher was answered an error for a lead stored (and
+    # counted): its second ping was another lead.
+    from pingpost import exchange
+    from pingpost.decoding import Request
+    from pingpost.store import leads
+
+    sales(buyer(979, "https://buyer.example/leads"))
+    with sent_again("PutItem", '"status": {"S": "pinged"}') as sent:
+        answer = exchange.submit(Request(complete("ping", Home_Improvement_Product="Gutters")))
+    assert [r.status_code for r in sent] == [200]
+    assert answer.status == "Matched"
+    stored = leads.get(answer.lead_id)
+    assert stored is not None and stored.status == "pinged"
 
 
 def test_an_outbox_that_cannot_be_cleared_does_not_unsell_the_lead(
@@ -249,7 +331,7 @@ def test_the_sweep_finishes_a_full_lead_whose_request_died_after_its_sale(
 
     apart = ended_apart(sales, partner, 978, "sweep-ends@example.com")
     finishing = {"when": finishes}
-    with fault(dynamodb(), "TransactWriteItems", **finishing):
+    with fault(dynamodb(), "UpdateItem", **finishing):
         answer = full(**apart)
     assert answer.status == "Matched"
     assert leads.get(answer.lead_id).status == "posting"  # type: ignore[union-attr]
@@ -338,13 +420,15 @@ def test_a_live_post_is_not_taken_over_whatever_the_clocks_say(
 
 
 def day_sales(partner_id: int) -> int:
-    """What the partner's day counter says it bought."""
-    items = dynamodb().scan(TableName=os.environ["COUNTERS_TABLE"])["Items"]
-    return sum(
-        int(i.get("sold", {}).get("N", 0))
-        for i in items
-        if i["counter"]["S"].startswith(f"cap#{partner_id}#day#")
-    )
+    """What the partner's day figures say it bought (every write of a lead counted so far)."""
+    from datetime import UTC, datetime
+
+    from pingpost.store import figures
+    from tests.conftest import count_figures
+
+    count_figures()
+    key = figures.partner_key(partner_id, figures.day(datetime.now(UTC)))
+    return figures.read([key]).get(key, figures.Figures()).sales
 
 
 def test_a_repeated_full_request_is_the_same_lead_sold_once(sales: Any, partner: Any) -> None:
@@ -382,7 +466,7 @@ def test_a_full_request_whose_process_died_after_its_sale_is_sold_once_when_retr
     apart = ended_apart(sales, partner, 983, "died@example.com")
     request = complete("full", Home_Improvement_Product="Gutters", **apart)
     finishing = {"when": finishes}
-    with fault(dynamodb(), "TransactWriteItems", die=True, **finishing), pytest.raises(Killed):
+    with fault(dynamodb(), "UpdateItem", die=True, **finishing), pytest.raises(Killed):
         exchange.submit(Request(dict(request)))
     quick = settings().model_copy(update={"post_wait_seconds": 0.3})
     monkeypatch.setattr(exchange, "settings", lambda: quick)
@@ -410,7 +494,7 @@ def test_a_post_whose_finish_failed_is_delivered_with_the_posts_data(
     ping = exchange.submit(Request(complete("ping", Home_Improvement_Product="Gutters")))
     posted = complete("post", Lead_ID=str(ping.lead_id), **apart)
     finishing = {"when": finishes}
-    with fault(dynamodb(), "TransactWriteItems", **finishing) as failed:
+    with fault(dynamodb(), "UpdateItem", **finishing) as failed:
         answer = exchange.submit(Request(posted))
     assert (failed.hits, answer.status) == (1, "Matched")
     assert leads.get(ping.lead_id).data["Email"] == posted["Email"]  # type: ignore[union-attr]
@@ -419,8 +503,9 @@ def test_a_post_whose_finish_failed_is_delivered_with_the_posts_data(
     assert (sent["Email"], sent["First_Name"]) == (posted["Email"], posted["First_Name"])
 
 
+@pytest.mark.parametrize("sale", SALES)
 def test_a_full_request_retried_after_the_sweep_ended_it_unsold_is_sold(
-    sales: Any, partner: Any, monkeypatch: pytest.MonkeyPatch
+    sales: Any, partner: Any, monkeypatch: pytest.MonkeyPatch, sale: str
 ) -> None:
     # Found in review: a full request died after storing its lead and before any sale; the
     # sweep recorded the lead unsold, and the publisher's retry (within the repeat window) was
@@ -430,9 +515,10 @@ def test_a_full_request_retried_after_the_sweep_ended_it_unsold_is_sold(
     from pingpost.store import leads
     from tests.faults import Killed
 
-    sales(buyer(985, partner.url))
+    operation, sent = selling(sale, sales, partner, 985)
+    before = day_sales(985)  # the figures of the day, whatever the test's other case sold
     request = complete("full", Home_Improvement_Product="Gutters")
-    with fault(dynamodb(), "TransactWriteItems", die=True, **SALE), pytest.raises(Killed):
+    with fault(dynamodb(), operation, die=True, when=sent), pytest.raises(Killed):
         exchange.submit(Request(dict(request)))
     sweep(monkeypatch)
     sweep(monkeypatch)  # the same claim, no progress: the sweep ends it unsold
@@ -443,11 +529,12 @@ def test_a_full_request_retried_after_the_sweep_ended_it_unsold_is_sold(
     events = [(e["event"], e["detail"]) for e in lead.timeline]
     assert ("sweep", "post abandoned: nothing sold; its request died") in events
     assert any("died before selling anything" in detail for _, detail in events)
-    assert day_sales(985) == 1
+    assert day_sales(985) == before + 1
 
 
+@pytest.mark.parametrize("sale", SALES)
 def test_a_lost_last_sale_answers_what_the_lead_holds_when_another_post_made_that_sale(
-    sales: Any, partner: Any
+    sales: Any, partner: Any, sale: str
 ) -> None:
     # Found in review: the last sale ends the lead with it; when its answer was lost, the post
     # took "the partner is in sold_to" for its own write, though a post that took the lead over
@@ -455,14 +542,14 @@ def test_a_lost_last_sale_answers_what_the_lead_holds_when_another_post_made_tha
     # told this post's answer, not the one the lead holds.
     from pingpost.store import leads
 
-    sales(buyer(985, partner.url))
+    operation, sent = selling(sale, sales, partner, 985)
     raw = boto3.client("dynamodb")
 
     def taken_over(params: dict[str, Any]) -> bool:
         """Before this post's sale is sent: another post sells partner 985 and ends the lead."""
-        update = params["TransactItems"][0].get("Update")
-        if update is None:
-            return False  # the full request storing its lead
+        if not sent(params):
+            return False  # the full request storing its lead, or its finish
+        update = params["TransactItems"][0]["Update"] if "TransactItems" in params else params
         raw.update_item(
             TableName=os.environ["LEADS_TABLE"],
             Key=update["Key"],
@@ -489,7 +576,7 @@ def test_a_lost_last_sale_answers_what_the_lead_holds_when_another_post_made_tha
         )
         return True
 
-    with fault(dynamodb(), "TransactWriteItems", when=taken_over) as failed:
+    with fault(dynamodb(), operation, when=taken_over) as failed:
         answer = full()
     assert failed.hits == 1
     stored = leads.get(answer.lead_id)

@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from tests.conftest import _dynamodb, _sqs
+from tests.conftest import _client, _dynamodb, _sqs
 
 MESSAGES = 300
 POLLERS = 6
@@ -368,3 +368,45 @@ def test_an_item_over_the_size_limit_is_refused_and_one_under_it_kept(
     assert refusal["Code"] == "ValidationException"
     assert "Item size has exceeded the maximum allowed size" in refusal["Message"]
     assert "Item" not in dynamodb.get_item(TableName="sizes", Key={"id": {"N": "2"}})
+
+
+def test_a_cancelled_transaction_leaves_no_record_in_the_stream(aws_endpoint: str) -> None:
+    import pytest
+    from botocore.exceptions import ClientError
+
+    dynamodb = _dynamodb(aws_endpoint)
+    streams = _client("dynamodbstreams", aws_endpoint)
+    table = dynamodb.create_table(
+        TableName="streamed",
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )["TableDescription"]
+    written = {
+        "Update": {
+            "TableName": "streamed",
+            "Key": {"k": {"S": "a"}},
+            "UpdateExpression": "SET v = :v",
+            "ExpressionAttributeValues": {":v": {"N": "1"}},
+        }
+    }
+    refused = {
+        "ConditionCheck": {
+            "TableName": "streamed",
+            "Key": {"k": {"S": "b"}},
+            "ConditionExpression": "attribute_exists(k)",
+        }
+    }
+    cancelled = {"Update": written["Update"] | {"ExpressionAttributeValues": {":v": {"N": "9"}}}}
+    with pytest.raises(ClientError, match="TransactionCanceled"):
+        dynamodb.transact_write_items(TransactItems=[cancelled, refused])
+    dynamodb.transact_write_items(TransactItems=[written])
+    arn = table["LatestStreamArn"]
+    (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records = streams.get_records(ShardIterator=iterator)["Records"]
+    values = [r["dynamodb"]["NewImage"].get("v") for r in records]
+    assert {"N": "9"} not in values and values[-1] == {"N": "1"}

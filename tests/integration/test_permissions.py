@@ -34,6 +34,7 @@ FOLDERS = {
     "DeliverFunction": "deliver",
     "RetryFunction": "retry",
     "ReturnsFunction": "returns",
+    "FiguresFunction": "figures",
 }
 # The actions a transaction's items need, by the kind of item.
 _ITEM_ACTIONS = {
@@ -210,12 +211,17 @@ def _bidders(rejecting: Any, buying: Any) -> list[dict[str, Any]]:
 
 
 def _seed() -> None:
-    """The demo seed, its vendors waiting long enough for a busy machine's bids."""
+    """The demo seed, its vendors waiting long enough for a busy machine's bids, and Roof Co
+    (142) with a daily cap: its sales count in its day counter, which a return credits."""
+    from pingpost.models import Caps
     from pingpost_local import seed
 
     document = seed.load(DEMO_SEED)
     for vendor in document.vendors:
         vendor.bid_timeout = 5  # type: ignore[attr-defined]
+    for partner in document.partners:
+        if partner.id == 142:
+            partner.caps = Caps(daily=1000)
     seed.apply(document)
 
 
@@ -408,7 +414,23 @@ def _returns_calls() -> set[tuple[str, str]]:
     return seen
 
 
+def _figures_calls() -> set[tuple[str, str]]:
+    """A batch of the leads table's stream holding a full request's writes, counted (the
+    batch's record read; the day items and the record written in one transaction)."""
+    from pingpost import exchange
+    from pingpost.decoding import Request
+    from tests.conftest import count_figures
+
+    count_figures()  # what earlier scenarios wrote
+    assert exchange.submit(Request(_lead("full"))).status == "Matched"
+    with recording() as seen:
+        assert count_figures() > 0
+    return seen
+
+
 def calls(function_id: str, monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
+    if function_id == "FiguresFunction":
+        return _figures_calls()
     if function_id == "ReturnsFunction":
         return _returns_calls()
     if function_id == "DeliverFunction":

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import count_figures
 from tests.leads import complete
 
 KEY = "report-test-key-0123456789"
@@ -112,6 +113,7 @@ def calls(seeded: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     from pingpost_local.cli import main
 
     make_leads()
+    count_figures()  # what the leads' stream feeds the figures function within seconds
     made: list[tuple[str, str]] = []
 
     def record(model: Any, params: dict[str, Any], **_: Any) -> None:

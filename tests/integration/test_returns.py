@@ -24,6 +24,12 @@ KEY = EVENT["headers"]["authorization"].removeprefix("Bearer ")
 ROOF_CO = 142
 
 
+def _capped() -> Any:
+    from pingpost.models import Caps
+
+    return Caps(daily=1000)
+
+
 @pytest.fixture(scope="module")
 def demo(aws: str) -> None:
     from pingpost_local import seed
@@ -31,15 +37,17 @@ def demo(aws: str) -> None:
     document = seed.load(DEMO_SEED)
     for partner in document.partners:  # one consumer's leads sell again (dedupe: test_sales)
         partner.dedupe_days = 0
+        if partner.id == ROOF_CO:
+            partner.caps = _capped()  # its sales count in its day counter, which a return credits
     seed.apply(document)
 
 
 def reseed_roof_co() -> None:
-    """Roof Co as the demo seed has it (after a test changed it)."""
+    """Roof Co as the tests have it (after a test changed it)."""
     from pingpost_local import seed
 
     (roof_co,) = [p for p in seed.load(DEMO_SEED).partners if p.id == ROOF_CO]
-    roof_co.dedupe_days = 0
+    roof_co.dedupe_days, roof_co.caps = 0, _capped()
     seed.apply(seed.Seed(partners=[roof_co]))
 
 
@@ -79,6 +87,9 @@ def send(body: Any, key: str | None = KEY) -> tuple[int, dict[str, Any]]:
 
 def counters(lead_id: int) -> dict[str, Decimal]:
     """Roof Co's day counter (sold, spent) and the day figures of it and of the lead's vendor."""
+    from tests.conftest import count_figures
+
+    count_figures()
     from pingpost.caps import periods
     from pingpost.store import figures, partners
 
@@ -86,7 +97,7 @@ def counters(lead_id: int) -> dict[str, Decimal]:
     assert roof_co is not None
     now = datetime.now(UTC)
     cap = counter_item(f"cap#{ROOF_CO}#day#{periods(roof_co, now).day}")
-    vendor = figures.vendor_day(lead(lead_id).vendor_id, lead_id, now, figures.Figures()).key
+    vendor = figures.vendor_day(lead(lead_id).vendor_id, now, figures.Figures()).key
     partner = figures.partner_key(ROOF_CO, figures.day(now))
     read = figures.read([vendor, partner])
     return {
@@ -147,6 +158,8 @@ def test_a_return_is_refused_with_its_reason_and_changes_nothing(demo: None) -> 
     from pingpost.store import partners
 
     lead_id = sold_lead()
+    # A lead Roof Co did not buy (another partner did), made before the figures are read.
+    unsold = submitted(Home_Improvement_Product="Gutters")
     before = counters(lead_id)
     roof_co = partners.by_id(ROOF_CO)
     assert roof_co is not None
@@ -178,8 +191,7 @@ def test_a_return_is_refused_with_its_reason_and_changes_nothing(demo: None) -> 
     lone_surrogate = '{"lead_id": ' + str(lead_id) + ', "reason": "\\ud800"}'
     assert send(lone_surrogate)[0] == 400
     assert send({"lead_id": lead_id, "reason": "   "})[0] == 400
-    # A lead Roof Co did not buy (one nobody bought, and one another partner bought): 404.
-    unsold = submitted(Home_Improvement_Product="Gutters")
+    # A lead Roof Co did not buy, and one nobody bought: 404.
     assert str(ROOF_CO) not in lead(unsold).sold_to
     assert send({"lead_id": unsold, "reason": "x"})[0] == 404
     assert send({"lead_id": 10**12, "reason": "x"})[0] == 404
@@ -296,7 +308,7 @@ def test_a_return_gives_back_what_the_sale_counted_whatever_the_partner_became(
     from pingpost.store import sales
 
     held = sales.charge_of(ROOF_CO, lead(lead_id).charged[str(ROOF_CO)])
-    (counted,) = held["counters"]  # Roof Co has no caps
+    (counted,) = held["counters"]  # Roof Co has a daily cap only
     assert counted.startswith(f"cap#{ROOF_CO}#day#")
     table = boto3.client("dynamodb")
     try:
@@ -319,6 +331,30 @@ def test_a_return_gives_back_what_the_sale_counted_whatever_the_partner_became(
         ExpressionAttributeValues={":week": {"S": f"cap#{ROOF_CO}#week#"}},
     )["Items"]
     assert weeks == []  # the sale counted in no week: the return gives none back
+
+
+def test_a_sale_to_a_partner_without_caps_counts_in_no_counter_and_is_returned(
+    demo: None,
+) -> None:
+    from pingpost_local import seed
+
+    (uncapped,) = [p for p in seed.load(DEMO_SEED).partners if p.id == ROOF_CO]
+    uncapped.dedupe_days = 0
+    seed.apply(seed.Seed(partners=[uncapped]))
+    try:
+        lead_id = sold_lead()
+        from pingpost.store import sales
+
+        # The sale keeps when it was made, and that it counted in no counter.
+        held = sales.charge_of(ROOF_CO, lead(lead_id).charged[str(ROOF_CO)])
+        assert held["counters"] == [] and held["at"] > 0
+        before = counters(lead_id)
+        assert send({"lead_id": lead_id, "reason": "x"})[1]["status"] == "returned"
+        after = counters(lead_id)
+    finally:
+        reseed_roof_co()
+    assert (after["sold"], after["spent"]) == (before["sold"], before["spent"])  # none credited
+    assert after["partner returns"] == before["partner returns"] + 1
 
 
 def test_a_second_return_says_so_even_past_the_window(demo: None) -> None:

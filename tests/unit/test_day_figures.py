@@ -21,7 +21,7 @@ from pingpost.delivery import Attempt, Permanent, Undelivered
 from pingpost.models import SOLD
 from pingpost.reasons import DAILY_CAP
 from pingpost.store import figures
-from pingpost.store.figures import SHARDS, Figures, Tally, bid_key, bid_step
+from pingpost.store.figures import Figures, Tally, bid_key, bid_step
 from pingpost.store.queues import DeadLetter, Delivery
 from pingpost_local.report import Period, keys, totals
 from pingpost_local.report_html import page
@@ -51,12 +51,8 @@ def submit(world: World, mode: str, **changes: str) -> Any:
 
 
 def vendor_day(world: World) -> Figures:
-    """Vendor v1's figures today, its shards added up."""
-    found = world.figures()
-    on = figures.day(TODAY)
-    return sum(
-        (found.get(figures.vendor_key("v1", on, s), Figures()) for s in range(SHARDS)), Figures()
-    )
+    """Vendor v1's figures today."""
+    return world.figures().get(figures.vendor_key("v1", figures.day(TODAY)), Figures())
 
 
 def partner_day(world: World, partner_id: int) -> Figures:
@@ -69,7 +65,7 @@ def test_a_ping_counts_with_its_lead_and_a_test_ping_counts_nothing(world: World
     submit(world, "ping", Test_Lead="1")
     assert vendor_day(world) == Figures(pings=2, matched=1)
     (first, *_) = world.leads.tallied
-    assert first.key == figures.vendor_key("v1", figures.day(TODAY), 1 % SHARDS)  # lead 1
+    assert first.key == "day#" + figures.day(TODAY) + "#vendor#v1"
 
 
 def test_a_post_counts_its_sales_on_the_vendor_and_each_partner_and_itself_once(
@@ -188,9 +184,9 @@ def test_a_delivery_parked_by_the_retry_counts_once(sold: World) -> None:
 
 def test_tallies_of_one_item_are_added_into_one() -> None:
     at = datetime(2026, 11, 30, 23, 59, tzinfo=UTC)
-    one = figures.vendor_day("v1", 9, at, Figures(sales=1, revenue=Decimal("12.50")))
-    two = figures.vendor_day("v1", 17, at, Figures(posts=1))  # 17 % 8 == 9 % 8: one shard
-    assert one.key == two.key == "day#2026-11-30#vendor#v1#1"
+    one = figures.vendor_day("v1", at, Figures(sales=1, revenue=Decimal("12.50")))
+    two = figures.vendor_day("v1", at, Figures(posts=1))
+    assert one.key == two.key == "day#2026-11-30#vendor#v1"
     assert figures.merged([one, two]) == [
         Tally(one.key, Figures(posts=1, sales=1, revenue=Decimal("12.50")))
     ]
@@ -223,18 +219,21 @@ def _counted(partner_id: int, bid: float | None = None, **counts: int) -> dict[s
     return out
 
 
-def test_the_report_adds_shards_and_days_and_counts_a_sale_once_per_day() -> None:
+def test_the_report_adds_days_and_earlier_versions_shards_and_counts_a_sale_once_per_day() -> None:
     period = Period(date(2026, 11, 29), date(2026, 11, 30))
     wanted = keys(period.days(), ["v1"], [7])
-    assert len(wanted) == 2 * (2 * SHARDS + 1)  # per day: the shards of figures and bids, 1 partner
+    # Per day: the vendor's figures and bids, each under its key and the 8 shards earlier
+    # versions wrote, and the partner's day.
+    assert len(wanted) == 2 * (2 * (1 + 8) + 1)
+    assert "day#2026-11-30#vendor#v1" in wanted and "day#2026-11-30#vendor#v1#7" in wanted
     found = {
         "day#2026-11-29#vendor#v1#0": Figures(pings=2, matched=1),
-        "day#2026-11-30#vendor#v1#3": Figures(
+        "day#2026-11-30#vendor#v1": Figures(
             pings=1, matched=1, posts=1, sales=1, revenue=Decimal(30), margin=Decimal(25)
         ),
         # Partner 7 bid on v1's leads: asked 4 times, 2 bids (25.50 and 31), 1 timeout ...
         "day#2026-11-29#bids#v1#6": Figures(bids=_counted(7, asked=2, bid=25.5)),
-        "day#2026-11-30#bids#v1#1": Figures(bids=_counted(7, asked=1, bid=31)),
+        "day#2026-11-30#bids#v1": Figures(bids=_counted(7, asked=1, bid=31)),
         "day#2026-11-30#bids#v1#2": Figures(bids=_counted(7, asked=1, timeouts=1)),
         # ... won both (posted), and accepted one.
         "day#2026-11-30#partner#7": Figures(
@@ -368,12 +367,12 @@ def test_an_auction_of_the_most_buyers_is_one_update_dynamodb_takes() -> None:
         str(n): {"outcome": "bid", "price": Decimal(n) * Decimal("1.7"), "token": "t"}
         for n in range(1, auction.MOST_BUYERS + 1)
     }
-    (tally,) = auction.tallies("v1", 7, TODAY, asked)
-    assert tally.key == figures.bids_key("v1", figures.day(TODAY), 7 % SHARDS)
+    (tally,) = auction.tallies("v1", TODAY, asked)
+    assert tally.key == figures.bids_key("v1", figures.day(TODAY))
     update = figures.adding(tally)["Update"]
     assert len(update["UpdateExpression"]) < 4096
     assert len(update["ExpressionAttributeNames"]) == 2 * auction.MOST_BUYERS
-    assert auction.tallies("v1", 7, TODAY, {"1": {"outcome": "not asked"}}) == []
+    assert auction.tallies("v1", TODAY, {"1": {"outcome": "not asked"}}) == []
 
 
 def test_a_ping_without_an_auction_writes_no_bids_item(world: World) -> None:

@@ -43,6 +43,13 @@ NEVER = {
     "deliver": {"pingpost.responses", "pingpost.exchange", "pingpost.decoding", "aws_xray_sdk"},
     "retry": {"requests", "pingpost.delivery", "pingpost.decoding", "aws_xray_sdk"},
     "returns": {"requests", "pingpost.exchange", "pingpost.decoding", "aws_xray_sdk"},
+    "figures": {
+        "requests",
+        "pingpost.exchange",
+        "pingpost.decoding",
+        "pingpost.matching",
+        "aws_xray_sdk",
+    },
 }
 # And what shows the import was the real one.
 LOADS = {
@@ -53,6 +60,7 @@ LOADS = {
     "deliver": "pingpost.delivery",
     "retry": "pingpost.redrive",
     "returns": "pingpost.returns",
+    "figures": "pingpost.store.counting",
 }
 
 

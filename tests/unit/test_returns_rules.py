@@ -39,7 +39,7 @@ def test_a_return_gives_back_the_counters_the_sale_charged_and_takes_its_price_o
     taken = Figures(returns=1, revenue=Decimal(-30), margin=Decimal(-30))
     found = world.figures()
     assert found[figures.partner_key(1, "2026-12-07")] == taken
-    assert found[figures.vendor_key("v1", "2026-12-07", 7 % figures.SHARDS)] == taken
+    assert found[figures.vendor_key("v1", "2026-12-07")] == taken
 
 
 def test_returned_already_comes_before_the_window_and_the_partners_settings(

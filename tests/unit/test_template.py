@@ -93,3 +93,20 @@ def test_the_dashboard_shows_only_metrics_the_code_emits_and_every_function(
     assert {"Sales", "Revenue", "Delivered", "PingMatched"} <= shown
     every = {k for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
     assert functions == {"Function errors": every, "Function duration (p99, ms)": every}
+
+
+def test_the_figures_function_takes_each_batch_of_the_leads_stream_whole_until_it_is_counted(
+    resources: dict[str, Any],
+) -> None:
+    # It keys what it counted by a batch's first record (pingpost.store.counting): a batch split
+    # in two, or begun again at a failed record, would count some writes twice; one given up
+    # would lose them.
+    (event,) = resources["FiguresFunction"]["Properties"]["Events"].values()
+    assert event["Type"] == "DynamoDB"
+    assert event["Properties"]["Stream"] == {"Fn::GetAtt": ["LeadsTable", "StreamArn"]}
+    assert event["Properties"]["MaximumRetryAttempts"] == -1
+    assert event["Properties"]["BisectBatchOnFunctionError"] is False
+    assert "FunctionResponseTypes" not in event["Properties"]
+    assert event["Properties"]["ParallelizationFactor"] == 1
+    view = resources["LeadsTable"]["Properties"]["StreamSpecification"]["StreamViewType"]
+    assert view == "NEW_AND_OLD_IMAGES"  # a write's tally is told from the one before it

@@ -219,13 +219,11 @@ def tally(asked: Mapping[str, Mapping[str, Any]]) -> dict[str, Decimal]:
     return out
 
 
-def tallies(
-    vendor_id: str, lead_id: int, now: datetime, asked: Mapping[str, Any]
-) -> list[figures.Tally]:
+def tallies(vendor_id: str, now: datetime, asked: Mapping[str, Any]) -> list[figures.Tally]:
     """The day item an auction's figures are added to, if it sent any request (none for a test
     lead: the caller leaves it out)."""
     counted = tally(asked)
-    return [figures.bids_day(vendor_id, lead_id, now, counted)] if counted else []
+    return [figures.bids_day(vendor_id, now, counted)] if counted else []
 
 
 def priced(

@@ -148,8 +148,8 @@ def ping(
     # The vendor's day counts the ping with the lead, in one write (test leads are not counted).
     counted = Figures(pings=1, matched=int(answer.status == MATCHED))
     day = [
-        vendor_day(vendor.id, lead_id, now, counted),
-        *auction.tallies(vendor.id, lead_id, now, asked),
+        vendor_day(vendor.id, now, counted),
+        *auction.tallies(vendor.id, now, asked),
     ]
     stores.leads.add(
         Lead(
@@ -228,7 +228,7 @@ def full(
         matched.ranked, data, test=lead.test, seconds=vendor.bid_timeout, stores=stores
     )
     # Its auction is counted with that write, whatever becomes of the post.
-    counted = [] if lead.test else auction.tallies(vendor.id, lead_id, now, lead.bids)
+    counted = [] if lead.test else auction.tallies(vendor.id, now, lead.bids)
     try:
         stores.leads.add(lead, repeat, tallies=counted)
     except Repeated as earlier:

@@ -113,7 +113,7 @@ def give_back(
             )
         taken = Figures(returns=1, revenue=-price, margin=-price)
         tallies = [
-            vendor_day(lead.vendor_id, lead_id, now, taken),
+            vendor_day(lead.vendor_id, now, taken),
             partner_day(partner.id, now, taken),
         ]
         at = int(now.timestamp() * 1000)

@@ -242,7 +242,7 @@ def _sale_tallies(
     sale = Figures(sales=1, revenue=price, margin=kept)
     ended = _ended_figures(ending[0], full) if ending else Figures()
     return [
-        figures.vendor_day(vendor.id, lead.lead_id, now, sale + ended),
+        figures.vendor_day(vendor.id, now, sale + ended),
         figures.partner_day(partner.id, now, sale),
     ]
 
@@ -259,7 +259,7 @@ def _ended_tallies(vendor: Vendor, lead: Lead, now: datetime, full: bool) -> lis
     """The day figures of a post whose outcome is recorded without a sale."""
     if lead.test:
         return []
-    return [figures.vendor_day(vendor.id, lead.lead_id, now, _ended_figures(lead, full))]
+    return [figures.vendor_day(vendor.id, now, _ended_figures(lead, full))]
 
 
 def _sale(

@@ -1,6 +1,7 @@
 """The only code that talks to AWS. DynamoDB: leads, partners, vendors, counters (a module a
-table), deliveries (the leads' delivery records and outbox), sales (one transaction over the
-leads and counters tables). SQS: queues. SSM Parameter Store: secrets."""
+table), deliveries (the leads' delivery records and outbox), sales (one write over the leads and
+counters tables), figures and counting (the day figures, from the leads' stream). SQS: queues.
+SSM Parameter Store: secrets."""
 
 from __future__ import annotations
 

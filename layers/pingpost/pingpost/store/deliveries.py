@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from pingpost.config import settings
 from pingpost.models import POSTING
 from pingpost.store import dynamodb, figures, from_item, to_item
-from pingpost.store.figures import Tally
+from pingpost.store.figures import TALLY, Tally
 
 QUEUED, SENDING, DELIVERED, FAILED = "queued", "sending", "delivered", "failed"
 # A sale held while its buyer is posted (it won by its bid): never queued or sent from here;
@@ -200,7 +200,8 @@ def _leave_outbox(
         dynamodb().update_item(
             TableName=settings().leads_table,
             Key=_key(lead_id),
-            UpdateExpression=f"REMOVE outbox, outbox_since{also}",
+            # The sale's day figures rode on its write, which the stream has: not kept.
+            UpdateExpression=f"REMOVE outbox, outbox_since, {TALLY}{also}",
             ConditionExpression=f"{waiting} AND #s <> :posting",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues=(values or {}) | {":posting": {"S": POSTING}},

@@ -1,29 +1,21 @@
 """The day figures `pingpost report` reads: per UTC day, per vendor and per partner.
 
-They are items of the counters table, not of a table of their own, because they are what its
-other items are: counters ADDed by key inside writes a request makes anyway (the sale's
-transaction already writes the partner's cap counters there), read back by key
-(BatchGetItem), never scanned. Every function that writes them already had the table, and a
-table of its own would be one more resource to create, back up and grant for items of a few
-bytes. Keys (days are UTC, YYYY-MM-DD):
+They are items of the counters table (counters read back by key, BatchGetItem, never
+scanned), one per day and what it counts (days are UTC, YYYY-MM-DD):
 
-- `day#<day>#vendor#<vendor ID>#<shard>`: a vendor's pings, matched, posts, sales, revenue and
-  margin. Every ping of the vendor writes it, so it is spread over SHARDS items by lead ID
-  (one item takes about 1,000 writes a second); the report adds the shards up.
+- `day#<day>#vendor#<vendor ID>`: a vendor's pings, matched, posts, sales, revenue and margin.
 - `day#<day>#partner#<partner ID>`: a partner's sales, revenue, margin, deliveries failed and
-  parked. One item: it is written on a sale, as the partner's cap day counter already is.
+  parked; and its posts as a buyer that won by its bid (won) and those it accepted.
+- `day#<day>#bids#<vendor ID>`: what the auctions of the vendor's leads asked of each buyer
+  (asked, timeouts, and its bids counted by step of about 10%, `#at#<step>`, for their number
+  and median), as attributes `bid#<partner ID>#<what>` (`Figures.bids`). The item grows with
+  the buyers asked and their steps (about 15 to 20 bytes an attribute).
 
-What buyers that bid did is kept as attributes `bid#<partner ID>#<what>` (`Figures.bids`):
-- `day#<day>#bids#<vendor ID>#<shard>`: what the auctions of the vendor's leads asked of each
-  buyer (asked, timeouts, and its bids counted by step of about 10%, `#at#<step>`, for their
-  number and median), written with the lead's first write (one more item in it) by a ping or
-  full request that asked buyers, and by no other: a ping without an auction pays nothing for
-  it. The item grows with the buyers asked and their steps (about 15 to 20 bytes an attribute).
-- the partner's day item: its posts (won) and those it accepted, with the post's confirmation
-  (which writes that item anyway) or release (one more item in its transaction).
-
-An ADD is applied with the write that records what it counts, in one transaction, so a write
-that fails or is refused counts nothing and a repeat that writes nothing counts nothing.
+No request writes them. What a write of a lead counts rides on that write, as the lead's
+`tally` (`riding`, `carrying`): a write that fails or is refused carries nothing, and a repeat
+that writes nothing carries nothing. The figures function reads the leads table's stream and
+adds each write's tally to the day items once (`pingpost.store.counting`), a transaction per
+batch of the stream rather than a counter item in every request's transaction.
 """
 
 from __future__ import annotations
@@ -33,17 +25,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from secrets import token_hex
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from pingpost.config import settings
-from pingpost.store import counters, dynamodb, to_item, transact
+from pingpost.store import counters, dynamodb, to_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
-SHARDS = 8
+# Before the stream counted them, a vendor's day items were spread over 8 keys (`#<0..7>`
+# after the key): the report adds those up too (`vendor_keys`, `bids_keys`).
+_OLD_SHARDS = 8
+TALLY = "tally"  # the lead's attribute: its last write's day figures, for the figures function
 # Kept about 13 months, so a report can compare a month with the same month a year before.
 _KEEP_SECONDS = 400 * 86_400
 
@@ -155,9 +151,15 @@ def day(at: datetime | date) -> str:
     return at.isoformat()
 
 
-def vendor_key(vendor_id: str, on: str, shard: int) -> str:
-    """The key of one shard of a vendor's day."""
-    return f"day#{on}#vendor#{vendor_id}#{shard}"
+def vendor_key(vendor_id: str, on: str) -> str:
+    """The key of a vendor's day."""
+    return f"day#{on}#vendor#{vendor_id}"
+
+
+def vendor_keys(vendor_id: str, on: str) -> list[str]:
+    """Every key a vendor's day may be under: its own and those of earlier versions."""
+    key = vendor_key(vendor_id, on)
+    return [key, *(f"{key}#{shard}" for shard in range(_OLD_SHARDS))]
 
 
 def partner_key(partner_id: int, on: str) -> str:
@@ -165,13 +167,20 @@ def partner_key(partner_id: int, on: str) -> str:
     return f"day#{on}#partner#{partner_id}"
 
 
-def bids_key(vendor_id: str, on: str, shard: int) -> str:
-    return f"day#{on}#bids#{vendor_id}#{shard}"
+def bids_key(vendor_id: str, on: str) -> str:
+    """The key of what the auctions of a vendor's leads counted of their buyers on a day."""
+    return f"day#{on}#bids#{vendor_id}"
 
 
-def bids_day(vendor_id: str, lead_id: int, at: datetime, bids: Mapping[str, Decimal]) -> Tally:
-    """What an auction of a vendor's lead counted of its buyers, for its day (the lead's shard)."""
-    return Tally(bids_key(vendor_id, day(at), lead_id % SHARDS), Figures(bids=bids))
+def bids_keys(vendor_id: str, on: str) -> list[str]:
+    """Every key `bids_key` may be under: its own and those of earlier versions."""
+    key = bids_key(vendor_id, on)
+    return [key, *(f"{key}#{shard}" for shard in range(_OLD_SHARDS))]
+
+
+def bids_day(vendor_id: str, at: datetime, bids: Mapping[str, Decimal]) -> Tally:
+    """What an auction of a vendor's lead counted of its buyers, for its day."""
+    return Tally(bids_key(vendor_id, day(at)), Figures(bids=bids))
 
 
 def bids_made(bids: Mapping[str, Decimal], partner_id: int | str) -> Decimal:
@@ -180,9 +189,9 @@ def bids_made(bids: Mapping[str, Decimal], partner_id: int | str) -> Decimal:
     return sum((n for k, n in bids.items() if k.startswith(prefix)), Decimal(0))
 
 
-def vendor_day(vendor_id: str, lead_id: int, at: datetime, figures: Figures) -> Tally:
-    """Figures of a vendor's lead, for its day (the shard is the lead's)."""
-    return Tally(vendor_key(vendor_id, day(at), lead_id % SHARDS), figures)
+def vendor_day(vendor_id: str, at: datetime, figures: Figures) -> Tally:
+    """Figures of a vendor's lead, for its day."""
+    return Tally(vendor_key(vendor_id, day(at)), figures)
 
 
 def partner_day(partner_id: int, at: datetime, figures: Figures) -> Tally:
@@ -219,24 +228,126 @@ def adding(tally: Tally) -> TransactWriteItemTypeDef:
     return {"Update": item}
 
 
+def _added(figures: Figures) -> dict[str, Any]:
+    """A tally's figures that are not 0, by the name its day item keeps them under."""
+    values = {f.name: getattr(figures, f.name) for f in fields(Figures) if f.name != "bids"}
+    return {k: v for k, v in values.items() if v} | {k: v for k, v in figures.bids.items() if v}
+
+
+def size(figures: Figures) -> int:
+    """How many figures an update of a day item by `figures` adds (those that are not 0)."""
+    return len(_added(figures))
+
+
 def _expires() -> int:
     return int(time.time()) + _KEEP_SECONDS
 
 
+# A tally's figures by one letter each (a bid's are written whole, after "@").
+_CODES = {
+    "pings": "P",
+    "matched": "M",
+    "posts": "O",
+    "sales": "S",
+    "revenue": "R",
+    "margin": "G",
+    "failed": "F",
+    "parked": "K",
+    "returns": "X",
+}
+_NAMES = {code: name for name, code in _CODES.items()}
+_KINDS = {"vendor": "v", "partner": "p", "bids": "b"}
+_KIND_NAMES = {code: kind for kind, code in _KINDS.items()}
+
+
+def riding(tallies: Sequence[Tally]) -> str | None:
+    """What a write of a lead carries of its day figures (its `tally` attribute, which the
+    figures function adds to the day items from the leads table's stream), as short a text as
+    the lead's one write unit needs: a new ID, the day, then each day item's figures, e.g.
+    `1f0c2b9a5e3d 2026-12-07 vdemo:S,R20,G15 p142:S,R20,G15` (a count of 1 is its letter alone).
+    None without figures."""
+    counted = [(t.key, _added(t.figures)) for t in merged(tallies)]
+    counted = [(key, values) for key, values in counted if values]
+    if not counted:
+        return None
+    day = counted[0][0].split("#")[1]
+    parts = [token_hex(6), day]  # the ID: 48 random bits, new with each write
+    for key, values in counted:
+        _, on, kind, rest = key.split("#", 3)
+        if on != day:
+            raise ValueError(f"one write's figures are of one day: {key} is not of {day}")
+        figures = [
+            f"@{name[len(_BID) :]}={_number(value)}"
+            if name.startswith(_BID)
+            else _CODES[name] + ("" if value == 1 else _number(value))
+            for name, value in values.items()
+        ]
+        parts.append(f"{_KINDS[kind]}{rest}:{','.join(figures)}")
+    return " ".join(parts)
+
+
+def _number(value: Any) -> str:
+    return format(Decimal(value).normalize(), "f")
+
+
+def ridden(text: str) -> tuple[str, list[Tally]]:
+    """The ID and the tallies of a lead's `tally` (`riding`)."""
+    ident, day, *entries = text.split(" ")
+    tallies = []
+    for entry in entries:
+        where, _, written = entry.partition(":")
+        values: dict[str, Decimal] = {}
+        for figure in written.split(","):
+            if figure.startswith("@"):
+                name, _, value = figure[1:].partition("=")
+                values[_BID + name] = Decimal(value)
+            else:
+                values[_NAMES[figure[0]]] = Decimal(figure[1:] or 1)
+        key = f"day#{day}#{_KIND_NAMES[where[0]]}#{where[1:]}"
+        tallies.append(Tally(key, Figures.of(values)))
+    return ident, tallies
+
+
+def carrying(update: Mapping[str, Any], tallies: Sequence[Tally]) -> dict[str, Any]:
+    """An UpdateItem of a lead (its parameters) that also sets its `tally` (`riding`)."""
+    tally = riding(tallies)
+    out = dict(update)
+    expression = str(update["UpdateExpression"])
+    if tally is None:
+        # A write that carries none takes off what an earlier one carried (the stream has it).
+        out["UpdateExpression"] = (
+            expression.replace(" REMOVE ", f" REMOVE {TALLY}, ", 1)
+            if " REMOVE " in expression
+            else f"{expression} REMOVE {TALLY}"
+        )
+        return out
+    set_tally = f"#{TALLY} = :{TALLY}"
+    out["UpdateExpression"] = (
+        f"SET {set_tally}, {expression[4:]}"
+        if expression.startswith("SET ")
+        else f"SET {set_tally} {expression}"
+    )
+    out["ExpressionAttributeNames"] = {
+        **update.get("ExpressionAttributeNames", {}),
+        f"#{TALLY}": TALLY,
+    }
+    out["ExpressionAttributeValues"] = {
+        **update.get("ExpressionAttributeValues", {}),
+        f":{TALLY}": {"S": tally},
+    }
+    return out
+
+
 def write(update: Mapping[str, Any], tallies: Sequence[Tally]) -> bool:
-    """Apply a conditional UpdateItem (its parameters) and the tallies' ADDs together: one
-    UpdateItem without tallies, else one transaction. False when the update's condition failed.
-    """
-    if not tallies:
-        try:
-            dynamodb().update_item(**update)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
-    # Only the update has a condition: a refusal is its own.
-    return transact([{"Update": dict(update)}, *(adding(t) for t in merged(tallies))]) is None
+    """Apply a conditional UpdateItem of a lead (its parameters), carrying the tallies (see
+    `carrying`). False when the update's condition failed."""
+    try:
+        dynamodb().update_item(**carrying(update, tallies))
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
 
 
 def read(keys: Sequence[str]) -> dict[str, Figures]:

@@ -164,16 +164,31 @@ def add(lead: Lead, repeat: Repeat | None = None, tallies: Sequence[Tally] = ())
         "Item": lead.item(),
         "ConditionExpression": "attribute_not_exists(lead_id)",
     }
-    counted = [figures.adding(t) for t in figures.merged(tallies)]
-    if repeat is None and not counted:
-        dynamodb().put_item(**put)
+    tally = figures.riding(tallies)
+    if tally is not None:
+        put["Item"][figures.TALLY] = {"S": tally}
+    if repeat is None:
+        try:
+            dynamodb().put_item(**put, ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        except BotoCoreError:
+            if _stored(lead.lead_id):
+                return  # applied; only its answer was lost
+            raise
+        except ClientError as error:
+            # botocore sent the put again after DynamoDB stored it and the answer was lost: the
+            # lead there is this one (its ID is new, and it was made by this vendor at this ms).
+            found: Any = error.response.get("Item", {})
+            mine = ("vendor_id", "created_at")
+            if found and all(found.get(k) == put["Item"].get(k) for k in mine):
+                return
+            raise
         return
     for attempt in range(_ATTEMPTS):
         records: list[Any] = [] if repeat is None else [{"Put": _record(lead, repeat)}]
         try:
             # botocore gives the call a ClientRequestToken and keeps it across its own retries,
             # so DynamoDB applies it once even when an answer is lost on the way.
-            dynamodb().transact_write_items(TransactItems=[{"Put": put}, *records, *counted])
+            dynamodb().transact_write_items(TransactItems=[{"Put": put}, *records])
             return
         except BotoCoreError:
             if _stored(lead.lead_id):
@@ -297,7 +312,9 @@ def claim(
                     else ""
                 )
                 # The ping's expiry ends here: the lead is kept for the retention period.
-                + ", expires_at = :kept REMOVE sweep_seen, unanswered"
+                # The ping's figures were counted from its write: not carried further.
+                + ", expires_at = :kept REMOVE sweep_seen, unanswered, "
+                + figures.TALLY
             ),
             ConditionExpression=condition,
             ExpressionAttributeNames={"#s": "status", **({"#d": "data"} if posted else {})},

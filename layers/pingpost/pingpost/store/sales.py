@@ -1,12 +1,14 @@
 """Sales: the lead, the partner's cap counters and the dedupe records, changed as one.
 
-Every sale is one DynamoDB transaction on the counters and leads tables:
-- the lead: one more time sold, to a partner it was not sold to, while this post holds it;
-- the partner's day counter (sales and spend, the day's figures for reports and for a daily cap
-  or budget), and its week and month counters only when it has a weekly or monthly cap;
+Every sale is one DynamoDB write: a transaction on the counters and leads tables, or the
+lead's conditional UpdateItem alone when the partner has neither caps nor a dedupe window:
+- the lead: one more time sold, to a partner it was not sold to, while this post holds it, with
+  the vendor's and the partner's day figures for `pingpost report` riding on it
+  (`pingpost.store.figures`);
+- the partner's counters its caps need: the day's (sales and spend) for a daily cap or budget,
+  the week's and the month's for those caps;
 - a dedupe record per consumer identity (email, phone) that the partner must not buy again
-  within its window, when it has one;
-- the vendor's and the partner's day figures for `pingpost report` (`pingpost.store.figures`).
+  within its window, when it has one.
 If any condition fails nothing changes, and the reason says which rule stopped the sale.
 A test lead changes the lead alone: it consumes no cap and leaves no dedupe record.
 
@@ -18,11 +20,14 @@ caps, spend and dedupe records, and the conditions that keep them exact, read in
 from __future__ import annotations
 
 import hashlib
+import random
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
 
 from pingpost.caps import Periods, Usage, periods
 from pingpost.config import settings
@@ -35,7 +40,7 @@ from pingpost.reasons import (
     TEST_PARTNER,
     WEEKLY_CAP,
 )
-from pingpost.store import Expiring, counters, figures, to_item, transact
+from pingpost.store import Expiring, counters, dynamodb, figures, from_item, to_item, transact
 from pingpost.store.deliveries import DELIVERED, QUEUED, RELEASED, RESERVED, outbox_shard
 from pingpost.store.figures import Tally
 from pingpost.store.leads import CHARGED, Lead, finishing, kept_until
@@ -50,6 +55,7 @@ DEDUPE = "bought this consumer within its dedupe window"
 _DAY = 86_400
 # Counters are kept a while after their period ends, for the operator's reports.
 _KEEP_COUNTERS = 40 * _DAY
+_ATTEMPTS = 5  # a sale's write, when it met a transaction at the same moment
 
 _usage: Expiring[str, Mapping[str, Decimal]] = Expiring(lambda: settings().usage_cache_seconds)
 
@@ -115,7 +121,7 @@ def _lead_update(
     now_ms: int,
     finished: Lead | None,
     reserve: Mapping[str, Any] | None = None,
-    charged: Sequence[str] = (),
+    charged: Sequence[str] | None = None,
 ) -> TransactWriteItemTypeDef:
     # The sale joins the lead's outbox (outbox_sales) until its message is on the queue; a sale
     # reserved for its post waits for the buyer's answer instead, and is never queued.
@@ -124,7 +130,7 @@ def _lead_update(
         " outbox_since = if_not_exists(outbox_since, :now)"
     )
     names = {"#s": "status", "#p": str(partner.id)}
-    if charged:
+    if charged is not None:
         # What the sale counted, and when: what a return gives back (`give_back`).
         sets += ", #charged = :charged"
         names["#charged"] = charged_name(partner.id)
@@ -143,7 +149,7 @@ def _lead_update(
     }
     if reserve is None:
         values[":sale"] = {partner.id}
-    if charged:
+    if charged is not None:
         values[":charged"] = charge_text(partner.id, now_ms, charged)
     if finished is not None:
         # The post's last sale records its outcome too: no write of its own.
@@ -249,7 +255,7 @@ def sell(
         return TEST_PARTNER if partner.test else NOT_TEST_PARTNER  # test leads to test partners
     price = partner.price
     now_ms = int(now.timestamp() * 1000)
-    charged = [] if test else counted_in(partner, now)
+    charged = None if test else counted_in(partner, now)
     lead = _lead_update(lead_id, token, partner, price, allowed, now_ms, finished, reserve, charged)
     items = [lead]
     reasons = ["lead"]
@@ -262,13 +268,14 @@ def sell(
             left = caps.daily_budget - price
             if left < 0:
                 return DAILY_BUDGET
-        items.append(_counter_update(day, price, caps.daily, left, epoch + _KEEP_COUNTERS))
-        reasons.append(
-            f"{DAILY_CAP} or budget"
-            if caps.daily and caps.daily_budget
-            else (DAILY_BUDGET if caps.daily_budget else DAILY_CAP)
-        )
-        _, weekly, monthly = _capped(partner)
+        daily, weekly, monthly = _capped(partner)
+        if daily:
+            items.append(_counter_update(day, price, caps.daily, left, epoch + _KEEP_COUNTERS))
+            reasons.append(
+                f"{DAILY_CAP} or budget"
+                if caps.daily and caps.daily_budget
+                else (DAILY_BUDGET if caps.daily_budget else DAILY_CAP)
+            )
         if weekly:
             items.append(_counter_update(week, None, caps.weekly, None, epoch + _KEEP_COUNTERS))
             reasons.append(WEEKLY_CAP)
@@ -281,11 +288,12 @@ def sell(
                     key = _dedupe_key(partner.id, kind, value)
                     items.append(_dedupe_put(key, lead_id, epoch, partner.dedupe_days))
                     reasons.append(DEDUPE)
-    # Each day item once (a transaction may not name an item twice); they have no condition.
-    counted = [] if test else [figures.adding(t) for t in figures.merged(tallies)]
-    items += counted
-    reasons += ["day figures"] * len(counted)
-    codes = transact(items)
+    if not test:  # the day figures ride on the lead's write (figures.carrying)
+        carried: Any = {"Update": figures.carrying(lead["Update"], tallies)}
+        items[0] = carried
+    # A sale that counts in no counter and holds no dedupe record is the lead's write alone:
+    # one UpdateItem, half what a transaction of it costs.
+    codes = transact(items) if len(items) > 1 else _sold(items[0]["Update"], partner.id, token)
     if codes is not None:
         return _why(codes, reasons, partner, lead_id)
     for key in _counter_keys(partner.id, periods(partner, now)):
@@ -308,6 +316,31 @@ def _why(
     if str(partner.id) in lead.sold_to:
         return ALREADY
     return TIMES_SOLD
+
+
+def _sold(update: Mapping[str, Any], partner_id: int, token: str) -> list[str | None] | None:
+    """Write a sale that is the lead's write alone (`sell`): None when made, else the code a
+    transaction would give. An attempt whose answer was lost may have made it already (botocore
+    tries again, and the second finds its condition false): the lead as it was then says so,
+    sold to the partner by this post (which holds the claim, or ended the post with it)."""
+    for attempt in range(_ATTEMPTS):
+        try:
+            dynamodb().update_item(**update, ReturnValuesOnConditionCheckFailure="ALL_OLD")
+            return None
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code == "TransactionConflictException" and attempt < _ATTEMPTS - 1:
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+                continue
+            if code != "ConditionalCheckFailedException":
+                raise
+            found: Any = error.response.get("Item", {})
+            was = from_item(found)
+            ours = token in (was.get("claim"), was.get("ended_by"))
+            if ours and str(partner_id) in was.get("sold_to", {}):
+                return None
+            return ["ConditionalCheckFailed"]
+    raise RuntimeError("unreachable")  # pragma: no cover
 
 
 def _reserved(lead_id: int, partner_id: int, token: str) -> dict[str, Any]:
@@ -345,7 +378,7 @@ def confirm(
             }
         ),
     }
-    return figures.write(update, figures.merged(tallies))
+    return figures.write(update, tallies)
 
 
 def reservation(
@@ -354,8 +387,8 @@ def reservation(
     """The record a lead keeps of a sale reserved for its buyer's answer (see `sell`): when it
     was made and may last until (epoch ms), its price, and what it holds by key, so that
     whoever gives it back needs nothing else (the partner may change meanwhile): the counters
-    it counts in (the day's first: it takes the spend too), its dedupe records. A test lead's
-    reservation holds none."""
+    it counts in (the day's, when it has one, takes the spend too), its dedupe records. A test
+    lead's reservation holds none."""
     counted = [] if test else counted_in(partner, now)
     dedupe = (
         [_dedupe_key(partner.id, kind, v) for kind, v in sorted(consumer.items()) if v]
@@ -374,13 +407,13 @@ def reservation(
 
 def credits(lead_id: int, record: Mapping[str, Any]) -> list[TransactWriteItemTypeDef]:
     """What gives back a reserved sale's hold (`record`: the reservation as the lead keeps it):
-    one less sold in each counter it counted in and its price less spent on the first (the
-    day's), and its dedupe records (those of this lead only)."""
+    one less sold in each counter it counted in and its price less spent on the day's (when it
+    counted in one), and its dedupe records (those of this lead only)."""
     price = Decimal(record["price"])
     expires = int(time.time()) + _KEEP_COUNTERS
     items: list[TransactWriteItemTypeDef] = [
-        _counter_update(key, -price if n == 0 else None, 0, None, expires, back=True)
-        for n, key in enumerate(record.get("counters", []))
+        _counter_update(key, -price if "#day#" in key else None, 0, None, expires, back=True)
+        for key in record.get("counters", [])
     ]
     for key in record.get("dedupe", []):
         items.append(
@@ -428,8 +461,8 @@ def release(
             ),
         }
     }
-    counted = [figures.adding(t) for t in figures.merged(tallies)]
-    if transact([lead, *credits(lead_id, record), *counted]) is not None:
+    lead = {"Update": figures.carrying(lead["Update"], tallies)}  # type: ignore[typeddict-item]
+    if transact([lead, *credits(lead_id, record)]) is not None:
         return False
     for key in record.get("counters", []):
         _usage.forget(key)
@@ -437,11 +470,12 @@ def release(
 
 
 def counted_in(partner: Partner, now: datetime) -> list[str]:
-    """The counters a sale to `partner` at `now` counts in: its day's (which takes the spend
-    too), and its week's and month's when it has those caps."""
+    """The counters a sale to `partner` at `now` counts in: those its caps need (the day's,
+    which takes the spend too, for a daily cap or budget; the week's and the month's). A cap
+    counts the sales made while the partner has it."""
     day, week, month = _counter_keys(partner.id, periods(partner, now))
-    _, weekly, monthly = _capped(partner)
-    return [day] + [week] * weekly + [month] * monthly
+    daily, weekly, monthly = _capped(partner)
+    return [day] * daily + [week] * weekly + [month] * monthly
 
 
 def charge_text(partner_id: int, at_ms: int, counters: Sequence[str]) -> str:
@@ -471,7 +505,7 @@ def give_back(
 ) -> bool:
     """Record that the partner returned the lead it bought (`record`: the return, its price
     among them), and give back what the sale counted (`charged`: its counters, none for a test
-    lead's): one less sold in each, and the price less spent in the first (the day's), with
+    lead's): one less sold in each, and the price less spent in the day's (if any), with
     `tallies` (the day figures the return takes off). False when the lead refused (the partner
     did not buy it, its sale is reserved, or it was returned already): nothing changes."""
     lead: TransactWriteItemTypeDef = {
@@ -499,8 +533,8 @@ def give_back(
         }
     }
     given = credits(lead_id, {"price": record["price"], "counters": charged.get("counters", [])})
-    counted = [figures.adding(t) for t in figures.merged(tallies)]
-    if transact([lead, *given, *counted]) is not None:
+    lead = {"Update": figures.carrying(lead["Update"], tallies)}  # type: ignore[typeddict-item]
+    if transact([lead, *given]) is not None:
         return False
     for key in charged.get("counters", []):
         _usage.forget(key)
