@@ -1,7 +1,7 @@
 """The embedded AWS endpoint: moto's server mode on loopback, repaired for concurrent use.
 
 moto's backends share state without locks, and the local runner calls them from many threads
-(requests, SQS and stream pollers, schedules). Four repairs (1, 3, 2 and 12) make it a
+(requests, SQS and stream pollers, schedules). Five repairs (1, 3, 2, 12 and 13) make it a
 faithful stand-in, and eight more make it quicker:
 1. One DynamoDB call at a time: its TransactWriteItems snapshots tables while other threads
    write to them.
@@ -34,6 +34,9 @@ faithful stand-in, and eight more make it quicker:
    all of it again before adding each attribute, a time growing with the square of its size.
 12. A TransactWriteItems that is cancelled leaves no record in a table's stream: moto undoes
    its writes to the items but not the records those writes added to the stream.
+13. A TransactWriteItems that would take an item past 400 KB is cancelled with the reason
+   `ValidationError` for that item, as DynamoDB answers: moto fails the whole call with a
+   ValidationException that does not say which item.
 AWS itself has none of these limits; the exchange's code is unchanged, only the stand-in is
 fixed. The repairs reach into moto's internals, so pyproject.toml pins moto to the range
 tested here (tests/integration/test_local_aws.py).
@@ -210,6 +213,7 @@ def _transactions_copy_items() -> None:
             if name in self.tables and (shard := self.tables[name].stream_shard) is not None
         }
         setattr(models, "copy", shallow)  # noqa: B010 - the module moto's code reads
+        self.put_item, self.update_item = _sized(self.put_item), _sized(self.update_item)
         try:
             whole_tables(self, transact_items)
         except Exception:
@@ -220,8 +224,26 @@ def _transactions_copy_items() -> None:
             raise
         finally:
             setattr(models, "copy", copy)  # noqa: B010
+            del self.put_item, self.update_item  # the class's again
 
     backend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+class ValidationError(Exception):
+    """An item of a transaction that may not be written: moto names a cancellation reason by
+    its exception's class (repair 13)."""
+
+
+def _sized(write: Any) -> Any:
+    from moto.dynamodb.exceptions import ItemSizeTooLarge, ItemSizeToUpdateTooLarge
+
+    def sized(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return write(*args, **kwargs)
+        except (ItemSizeTooLarge, ItemSizeToUpdateTooLarge) as error:
+            raise ValidationError(error.message) from None
+
+    return sized
 
 
 # The operations whose requests and answers are items and keys (moto's model walk is the slow

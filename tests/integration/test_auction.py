@@ -503,14 +503,18 @@ def test_the_report_counts_every_bid_post_and_acceptance_the_leads_record(
 
 
 def _bids_item(lead_id: int) -> dict[str, Any]:
-    """The day item the auction of lead `lead_id` (vendor "auction") counted its buyers on."""
+    """The day items the auctions of vendor "auction" counted their buyers on (lead `lead_id`'s
+    among them), in one."""
     from datetime import UTC, datetime
 
     from pingpost.store import figures
 
     count_figures()
     on = figures.day(datetime.now(UTC))
-    return counter_item(figures.bids_key("auction", on))
+    found: dict[str, Any] = {}
+    for key in figures.bids_keys("auction", on):
+        found |= {k: v for k, v in counter_item(key).items() if k.startswith("bid#")}
+    return found
 
 
 def test_an_auction_of_64_buyers_is_answered_and_counted_apart_from_the_pings(

@@ -222,9 +222,9 @@ def _counted(partner_id: int, bid: float | None = None, **counts: int) -> dict[s
 def test_the_report_adds_days_and_earlier_versions_shards_and_counts_a_sale_once_per_day() -> None:
     period = Period(date(2026, 11, 29), date(2026, 11, 30))
     wanted = keys(period.days(), ["v1"], [7])
-    # Per day: the vendor's figures and bids, each under its key and the 8 shards earlier
-    # versions wrote, and the partner's day.
-    assert len(wanted) == 2 * (2 * (1 + 8) + 1)
+    # Per day: the vendor's figures (its key, and the 8 shards earlier versions wrote), its 8
+    # bids items, and the partner's day.
+    assert len(wanted) == 2 * ((1 + 8) + 8 + 1)
     assert "day#2026-11-30#vendor#v1" in wanted and "day#2026-11-30#vendor#v1#7" in wanted
     found = {
         "day#2026-11-29#vendor#v1#0": Figures(pings=2, matched=1),
@@ -233,7 +233,7 @@ def test_the_report_adds_days_and_earlier_versions_shards_and_counts_a_sale_once
         ),
         # Partner 7 bid on v1's leads: asked 4 times, 2 bids (25.50 and 31), 1 timeout ...
         "day#2026-11-29#bids#v1#6": Figures(bids=_counted(7, asked=2, bid=25.5)),
-        "day#2026-11-30#bids#v1": Figures(bids=_counted(7, asked=1, bid=31)),
+        "day#2026-11-30#bids#v1#7": Figures(bids=_counted(7, asked=1, bid=31)),
         "day#2026-11-30#bids#v1#2": Figures(bids=_counted(7, asked=1, timeouts=1)),
         # ... won both (posted), and accepted one.
         "day#2026-11-30#partner#7": Figures(
@@ -359,19 +359,24 @@ def test_an_auction_counts_each_buyer_asked_and_its_bid_or_timeout() -> None:
     assert Figures.of({names[k]: 1 for k in names}).bids == dict.fromkeys(counted, 1)
 
 
-def test_an_auction_of_the_most_buyers_is_one_update_dynamodb_takes() -> None:
-    # 64 buyers that all bid, each at its own step: well inside an expression's 4 KB.
+def test_an_auction_of_the_most_buyers_is_spread_over_the_vendors_bids_items() -> None:
+    # 64 buyers that all bid, each at its own step: 8 to each of the 8 items of the vendor's
+    # day (by partner ID), each update well inside an expression's 4 KB.
     from pingpost import auction
 
     asked = {
         str(n): {"outcome": "bid", "price": Decimal(n) * Decimal("1.7"), "token": "t"}
         for n in range(1, auction.MOST_BUYERS + 1)
     }
-    (tally,) = auction.tallies("v1", TODAY, asked)
-    assert tally.key == figures.bids_key("v1", figures.day(TODAY))
-    update = figures.adding(tally)["Update"]
-    assert len(update["UpdateExpression"]) < 4096
-    assert len(update["ExpressionAttributeNames"]) == 2 * auction.MOST_BUYERS
+    spread = auction.tallies("v1", TODAY, asked)
+    assert [t.key for t in spread] == figures.bids_keys("v1", figures.day(TODAY))
+    for tally in spread:
+        update = figures.adding(tally)["Update"]
+        assert len(update["UpdateExpression"]) < 4096
+        assert len(update["ExpressionAttributeNames"]) == 2 * auction.MOST_BUYERS // 8
+        assert {name.split("#")[1] for name in tally.figures.bids} == {
+            str(n) for n in range(1, auction.MOST_BUYERS + 1) if n % 8 == int(tally.key[-1])
+        }
     assert auction.tallies("v1", TODAY, {"1": {"outcome": "not asked"}}) == []
 
 

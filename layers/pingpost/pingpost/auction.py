@@ -220,10 +220,9 @@ def tally(asked: Mapping[str, Mapping[str, Any]]) -> dict[str, Decimal]:
 
 
 def tallies(vendor_id: str, now: datetime, asked: Mapping[str, Any]) -> list[figures.Tally]:
-    """The day item an auction's figures are added to, if it sent any request (none for a test
+    """The day items an auction's figures are added to, if it sent any request (none for a test
     lead: the caller leaves it out)."""
-    counted = tally(asked)
-    return [figures.bids_day(vendor_id, now, counted)] if counted else []
+    return figures.bids_days(vendor_id, now, tally(asked))
 
 
 def priced(

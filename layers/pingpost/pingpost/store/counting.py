@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
 
 from pingpost.config import settings
 from pingpost.store import dynamodb, to_item, transact
@@ -23,21 +26,32 @@ _MOST = 98  # day items in one transaction, with the batch's record
 _MOST_FIGURES = 200
 
 
-def count(records: Sequence[Mapping[str, Any]]) -> int:
+@dataclass(frozen=True)
+class Counted:
+    """What a call of `count` did: the writes it counted, and the figures it could not add
+    because their day item may not grow (DynamoDB's 400 KB an item), by key."""
+
+    writes: int = 0
+    dropped: dict[str, Figures] = field(default_factory=dict)
+
+
+def count(records: Sequence[Mapping[str, Any]]) -> Counted:
     """Add to the day items the tallies the leads' writes carried: `records`, one batch of the
-    leads table's stream in order (a Lambda event's Records). The number of writes counted.
+    leads table's stream in order (a Lambda event's Records).
 
     Each write's tally is counted once however often the batch comes: the batch's record (keyed
     by its first record's sequence number) says the last record counted, and moves with each
     transaction of day items, on the condition that it is where this call found it. This holds
     while Lambda hands a failed batch again from the same record with at least the records it
     held (template.yaml: no bisecting, no partial responses, one batch of a shard at a time).
-    A transaction takes the writes in order while their day items fit one (`_fits`).
+    A transaction takes the writes in order while their day items fit one (`_fits`). A day item
+    that may not grow does not hold the batch back: its figures are left out (`Counted.dropped`,
+    which the figures function reports) and the rest is counted.
     """
     if not records:
-        return 0
+        return Counted()
     key = _BATCH + str(records[0]["dynamodb"]["SequenceNumber"])
-    counted = 0
+    counted, dropped = 0, dict[str, Figures]()
     done = _counted_to(key)
     while True:
         pending = [
@@ -47,28 +61,54 @@ def count(records: Sequence[Mapping[str, Any]]) -> int:
             if (tally := _carried(record["dynamodb"])) is not None
         ]
         if not pending:
-            return counted
+            return Counted(counted, dropped)
         group: dict[str, Figures] = {}
         last = done
         for sequence, tallies in pending:
             grown = dict(group)
             for one in tallies:
                 grown[one.key] = grown.get(one.key, Figures()) + one.figures
-            if group and not _fits(grown):
+            touched = {one.key for one in tallies}
+            if group and not _fits(grown, touched):
                 break
             group, last = grown, sequence
         taken = sum(1 for sequence, _ in pending if last is not None and sequence <= last)
-        items = [_batch_moved(key, done, last), *(adding(Tally(k, f)) for k, f in group.items())]
-        if transact(items) is None:
+        while True:
+            adds = [adding(Tally(k, f)) for k, f in group.items()]
+            items = [_batch_moved(key, done, last), *adds]
+            try:
+                refused = transact(items)
+                break
+            except ClientError as error:
+                full = _full(error, list(group))
+                if not full:
+                    raise
+                for name in full:  # counted without it, and said
+                    dropped[name] = dropped.get(name, Figures()) + group.pop(name)
+        if refused is None:
             counted += taken
             done = last
         else:  # another call moved the batch's record (an answer lost): read where it is
             done = _counted_to(key)
 
 
-def _fits(items: Mapping[str, Figures]) -> bool:
-    """Whether one transaction may add these figures to their day items."""
-    return len(items) <= _MOST and all(size(f) <= _MOST_FIGURES for f in items.values())
+def _full(error: ClientError, keys: Sequence[str]) -> list[str]:
+    """The day items (of `keys`, in the transaction's order after the batch's record) that a
+    cancelled transaction could not grow."""
+    reasons: Any = error.response.get("CancellationReasons", [])
+    return [
+        keys[n - 1]
+        for n, reason in enumerate(reasons)
+        if n > 0
+        and reason.get("Code") == "ValidationError"
+        and "size" in str(reason.get("Message", "")).lower()
+    ]
+
+
+def _fits(items: Mapping[str, Figures], touched: set[str]) -> bool:
+    """Whether one transaction may add these figures to their day items (`touched`: those the
+    last write added to)."""
+    return len(items) <= _MOST and all(size(items[k]) <= _MOST_FIGURES for k in touched)
 
 
 def _carried(change: Mapping[str, Any]) -> list[Tally] | None:

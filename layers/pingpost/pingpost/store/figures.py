@@ -36,9 +36,11 @@ from pingpost.store import counters, dynamodb, to_item
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
-# Before the stream counted them, a vendor's day items were spread over 8 keys (`#<0..7>`
-# after the key): the report adds those up too (`vendor_keys`, `bids_keys`).
-_OLD_SHARDS = 8
+# A vendor's bids are spread over 8 items a day by partner ID (`bids_key`), so that an update
+# adds a few of an auction's figures to each, and each has room for a day of them. (Before the
+# stream counted them, a vendor's day was spread over 8 keys `#<0..7>` too, by lead ID: the
+# report adds those up with the one key written now, `vendor_keys`.)
+SHARDS = 8
 TALLY = "tally"  # the lead's attribute: its last write's day figures, for the figures function
 # Kept about 13 months, so a report can compare a month with the same month a year before.
 _KEEP_SECONDS = 400 * 86_400
@@ -159,7 +161,7 @@ def vendor_key(vendor_id: str, on: str) -> str:
 def vendor_keys(vendor_id: str, on: str) -> list[str]:
     """Every key a vendor's day may be under: its own and those of earlier versions."""
     key = vendor_key(vendor_id, on)
-    return [key, *(f"{key}#{shard}" for shard in range(_OLD_SHARDS))]
+    return [key, *(f"{key}#{shard}" for shard in range(SHARDS))]
 
 
 def partner_key(partner_id: int, on: str) -> str:
@@ -167,20 +169,24 @@ def partner_key(partner_id: int, on: str) -> str:
     return f"day#{on}#partner#{partner_id}"
 
 
-def bids_key(vendor_id: str, on: str) -> str:
-    """The key of what the auctions of a vendor's leads counted of their buyers on a day."""
-    return f"day#{on}#bids#{vendor_id}"
+def bids_key(vendor_id: str, on: str, partner_id: int | str) -> str:
+    """The key of what the auctions of a vendor's leads counted on a day of the buyers of one
+    shard (by partner ID)."""
+    return f"day#{on}#bids#{vendor_id}#{int(partner_id) % SHARDS}"
 
 
 def bids_keys(vendor_id: str, on: str) -> list[str]:
-    """Every key `bids_key` may be under: its own and those of earlier versions."""
-    key = bids_key(vendor_id, on)
-    return [key, *(f"{key}#{shard}" for shard in range(_OLD_SHARDS))]
+    """Every key of what the auctions of a vendor's leads counted on a day (`bids_key`)."""
+    return [bids_key(vendor_id, on, shard) for shard in range(SHARDS)]
 
 
-def bids_day(vendor_id: str, at: datetime, bids: Mapping[str, Decimal]) -> Tally:
-    """What an auction of a vendor's lead counted of its buyers, for its day."""
-    return Tally(bids_key(vendor_id, day(at)), Figures(bids=bids))
+def bids_days(vendor_id: str, at: datetime, bids: Mapping[str, Decimal]) -> list[Tally]:
+    """What an auction of a vendor's lead counted of its buyers, for their day items."""
+    shards: dict[str, dict[str, Decimal]] = {}
+    for name, value in bids.items():
+        partner_id = name[len(_BID) :].split("#", 1)[0]
+        shards.setdefault(bids_key(vendor_id, day(at), partner_id), {})[name] = value
+    return [Tally(key, Figures(bids=counted)) for key, counted in sorted(shards.items())]
 
 
 def bids_made(bids: Mapping[str, Decimal], partner_id: int | str) -> Decimal:
