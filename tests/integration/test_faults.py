@@ -582,3 +582,23 @@ def test_a_lost_last_sale_answers_what_the_lead_holds_when_another_post_made_tha
     stored = leads.get(answer.lead_id)
     assert stored is not None and stored.ended_by == "the post that took over"
     assert (answer.status, answer.matches) == ("Matched", 7)  # what the lead holds
+
+
+def test_a_pings_put_applied_whose_answer_was_lost_is_answered(sales: Any) -> None:
+    # Found in review: a ping's put applied whose answer was lost (a 5xx once botocore's own
+    # retries were spent) was answered 503, though its lead was stored and counted; the
+    # publisher's second ping was another lead.
+    from pingpost import exchange
+    from pingpost.decoding import Request
+    from pingpost.store import leads
+
+    def the_ping(params: dict[str, Any]) -> bool:
+        return params.get("Item", {}).get("status") == {"S": "pinged"}
+
+    sales(buyer(981, "https://buyer.example/leads"))
+    with fault(dynamodb(), "PutItem", lose=True, when=the_ping) as lost:
+        answer = exchange.submit(Request(complete("ping", Home_Improvement_Product="Gutters")))
+    assert lost.hits == 1
+    assert answer.status == "Matched"
+    stored = leads.get(answer.lead_id)
+    assert stored is not None and stored.status == "pinged"

@@ -170,18 +170,12 @@ def add(lead: Lead, repeat: Repeat | None = None, tallies: Sequence[Tally] = ())
     if repeat is None:
         try:
             dynamodb().put_item(**put, ReturnValuesOnConditionCheckFailure="ALL_OLD")
-        except BotoCoreError:
-            if _stored(lead.lead_id):
-                return  # applied; only its answer was lost
-            raise
-        except ClientError as error:
-            # botocore sent the put again after DynamoDB stored it and the answer was lost: the
-            # lead there is this one (its ID is new, and it was made by this vendor at this ms).
-            found: Any = error.response.get("Item", {})
-            mine = ("vendor_id", "created_at")
-            if found and all(found.get(k) == put["Item"].get(k) for k in mine):
-                return
-            raise
+        except (ClientError, BotoCoreError) as error:
+            # An attempt whose answer was lost may have stored it (botocore's next attempt then
+            # finds it there, or its retries were spent): is the lead there this very write?
+            found = error.response.get("Item") if isinstance(error, ClientError) else None
+            if not _same(put["Item"], found or _stored_item(lead.lead_id)):
+                raise
         return
     for attempt in range(_ATTEMPTS):
         records: list[Any] = [] if repeat is None else [{"Put": _record(lead, repeat)}]
@@ -231,6 +225,25 @@ def _record(lead: Lead, repeat: Repeat) -> Any:
         "ExpressionAttributeNames": {"#c": "counter"},
         "ExpressionAttributeValues": {":now": {"N": str(int(time.time()))}},
     }
+
+
+def _same(mine: Mapping[str, Any], found: Mapping[str, Any] | None) -> bool:
+    """Whether the stored lead `found` is the write `mine` (items as DynamoDB holds them): its ID
+    is new, and it was made by this vendor at this millisecond, with this tally's random ID."""
+    marks = ("vendor_id", "created_at", figures.TALLY)
+    return bool(found) and all(found.get(k) == mine.get(k) for k in marks)  # type: ignore[union-attr]
+
+
+def _stored_item(lead_id: int) -> Mapping[str, Any] | None:
+    try:
+        key = {"lead_id": {"N": str(lead_id)}}
+        found: Any = dynamodb().get_item(
+            TableName=settings().leads_table, Key=key, ConsistentRead=True
+        )
+    except (ClientError, BotoCoreError):
+        return None
+    item: Mapping[str, Any] | None = found.get("Item")
+    return item
 
 
 def _stored(lead_id: int) -> bool:
