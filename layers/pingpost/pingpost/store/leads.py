@@ -173,7 +173,7 @@ def add(lead: Lead, repeat: Repeat | None = None, tallies: Sequence[Tally] = ())
         except (ClientError, BotoCoreError) as error:
             # An attempt whose answer was lost may have stored it (botocore's next attempt then
             # finds it there, or its retries were spent): is the lead there this very write?
-            found = error.response.get("Item") if isinstance(error, ClientError) else None
+            found: Any = error.response.get("Item") if isinstance(error, ClientError) else None
             if not _same(put["Item"], found or _stored_item(lead.lead_id)):
                 raise
         return
