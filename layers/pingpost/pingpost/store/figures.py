@@ -6,16 +6,17 @@ scanned), one per day and what it counts (days are UTC, YYYY-MM-DD):
 - `day#<day>#vendor#<vendor ID>`: a vendor's pings, matched, posts, sales, revenue and margin.
 - `day#<day>#partner#<partner ID>`: a partner's sales, revenue, margin, deliveries failed and
   parked; and its posts as a buyer that won by its bid (won) and those it accepted.
-- `day#<day>#bids#<vendor ID>`: what the auctions of the vendor's leads asked of each buyer
-  (asked, timeouts, and its bids counted by step of about 10%, `#at#<step>`, for their number
-  and median), as attributes `bid#<partner ID>#<what>` (`Figures.bids`). The item grows with
-  the buyers asked and their steps (about 15 to 20 bytes an attribute).
+- `day#<day>#bids#<vendor ID>#<partner ID mod 8>`: what the auctions of the vendor's leads
+  asked of each buyer (asked, timeouts, and its bids counted by step of about 10%,
+  `#at#<step>`, for their number and median), as attributes `bid#<partner ID>#<what>`
+  (`Figures.bids`), spread over 8 items by partner ID. An item grows with the buyers asked and
+  their steps (about 15 to 20 bytes an attribute).
 
 No request writes them. What a write of a lead counts rides on that write, as the lead's
 `tally` (`riding`, `carrying`): a write that fails or is refused carries nothing, and a repeat
 that writes nothing carries nothing. The figures function reads the leads table's stream and
-adds each write's tally to the day items once (`pingpost.store.counting`), a transaction per
-batch of the stream rather than a counter item in every request's transaction.
+adds each write's tally to the day items once (`pingpost.store.counting`), a transaction for
+many writes rather than a counter item in every request's transaction.
 """
 
 from __future__ import annotations
