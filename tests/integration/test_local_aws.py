@@ -410,3 +410,41 @@ def test_a_cancelled_transaction_leaves_no_record_in_the_stream(aws_endpoint: st
     records = streams.get_records(ShardIterator=iterator)["Records"]
     values = [r["dynamodb"]["NewImage"].get("v") for r in records]
     assert {"N": "9"} not in values and values[-1] == {"N": "1"}
+
+
+def test_a_streams_records_read_back_as_written(aws_endpoint: str) -> None:
+    # Repair 14 writes GetRecords' answer as JSON as it is: every kind of value, both images
+    # and the record's time read back as botocore reads AWS's.
+    from datetime import datetime
+
+    dynamodb = _dynamodb(aws_endpoint)
+    streams = _client("dynamodbstreams", aws_endpoint)
+    arn = dynamodb.create_table(
+        TableName="kinds",
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )["TableDescription"]["LatestStreamArn"]
+    item = {
+        "k": {"S": "a"},
+        "n": {"N": "12.5"},
+        "b": {"B": b"\x00\xffbytes"},
+        "t": {"BOOL": True},
+        "z": {"NULL": True},
+        "l": {"L": [{"S": "x"}, {"N": "1"}]},
+        "m": {"M": {"inner": {"SS": ["p", "q"]}}},
+        "bs": {"BS": [b"\x01", b"\x02"]},
+    }
+    dynamodb.put_item(TableName="kinds", Item=item)
+    dynamodb.put_item(TableName="kinds", Item=item | {"n": {"N": "13"}})
+    (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    first, second = streams.get_records(ShardIterator=iterator)["Records"]
+    assert (first["eventName"], second["eventName"]) == ("INSERT", "MODIFY")
+    assert first["dynamodb"]["NewImage"] == item == second["dynamodb"]["OldImage"]
+    assert second["dynamodb"]["NewImage"]["n"] == {"N": "13"}
+    assert isinstance(first["dynamodb"]["ApproximateCreationDateTime"], datetime)
+    assert int(second["dynamodb"]["SequenceNumber"]) > int(first["dynamodb"]["SequenceNumber"])
