@@ -420,7 +420,7 @@ def test_a_streams_records_read_back_as_written(aws_endpoint: str) -> None:
     dynamodb = _dynamodb(aws_endpoint)
     streams = _client("dynamodbstreams", aws_endpoint)
     arn = dynamodb.create_table(
-        TableName="kinds",
+        TableName="stream_kinds",
         KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
@@ -436,8 +436,8 @@ def test_a_streams_records_read_back_as_written(aws_endpoint: str) -> None:
         "m": {"M": {"inner": {"SS": ["p", "q"]}}},
         "bs": {"BS": [b"\x01", b"\x02"]},
     }
-    dynamodb.put_item(TableName="kinds", Item=item)
-    dynamodb.put_item(TableName="kinds", Item=item | {"n": {"N": "13"}})
+    dynamodb.put_item(TableName="stream_kinds", Item=item)
+    dynamodb.put_item(TableName="stream_kinds", Item=item | {"n": {"N": "13"}})
     (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
     iterator = streams.get_shard_iterator(
         StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
