@@ -101,14 +101,16 @@ def test_a_long_poll_does_not_hold_up_other_calls(aws_endpoint: str) -> None:
     assert received == ["hello"]
 
 
-def _table(endpoint: str, name: str) -> Any:
-    """A DynamoDB client, and a table `name` keyed by a number `id`."""
+def _table(endpoint: str, name: str, **more: Any) -> Any:
+    """A DynamoDB client, and a table `name` keyed by a number `id` (`more`: CreateTable's
+    other parameters)."""
     dynamodb = _dynamodb(endpoint)
     dynamodb.create_table(
         TableName=name,
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}],
         BillingMode="PAY_PER_REQUEST",
+        **more,
     )
     return dynamodb
 
@@ -370,23 +372,34 @@ def test_an_item_over_the_size_limit_is_refused_and_one_under_it_kept(
     assert "Item" not in dynamodb.get_item(TableName="sizes", Key={"id": {"N": "2"}})
 
 
+def _streamed(endpoint: str, name: str) -> tuple[Any, Any]:
+    """A new table `name` (`_table`) with a stream of new and old images; a client that writes
+    it and one that reads its stream (`_records`)."""
+    images = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    dynamodb = _table(endpoint, name, StreamSpecification=images)
+    return dynamodb, _client("dynamodbstreams", endpoint)
+
+
+def _records(dynamodb: Any, streams: Any, name: str) -> list[Any]:
+    """Every record of the table's stream so far."""
+    arn = dynamodb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
+    (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    found: list[Any] = streams.get_records(ShardIterator=iterator)["Records"]
+    return found
+
+
 def test_a_cancelled_transaction_leaves_no_record_in_the_stream(aws_endpoint: str) -> None:
     import pytest
     from botocore.exceptions import ClientError
 
-    dynamodb = _dynamodb(aws_endpoint)
-    streams = _client("dynamodbstreams", aws_endpoint)
-    table = dynamodb.create_table(
-        TableName="streamed",
-        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )["TableDescription"]
+    dynamodb, streams = _streamed(aws_endpoint, "streamed")
     written = {
         "Update": {
             "TableName": "streamed",
-            "Key": {"k": {"S": "a"}},
+            "Key": {"id": {"N": "1"}},
             "UpdateExpression": "SET v = :v",
             "ExpressionAttributeValues": {":v": {"N": "1"}},
         }
@@ -394,20 +407,15 @@ def test_a_cancelled_transaction_leaves_no_record_in_the_stream(aws_endpoint: st
     refused = {
         "ConditionCheck": {
             "TableName": "streamed",
-            "Key": {"k": {"S": "b"}},
-            "ConditionExpression": "attribute_exists(k)",
+            "Key": {"id": {"N": "2"}},
+            "ConditionExpression": "attribute_exists(id)",
         }
     }
     cancelled = {"Update": written["Update"] | {"ExpressionAttributeValues": {":v": {"N": "9"}}}}
     with pytest.raises(ClientError, match="TransactionCanceled"):
         dynamodb.transact_write_items(TransactItems=[cancelled, refused])
     dynamodb.transact_write_items(TransactItems=[written])
-    arn = table["LatestStreamArn"]
-    (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
-    iterator = streams.get_shard_iterator(
-        StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-    )["ShardIterator"]
-    records = streams.get_records(ShardIterator=iterator)["Records"]
+    records = _records(dynamodb, streams, "streamed")
     values = [r["dynamodb"]["NewImage"].get("v") for r in records]
     assert {"N": "9"} not in values and values[-1] == {"N": "1"}
 
@@ -417,17 +425,9 @@ def test_a_streams_records_read_back_as_written(aws_endpoint: str) -> None:
     # and the record's time read back as botocore reads AWS's.
     from datetime import datetime
 
-    dynamodb = _dynamodb(aws_endpoint)
-    streams = _client("dynamodbstreams", aws_endpoint)
-    arn = dynamodb.create_table(
-        TableName="stream_kinds",
-        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )["TableDescription"]["LatestStreamArn"]
+    dynamodb, streams = _streamed(aws_endpoint, "stream_kinds")
     item = {
-        "k": {"S": "a"},
+        "id": {"N": "1"},
         "n": {"N": "12.5"},
         "b": {"B": b"\x00\xffbytes"},
         "t": {"BOOL": True},
@@ -438,11 +438,7 @@ def test_a_streams_records_read_back_as_written(aws_endpoint: str) -> None:
     }
     dynamodb.put_item(TableName="stream_kinds", Item=item)
     dynamodb.put_item(TableName="stream_kinds", Item=item | {"n": {"N": "13"}})
-    (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
-    iterator = streams.get_shard_iterator(
-        StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-    )["ShardIterator"]
-    first, second = streams.get_records(ShardIterator=iterator)["Records"]
+    first, second = _records(dynamodb, streams, "stream_kinds")
     assert (first["eventName"], second["eventName"]) == ("INSERT", "MODIFY")
     assert first["dynamodb"]["NewImage"] == item == second["dynamodb"]["OldImage"]
     assert second["dynamodb"]["NewImage"]["n"] == {"N": "13"}
