@@ -216,9 +216,10 @@ def merged(tallies: Sequence[Tally]) -> list[Tally]:
 
 def adding(tally: Tally) -> TransactWriteItemTypeDef:
     """The transaction item that ADDs a tally's figures (those that are not 0)."""
-    values = {f.name: getattr(tally.figures, f.name) for f in fields(Figures) if f.name != "bids"}
-    named = {k: (k, v) for k, v in values.items() if v}
-    named |= {f"b{n}": kv for n, kv in enumerate(sorted(tally.figures.bids.items())) if kv[1]}
+    # Each figure by a placeholder: its own name, or b<n> for a bid's (they hold '#').
+    named: dict[str, tuple[str, Any]] = {}
+    for name, value in _added(tally.figures).items():
+        named[f"b{len(named)}" if name.startswith(_BID) else name] = (name, value)
     update = "SET expires_at = :expires"
     if named:
         update = "ADD " + ", ".join(f"#{k} :{k}" for k in named) + " " + update
