@@ -185,7 +185,7 @@ def add(lead: Lead, repeat: Repeat | None = None, tallies: Sequence[Tally] = ())
             dynamodb().transact_write_items(TransactItems=[{"Put": put}, *records])
             return
         except BotoCoreError:
-            if _stored(lead.lead_id):
+            if _same(put["Item"], _stored_item(lead.lead_id)):
                 return  # applied; only its answer was lost
             raise
         except ClientError as error:
@@ -201,7 +201,7 @@ def add(lead: Lead, repeat: Repeat | None = None, tallies: Sequence[Tally] = ())
             if "TransactionConflict" in codes and attempt < _ATTEMPTS - 1:
                 time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
                 continue
-            if not codes and _stored(lead.lead_id):
+            if not codes and _same(put["Item"], _stored_item(lead.lead_id)):
                 return  # applied; only its answer was lost
             raise
     raise Conflict(  # pragma: no cover (the record's window ended under every attempt)
@@ -244,13 +244,6 @@ def _stored_item(lead_id: int) -> Mapping[str, Any] | None:
         return None
     item: Mapping[str, Any] | None = found.get("Item")
     return item
-
-
-def _stored(lead_id: int) -> bool:
-    try:
-        return get(lead_id) is not None
-    except (ClientError, BotoCoreError):
-        return False
 
 
 def _repeat_record(key: str) -> Repeated | None:
