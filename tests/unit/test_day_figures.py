@@ -8,7 +8,6 @@ runs `pingpost report` on them.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -250,13 +249,13 @@ def test_the_report_adds_days_and_earlier_versions_shards_and_counts_a_sale_once
         "day#2026-11-30#partner#8": Figures(sales=5),  # a partner not asked for
     }
     report = totals(period, {"v1": "Vendor One"}, {7: "Buyer 7"}, found)
-    assert replace(report.vendors[0].figures, bids={}) == Figures(
+    assert report.vendors[0].figures._replace(bids={}) == Figures(
         pings=3, matched=2, posts=1, sales=1, revenue=Decimal(25), margin=Decimal(20), returns=1
     )
-    assert replace(report.partners[0].figures, bids={}) == replace(
-        found["day#2026-11-30#partner#7"], bids={}
-    )
-    assert replace(report.days[date(2026, 11, 30)], bids={}) == Figures(
+    assert report.partners[0].figures._replace(bids={}) == found[
+        "day#2026-11-30#partner#7"
+    ]._replace(bids={})
+    assert report.days[date(2026, 11, 30)]._replace(bids={}) == Figures(
         pings=1,
         matched=1,
         posts=1,

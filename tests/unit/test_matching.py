@@ -153,7 +153,7 @@ def test_a_partner_that_fails_every_rule_is_told_the_first_in_order() -> None:
     for partner_fix, lead_fix in fixes:
         seen.append(exclusion(partner(1, 20, **fields), criteria, NOW))
         fields |= partner_fix
-        criteria = lead(**{f: getattr(criteria, f) for f in Criteria.__slots__} | lead_fix)
+        criteria = lead(**{f: getattr(criteria, f) for f in Criteria._fields} | lead_fix)
     assert seen == [
         reasons.INACTIVE,
         reasons.TEST_PARTNER,

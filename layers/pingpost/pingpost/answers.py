@@ -3,9 +3,8 @@ told (the formats are `pingpost.responses`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 MATCHED, UNMATCHED, ERROR, SUCCESS = "Matched", "Unmatched", "Error", "Success"
 # A vendor's response style: today's answer; only whether the lead was accepted; or the
@@ -19,8 +18,7 @@ def money(amount: Decimal) -> str:
     return str(amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
-@dataclass(frozen=True, slots=True)
-class Hash:
+class Hash(NamedTuple):
     """One <hash> of a ping answer: a matched partner's hashed identity value."""
 
     value_type: str
@@ -28,8 +26,7 @@ class Hash:
     value: str
 
 
-@dataclass(frozen=True, slots=True)
-class Contact:
+class Contact(NamedTuple):
     """What a partner that bought the lead lets publishers show of it (empty: not shown)."""
 
     company: str = ""
@@ -37,8 +34,7 @@ class Contact:
     email: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):
     """A successful answer: Matched or Unmatched, with what the request asked to be told."""
 
     status: str
@@ -78,4 +74,4 @@ class Answer:
             return Answer(status=SUCCESS, lead_id=self.lead_id)
         if style == FULL:
             return self
-        return replace(self, partners=())
+        return self._replace(partners=())

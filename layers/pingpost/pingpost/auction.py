@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -251,7 +250,7 @@ def priced(
             refused[partner.id] = why
     ranked.sort(key=exact_tier)  # stable: equals keep matching's turns
     decisions = tuple(
-        replace(d, reason=refused[d.partner_id]) if d.partner_id in refused else d
+        d._replace(reason=refused[d.partner_id]) if d.partner_id in refused else d
         for d in outcome.decisions
     )
     return Outcome(tuple(ranked), decisions)

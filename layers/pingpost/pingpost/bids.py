@@ -24,10 +24,10 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from functools import cache
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
 from lxml import etree
@@ -40,6 +40,7 @@ MAX_TOKEN = 256
 MAX_REASON = 200
 # The largest bid a buyer may make (a partner's price is Money: 12 digits, 2 decimals).
 MAX_PRICE = Decimal("9999999999.99")
+_NONE: Mapping[str, str] = MappingProxyType({})
 DEFAULT_ACCEPTED = frozenset({"true", "1", "yes", "accepted", "success"})
 # What a bid's outcome is called where the lead records it.
 BID, NO_BID, BAD_ANSWER = "bid", "no bid", "bad answer"
@@ -219,15 +220,14 @@ def _value(name: str, value: Any) -> str:
     return text
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(NamedTuple):
     """What a buyer's answer says, by its endpoint's paths."""
 
     accepted: bool
     price: Decimal | None = None  # None: no price, or 0
     token: str = ""
     reason: str = ""
-    carried: dict[str, str] = field(default_factory=dict)  # post field -> value
+    carried: Mapping[str, str] = _NONE  # post field -> value
     problem: str = ""  # why the answer is a bad one, or ""
 
 
@@ -260,14 +260,13 @@ def read(
     return Reading(accepted, price, token, reason, carried)
 
 
-@dataclass(frozen=True, slots=True)
-class Offer:
+class Offer(NamedTuple):
     """What a buyer's answer to a bid request comes to."""
 
     outcome: str  # BID, NO_BID or BAD_ANSWER
     price: Decimal | None = None
     token: str = ""
-    carried: dict[str, str] = field(default_factory=dict)
+    carried: Mapping[str, str] = _NONE
     reason: str = ""
 
     @classmethod
@@ -319,7 +318,7 @@ def post_fields(
     fields = named(partner.post, sent)
     if partner.post.token_field:
         fields[partner.post.token_field] = won.token
-    return fields | won.carried
+    return fields | dict(won.carried)
 
 
 def accepted(partner: Partner, status: int, body: bytes, content_type: str = "") -> str | None:

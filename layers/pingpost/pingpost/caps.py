@@ -4,9 +4,9 @@ cap that reaches."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from pingpost.models import Partner
@@ -20,8 +20,7 @@ def aware(now: datetime) -> datetime:
     return now
 
 
-@dataclass(frozen=True, slots=True)
-class Periods:
+class Periods(NamedTuple):
     """The day, ISO week and month a moment falls in, in a partner's time zone."""
 
     day: str  # 2026-11-28
@@ -36,8 +35,7 @@ def periods(partner: Partner, now: datetime) -> Periods:
     return Periods(local.date().isoformat(), f"{year:04d}-W{week:02d}", local.strftime("%Y-%m"))
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(NamedTuple):
     """What a partner has bought in its current periods."""
 
     daily: int = 0

@@ -11,8 +11,7 @@ import binascii
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 from lxml import etree
@@ -47,13 +46,12 @@ _ID_LISTS = frozenset(f.name for f in PROTOCOL.fields if f.kind is Kind.ID_LIST)
 MULTIPART = "multipart/form-data"
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """The fields of a request by name, and the lists of hashed partner values (XML or JSON)."""
 
     fields: dict[str, str]
     matches: tuple[HashedValue, ...] = ()
-    selected: tuple[HashedValue, ...] = field(default=())
+    selected: tuple[HashedValue, ...] = ()
     # What is wrong with a body that could be read (a key sent twice, a list where a value
     # belongs): refused once the request's Key and Format are known, so the refusal is
     # answered as the request asked.

@@ -12,8 +12,8 @@ import json
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
@@ -40,8 +40,7 @@ class Permanent(Exception):
     """A delivery that no retry can make succeed (a URL the exchange may not call)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
+class Attempt(NamedTuple):
     """What one request to a partner came to."""
 
     ok: bool
@@ -168,7 +167,7 @@ def deliver(message: Delivery, stores: Stores = STORES) -> str:
     now = _now_ms()
     if lead is None or partner is None:
         # Nothing can ever deliver it: say so in the log and let the message go.
-        logger.error("delivery of an unknown lead or partner", extra=asdict(message))
+        logger.error("delivery of an unknown lead or partner", extra=message._asdict())
         return "unknown lead or partner"
     # The lease outlives one attempt (timeout plus slack), so a live sender is never doubled.
     lease_ms = int((partner.delivery.timeout + 10) * 1000)

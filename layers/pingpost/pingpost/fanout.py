@@ -32,8 +32,7 @@ import time
 import zlib
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from pingpost.config import settings
@@ -54,8 +53,7 @@ _BAD_VALUE = re.compile(r"[\r\n\x00]")
 _BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """One request: sent whole, its answer read within `seconds` (at most `max_bytes` + 1)."""
 
     method: str
@@ -66,8 +64,7 @@ class Request:
     max_bytes: int
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """What came of a request: its status, body and Content-Type, or why there is none
     (`refused`: the address is not allowed; `failed`: the transport, `timed_out` or not)."""
 
@@ -235,7 +232,7 @@ class _Exchange:
 
     def finish(self, answer: Answer) -> None:
         ms = round((time.monotonic() - self.begun) * 1000)
-        self.answer = Answer(**{**answer.__dict__, "ms": ms})
+        self.answer = answer._replace(ms=ms)
         sock = self._let_go()
         if sock is not None:
             if self.reusable and answer.status:

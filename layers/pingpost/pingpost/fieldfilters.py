@@ -13,8 +13,8 @@ as `lead show` explains it: "Driver_1_Age 19 below 25".
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -90,8 +90,7 @@ def checked(name: str, taken: Taken, codes: list[str]) -> Taken:
     return list(dict.fromkeys(" ".join(v.split()) for v in taken))
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
+class Rule(NamedTuple):
     """One field filter as matching reads it."""
 
     name: str

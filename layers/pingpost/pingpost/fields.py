@@ -11,7 +11,7 @@ specification's type.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pingpost.leadtypes import Field, Kind, LeadType, LeadTypeError, Need, shipped
 
@@ -180,7 +180,7 @@ class Table:
 
 def _table(lead_type: LeadType, protocol: tuple[Field, ...]) -> Table:
     own = tuple(  # TYPE's example is the type's own
-        replace(f, example=lead_type.type) if f.kind is Kind.LEAD_TYPE and lead_type.type else f
+        f._replace(example=lead_type.type) if f.kind is Kind.LEAD_TYPE and lead_type.type else f
         for f in protocol
     )
     fields = tuple(sorted((*own, *lead_type.fields), key=lambda field: not field.spec))

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pingpost.models import Partner
 
 
-@dataclass(frozen=True, slots=True)
-class HashedValue:
+class HashedValue(NamedTuple):
     """A partner identity value as a vendor sends it in <Match> or <Selected_Partner_Hash>."""
 
     value_type: str  # email, phone, company, promotionCode, partnerGroup

@@ -33,13 +33,12 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 from operator import attrgetter
 from types import MappingProxyType
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 from pingpost.caps import Usage, UsageLookup, aware, cap_exclusion
@@ -70,8 +69,7 @@ from pingpost.reasons import (
 _NONE: Final[Mapping[str, object]] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class Criteria:
+class Criteria(NamedTuple):
     """What a lead offers and what its vendor asked of the match."""
 
     state: str | None
@@ -119,16 +117,14 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """Whether one partner may buy the lead; `reason` is None when it matched."""
 
     partner_id: int
     reason: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """The partners that may buy a lead, best first, and the decision on every candidate."""
 
     ranked: tuple[Partner, ...]
@@ -179,8 +175,7 @@ class _Filtering(Protocol):
     def rules(self) -> Sequence[Rule]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Indexed:
+class _Indexed(NamedTuple):
     """A partner as the rules read it, built once per `PartnerSet`: all they read in one object
     (filters quick to search), so checking a candidate seldom touches its `Partner` at all."""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import fields
 from functools import cache
 from importlib import resources
 
@@ -73,9 +72,9 @@ def answer_xml(answer: Answer, *, stylesheet: bool = True, as_json: bool = False
         partners = etree.SubElement(root, "partners")
         for contact in answer.partners:
             partner = etree.SubElement(partners, "partner")
-            for detail in fields(Contact):
-                if value := getattr(contact, detail.name):
-                    etree.SubElement(partner, detail.name).text = value
+            for detail in Contact._fields:
+                if value := getattr(contact, detail):
+                    etree.SubElement(partner, detail).text = value
     return _rendered(root, as_json=as_json, stylesheet=stylesheet)
 
 

@@ -8,9 +8,8 @@ services' logic runs without AWS.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from pingpost.caps import Usage
 from pingpost.matching import Criteria, PartnerSet
@@ -177,8 +176,7 @@ class SecretStore(Protocol):
     def headers(self, partner_id: int, request: str = "delivery") -> dict[str, str]: ...
 
 
-@dataclass(frozen=True)
-class Stores:
+class Stores(NamedTuple):
     """The stores a service uses: by default the real ones."""
 
     leads: LeadStore = leads

@@ -38,12 +38,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pingpost.leadtypes.groups import GroupError, expanded
 
@@ -84,8 +83,7 @@ class Need(StrEnum):
     DYNAMIC_PRICING = "only if the vendor is on dynamic pricing"
 
 
-@dataclass(frozen=True, slots=True)
-class Field:
+class Field(NamedTuple):
     """One row of a field table."""
 
     name: str
@@ -125,8 +123,7 @@ class Field:
         return self.ping
 
 
-@dataclass(frozen=True)
-class LeadType:
+class LeadType(NamedTuple):
     """A lead type: its TYPE number, its name, and its fields in the file's order (a numbered
     group's fields instance by instance), with the fields that place a lead."""
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -26,13 +26,12 @@ _MOST = 98  # day items in one transaction, with the batch's record
 _MOST_FIGURES = 200
 
 
-@dataclass(frozen=True)
-class Counted:
+class Counted(NamedTuple):
     """What a call of `count` did: the writes it counted, and the figures it could not add
     because their day item may not grow (DynamoDB's 400 KB an item), by key."""
 
     writes: int = 0
-    dropped: dict[str, Figures] = field(default_factory=dict)
+    dropped: Mapping[str, Figures] = MappingProxyType({})
 
 
 def count(records: Sequence[Mapping[str, Any]]) -> Counted:

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from secrets import token_hex
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -47,8 +47,7 @@ TALLY = "tally"  # the lead's attribute: its last write's day figures, for the f
 _KEEP_SECONDS = 400 * 86_400
 
 
-@dataclass(frozen=True)
-class Figures:
+class Figures(NamedTuple):
     """What happened on a day (or what one write adds to it)."""
 
     pings: int = 0  # leads received by ping and full requests
@@ -61,13 +60,13 @@ class Figures:
     parked: int = 0  # deliveries given up (failed for good)
     returns: int = 0  # sales returned (their revenue and margin taken off the day they were)
     # What buyers that bid did: bid#<partner ID>#<what> -> count or total (see `bid_key`).
-    bids: Mapping[str, Decimal] = field(default_factory=dict)
+    bids: Mapping[str, Decimal] = MappingProxyType({})
 
-    def __add__(self, other: Figures) -> Figures:
+    def __add__(self, other: Figures) -> Figures:  # type: ignore[override]  # figures add up
         added = {
-            f.name: getattr(self, f.name) + getattr(other, f.name)
-            for f in fields(self)
-            if f.name != "bids"
+            name: getattr(self, name) + getattr(other, name)
+            for name in self._fields
+            if name != "bids"
         }
         bids = dict(self.bids)
         for key, value in other.bids.items():
@@ -77,7 +76,7 @@ class Figures:
     @classmethod
     def of(cls, values: Mapping[str, Any]) -> Figures:
         """The figures an item holds (an attribute it lacks counts 0)."""
-        read: dict[str, Any] = {f.name: values[f.name] for f in fields(cls) if f.name in values}
+        read: dict[str, Any] = {name: values[name] for name in cls._fields if name in values}
         for name in ("pings", "matched", "posts", "sales", "failed", "parked", "returns"):
             if name in read:
                 read[name] = int(read[name])
@@ -139,8 +138,7 @@ def bid_median(
     return None
 
 
-@dataclass(frozen=True)
-class Tally:
+class Tally(NamedTuple):
     """Figures to ADD to the day item named `key`."""
 
     key: str
@@ -238,7 +236,7 @@ def adding(tally: Tally) -> TransactWriteItemTypeDef:
 
 def _added(figures: Figures) -> dict[str, Any]:
     """A tally's figures that are not 0, by the name its day item keeps them under."""
-    values = {f.name: getattr(figures, f.name) for f in fields(Figures) if f.name != "bids"}
+    values = {name: getattr(figures, name) for name in Figures._fields if name != "bids"}
     return {k: v for k, v in values.items() if v} | {k: v for k, v in figures.bids.items() if v}
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -123,8 +123,7 @@ def _conditional_failed(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
-@dataclass(frozen=True)
-class Repeat:
+class Repeat(NamedTuple):
     """What makes a full request the repeat of an earlier one (kept in the counters table).
 
     `key`: the record's key (the vendor and its Idempotency-Key, or the request's digest);

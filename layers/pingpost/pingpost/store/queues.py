@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import boto3
 
@@ -25,8 +24,7 @@ def sqs() -> SQSClient:
     return boto3.client("sqs", config=client_config(25))
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(NamedTuple):
     """One delivery message: a sale to deliver, and how often it came back from dead letters."""
 
     lead_id: int
@@ -67,8 +65,7 @@ def enqueue(deliveries: Sequence[Delivery], delay_seconds: int = 0) -> list[Deli
     return refused
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetter(NamedTuple):
     """A message the delivery queue gave up on."""
 
     receipt: str
