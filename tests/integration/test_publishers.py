@@ -199,6 +199,15 @@ def test_the_query_string_of_an_empty_post_on_every_door(api: Any) -> None:
         assert (answer.status, answer["status"]) == (200, "Matched"), (door, answer.body)
 
 
+def test_a_post_of_a_nameless_field_is_refused_for_what_it_lacks(api: Any) -> None:
+    # Found by the schema test: GET /post?=%1E*A&Key=... answered 500: it had no Lead_ID.
+    for method in ("GET", "POST"):
+        query = {"": "\x1e*A", "Key": KEY, "Mode": "post"}
+        answer = call(api, "/api.php", query=query, method=method)
+        assert answer.status == 400, answer.body
+        assert "Required value Lead_ID is missing" in (answer["error"] or "")
+
+
 def test_json_values_as_publishers_send_them(api: Any) -> None:
     # Numbers as numbers, booleans, null, and an empty Lead_ID in full mode
     lead: dict[str, Any] = dict(complete("full"))

@@ -44,6 +44,14 @@ def test_an_empty_value_counts_as_missing() -> None:
     assert refusal(raw, "post") == ["Required value First_Name is missing"]
 
 
+def test_a_field_without_a_name_hides_no_missing_field() -> None:
+    # A state is not required when the ZIP it is looked up from is sent; a nameless field once
+    # stood for every other field's ZIP, so a post of it alone passed and failed with a 500.
+    assert "Required value Lead_ID is missing" in refusal({"": "x"}, "post")
+    raw = {k: v for k, v in example("ping").items() if k not in ("State", "Zip")} | {"": "x"}
+    assert "Required value State is missing" in refusal(raw, "ping")
+
+
 def test_state_is_looked_up_from_the_zip_on_ping() -> None:
     raw = {k: v for k, v in example("ping").items() if k != "State"}
     assert validate(raw, "ping", dynamic_pricing=False)["State"] == "IL"

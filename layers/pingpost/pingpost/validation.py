@@ -380,7 +380,8 @@ def missing(values: Mapping[str, str], mode: str, *, dynamic_pricing: bool) -> l
             continue
         if need is Need.DYNAMIC_PRICING and not dynamic_pricing:
             continue
-        if lead_table.looked_up.get(field.name, "") in values:
+        zip_field = lead_table.looked_up.get(field.name)
+        if zip_field is not None and zip_field in values:
             continue  # looked up from the Zip (an invalid Zip is reported on its own)
         out.append(f"Required value {field.name} is missing")
     return out
