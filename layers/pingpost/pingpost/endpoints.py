@@ -17,7 +17,9 @@ _ANY_FIELD = frozenset(name for t in TABLES.values() for name in t.by_name)
 class Outbound(BaseModel):
     """A request the exchange makes to a partner: where, how, and the lead's fields as named."""
 
-    model_config = ConfigDict(extra="allow")
+    # Endpoints are validated inside a Partner, whose validator holds theirs: their own are
+    # built only if one is made alone (the subclasses inherit this), not by every cold start.
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     url: str = ""
     method: Literal["POST", "PUT"] = "POST"
@@ -74,7 +76,7 @@ class AnswerPaths(BaseModel):
     a form-encoded one; JSON and form paths may name alternatives (`reason|errors`). An empty
     path finds nothing."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # as Outbound's
 
     accepted: str = ""
     price: str = ""
@@ -85,7 +87,7 @@ class AnswerPaths(BaseModel):
 class BuyerEndpoint(Outbound):
     """A request a buyer answers: its ping (`bid`) or its post."""
 
-    answer: AnswerPaths = AnswerPaths()
+    answer: AnswerPaths = Field(default_factory=AnswerPaths)
     # What `answer.accepted` must find to mean yes (any case); empty: true, 1, yes, accepted,
     # success. Without an `accepted` path, an answer with a price is a bid.
     accepted_values: list[str] = []

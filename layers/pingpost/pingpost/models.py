@@ -143,7 +143,7 @@ class Vendor(BaseModel):
 class Filters(BaseModel):
     """What a partner buys; an empty list means any."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)  # as endpoints.Outbound's
 
     states: list[str] = []
     zips: list[str] = []
@@ -227,7 +227,7 @@ class Filters(BaseModel):
 class Caps(BaseModel):
     """How much a partner buys at most, counted in its time zone; 0 means no limit."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)  # as endpoints.Outbound's
 
     daily: int = Field(default=0, ge=0)
     weekly: int = Field(default=0, ge=0)
@@ -267,9 +267,10 @@ class Partner(BaseModel):
     expose_hashes: list[str] = []
     # The lead types (TYPE values) the partner buys.
     lead_types: list[str] = Field(default_factory=lambda: [LEAD_TYPE])
-    filters: Filters = Filters()
-    caps: Caps = Caps()
-    delivery: Endpoint = Endpoint()
+    # (made when left out, as `Filters.fields`: a default instance is deep-copied every time)
+    filters: Filters = Field(default_factory=Filters)
+    caps: Caps = Field(default_factory=Caps)
+    delivery: Endpoint = Field(default_factory=Endpoint)
     # Days after a sale within which the partner may return the lead (0: no returns), and the
     # hash of the key it returns leads with (`pingpost partners rotate-key`; None: no key).
     return_days: int = Field(default=0, ge=0, le=365)
