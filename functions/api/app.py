@@ -10,7 +10,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pingpost import edge
+from pingpost import edge, selling  # noqa: F401 (its posts and full requests sell: loaded at init)
 from pingpost.observability import logger, metrics
 
 app = APIGatewayHttpResolver()

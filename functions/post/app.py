@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pingpost import edge
+from pingpost import edge, selling  # noqa: F401 (every post sells: loaded at init)
 from pingpost.observability import logger, metrics
 
 app = APIGatewayHttpResolver()

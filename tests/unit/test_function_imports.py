@@ -17,6 +17,10 @@ NEVER = {
         "pingpost.delivery",
         "pingpost.outbound",
         "pingpost.fanout",
+        "pingpost.bids",  # read only when a buyer bids
+        "pingpost.selling",  # a ping sells nothing
+        "pingpost.posting",
+        "stringprep",  # only for a host name that is not ASCII
         "aws_xray_sdk",
     },
     "post": {
@@ -24,6 +28,7 @@ NEVER = {
         "pingpost.delivery",
         "pingpost.outbound",
         "pingpost.fanout",
+        "pingpost.bids",
         "aws_xray_sdk",
     },
     "full": {
@@ -31,6 +36,7 @@ NEVER = {
         "pingpost.delivery",
         "pingpost.outbound",
         "pingpost.fanout",
+        "pingpost.bids",
         "aws_xray_sdk",
     },
     "api": {
@@ -38,6 +44,7 @@ NEVER = {
         "pingpost.delivery",
         "pingpost.outbound",
         "pingpost.fanout",
+        "pingpost.bids",
         "aws_xray_sdk",
     },
     "deliver": {"pingpost.responses", "pingpost.exchange", "pingpost.decoding", "aws_xray_sdk"},
@@ -54,9 +61,9 @@ NEVER = {
 # And what shows the import was the real one.
 LOADS = {
     "ping": "pingpost.exchange",
-    "post": "pingpost.exchange",
-    "full": "pingpost.exchange",
-    "api": "pingpost.exchange",
+    "post": "pingpost.selling",  # every post sells: loaded at init, not by the first request
+    "full": "pingpost.selling",
+    "api": "pingpost.selling",
     "deliver": "pingpost.delivery",
     "retry": "pingpost.redrive",
     "returns": "pingpost.returns",

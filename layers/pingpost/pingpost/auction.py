@@ -22,11 +22,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pingpost import bids
 from pingpost.answers import money
 from pingpost.matching import Outcome, exact_tier
 from pingpost.models import Partner
 from pingpost.observability import logger
+from pingpost.reasons import BAD_ANSWER, BID, NO_BID
 from pingpost.store import figures
 from pingpost.stores import STORES, Stores
 
@@ -46,7 +46,7 @@ def _request(
 ) -> Any:
     """The bid request to the buyer (a `fanout.Request`), or the record of why none is sent;
     `secret`: its secret headers, or why they could not be read."""
-    from pingpost import fanout, outbound  # loaded by `ask`
+    from pingpost import bids, fanout, outbound  # loaded by `ask`
 
     endpoint = partner.bid
     assert endpoint is not None
@@ -74,6 +74,8 @@ def _request(
 
 def _record(partner: Partner, answer: Any) -> dict[str, Any]:
     """What the lead keeps of a buyer's answer (a `fanout.Answer`)."""
+    from pingpost import bids  # loaded by `ask`
+
     said: dict[str, Any] = {"ms": answer.ms}
     if answer.refused:
         return said | {"outcome": FAILED, "reason": f"bid URL refused: {answer.refused}"}
@@ -84,13 +86,13 @@ def _record(partner: Partner, answer: Any) -> dict[str, Any]:
         }
     if len(answer.body) > MAX_ANSWER_BYTES:
         reason = f"answer over {MAX_ANSWER_BYTES} bytes"
-        return said | {"outcome": bids.BAD_ANSWER, "reason": reason}
+        return said | {"outcome": BAD_ANSWER, "reason": reason}
     if 300 <= answer.status < 400:
         reason = f"HTTP {answer.status}: redirects are not followed"
-        return said | {"outcome": bids.NO_BID, "reason": reason}
+        return said | {"outcome": NO_BID, "reason": reason}
     offer = bids.offer(partner, answer.status, answer.body, answer.content_type)
     said |= {"outcome": offer.outcome, "reason": offer.reason}
-    if offer.outcome == bids.BID:
+    if offer.outcome == BID:
         said |= {"price": offer.price, "token": offer.token, "carried": offer.carried}
     return said
 
@@ -153,8 +155,9 @@ def ask(
     bidders = [p for p in partners if p.bids]
     if not bidders:
         return {}
-    # Only a lead with buyers to ask pays for the HTTP client, and before the auction's clock.
-    from pingpost import fanout
+    # Only a lead with buyers to ask pays for the HTTP client and for reading bids, and before
+    # the auction's clock.
+    from pingpost import bids, fanout  # noqa: F401 (bids: for `_request` and `_record`)
 
     begun = time.monotonic()
     ends = begun + seconds
@@ -188,7 +191,7 @@ def _verdict(
     """Why a bidding partner does not rank on its bid, or None when its bid is taken."""
     if record is None:
         return missing
-    if record["outcome"] != bids.BID:
+    if record["outcome"] != BID:
         reason = record.get("reason") or ""
         return f"{record['outcome']}" + (f": {reason}" if reason else "")
     price = Decimal(record["price"])
@@ -212,7 +215,7 @@ def tally(asked: Mapping[str, Mapping[str, Any]]) -> dict[str, Decimal]:
         out[figures.bid_key(partner_id, figures.ASKED)] = one
         if outcome == TIMED_OUT:
             out[figures.bid_key(partner_id, figures.TIMEOUTS)] = one
-        if outcome == bids.BID and record.get("price") is not None:
+        if outcome == BID and record.get("price") is not None:
             step = figures.bid_step(Decimal(record["price"]))
             out[figures.bid_key(partner_id, f"{figures.STEP}{step}")] = one
     return out
@@ -269,7 +272,7 @@ def post(
     """Post the whole lead to a buyer that won it by its bid (`won`: the lead's record of the
     bid), with its token and the values its bid answered, within `seconds` (and its post's own
     timeout); None when the buyer accepted, else why not (rejected, timed out, failed)."""
-    from pingpost import outbound
+    from pingpost import bids, outbound
 
     endpoint = partner.post
     assert endpoint is not None
@@ -305,5 +308,5 @@ def post(
     except outbound.Failed as failed:
         return str(failed)
     if len(answer) > MAX_ANSWER_BYTES:
-        return f"{bids.BAD_ANSWER}: answer over {MAX_ANSWER_BYTES} bytes"
+        return f"{BAD_ANSWER}: answer over {MAX_ANSWER_BYTES} bytes"
     return bids.accepted(partner, status, answer, kind)

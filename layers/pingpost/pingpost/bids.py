@@ -35,6 +35,7 @@ from lxml import etree
 from pingpost.endpoints import BuyerEndpoint, Outbound
 from pingpost.fields import Table, table
 from pingpost.models import Partner
+from pingpost.reasons import BAD_ANSWER, BID, NO_BID
 
 MAX_TOKEN = 256
 MAX_REASON = 200
@@ -42,8 +43,6 @@ MAX_REASON = 200
 MAX_PRICE = Decimal("9999999999.99")
 _NONE: Mapping[str, str] = MappingProxyType({})
 DEFAULT_ACCEPTED = frozenset({"true", "1", "yes", "accepted", "success"})
-# What a bid's outcome is called where the lead records it.
-BID, NO_BID, BAD_ANSWER = "bid", "no bid", "bad answer"
 _XML = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 # Never in a bid request: personal data, and the consent evidence that leads to it (a
 # TrustedForm certificate replays the consumer's session; an address, a browser, a landing

@@ -2,7 +2,8 @@
 
 Every read and write goes through the `Stores` given (by default the real ones), so that each
 path runs in unit tests without AWS; what a request is told is computed in
-`pingpost.answering`, and a lead the request holds is sold by `pingpost.selling`.
+`pingpost.answering`, and a lead the request holds is sold by `pingpost.selling` (which a ping
+never needs: the post, full and API functions load it at init, the ping function never does).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 from pingpost import answering, auction, consent
 from pingpost.answering import event, ms, restored, stored, wire
 from pingpost.answers import MATCHED, Answer
-from pingpost.bids import BID
 from pingpost.clock import now_ms as _now_ms
 from pingpost.config import settings
 from pingpost.decoding import Request
@@ -32,11 +32,11 @@ from pingpost.fields import LEAD_ID, MODES, TYPE, table
 from pingpost.identity import HashedValue
 from pingpost.matching import Criteria
 from pingpost.models import DONE, PINGED, POSTING, Vendor
-from pingpost.selling import match_lead, sell
+from pingpost.reasons import BID
 from pingpost.store.deliveries import RESERVED, outbox_shard
 from pingpost.store.figures import Figures, vendor_day
 from pingpost.store.leads import Lead, Repeated, kept_until
-from pingpost.stores import STORES, Stores
+from pingpost.stores import STORES, Stores, match_lead
 from pingpost.validation import extras, parse, present, validate
 
 _WAIT_STEP = 0.05
@@ -196,6 +196,8 @@ def full(
     A repeat of an earlier full request (see `answering.repeat`) is the earlier lead, not a
     new one.
     """
+    from pingpost.selling import sell
+
     data = wire(values)
     answering.check_fits(data, kept, matches)
     now = datetime.now(UTC)
@@ -264,6 +266,8 @@ def _repeated(
     When the earlier request died holding the lead (it made no progress while watched), this
     one takes the lead over and sells it, from the sales already recorded on it.
     """
+    from pingpost.selling import sell
+
     lead = _owned(stores, lead_id, vendor)
     token = uuid.uuid4().hex
     if lead.unanswered:
@@ -309,6 +313,8 @@ def post(
     stores: Stores = STORES,
 ) -> Answer:
     """Sell a pinged lead with its full data; a repeated post is told what the first was."""
+    from pingpost.selling import sell
+
     lead_id = values[LEAD_ID]
     assert isinstance(lead_id, int)  # validated as a count
     lead = _owned(stores, lead_id, vendor)

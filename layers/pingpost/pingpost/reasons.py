@@ -1,4 +1,5 @@
-"""Why a partner may not buy a lead: the reasons matching and sales give, as leads record them.
+"""Why a partner may not buy a lead: the reasons matching and sales give, as leads record them,
+and what a buyer that bids answered.
 
 `pingpost.matching` says in which order its rules are tried; the caps come last.
 """
@@ -28,3 +29,8 @@ DAILY_CAP: Final = "daily cap"
 WEEKLY_CAP: Final = "weekly cap"
 MONTHLY_CAP: Final = "monthly cap"
 DAILY_BUDGET: Final = "daily budget"
+# What a bid's outcome is called where the lead records it (`pingpost.bids` reads answers into
+# them; the auction and the exchange count them without loading it when no buyer bids).
+BID: Final = "bid"
+NO_BID: Final = "no bid"
+BAD_ANSWER: Final = "bad answer"

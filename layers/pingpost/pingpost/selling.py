@@ -15,7 +15,7 @@ from pingpost import answering, auction
 from pingpost.answering import event
 from pingpost.answers import Answer, money
 from pingpost.fields import table
-from pingpost.matching import Criteria, Outcome, match
+from pingpost.matching import Criteria, Outcome
 from pingpost.models import SOLD, Partner, Vendor
 from pingpost.observability import logger
 from pingpost.posting import Unsettled, abandon, count_sale, reread, sell_on_bid
@@ -23,12 +23,7 @@ from pingpost.store import figures, sales
 from pingpost.store.figures import Figures, Tally
 from pingpost.store.leads import Lead
 from pingpost.store.queues import Delivery
-from pingpost.stores import STORES, Stores
-
-
-def match_lead(stores: Stores, lead: Criteria, now: datetime) -> Outcome:
-    """Who may buy `lead` now, among the partners its neighbourhood's index names."""
-    return match(lead, stores.partners.near(lead), now, stores.sales.usage)
+from pingpost.stores import STORES, Stores, match_lead
 
 
 def sell(

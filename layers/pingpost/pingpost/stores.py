@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
 from pingpost.caps import Usage
-from pingpost.matching import Criteria, PartnerSet
+from pingpost.matching import Criteria, Outcome, PartnerSet, match
 from pingpost.models import Partner, Vendor
 from pingpost.store import counters, deliveries, leads, partners, queues, sales, secrets, vendors
 from pingpost.store.counters import lead_ids
@@ -191,3 +191,8 @@ class Stores(NamedTuple):
 
 
 STORES = Stores()
+
+
+def match_lead(stores: Stores, lead: Criteria, now: datetime) -> Outcome:
+    """Who may buy `lead` now, among the partners its neighbourhood's index names."""
+    return match(lead, stores.partners.near(lead), now, stores.sales.usage)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import stringprep
 from collections.abc import Collection, Mapping
 from typing import Final
 from urllib.parse import SplitResult, quote, unquote_plus, urlencode, urlsplit
@@ -154,6 +153,8 @@ def _mapped(host: str) -> str:
     """
     if host.isascii():
         return host.lower()
+    import stringprep  # (with unicodedata: only for a host that is not ASCII)
+
     if any(stringprep.in_table_a1(c) for c in host):
         raise UnsafeUrl("its host is not a valid host name")
     try:
