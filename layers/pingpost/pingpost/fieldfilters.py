@@ -44,7 +44,7 @@ def still_known(codes: list[str], whose: str) -> list[str]:
 class Range(BaseModel):
     """A number's filter: the least and the most a partner takes (either may be left out)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # as endpoints.Outbound's
 
     min: Decimal | None = Field(default=None, allow_inf_nan=False)
     max: Decimal | None = Field(default=None, allow_inf_nan=False)

@@ -5,8 +5,8 @@ SSM Parameter Store: secrets."""
 
 from __future__ import annotations
 
-import platform
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 # Every AWS call says it is the exchange's (CloudTrail's userAgent), in one fixed text:
 # botocore otherwise builds its own (its features, its environment) twice for each request,
 # about a seventh of the CPU a small call costs the client.
-USER_AGENT = f"pingpost python/{platform.python_version()}"  # botocore adds its version
+_MAJOR, _MINOR, _MICRO = sys.version_info[:3]  # (platform.python_version() parses sys.version)
+USER_AGENT = f"pingpost python/{_MAJOR}.{_MINOR}.{_MICRO}"  # botocore adds its version
 
 
 def client_config(read_timeout: float, **more: Any) -> Config:

@@ -38,7 +38,6 @@ import threading
 import time
 from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -60,22 +59,22 @@ _ATTEMPTS = 20
 _RACES = {"ConditionalCheckFailed", "TransactionConflict", "ThrottlingError"}
 
 
-@dataclass(eq=False)
 class _Kept:
     """What this container holds of the partners, as of a version of the partners table."""
 
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    version: int | None = None  # None: nothing read yet
-    indexed: bool = False
-    checked: float = 0.0  # time.monotonic() of the last look at the version
-    partners: dict[int, Partner] = field(default_factory=dict)  # those read, active or not
-    places: dict[str, frozenset[int]] = field(default_factory=dict)  # index items read
-    # The indexed sets matched against, by neighbourhood (or "" for the whole of an unindexed
-    # table), the same object until a partner of it or its places change.
-    sets: dict[tuple[str, ...], PartnerSet] = field(default_factory=dict)
-    whole: bool = False  # every partner is held (an unindexed table)
-    # IDs the index names that no partner has (one deleted by hand): not read again.
-    absent: set[int] = field(default_factory=set)
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.version: int | None = None  # None: nothing read yet
+        self.indexed = False
+        self.checked = 0.0  # time.monotonic() of the last look at the version
+        self.partners: dict[int, Partner] = {}  # those read, active or not
+        self.places: dict[str, frozenset[int]] = {}  # index items read
+        # The indexed sets matched against, by neighbourhood (or "" for the whole of an
+        # unindexed table), the same object until a partner of it or its places change.
+        self.sets: dict[tuple[str, ...], PartnerSet] = {}
+        self.whole = False  # every partner is held (an unindexed table)
+        # IDs the index names that no partner has (one deleted by hand): not read again.
+        self.absent: set[int] = set()
 
 
 _kept = _Kept()
