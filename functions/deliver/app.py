@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
@@ -10,11 +10,13 @@ from aws_lambda_powertools.utilities.batch import (
     process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pingpost.delivery import deliver
 from pingpost.observability import logger, metrics
 from pingpost.store.queues import REDRIVES, Delivery
+
+if TYPE_CHECKING:  # (only a type: not loaded at init)
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 # A batch whose every delivery failed is reported like any other, item by item: partners being
 # down is routine, not an error of this function (which would also fire its errors alarm).

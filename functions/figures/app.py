@@ -3,13 +3,15 @@ report` reads, from the leads table's stream (pingpost.store.counting)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pingpost.observability import logger, metrics
 from pingpost.store import counting
+
+if TYPE_CHECKING:  # (only a type: not loaded at init)
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 @logger.inject_lambda_context(clear_state=True)

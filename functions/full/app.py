@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pingpost import edge, selling  # noqa: F401 (every full request sells: loaded at init)
 from pingpost.observability import logger, metrics
+
+if TYPE_CHECKING:  # (only a type: not loaded at init)
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 app = APIGatewayHttpResolver()
 edge.install_error_handlers(app)

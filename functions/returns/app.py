@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pingpost import returns
 from pingpost.errors import InvalidRequest, PingPostError
 from pingpost.observability import logger, metrics
+
+if TYPE_CHECKING:  # (only a type: not loaded at init)
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 app = APIGatewayHttpResolver()
 _JSON = "application/json; charset=UTF-8"
