@@ -3,6 +3,7 @@ figures once, however often its batch comes, whatever else the batch holds when 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -248,11 +249,15 @@ def test_the_figures_function_reports_figures_it_could_not_count(
     added: list[str] = []
     monkeypatch.setattr(metrics, "add_metric", lambda name, **_: added.append(name))
 
-    full = counting.Counted(1, {"day#2026-12-07#bids#x#0": Figures(bids={"bid#8#asked": 1})})
+    dropped = Figures(pings=2, sales=1, bids={"bid#8#asked": Decimal(1)})
+    full = counting.Counted(1, {"day#2026-12-07#bids#x#0": dropped})
     monkeypatch.setattr(counting, "count", lambda records: full)
     assert local_function("FiguresFunction").invoke({"Records": [{}]}) == {
         "records": 1,
         "counted": 1,
     }
-    assert "day item full: figures not counted" in logged.getvalue()
+    (line,) = [json.loads(t) for t in logged.getvalue().splitlines() if "day item full" in t]
+    # What an operator adds to the day item by hand: each figure by the name the item keeps.
+    assert line["key"] == "day#2026-12-07#bids#x#0"
+    assert line["figures"] == {"pings": 2, "sales": 1, "bid#8#asked": "1"}
     assert added == ["FiguresDropped"]  # the alarm's metric

@@ -216,7 +216,7 @@ def adding(tally: Tally) -> TransactWriteItemTypeDef:
     """The transaction item that ADDs a tally's figures (those that are not 0)."""
     # Each figure by a placeholder: its own name, or b<n> for a bid's (they hold '#').
     named: dict[str, tuple[str, Any]] = {}
-    for name, value in _added(tally.figures).items():
+    for name, value in added(tally.figures).items():
         named[f"b{len(named)}" if name.startswith(_BID) else name] = (name, value)
     update = "SET expires_at = :expires"
     if named:
@@ -234,7 +234,7 @@ def adding(tally: Tally) -> TransactWriteItemTypeDef:
     return {"Update": item}
 
 
-def _added(figures: Figures) -> dict[str, Any]:
+def added(figures: Figures) -> dict[str, Any]:
     """A tally's figures that are not 0, by the name its day item keeps them under."""
     values = {name: getattr(figures, name) for name in Figures._fields if name != "bids"}
     return {k: v for k, v in values.items() if v} | {k: v for k, v in figures.bids.items() if v}
@@ -242,7 +242,7 @@ def _added(figures: Figures) -> dict[str, Any]:
 
 def size(figures: Figures) -> int:
     """How many figures an update of a day item by `figures` adds (those that are not 0)."""
-    return len(_added(figures))
+    return len(added(figures))
 
 
 def _expires() -> int:
@@ -272,7 +272,7 @@ def riding(tallies: Sequence[Tally]) -> str | None:
     the lead's one write unit needs: a new ID, the day, then each day item's figures, e.g.
     `1f0c2b9a5e3d 2026-12-07 vdemo:S,R20,G15 p142:S,R20,G15` (a count of 1 is its letter alone).
     None without figures."""
-    counted = [(t.key, _added(t.figures)) for t in merged(tallies)]
+    counted = [(t.key, added(t.figures)) for t in merged(tallies)]
     counted = [(key, values) for key, values in counted if values]
     if not counted:
         return None
