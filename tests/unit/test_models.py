@@ -73,6 +73,51 @@ def test_partners_of_older_seeds_get_the_defaults() -> None:
         assert partner.filters.src_allow == partner.filters.src_deny == []
 
 
+_THREADS = """
+import json, sys, threading
+sys.setswitchinterval(1e-6)
+from pingpost.endpoints import AnswerPaths, Endpoint
+from pingpost.fieldfilters import Range
+from pingpost.models import Caps, Filters, Partner
+start, failed = threading.Barrier(8), []
+def made(n):
+    start.wait()
+    try:
+        p = Partner.model_validate({"id": n, "price": "1"})
+        assert (p.filters.states, p.caps.daily, p.delivery.timeout) == ([], 0, 5.0)
+    except Exception as error:
+        failed.append(repr(error))
+threads = [threading.Thread(target=made, args=(n,)) for n in range(1, 9)]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+parts = (Filters, Caps, Endpoint, AnswerPaths, Range)
+built = [m.__name__ for m in parts if m.__pydantic_complete__]
+print(json.dumps([failed, built]))
+"""
+
+
+def test_partners_left_without_filters_caps_or_delivery_are_made_on_many_threads_at_once() -> None:
+    # A new container reads up to 8 partners' items at once. The validators these parts have
+    # of their own are built only when first needed, which pydantic cannot do on two threads
+    # at once (the review saw 3 runs in 30 fail): making a partner's defaults builds none.
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-c", _THREADS],
+        env={"PYTHONPATH": str(ROOT / "layers" / "pingpost"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    failed, built = json.loads(done.stdout.splitlines()[-1])
+    assert failed == [] and built == []
+
+
 def test_a_partner_survives_the_round_trip_through_dynamodb() -> None:
     # DynamoDB gives every number back as a Decimal, ints included.
     partner = Partner.model_validate(SEED_PARTNER | {"priority": 3})

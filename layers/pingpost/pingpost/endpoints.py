@@ -87,7 +87,7 @@ class AnswerPaths(BaseModel):
 class BuyerEndpoint(Outbound):
     """A request a buyer answers: its ping (`bid`) or its post."""
 
-    answer: AnswerPaths = Field(default_factory=AnswerPaths)
+    answer: AnswerPaths = Field(default_factory=AnswerPaths.model_construct)  # as Partner's
     # What `answer.accepted` must find to mean yes (any case); empty: true, 1, yes, accepted,
     # success. Without an `accepted` path, an answer with a price is a bid.
     accepted_values: list[str] = []

@@ -267,10 +267,12 @@ class Partner(BaseModel):
     expose_hashes: list[str] = []
     # The lead types (TYPE values) the partner buys.
     lead_types: list[str] = Field(default_factory=lambda: [LEAD_TYPE])
-    # (made when left out, as `Filters.fields`: a default instance is deep-copied every time)
-    filters: Filters = Field(default_factory=Filters)
-    caps: Caps = Field(default_factory=Caps)
-    delivery: Endpoint = Field(default_factory=Endpoint)
+    # Made when left out, as `Filters.fields` (a default instance is deep-copied every time),
+    # without validation: their validators are built only when first needed, which pydantic
+    # cannot do on two threads at once, and partners are read on several.
+    filters: Filters = Field(default_factory=Filters.model_construct)
+    caps: Caps = Field(default_factory=Caps.model_construct)
+    delivery: Endpoint = Field(default_factory=Endpoint.model_construct)
     # Days after a sale within which the partner may return the lead (0: no returns), and the
     # hash of the key it returns leads with (`pingpost partners rotate-key`; None: no key).
     return_days: int = Field(default=0, ge=0, le=365)
