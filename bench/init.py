@@ -97,7 +97,7 @@ def timed(body: str, path: list[str], cwd: Path) -> tuple[float, float]:
     return float(elapsed), float(rss)
 
 
-def measure(rounds: int) -> dict[str, dict[str, float]]:
+def measure(rounds: int, functions: list[str]) -> dict[str, dict[str, float]]:
     """Median seconds (and peak RSS in MB) of each import, by what was imported and how, and
     the median of each function's ratios to the floor imported just before it (`ratio`)."""
     with tempfile.TemporaryDirectory() as work:
@@ -105,7 +105,7 @@ def measure(rounds: int) -> dict[str, dict[str, float]]:
         samples: dict[str, list[tuple[float, float]]] = {}
         ratios: dict[str, list[float]] = {}
         for _ in range(rounds):
-            for name in FUNCTIONS:
+            for name in functions:
                 floor = timed(FLOOR, [str(compiled), str(runtime)], ROOT)
                 samples.setdefault("floor", []).append(floor)
                 folder = ROOT / "functions" / name
@@ -126,7 +126,7 @@ def measure(rounds: int) -> dict[str, dict[str, float]]:
     return results
 
 
-def report(results: dict[str, dict[str, float]]) -> str:
+def report(results: dict[str, dict[str, float]], functions: list[str]) -> str:
     floor = results["floor"]["seconds"]
     rows = [
         f"Floor: {floor * 1000:.0f} ms, {results['floor']['rss_mb']:.0f} MB.",
@@ -135,7 +135,7 @@ def report(results: dict[str, dict[str, float]]) -> str:
         " | no bytecode / bytecode | rss MB |",
         "|---|--:|--:|--:|--:|--:|",
     ]
-    for name in FUNCTIONS:
+    for name in functions:
         compiled = results[f"{name} bytecode"]["seconds"]
         source = results[f"{name} source"]["seconds"]
         rows.append(
@@ -149,8 +149,9 @@ def report(results: dict[str, dict[str, float]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--functions", nargs="+", choices=FUNCTIONS, default=FUNCTIONS)
     args = parser.parse_args(argv)
-    print(report(measure(args.rounds)))
+    print(report(measure(args.rounds, args.functions), args.functions))
     return 0
 
 

@@ -10,7 +10,7 @@ RUNS = {
     "warm": ["--rounds", "3"],
     "partners": ["--sizes", "300", "--loaded", "30", "--changed", "3", "--leads", "20"],
     "memory": ["--requests", "3"],
-    "init": ["--rounds", "1"],
+    "init": ["--rounds", "1", "--functions", "figures", "ping", "post"],
     "auction": ["--sizes", "1", "2", "3", "--rounds", "2"],
     "bids_item": ["--auctions", "3"],
     "leadtypes": ["--rounds", "3"],
