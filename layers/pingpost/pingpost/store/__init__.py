@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 # Every AWS call says it is the exchange's (CloudTrail's userAgent), in one fixed text:
 # botocore otherwise builds its own (its features, its environment) twice for each request,
 # about a seventh of the CPU a small call costs the client.
-_MAJOR, _MINOR, _MICRO = sys.version_info[:3]  # (platform.python_version() parses sys.version)
-USER_AGENT = f"pingpost python/{_MAJOR}.{_MINOR}.{_MICRO}"  # botocore adds its version
+# (platform.python_version() would parse sys.version with a regular expression at import)
+USER_AGENT = "pingpost python/" + ".".join(map(str, sys.version_info[:3]))  # + botocore's
 
 
 def client_config(read_timeout: float, **more: Any) -> Config:
