@@ -22,6 +22,7 @@ NEVER = {
         "pingpost.posting",
         "stringprep",  # only for a host name that is not ASCII
         "aws_xray_sdk",
+        "aws_lambda_powertools.utilities.typing",
     },
     "post": {
         "requests",
@@ -30,6 +31,7 @@ NEVER = {
         "pingpost.fanout",
         "pingpost.bids",
         "aws_xray_sdk",
+        "aws_lambda_powertools.utilities.typing",
     },
     "full": {
         "requests",
@@ -38,6 +40,7 @@ NEVER = {
         "pingpost.fanout",
         "pingpost.bids",
         "aws_xray_sdk",
+        "aws_lambda_powertools.utilities.typing",
     },
     "api": {
         "requests",
@@ -46,16 +49,36 @@ NEVER = {
         "pingpost.fanout",
         "pingpost.bids",
         "aws_xray_sdk",
+        "aws_lambda_powertools.utilities.typing",
     },
-    "deliver": {"pingpost.responses", "pingpost.exchange", "pingpost.decoding", "aws_xray_sdk"},
-    "retry": {"requests", "pingpost.delivery", "pingpost.decoding", "aws_xray_sdk"},
-    "returns": {"requests", "pingpost.exchange", "pingpost.decoding", "aws_xray_sdk"},
+    "deliver": {
+        "pingpost.responses",
+        "pingpost.exchange",
+        "pingpost.decoding",
+        "aws_xray_sdk",
+        "aws_lambda_powertools.utilities.typing",
+    },
+    "retry": {
+        "requests",
+        "pingpost.delivery",
+        "pingpost.decoding",
+        "aws_xray_sdk",
+        "aws_lambda_powertools.utilities.typing",
+    },
+    "returns": {
+        "requests",
+        "pingpost.exchange",
+        "pingpost.decoding",
+        "aws_xray_sdk",
+        "aws_lambda_powertools.utilities.typing",
+    },
     "figures": {
         "requests",
         "pingpost.exchange",
         "pingpost.decoding",
         "pingpost.matching",
         "aws_xray_sdk",
+        "aws_lambda_powertools.utilities.typing",
     },
 }
 # And what shows the import was the real one.
