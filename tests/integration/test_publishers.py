@@ -668,11 +668,15 @@ def test_a_vendor_over_its_rate_limit_gets_429_and_other_vendors_do_not(
     writes: list[str] = []
     client = counters.dynamodb()
 
-    def counting(**params: Any) -> Any:
-        writes.append(params["Key"]["counter"]["S"])
-        return client.update_item(**params)
+    class Counting:  # the counters' client, its counter writes listed
+        def __getattr__(self, name: str) -> Any:
+            return getattr(client, name)
 
-    monkeypatch.setattr(counters, "dynamodb", lambda: SimpleNamespace(update_item=counting))
+        def update_item(self, **params: Any) -> Any:
+            writes.append(params["Key"]["counter"]["S"])
+            return client.update_item(**params)
+
+    monkeypatch.setattr(counters, "dynamodb", Counting)
     before = lead_count()
     answers = [call(api, "/api.php", query=complete("ping", Key=key)) for _ in range(5)]
     assert [a.status for a in answers] == [200, 200, 200, 429, 429]
