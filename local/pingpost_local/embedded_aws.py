@@ -2,7 +2,7 @@
 
 moto's backends share state without locks, and the local runner calls them from many threads
 (requests, SQS and stream pollers, schedules). Five repairs (1, 3, 2, 12 and 13) make it a
-faithful stand-in, and nine more make it quicker (14 also mends binary values):
+faithful stand-in, and ten more make it quicker (14 also mends binary values):
 1. One DynamoDB call at a time: its TransactWriteItems snapshots tables while other threads
    write to them.
 2. TransactWriteItems snapshots only the items it touches: moto deep-copies every table the
@@ -41,6 +41,10 @@ faithful stand-in, and nine more make it quicker (14 also mends binary values):
    items: moto walked its API model for every value of every image (about 20 ms a record, so
    a test's first read of a stream of 1,500 writes took 40 s), and wrote binary values
    base64-encoded twice.
+15. A connection serves one call after another: werkzeug's development server closes each after
+   one answer (it cannot tell whether the application read the whole request), so every call
+   of an SDK connected anew, a server thread each time. A direct call (repair 10) whose body
+   has a Content-Length is read whole and answered on a connection kept open.
 AWS itself has none of these limits; the exchange's code is unchanged, only the stand-in is
 fixed. The repairs reach into moto's internals, so pyproject.toml pins moto to the range
 tested here (tests/integration/test_local_aws.py).
@@ -93,17 +97,49 @@ class _Server(ThreadedMotoServer):
             MotoRequestHandler,
             create_backend_app,
         )
+        from werkzeug.exceptions import InternalServerError
         from werkzeug.serving import make_server
 
-        application = _direct_route(DomainDispatcherApplication(create_backend_app))
+        direct = _direct_calls()
+
+        class KeptOpen(MotoRequestHandler):
+            """Repair 15: a direct call answered without closing its connection."""
+
+            # Its headers and body are two writes: without this, the second waits for the
+            # client's delayed acknowledgement of the first (40 ms) on a connection kept open.
+            disable_nagle_algorithm = True
+
+            def run_wsgi(self) -> None:
+                environ = self.make_environ()
+                whole = "CONTENT_LENGTH" in environ and "HTTP_TRANSFER_ENCODING" not in environ
+                try:
+                    response = direct(environ) if whole else None
+                except Exception:  # answered as werkzeug answers a failing application
+                    logging.getLogger("werkzeug").exception("Error on request")
+                    response = InternalServerError().get_response(environ)
+                    response.headers["Connection"] = "close"
+                if response is None:
+                    super().run_wsgi()  # (nothing of the request read yet)
+                    return
+                self.environ = environ
+                body = response.get_data()
+                self.send_response(response.status_code)
+                for key, value in response.get_wsgi_headers(environ).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+        application = _direct_route(DomainDispatcherApplication(create_backend_app), direct)
         self._server = make_server(
-            self._ip_address, self._port, application, True, request_handler=MotoRequestHandler
+            self._ip_address, self._port, application, True, request_handler=KeptOpen
         )
         self._server_ready_event.set()
         self._server.serve_forever()
 
 
-def _direct_route(application: Any) -> Any:
+def _direct_calls() -> Any:
+    """A function that answers a DynamoDB or SQS call (a werkzeug Response), or None for any
+    other request, of which it reads nothing (repair 10)."""
     from botocore.exceptions import ClientError
     from flask import Response
     from moto.core.request import normalize_request
@@ -114,20 +150,33 @@ def _direct_route(application: Any) -> Any:
 
     handlers = {"DynamoDB_20120810": DynamoHandler, "AmazonSQS": SQSResponse}
 
-    def route(environ: dict[str, Any], start_response: Any) -> Any:
+    def answer(environ: dict[str, Any]) -> Response | None:
         target = environ.get("HTTP_X_AMZ_TARGET", "").partition(".")[0]
         handler = handlers.get(target)
         if handler is None or environ.get("PATH_INFO") != "/":
-            return application(environ, start_response)
+            return None
         # What moto's view (moto.core.utils.convert_to_flask_response) does with a request.
         request = normalize_request(BackendRequest(environ))
+        request.get_data()  # the whole body, whatever the handler reads of it (repair 15)
         recorder._record_request(request)
         try:
             result = handler.dispatch(request, request.raw_url, dict(request.headers))
         except ClientError as error:
             result = 400, {}, error.response["Error"]["Message"]
         status, headers, content = result if len(result) == 3 else (200, {}, result)
-        return Response(response=content, status=status, headers=headers)(environ, start_response)
+        return Response(response=content, status=status, headers=headers)
+
+    return answer
+
+
+def _direct_route(application: Any, direct: Any) -> Any:
+    """moto's application, the direct calls answered first."""
+
+    def route(environ: dict[str, Any], start_response: Any) -> Any:
+        response = direct(environ)
+        if response is None:
+            return application(environ, start_response)
+        return response(environ, start_response)
 
     return route
 

@@ -444,3 +444,28 @@ def test_a_streams_records_read_back_as_written(aws_endpoint: str) -> None:
     assert second["dynamodb"]["NewImage"]["n"] == {"N": "13"}
     assert isinstance(first["dynamodb"]["ApproximateCreationDateTime"], datetime)
     assert int(second["dynamodb"]["SequenceNumber"]) > int(first["dynamodb"]["SequenceNumber"])
+
+
+def test_an_sdk_call_after_call_shares_one_connection(aws_endpoint: str) -> None:
+    # DynamoDB and SQS calls answered on the connection the first one opened (each call no
+    # longer costs a connection and a server thread); a body sent in chunks is still read.
+    import http.client
+
+    host, port = aws_endpoint.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    json_call = {"Content-Type": "application/x-amz-json-1.0"}
+    sockets = []
+    for target in ("DynamoDB_20120810.ListTables", "AmazonSQS.ListQueues") * 2:
+        connection.request("POST", "/", body="{}", headers={"X-Amz-Target": target, **json_call})
+        answer = connection.getresponse()
+        assert answer.status == 200, answer.read()
+        assert answer.getheader("Connection") != "close"
+        assert isinstance(json.loads(answer.read()), dict)
+        sockets.append(connection.sock)
+    assert sockets[0] is not None and all(s is sockets[0] for s in sockets)
+    chunks = iter([b"{", b"}"])
+    headers = {"X-Amz-Target": "DynamoDB_20120810.ListTables", **json_call}
+    connection.request("POST", "/", body=chunks, headers=headers, encode_chunked=True)
+    answer = connection.getresponse()
+    assert answer.status == 200 and "TableNames" in json.loads(answer.read())
+    connection.close()
