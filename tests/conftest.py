@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -132,22 +133,67 @@ def caches(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
 
 def clear_partners() -> None:
     """No partner, and none of the cap counters or dedupe records of those before."""
-    import boto3
-
     from pingpost.store import partners
 
-    client = boto3.client("dynamodb")
+    client = _aws_dynamodb(os.environ["AWS_ENDPOINT_URL"])
     table = os.environ["PARTNERS_TABLE"]
     for item in client.scan(TableName=table, ProjectionExpression="partner_id")["Items"]:
         client.delete_item(TableName=table, Key=item)
     partners.forget()  # deleted behind the versions' back
-    table = os.environ["COUNTERS_TABLE"]
+    clear_usage()
+
+
+def clear_usage() -> None:
+    """None of the cap counters or dedupe records of the sales before."""
+    client = _aws_dynamodb(os.environ["AWS_ENDPOINT_URL"])
     pages = client.get_paginator("scan").paginate(
-        TableName=table, ProjectionExpression="#c", ExpressionAttributeNames={"#c": "counter"}
+        TableName=os.environ["COUNTERS_TABLE"],
+        ProjectionExpression="#c",
+        FilterExpression="begins_with(#c, :cap) OR begins_with(#c, :dedupe)",
+        ExpressionAttributeNames={"#c": "counter"},
+        ExpressionAttributeValues={":cap": {"S": "cap#"}, ":dedupe": {"S": "dedupe#"}},
     )
     for item in (item for page in pages for item in page["Items"]):
-        if item["counter"]["S"].startswith(("cap#", "dedupe#")):
-            client.delete_item(TableName=table, Key=item)
+        client.delete_item(TableName=os.environ["COUNTERS_TABLE"], Key=item)
+
+
+# The partners table as `demo_seed` last left it in this process: (partner_id, change) pairs.
+_demo_left: dict[str, frozenset[tuple[str, str]]] = {}
+
+
+def demo_seed() -> None:
+    """The demo seed's vendors and partners, as `make run` seeds them. The partners are written
+    (over none, their cap usage cleared) only when the partners table is not as the last call
+    left it: a partner written, added or deleted since (each write of one is a transaction and
+    a new version, and most tests change no partner)."""
+    from pingpost_local import seed
+
+    demo = _demo()
+    seed.apply(seed.Seed(vendors=demo.vendors))
+    if _demo_left.get(os.environ["AWS_ENDPOINT_URL"]) != _partner_changes():
+        clear_partners()
+        seed.apply(seed.Seed(partners=demo.partners))
+        _demo_left[os.environ["AWS_ENDPOINT_URL"]] = _partner_changes()
+
+
+@cache
+def _demo() -> Any:
+    from pingpost_local import seed
+
+    return seed.load(DEMO_SEED)
+
+
+def _partner_changes() -> frozenset[tuple[str, str]]:
+    """Each partner of the partners table with the version that wrote it."""
+    client = _aws_dynamodb(os.environ["AWS_ENDPOINT_URL"])
+    pages = client.get_paginator("scan").paginate(
+        TableName=os.environ["PARTNERS_TABLE"],
+        ConsistentRead=True,
+        ProjectionExpression="partner_id, #c",
+        ExpressionAttributeNames={"#c": "change"},
+    )
+    items = (item for page in pages for item in page["Items"])
+    return frozenset((i["partner_id"]["N"], i.get("change", {}).get("N", "")) for i in items)
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +222,12 @@ def _client(service: str, endpoint: str) -> Any:
 
 def _dynamodb(endpoint: str) -> Any:
     return _client("dynamodb", endpoint)
+
+
+@cache
+def _aws_dynamodb(endpoint: str) -> Any:
+    """One client of the endpoint for the helpers here (a client costs tens of ms to make)."""
+    return _dynamodb(endpoint)
 
 
 def _sqs(endpoint: str) -> Any:

@@ -19,7 +19,7 @@ import boto3
 import pytest
 
 from pingpost.fields import FIELDS
-from tests.conftest import DEMO_SEED, clear_partners, count_figures, counter_item
+from tests.conftest import clear_partners, clear_usage, count_figures, counter_item, demo_seed
 from tests.leads import complete
 
 KEY = "auction-vendor-key-0123456789"
@@ -47,7 +47,7 @@ def market(aws: str) -> Iterator[Any]:
     """Install partners (fixed-price ones and local bidders); vendors that wait BUDGET."""
     from pingpost_local import seed
 
-    seed.apply(seed.load(DEMO_SEED))
+    demo_seed()
     _vendors()
 
     def install(*documents: dict[str, Any]) -> None:
@@ -55,8 +55,8 @@ def market(aws: str) -> Iterator[Any]:
         seed.apply(seed.Seed.model_validate({"partners": list(documents)}))
 
     yield install
-    clear_partners()
-    seed.apply(seed.load(DEMO_SEED))
+    clear_usage()
+    demo_seed()
     _vendors()
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import DEMO_SEED, EVENTS, local_function
+from tests.conftest import EVENTS, demo_seed, local_function
 from tests.leads import complete
 
 # Each test runs with the caches off and with them as deployed (tests/conftest.py: caches).
@@ -41,7 +41,7 @@ def sales(aws: str, partner: Any) -> Iterator[Any]:
         seed.apply(seed.Seed.model_validate({"partners": list(documents)}))
         store.forget()  # the partners deleted above, behind the versions' back
 
-    seed.apply(seed.load(DEMO_SEED))  # the demo vendors
+    demo_seed()  # the demo vendors
     for name in queues:
         while receive(name, wait=0):
             pass
@@ -49,8 +49,7 @@ def sales(aws: str, partner: Any) -> Iterator[Any]:
     for name in queues:
         while receive(name, wait=0):
             pass
-    install()
-    seed.apply(seed.load(DEMO_SEED))
+    demo_seed()
 
 
 def buyer(id: int, url: str, price: float = 30, **delivery: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 
-from tests.conftest import DEMO_SEED, EVENTS, local_function
+from tests.conftest import DEMO_SEED, EVENTS, demo_seed, local_function
 from tests.leads import KEY, complete
 
 PERSON = {
@@ -114,4 +114,4 @@ def test_a_whole_cycle_logs_no_secret_and_no_personal_data(
     assert not found, f"logged in clear: {found}"
     monkeypatch.undo()
     settings.cache_clear()
-    seed.apply(seed.load(DEMO_SEED))
+    demo_seed()

@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 
-from tests.conftest import DEMO_SEED, EVENTS, ROOT, TEMPLATE, local_function
+from tests.conftest import DEMO_SEED, EVENTS, ROOT, TEMPLATE, demo_seed, local_function
 from tests.leads import complete
 
 FOLDERS = {
@@ -240,7 +240,7 @@ def demo(aws: str) -> Iterator[None]:
             TableName=os.environ["PARTNERS_TABLE"], Key={"partner_id": {"N": str(partner_id)}}
         )
     partners.forget()
-    seed.apply(seed.load(DEMO_SEED))
+    demo_seed()
 
 
 def _api_calls(function_id: str) -> set[tuple[str, str]]:

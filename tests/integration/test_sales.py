@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from pingpost.clock import now_ms
-from tests.conftest import DEMO_SEED, clear_partners
+from tests.conftest import clear_partners, clear_usage, demo_seed
 from tests.leads import complete
 
 # Each test runs with the caches off and with them as deployed (tests/conftest.py: caches).
@@ -36,15 +36,15 @@ def _partner(id: int, price: float, **extra: Any) -> dict[str, Any]:
 def partners(aws: str) -> Iterator[Any]:
     from pingpost_local import seed
 
-    seed.apply(seed.load(DEMO_SEED))
+    demo_seed()
 
     def install(*documents: dict[str, Any]) -> None:
         clear_partners()
         seed.apply(seed.Seed.model_validate({"partners": list(documents)}))
 
     yield install
-    clear_partners()
-    seed.apply(seed.load(DEMO_SEED))
+    clear_usage()
+    demo_seed()
 
 
 def submit(fields: dict[str, str]) -> Any:
