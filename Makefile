@@ -61,7 +61,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/matching.py --sizes 100 10000 100000 --rounds 200
 	$(BIN)/python bench/decoding.py --rounds 200
 	$(BIN)/python bench/leadtypes.py --rounds 2000
-	$(BIN)/python bench/init.py --rounds 15
+	$(BIN)/python bench/init.py --rounds 15 --instructions
 	$(BIN)/python bench/cost.py --pairs 50
 	$(BIN)/python bench/warm.py --rounds 300
 	$(BIN)/python bench/partners.py --sizes 10000 100000 --changed 10

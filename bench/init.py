@@ -13,6 +13,10 @@ It is imported again just before each function's imports, and `bytecode / floor`
 of each round's ratio of the two, so that a slower spell of the machine weighs on both sides of
 a ratio. Compare the ratios, measured in the same run, not the absolute times. `rss MB` is the
 peak resident memory of the interpreter after the import.
+
+With --instructions, the floor and each function (with bytecode) are also imported once under
+valgrind's callgrind, which counts the instructions an import runs: the same count in every run,
+whatever else the machine does (a ratio without noise; time also waits on memory and files).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ rss = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
 print(json.dumps([elapsed, rss]))
 """
 FUNCTION = "import app"
+VALGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
 FLOOR = """
 import boto3, lxml.etree, pydantic
 from aws_lambda_powertools import Logger, Metrics
@@ -95,6 +100,41 @@ def timed(body: str, path: list[str], cwd: Path) -> tuple[float, float]:
     )
     elapsed, rss = json.loads(done.stdout.splitlines()[-1])
     return float(elapsed), float(rss)
+
+
+def instructions(body: str, path: list[str], cwd: Path) -> int:
+    """The instructions `body` runs, less those of the timing script around it (callgrind)."""
+    counts = []
+    for code in (TIMED.format(path=path, body=body), TIMED.format(path=path, body="pass")):
+        done = subprocess.run(
+            [*VALGRIND, sys.executable, "-S", "-B", "-c", code],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1", "PYTHONHASHSEED": "0"},
+        )
+        counts.append(int(done.stderr.split("Collected :")[1].split()[0]))
+    return counts[0] - counts[1]
+
+
+def count(functions: list[str]) -> str:
+    """The instructions of the floor's imports and of each function's, and their ratios."""
+    with tempfile.TemporaryDirectory() as work:
+        compiled, _, runtime = build(Path(work))
+        floor = instructions(FLOOR, [str(compiled), str(runtime)], ROOT)
+        rows = [
+            "",
+            f"Instructions (callgrind): floor {floor / 1e6:.0f} million.",
+            "",
+            "| function | million instructions | / floor |",
+            "|---|--:|--:|",
+        ]
+        for name in functions:
+            folder = ROOT / "functions" / name
+            counted = instructions(FUNCTION, [str(folder), str(compiled), str(runtime)], folder)
+            rows.append(f"| {name} | {counted / 1e6:.0f} | {counted / floor:.3f} |")
+    return "\n".join(rows)
 
 
 def measure(rounds: int, functions: list[str]) -> dict[str, dict[str, float]]:
@@ -150,8 +190,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--functions", nargs="+", choices=FUNCTIONS, default=FUNCTIONS)
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count each import's instructions under valgrind (about 20 s each)",
+    )
     args = parser.parse_args(argv)
+    if args.instructions and shutil.which("valgrind") is None:
+        parser.error("--instructions needs valgrind (apt-get install valgrind)")
     print(report(measure(args.rounds, args.functions), args.functions))
+    if args.instructions:
+        print(count(args.functions))
     return 0
 
 

@@ -76,3 +76,16 @@ def test_the_decoding_benchmark_decodes_every_kind_and_refuses_the_hostile_ones(
         for size in ("a lead", "at the cap")
         for kind in ("form", "multipart", "xml", "json")
     ] + [f"{label} (refused)" for label in module.hostile(1024)]
+
+
+def test_the_init_benchmark_counts_the_same_instructions_every_run() -> None:
+    # Its --instructions ratios are free of the machine's noise: the count of a body is the
+    # same run after run (within a thousandth), grows with the work, and leaves out the rest.
+    spec = importlib.util.spec_from_file_location("bench_init", BENCH.parent / "init.py")
+    assert spec is not None and spec.loader is not None
+    init = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(init)
+    small = [init.instructions("sum(range(20_000))", [], BENCH.parent) for _ in range(2)]
+    large = init.instructions("sum(range(200_000))", [], BENCH.parent)
+    assert abs(small[0] - small[1]) < small[0] / 1000, small
+    assert 0 < small[0] < large < 20 * small[0], (small, large)
