@@ -226,8 +226,11 @@ def _dynamodb(endpoint: str) -> Any:
 
 @cache
 def _aws_dynamodb(endpoint: str) -> Any:
-    """One client of the endpoint for the helpers here (a client costs tens of ms to make)."""
-    return _dynamodb(endpoint)
+    """One client of the endpoint in the environment's region and credentials, for the helpers
+    here (a client costs tens of ms to make)."""
+    import boto3
+
+    return boto3.client("dynamodb", endpoint_url=endpoint)
 
 
 def _sqs(endpoint: str) -> Any:

@@ -44,7 +44,8 @@ faithful stand-in, and ten more make it quicker (14 also mends binary values):
 15. A connection serves one call after another: werkzeug's development server closes each after
    one answer (it cannot tell whether the application read the whole request), so every call
    of an SDK connected anew, a server thread each time. A direct call (repair 10) whose body
-   has a Content-Length is read whole and answered on a connection kept open.
+   has a Content-Length is read whole and answered on a connection kept open (a POST; any
+   other request is werkzeug's, which closes it), until the endpoint stops.
 AWS itself has none of these limits; the exchange's code is unchanged, only the stand-in is
 fixed. The repairs reach into moto's internals, so pyproject.toml pins moto to the range
 tested here (tests/integration/test_local_aws.py).
@@ -58,6 +59,7 @@ import copy
 import functools
 import json
 import logging
+import socket
 import threading
 import time
 import types
@@ -91,6 +93,18 @@ def start_aws_endpoint() -> tuple[ThreadedMotoServer, str]:
 class _Server(ThreadedMotoServer):
     """moto's server thread, serving moto's application behind the direct route (repair 10)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._opened: set[socket.socket] = set()  # the connections kept open (repair 15)
+
+    def stop(self) -> None:
+        """Stop serving: no new connection, and those kept open are ended (their threads with
+        them), so that a client of a stopped endpoint fails as it did before repair 15."""
+        super().stop()
+        for connection in list(self._opened):
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
     def _server_entry(self) -> None:
         from moto.moto_server.werkzeug_app import (
             DomainDispatcherApplication,
@@ -101,6 +115,7 @@ class _Server(ThreadedMotoServer):
         from werkzeug.serving import make_server
 
         direct = _direct_calls()
+        opened = self._opened
 
         class KeptOpen(MotoRequestHandler):
             """Repair 15: a direct call answered without closing its connection."""
@@ -109,9 +124,21 @@ class _Server(ThreadedMotoServer):
             # client's delayed acknowledgement of the first (40 ms) on a connection kept open.
             disable_nagle_algorithm = True
 
+            def setup(self) -> None:
+                super().setup()
+                opened.add(self.connection)
+
+            def finish(self) -> None:
+                opened.discard(self.connection)
+                super().finish()
+
             def run_wsgi(self) -> None:
                 environ = self.make_environ()
-                whole = "CONTENT_LENGTH" in environ and "HTTP_TRANSFER_ENCODING" not in environ
+                whole = (
+                    environ["REQUEST_METHOD"] == "POST"
+                    and environ.get("CONTENT_LENGTH", "").isdigit()
+                    and "HTTP_TRANSFER_ENCODING" not in environ
+                )
                 try:
                     response = direct(environ) if whole else None
                 except Exception:  # answered as werkzeug answers a failing application

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
+import pytest
 from botocore.config import Config
 
 from tests.conftest import _client, _dynamodb, _sqs
@@ -468,4 +469,39 @@ def test_an_sdk_call_after_call_shares_one_connection(aws_endpoint: str) -> None
     connection.request("POST", "/", body=chunks, headers=headers, encode_chunked=True)
     answer = connection.getresponse()
     assert answer.status == 200 and "TableNames" in json.loads(answer.read())
+    # A HEAD is answered without a body, whatever its target: the next call is read as sent.
+    connection.request("HEAD", "/", body="{}", headers=headers)
+    assert connection.getresponse().read() == b""
+    connection.request("POST", "/", body="{}", headers=headers)
+    assert "TableNames" in json.loads(connection.getresponse().read())
     connection.close()
+
+
+def test_a_stopped_endpoint_ends_the_connections_it_kept_open() -> None:
+    # A client of a stopped endpoint fails (it is not answered on its pooled connection), and
+    # no thread of the endpoint is left waiting for its next call.
+    from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
+
+    from pingpost_local.embedded_aws import start_aws_endpoint
+
+    before = set(threading.enumerate())
+    server, url = start_aws_endpoint()
+    once = Config(retries={"max_attempts": 1, "mode": "standard"})
+    clients = [
+        boto3.client(
+            service,
+            endpoint_url=url,
+            config=once,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        for service in ("dynamodb", "sqs")
+    ]
+    assert "TableNames" in clients[0].list_tables() and clients[1].list_queues()
+    server.stop()
+    with pytest.raises((EndpointConnectionError, ConnectionClosedError)):
+        clients[0].list_tables()
+    for thread in set(threading.enumerate()) - before:
+        thread.join(timeout=5)
+        assert not thread.is_alive(), thread.name
