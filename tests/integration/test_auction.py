@@ -379,6 +379,53 @@ def _dedupe_record(partner_id: int, email: str) -> bool:
     return counter_item(_dedupe_key(partner_id, "email", email)) != {}
 
 
+def test_a_reservation_lasts_while_its_post_may_run_however_long_the_auction_took(
+    market: Any, bidders: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by review: a buyer's reservation was due at the request's time plus the posts'
+    # time left, so a full request whose auction took longer than that reserved a sale already
+    # due: a concurrent repeat could take its post for dead while it ran.
+    from pingpost import posting, redrive
+    from pingpost.clock import now_ms
+    from pingpost.config import settings
+    from pingpost.store import sales
+    from tests.faults import Killed
+
+    fast, slow = bidders[0], bidders[1]
+    fast.configure(low=20, high=20)
+    slow.configure(low=10, high=10, latency=0.8)  # bids less, and late: the auction waits
+    market(buyer(921, 1, fast), buyer(922, 1, slow))
+    _vendors(post_timeout=0.5)
+    monkeypatch.setattr(posting, "_SETTLING_SECONDS", 0)
+    confirming: list[int] = []
+
+    def killed(lead_id: int, *_: Any, **__: Any) -> None:
+        confirming.append(lead_id)
+        raise Killed("confirm")
+
+    sent = now_ms()
+    with monkeypatch.context() as dying:
+        dying.setattr(sales, "confirm", killed)  # the buyer accepted; the process died
+        with pytest.raises(Killed):
+            submit("full")
+        died = now_ms()
+    record = stored(confirming[0]).deliveries["921"]
+    assert record["state"] == "reserved" and len(fast.posts) == 1
+    assert died - sent >= 800  # the auction waited for the late bid
+    assert int(record["until"]) >= died  # still due to its post, which had just answered
+    # Once due, the sweep gives the hold back (as no later test's sweep should have to).
+    time.sleep((int(record["until"]) - now_ms()) / 1000 + 0.1)
+    monkeypatch.setenv("OUTBOX_GRACE_SECONDS", "0")
+    settings.cache_clear()
+    try:
+        redrive.run(5)
+        redrive.run(5)
+    finally:
+        monkeypatch.undo()
+        settings.cache_clear()
+    assert stored(confirming[0]).status == "unsold" and counted(921)["sold"] == 0
+
+
 @pytest.mark.parametrize("recovery", ["sweep", "repost"])
 def test_a_post_killed_before_recording_its_buyers_answer_is_given_back_never_posted_twice(
     market: Any, bidders: list[Any], monkeypatch: pytest.MonkeyPatch, recovery: str

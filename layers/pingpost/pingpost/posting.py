@@ -90,7 +90,9 @@ def sell_on_bid(
     left = ends - time.monotonic()
     if left <= 0:
         return "not posted: the post's time was spent", []
-    until = int(now.timestamp() * 1000) + int((left + _SETTLING_SECONDS) * 1000)
+    # Due when the post can no longer be running, counted from now (the auction of a full
+    # request may have taken a while since `now`, the request's time).
+    until = _now_ms() + int((left + _SETTLING_SECONDS) * 1000)
     record = sales.reservation(partner, now, consumer, until=until, test=lead.test)
     why = _reserve(stores, lead, token, partner, now, allowed, consumer, record)
     if why is not None:
