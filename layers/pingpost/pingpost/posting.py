@@ -99,6 +99,9 @@ def sell_on_bid(
         return why, []
     started = time.monotonic()
     try:
+        # What is left once reserved (the reservation's write took some of it): the post ends
+        # by `ends`, before its reservation is due.
+        left = max(ends - time.monotonic(), 0.01)
         refused = auction.post(
             partner, lead.lead_id, lead.data, won, test=lead.test, seconds=left, stores=stores
         )
