@@ -118,42 +118,42 @@ def instructions(body: str, path: list[str], cwd: Path) -> int:
     return counts[0] - counts[1]
 
 
-def count(functions: list[str]) -> str:
+def count(functions: list[str], built: tuple[Path, Path, Path]) -> str:
     """The instructions of the floor's imports and of each function's, and their ratios."""
-    with tempfile.TemporaryDirectory() as work:
-        compiled, _, runtime = build(Path(work))
-        floor = instructions(FLOOR, [str(compiled), str(runtime)], ROOT)
-        rows = [
-            "",
-            f"Instructions (callgrind): floor {floor / 1e6:.0f} million.",
-            "",
-            "| function | million instructions | / floor |",
-            "|---|--:|--:|",
-        ]
-        for name in functions:
-            folder = ROOT / "functions" / name
-            counted = instructions(FUNCTION, [str(folder), str(compiled), str(runtime)], folder)
-            rows.append(f"| {name} | {counted / 1e6:.0f} | {counted / floor:.3f} |")
+    compiled, _, runtime = built
+    floor = instructions(FLOOR, [str(compiled), str(runtime)], ROOT)
+    rows = [
+        "",
+        f"Instructions (callgrind): floor {floor / 1e6:.0f} million.",
+        "",
+        "| function | million instructions | / floor |",
+        "|---|--:|--:|",
+    ]
+    for name in functions:
+        folder = ROOT / "functions" / name
+        counted = instructions(FUNCTION, [str(folder), str(compiled), str(runtime)], folder)
+        rows.append(f"| {name} | {counted / 1e6:.0f} | {counted / floor:.3f} |")
     return "\n".join(rows)
 
 
-def measure(rounds: int, functions: list[str]) -> dict[str, dict[str, float]]:
+def measure(
+    rounds: int, functions: list[str], built: tuple[Path, Path, Path]
+) -> dict[str, dict[str, float]]:
     """Median seconds (and peak RSS in MB) of each import, by what was imported and how, and
     the median of each function's ratios to the floor imported just before it (`ratio`)."""
-    with tempfile.TemporaryDirectory() as work:
-        compiled, source, runtime = build(Path(work))
-        samples: dict[str, list[tuple[float, float]]] = {}
-        ratios: dict[str, list[float]] = {}
-        for _ in range(rounds):
-            for name in functions:
-                floor = timed(FLOOR, [str(compiled), str(runtime)], ROOT)
-                samples.setdefault("floor", []).append(floor)
-                folder = ROOT / "functions" / name
-                for kind, layer in (("bytecode", compiled), ("source", source)):
-                    samples.setdefault(f"{name} {kind}", []).append(
-                        timed(FUNCTION, [str(folder), str(layer), str(runtime)], folder)
-                    )
-                ratios.setdefault(name, []).append(samples[f"{name} bytecode"][-1][0] / floor[0])
+    compiled, source, runtime = built
+    samples: dict[str, list[tuple[float, float]]] = {}
+    ratios: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for name in functions:
+            floor = timed(FLOOR, [str(compiled), str(runtime)], ROOT)
+            samples.setdefault("floor", []).append(floor)
+            folder = ROOT / "functions" / name
+            for kind, layer in (("bytecode", compiled), ("source", source)):
+                samples.setdefault(f"{name} {kind}", []).append(
+                    timed(FUNCTION, [str(folder), str(layer), str(runtime)], folder)
+                )
+            ratios.setdefault(name, []).append(samples[f"{name} bytecode"][-1][0] / floor[0])
     results = {
         key: {
             "seconds": statistics.median(s for s, _ in values),
@@ -198,9 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.instructions and shutil.which("valgrind") is None:
         parser.error("--instructions needs valgrind (apt-get install valgrind)")
-    print(report(measure(args.rounds, args.functions), args.functions))
-    if args.instructions:
-        print(count(args.functions))
+    with tempfile.TemporaryDirectory() as work:  # the layer, built once for both
+        built = build(Path(work))
+        print(report(measure(args.rounds, args.functions, built), args.functions))
+        if args.instructions:
+            print(count(args.functions, built))
     return 0
 
 

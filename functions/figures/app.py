@@ -20,10 +20,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
     records = event.get("Records", [])
     counted = counting.count(records)
     logger.debug("day figures counted", extra={"records": len(records), "writes": counted.writes})
-    for key, tally in counted.dropped.items():
+    for key, lost in counted.dropped.items():
         # A day item at DynamoDB's 400 KB: these figures are not in the report (its alarm);
         # logged by the names the item keeps them under, for an operator to add them by hand.
-        dropped = {"key": key, "figures": figures.added(tally)}
+        dropped = {"key": key, "figures": figures.added(lost)}
         logger.error("day item full: figures not counted", extra=dropped)
         metrics.add_metric(name="FiguresDropped", unit=MetricUnit.Count, value=1)
     return {"records": len(records), "counted": counted.writes}
