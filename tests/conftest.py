@@ -89,15 +89,11 @@ def aws() -> Iterator[str]:
 def deployed_settings(function_id: str) -> Any:
     """The settings a function of template.yaml is deployed with: its environment there (with
     the parameters' defaults), else the settings' own defaults."""
-    from pingpost.config import Settings
+    from pingpost.config import read
     from pingpost_local.template import function_environment, load_template, parameter_values
 
     template = load_template(TEMPLATE)
-    environment = function_environment(template, function_id, {}, parameter_values(template))
-    names = Settings.model_fields
-    return Settings.model_validate(
-        {key.lower(): value for key, value in environment.items() if key.lower() in names}
-    )
+    return read(function_environment(template, function_id, {}, parameter_values(template)))
 
 
 def forget_container() -> None:

@@ -230,7 +230,7 @@ def test_a_redriven_message_comes_back_with_its_count(sales: Any, partner: Any) 
         QueueUrl=os.environ["DEAD_LETTER_QUEUE_URL"],
         MessageBody=json.dumps({"lead_id": lead_id, "partner_id": 991}),
     )
-    quick = settings().model_copy(update={"redrive_base_seconds": 0})
+    quick = settings()._replace(redrive_base_seconds=0)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(redrive, "settings", lambda: quick)
         redrive.run(10)
@@ -301,7 +301,7 @@ def test_sales_whose_messages_never_reached_the_queue_are_swept(
     monkeypatch.undo()
     assert receive() == []
     assert lead_id in deliveries.in_outbox(delivery_now() + 1)
-    quick = settings().model_copy(update={"outbox_grace_seconds": 0})
+    quick = settings()._replace(outbox_grace_seconds=0)
     monkeypatch.setattr(redrive, "settings", lambda: quick)
     assert redrive.run(10).swept == 1
     assert lead_id not in deliveries.in_outbox(delivery_now() + 1)

@@ -100,7 +100,7 @@ def test_every_sale_is_delivered_once_or_parked(aws: str, long_proof: bool) -> N
     from pingpost_local.template import load_template
 
     leads = LEADS["long" if long_proof else "short"]
-    quick = settings().model_copy(update={"redrive_base_seconds": 1, "max_redrives": 2})
+    quick = settings()._replace(redrive_base_seconds=1, max_redrives=2)
     with (
         pytest.MonkeyPatch.context() as patch,
         DemoPartner(failure_rate=0.3, seed=7) as a,
@@ -111,7 +111,7 @@ def test_every_sale_is_delivered_once_or_parked(aws: str, long_proof: bool) -> N
         # Containers keep vendors and partners for a while, as deployed (the other tests
         # read them every time, to see their own changes at once).
         patch.setattr(vendors, "_cache", Expiring(60))
-        kept = settings().model_copy(update={"cache_seconds": 60})
+        kept = settings()._replace(cache_seconds=60)
         patch.setattr(partners, "settings", lambda: kept)
         client = boto3.client("dynamodb")
         table = os.environ["PARTNERS_TABLE"]

@@ -294,7 +294,7 @@ def _quick(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     from pingpost import exchange as core
     from pingpost.config import settings
 
-    quick = settings().model_copy(update={"post_wait_seconds": seconds})
+    quick = settings()._replace(post_wait_seconds=seconds)
     monkeypatch.setattr(core, "settings", lambda: quick)
 
 

@@ -318,7 +318,7 @@ def sweep(monkeypatch: pytest.MonkeyPatch) -> Any:
     from pingpost import redrive
     from pingpost.config import settings
 
-    quick = settings().model_copy(update={"outbox_grace_seconds": 0})
+    quick = settings()._replace(outbox_grace_seconds=0)
     monkeypatch.setattr(redrive, "settings", lambda: quick)
     return redrive.run(5)
 
@@ -393,7 +393,7 @@ def test_a_live_post_is_not_taken_over_whatever_the_clocks_say(
     )
     # This container's clock runs 40 s ahead, and the first post keeps working meanwhile
     monkeypatch.setattr(exchange, "_now_ms", lambda: int(time.time() * 1000) + 40_000)
-    quick = settings().model_copy(update={"post_wait_seconds": 0.5})
+    quick = settings()._replace(post_wait_seconds=0.5)
     monkeypatch.setattr(exchange, "settings", lambda: quick)
     working = threading.Event()
 
@@ -468,7 +468,7 @@ def test_a_full_request_whose_process_died_after_its_sale_is_sold_once_when_retr
     finishing = {"when": finishes}
     with fault(dynamodb(), "UpdateItem", die=True, **finishing), pytest.raises(Killed):
         exchange.submit(Request(dict(request)))
-    quick = settings().model_copy(update={"post_wait_seconds": 0.3})
+    quick = settings()._replace(post_wait_seconds=0.3)
     monkeypatch.setattr(exchange, "settings", lambda: quick)
     retried = exchange.submit(Request(dict(request)))
     assert retried.status == "Matched"

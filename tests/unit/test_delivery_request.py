@@ -60,7 +60,7 @@ def server(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[str]:
     from pingpost import outbound
     from pingpost.config import settings
 
-    allowed = settings().model_copy(update={"delivery_http_hosts": "127.0.0.1"})
+    allowed = settings()._replace(delivery_http_hosts="127.0.0.1")
     monkeypatch_module.setattr(outbound, "settings", lambda: allowed)
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()

@@ -1,8 +1,6 @@
 """What the exchange answers a request: Matched or Unmatched, and what the request asked to be
 told (the formats are `pingpost.responses`)."""
 
-from __future__ import annotations
-
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
@@ -56,7 +54,7 @@ class Answer(NamedTuple):
         }
 
     @classmethod
-    def restored(cls, values: dict[str, Any]) -> Answer:
+    def restored(cls, values: dict[str, Any]) -> "Answer":
         """The answer `stored` saved."""
         matches = values.get("matches")
         return cls(
@@ -68,7 +66,7 @@ class Answer(NamedTuple):
             partners=tuple(Contact(*c) for c in values.get("partners", [])),
         )
 
-    def styled(self, style: str) -> Answer:
+    def styled(self, style: str) -> "Answer":
         """The answer as a vendor of `style` (SHORT, SUCCESS_ERROR or FULL) is told it."""
         if style == SUCCESS_ERROR:
             return Answer(status=SUCCESS, lead_id=self.lead_id)

@@ -1,8 +1,6 @@
 """Caps: the periods a partner's caps count sales in, what it has bought in them, and which
 cap that reaches."""
 
-from __future__ import annotations
-
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal

@@ -1,17 +1,15 @@
-"""Settings from the environment, validated once when a container starts."""
+"""Settings from the environment, read and checked once when a container first needs them."""
 
-from __future__ import annotations
-
+import math
 import os
+from collections.abc import Callable, Mapping
 from functools import cache
+from typing import NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
 
-
-class Settings(BaseModel):
-    """The environment a function runs with (template.yaml sets it; defaults suit local runs)."""
-
-    model_config = ConfigDict(frozen=True)
+class Settings(NamedTuple):
+    """The environment a function runs with (template.yaml sets it; defaults suit local runs):
+    each field from the variable of its name in capitals (any case), numbers within `_BOUNDS`."""
 
     leads_table: str = "LeadsTable"
     vendors_table: str = "VendorsTable"
@@ -27,31 +25,31 @@ class Settings(BaseModel):
     delivery_http_hosts: str = ""
     # A delivery that keeps failing goes back from the dead-letter queue this many times, after
     # redrive_base_seconds, then twice that, ... (at most 15 minutes), then it is parked.
-    max_redrives: int = Field(default=3, ge=0, le=20)
-    redrive_base_seconds: int = Field(default=60, ge=0, le=900)
+    max_redrives: int = 3
+    redrive_base_seconds: int = 60
     # A sale whose delivery message may not have reached the queue is re-sent after this long.
-    outbox_grace_seconds: int = Field(default=120, ge=0)
-    ping_ttl_hours: int = Field(default=72, ge=1)
+    outbox_grace_seconds: int = 120
+    ping_ttl_hours: int = 72
     # Every lead (with its deliveries) and every dedupe record is deleted by DynamoDB's TTL this
     # many days after it was last sold or posted (a pinged lead that is never posted: after
     # ping_ttl_hours). A partner's dedupe window is capped at it.
-    lead_retention_days: int = Field(default=90, ge=1, le=3650)
+    lead_retention_days: int = 90
     # How long a container trusts its copy of the vendors and partners.
-    cache_seconds: float = Field(default=30, ge=0)
+    cache_seconds: float = 30
     # The partners a container holds at most (about 6 MB per 1,000): past it, the neighbourhoods
     # met longest ago are let go (and read again when a lead meets them).
-    partners_held: int = Field(default=20_000, ge=1)
+    partners_held: int = 20_000
     # How long a container trusts the cap counters it read (a sale always checks them again).
-    usage_cache_seconds: float = Field(default=5, ge=0)
+    usage_cache_seconds: float = 5
     # Lead IDs are taken from the counter this many at a time, so no item is written per ping.
-    lead_id_block: int = Field(default=100, ge=1, le=100_000)
-    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    lead_id_block: int = 100
+    max_body_bytes: int = 256 * 1024
     # Seconds a post waits for a concurrent post of the same lead to finish. One that makes no
     # progress (no sale, no answer) in that time is presumed dead, and this post takes over.
-    post_wait_seconds: float = Field(default=5, ge=0)
+    post_wait_seconds: float = 5
     # A full request repeating an earlier one (the same Idempotency-Key, or without one the
     # same request) within this many seconds is answered as that lead, not sold again.
-    repeat_seconds: int = Field(default=600, ge=1)
+    repeat_seconds: int = 600
 
     def trusted_hosts(self) -> frozenset[str]:
         """delivery_http_hosts as names: lower-case, without the root dot."""
@@ -59,10 +57,50 @@ class Settings(BaseModel):
         return frozenset(n.strip().lower().rstrip(".") for n in names if n.strip())
 
 
+# The numbers' bounds, least and most (None: none); every number is at least 0.
+_BOUNDS: dict[str, tuple[float, float | None]] = {
+    "max_redrives": (0, 20),
+    "redrive_base_seconds": (0, 900),
+    "ping_ttl_hours": (1, None),
+    "lead_retention_days": (1, 3650),
+    "partners_held": (1, None),
+    "lead_id_block": (1, 100_000),
+    "max_body_bytes": (1024, None),
+    "repeat_seconds": (1, None),
+}
+
+
+class SettingsError(ValueError):
+    """An environment variable whose value the exchange cannot run with."""
+
+
+def _number(name: str, text: str, kind: Callable[[str], float]) -> float:
+    least, most = _BOUNDS.get(name, (0, None))
+    what = "a whole number" if kind is int else "a number"
+    within = f" from {least}" + (f" to {most}" if most is not None else " up")
+    try:
+        value = kind(text.strip())
+    except ValueError:
+        value = None
+    high = most is not None and value is not None and value > most
+    if value is None or not math.isfinite(value) or value < least or high:
+        raise SettingsError(f"{name.upper()} must be {what}{within}, not {text!r}")
+    return value
+
+
+def read(environment: Mapping[str, str]) -> Settings:
+    """The settings `environment` gives (variables named in any case); SettingsError for a
+    number that is not one, or out of its bounds."""
+    given = {key.lower(): value for key, value in environment.items()}
+    values: dict[str, object] = {}
+    for name, kind in Settings.__annotations__.items():
+        if name in given:
+            text = given[name]
+            values[name] = text if kind is str else _number(name, text, kind)
+    return Settings(**values)  # type: ignore[arg-type]  # (each of its field's type)
+
+
 @cache
 def settings() -> Settings:
     """The settings of this process."""
-    names = Settings.model_fields
-    return Settings.model_validate(
-        {key.lower(): value for key, value in os.environ.items() if key.lower() in names}
-    )
+    return read(os.environ)

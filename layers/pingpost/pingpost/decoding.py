@@ -5,8 +5,6 @@ same limits and helpers (field pairs, canonical names, hashed values, problems);
 format, each part would import those from the others.
 """
 
-from __future__ import annotations
-
 import binascii
 import json
 import re

@@ -1,8 +1,6 @@
 """Where and how the exchange calls a partner: its delivery, and a bidding buyer's bid and
 post endpoints, with what their answers mean."""
 
-from __future__ import annotations
-
 import re
 from typing import Literal
 

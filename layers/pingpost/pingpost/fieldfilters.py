@@ -10,8 +10,6 @@ have the field; a lead that has not sent it is not taken. `Rule.reason` says why
 as `lead show` explains it: "Driver_1_Age 19 below 25".
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import NamedTuple
@@ -50,7 +48,7 @@ class Range(BaseModel):
     max: Decimal | None = Field(default=None, allow_inf_nan=False)
 
     @model_validator(mode="after")
-    def _ordered(self) -> Range:
+    def _ordered(self) -> "Range":
         if self.min is None and self.max is None:
             raise ValueError("a range needs a min or a max")
         if self.min is not None and self.max is not None and self.min > self.max:
@@ -100,7 +98,7 @@ class Rule(NamedTuple):
     most: Decimal | None = None
 
     @classmethod
-    def of(cls, name: str, taken: Taken) -> Rule:
+    def of(cls, name: str, taken: Taken) -> "Rule":
         types = frozenset(code for code, t in TABLES.items() if name in t.by_name)
         if isinstance(taken, Range):
             return cls(name, types, None, taken.min, taken.max)

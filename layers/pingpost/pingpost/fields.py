@@ -8,8 +8,6 @@ fields are its type's file in `leadtypes/` (with the fields every type shares,
 specification's type.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 

@@ -4,8 +4,6 @@ Vendors name partners by these values, plain or hashed (md5, sha1), in <Match> a
 <Selected_Partner_Hash>; a ping answers with the hashes a partner lets it expose.
 """
 
-from __future__ import annotations
-
 import hashlib
 from collections.abc import Iterable
 from typing import NamedTuple

@@ -28,8 +28,6 @@ must decide alike (a property test checks the index against every rule), so they
 together.
 """
 
-from __future__ import annotations
-
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -90,7 +88,7 @@ class Criteria(NamedTuple):
     fields: Mapping[str, object] = _NONE
 
     @classmethod
-    def of(cls, values: Mapping[str, object], cost: Decimal, **kw: object) -> Criteria:
+    def of(cls, values: Mapping[str, object], cost: Decimal, **kw: object) -> "Criteria":
         """Criteria from validated lead values (see `pingpost.validation.validate`)."""
         only = values.get("Match_With_Partner_ID")
         skip = values.get("Skip_Partner_ID")
@@ -202,7 +200,7 @@ class _Indexed(NamedTuple):
     partner: Partner
 
     @classmethod
-    def of(cls, partner: Partner, tier: int) -> _Indexed:
+    def of(cls, partner: Partner, tier: int) -> "_Indexed":
         """The indexed form of `partner` as it is now."""
         f = partner.filters
         return cls(

@@ -1,7 +1,5 @@
 """Vendors (publishers) and partners (buyers) as the exchange stores and seeds them."""
 
-from __future__ import annotations
-
 import hashlib
 import ipaddress
 import re
@@ -296,7 +294,7 @@ class Partner(BaseModel):
         return still_known(codes, "partner") if _is_stored(info) else known_lead_types(codes)
 
     @model_validator(mode="after")
-    def _filters_of_its_types(self, info: ValidationInfo) -> Partner:
+    def _filters_of_its_types(self, info: ValidationInfo) -> "Partner":
         if _is_stored(info):
             try:
                 return self._checked_filters()
@@ -307,7 +305,7 @@ class Partner(BaseModel):
                 return self
         return self._checked_filters()
 
-    def _checked_filters(self) -> Partner:
+    def _checked_filters(self) -> "Partner":
         f = self.filters
         if (f.products or f.min_score) and LEAD_TYPE not in self.lead_types:
             raise ValueError(
@@ -326,7 +324,7 @@ class Partner(BaseModel):
         return self.bid is not None
 
     @model_validator(mode="after")
-    def _bids_and_posts(self) -> Partner:
+    def _bids_and_posts(self) -> "Partner":
         if (self.bid is None) != (self.post is None):
             raise ValueError("a partner that bids has a bid and a post endpoint, both")
         for name, endpoint in (("bid", self.bid), ("post", self.post)):

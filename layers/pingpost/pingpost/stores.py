@@ -5,8 +5,6 @@ it). `Stores()` holds the real modules; a unit test passes a `Stores` of its own
 services' logic runs without AWS.
 """
 
-from __future__ import annotations
-
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol

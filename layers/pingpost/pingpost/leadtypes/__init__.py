@@ -33,8 +33,6 @@ One module of over 400 lines on purpose: a field's checks read each other (its k
 bounds, length, example and formats), and what a file may say is read best in one place.
 """
 
-from __future__ import annotations
-
 import json
 import os
 import re

@@ -19,8 +19,6 @@ adds each write's tally to the day items once (`pingpost.store.counting`), a tra
 many writes rather than a counter item in every request's transaction.
 """
 
-from __future__ import annotations
-
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
@@ -62,7 +60,7 @@ class Figures(NamedTuple):
     # What buyers that bid did: bid#<partner ID>#<what> -> count or total (see `bid_key`).
     bids: Mapping[str, Decimal] = MappingProxyType({})
 
-    def __add__(self, other: Figures) -> Figures:  # type: ignore[override]  # figures add up
+    def __add__(self, other: "Figures") -> "Figures":  # type: ignore[override]  # figures add up
         added = {
             name: getattr(self, name) + getattr(other, name)
             for name in self._fields
@@ -74,7 +72,7 @@ class Figures(NamedTuple):
         return Figures(**added, bids=bids)
 
     @classmethod
-    def of(cls, values: Mapping[str, Any]) -> Figures:
+    def of(cls, values: Mapping[str, Any]) -> "Figures":
         """The figures an item holds (an attribute it lacks counts 0)."""
         read: dict[str, Any] = {name: values[name] for name in cls._fields if name in values}
         for name in ("pings", "matched", "posts", "sales", "failed", "parked", "returns"):
@@ -212,7 +210,7 @@ def merged(tallies: Sequence[Tally]) -> list[Tally]:
     return [Tally(key, figures) for key, figures in out.items()]
 
 
-def adding(tally: Tally) -> TransactWriteItemTypeDef:
+def adding(tally: Tally) -> "TransactWriteItemTypeDef":
     """The transaction item that ADDs a tally's figures (those that are not 0)."""
     # Each figure by a placeholder: its own name, or b<n> for a bid's (they hold '#').
     named: dict[str, tuple[str, Any]] = {}

@@ -6,8 +6,6 @@ One module of over 400 lines on purpose: each write here guards the same claim (
 beat), kept in one place.
 """
 
-from __future__ import annotations
-
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -82,7 +80,7 @@ class Lead:
         return to_item(values | {CHARGED + p: v for p, v in self.charged.items()})
 
     @classmethod
-    def of(cls, item: dict[str, Any]) -> Lead:
+    def of(cls, item: dict[str, Any]) -> "Lead":
         """The lead in a DynamoDB item."""
         known = {f.name for f in fields(cls)}
         read = from_item(item)

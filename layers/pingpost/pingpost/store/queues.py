@@ -1,7 +1,5 @@
 """The SQS queues: delivery messages in, dead letters out."""
 
-from __future__ import annotations
-
 import json
 from collections.abc import Sequence
 from functools import cache
@@ -19,7 +17,7 @@ REDRIVES = "redrives"
 
 
 @cache
-def sqs() -> SQSClient:
+def sqs() -> "SQSClient":
     """An SQS client for whatever endpoint the standard AWS environment names."""
     return boto3.client("sqs", config=client_config(25))
 
@@ -36,7 +34,7 @@ class Delivery(NamedTuple):
         return json.dumps({"lead_id": self.lead_id, "partner_id": self.partner_id})
 
     @classmethod
-    def parse(cls, body: str, redrives: str | None = None) -> Delivery:
+    def parse(cls, body: str, redrives: str | None = None) -> "Delivery":
         """The delivery a message body names; ValueError if it names none."""
         values = json.loads(body)
         return cls(int(values["lead_id"]), int(values["partner_id"]), int(redrives or 0))

@@ -1,0 +1,49 @@
+"""Settings: read from the environment once, numbers checked against their bounds."""
+
+import pytest
+
+from pingpost.config import Settings, SettingsError, read
+
+
+def test_variables_are_read_in_any_case_as_their_fields_types() -> None:
+    environment = {"LEADS_TABLE": "Leads-prod", "max_redrives": "5", "Cache_Seconds": "1.5"}
+    got = read(environment | {"HOME": "/"})
+    assert got.leads_table == "Leads-prod"
+    assert got.max_redrives == 5 and type(got.max_redrives) is int
+    assert got.cache_seconds == 1.5
+    assert got._replace(leads_table="LeadsTable", max_redrives=3, cache_seconds=30) == Settings()
+
+
+def test_what_is_not_set_keeps_its_default() -> None:
+    assert read({}) == Settings()
+    assert read({}).trusted_hosts() == frozenset()
+    assert read({"DELIVERY_HTTP_HOSTS": " Partner.Local., ,127.0.0.1"}).trusted_hosts() == {
+        "partner.local",
+        "127.0.0.1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("MAX_REDRIVES", "many", "MAX_REDRIVES must be a whole number from 0 to 20, not 'many'"),
+        ("MAX_REDRIVES", "21", "MAX_REDRIVES must be a whole number from 0 to 20, not '21'"),
+        ("MAX_REDRIVES", "2.5", "MAX_REDRIVES must be a whole number from 0 to 20, not '2.5'"),
+        ("PING_TTL_HOURS", "0", "PING_TTL_HOURS must be a whole number from 1 up, not '0'"),
+        ("MAX_BODY_BYTES", "100", "MAX_BODY_BYTES must be a whole number from 1024 up, not '100'"),
+        ("CACHE_SECONDS", "-1", "CACHE_SECONDS must be a number from 0 up, not '-1'"),
+        ("POST_WAIT_SECONDS", "nan", "POST_WAIT_SECONDS must be a number from 0 up, not 'nan'"),
+        ("USAGE_CACHE_SECONDS", "inf", "must be a number from 0 up, not 'inf'"),
+        ("LEAD_ID_BLOCK", "", "LEAD_ID_BLOCK must be a whole number from 1 to 100000, not ''"),
+    ],
+)
+def test_a_number_it_cannot_run_with_is_refused_naming_its_variable(
+    name: str, value: str, message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        read({name: value})
+
+
+def test_bounds_are_inclusive() -> None:
+    got = read({"MAX_REDRIVES": "20", "REDRIVE_BASE_SECONDS": " 0 ", "LEAD_RETENTION_DAYS": "3650"})
+    assert (got.max_redrives, got.redrive_base_seconds, got.lead_retention_days) == (20, 0, 3650)
