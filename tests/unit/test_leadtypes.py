@@ -193,3 +193,27 @@ def test_an_integer_outside_its_types_bounds_is_refused_naming_them() -> None:
     for value, said in (("101", "must be at least 0 and at most 100"), ("-1", "at least 0")):
         with pytest.raises(PydanticCustomError, match=said):
             check(value)
+
+
+def test_the_operators_folder_is_read_for_each_files_type_and_checked_whole_when_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pingpost.fields import TABLES, TYPES
+    from pingpost.leadtypes import files
+
+    monkeypatch.setenv("LEAD_TYPES_DIR", str(tmp_path))
+    broken = written(tmp_path, {"name": "Zip", "ping": "maybe", "post": True})
+    assert files()["19"] == broken  # its TYPE is read; its fields when the type is needed
+    with pytest.raises(LeadTypeError, match=r"solar\.json: field Zip: ping must be yes"):
+        shipped()
+    (tmp_path / "other.json").write_text(json.dumps({"type": "19", "name": "Other"}))
+    with pytest.raises(LeadTypeError, match=r"solar\.json: type 19 is another file's too"):
+        files()
+    (tmp_path / "other.json").write_text(json.dumps({"type": "x", "name": "Other", "fields": []}))
+    with pytest.raises(LeadTypeError, match=r"other\.json: type must be a number from 1 to 99"):
+        files()
+    # The exchange's own types: each made once, when first asked for.
+    assert list(TYPES) == list(TABLES) == ["7", "20", "21"] and "19" not in TYPES
+    assert TABLES["20"] is TABLES["20"] and TABLES["20"].lead_type is TYPES["20"]
+    with pytest.raises(KeyError):
+        TABLES["19"]

@@ -229,7 +229,7 @@ def check_type(lead: Lead, sent: object) -> None:
 def check_may_send(vendor: Vendor, code: str | None) -> None:
     """Forbidden when the vendor may not send leads of the lead type `code` (its `lead_types`)."""
     allowed = vendor.lead_types
-    if allowed is None or code not in TYPES or code in allowed:
+    if allowed is None or code is None or code not in TYPES or code in allowed:
         return  # a TYPE that is no type of the exchange is refused by validation (400)
     mine = named(allowed) or "none of the exchange's"
     raise Forbidden(f"This Key may not send leads of TYPE {code} ({TYPES[code].name}): only {mine}")

@@ -2,14 +2,18 @@
 post endpoints, with what their answers mean."""
 
 import re
+from functools import cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pingpost.fields import TABLES
 
-# Every field name of every lead type (a partner's delivery may rename any of them).
-_ANY_FIELD = frozenset(name for t in TABLES.values() for name in t.by_name)
+
+@cache
+def _any_field() -> frozenset[str]:
+    """Every field name of every lead type (a partner's delivery may rename any of them)."""
+    return frozenset(name for t in TABLES.values() for name in t.by_name)
 
 
 class Outbound(BaseModel):
@@ -41,7 +45,7 @@ class Outbound(BaseModel):
     @field_validator("fields")
     @classmethod
     def _known_fields(cls, fields: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(fields) - {*_ANY_FIELD, "Lead_ID"})
+        unknown = sorted(set(fields) - {*_any_field(), "Lead_ID"})
         if unknown:
             raise ValueError(f"fields are not lead fields: {unknown}")
         return fields

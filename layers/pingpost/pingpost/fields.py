@@ -8,10 +8,10 @@ fields are its type's file in `leadtypes/` (with the fields every type shares,
 specification's type.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from pingpost.leadtypes import Field, Kind, LeadType, LeadTypeError, Need, shipped
+from pingpost.leadtypes import Field, Kind, LeadType, LeadTypeError, Need, files, load
 
 __all__ = ["Field", "Kind", "LeadType", "Need"]
 
@@ -199,11 +199,40 @@ def _table(lead_type: LeadType, protocol: tuple[Field, ...]) -> Table:
     )
 
 
-# Every lead type of the exchange (the files of leadtypes/), by TYPE in number order.
-TYPES: dict[str, LeadType] = {t.type: t for t in shipped(RESERVED)}
+class _ByType[V](Mapping[str, V]):
+    """Each lead type's value, by TYPE in number order, made when it is first asked for: a
+    request names one type, and the others' files are read only when something needs them."""
+
+    def __init__(self, codes: Iterable[str], make: Callable[[str], V]) -> None:
+        self._codes = dict.fromkeys(codes)
+        self._make = make
+        self._made: dict[str, V] = {}
+
+    def __getitem__(self, code: str) -> V:
+        made = self._made.get(code)
+        if made is None:
+            if code not in self._codes:
+                raise KeyError(code)
+            made = self._made.setdefault(code, self._make(code))  # one per type, whatever races
+        return made
+
+    def __contains__(self, code: object) -> bool:
+        return code in self._codes
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._codes)
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+
+# Every lead type of the exchange (the files of leadtypes/), by TYPE in number order; a type's
+# file is checked whole when the type is first needed (`files` checks each file's TYPE now).
+_FILES = files()
+TYPES: Mapping[str, LeadType] = _ByType(_FILES, lambda code: load(_FILES[code], RESERVED))
 if LEAD_TYPE not in TYPES or TYPES[LEAD_TYPE].name != "Home Improvement":
     raise LeadTypeError(f"home_improvement.json: type must be {LEAD_TYPE} (TYPE's value)")
-TABLES: dict[str, Table] = {code: _table(t, _PROTOCOL) for code, t in TYPES.items()}
+TABLES: Mapping[str, Table] = _ByType(_FILES, lambda code: _table(TYPES[code], _PROTOCOL))
 HOME_IMPROVEMENT: LeadType = TYPES[LEAD_TYPE]
 _PRODUCT = [f for f in HOME_IMPROVEMENT.fields if f.name == "Home_Improvement_Product"]
 if not _PRODUCT:

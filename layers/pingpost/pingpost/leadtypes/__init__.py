@@ -451,18 +451,29 @@ def folders() -> list[Path]:
     return [FOLDER, Path(more)] if more else [FOLDER]
 
 
-def shipped(reserved: frozenset[str] = frozenset()) -> list[LeadType]:
-    """Every lead type of `folders()`, by TYPE (LeadTypeError for a broken file, or two files
-    of one TYPE); `reserved` as for `load`."""
-    found: dict[str, LeadType] = {}
+def files() -> dict[str, Path]:
+    """Every lead type file of `folders()` by its TYPE, in number order, each read for its TYPE
+    alone (LeadTypeError for a missing folder, two files of one TYPE, or a file whose TYPE
+    cannot be read, as `load` refuses it): `load` checks the rest when the type is needed."""
+    found: dict[str, Path] = {}
     for folder in folders():
         if not folder.is_dir():
             raise LeadTypeError(f"LEAD_TYPES_DIR {folder}: not a folder")
         for path in sorted(folder.glob("*.json")):
             if path == STANDARD:
                 continue
-            lead_type = load(path, reserved)
-            if lead_type.type in found:
-                raise LeadTypeError(f"{path.name}: type {lead_type.type} is another file's too")
-            found[lead_type.type] = lead_type
-    return [found[key] for key in sorted(found, key=int)]
+            document = _read(path)
+            kind = document.get("type") if isinstance(document, dict) else None
+            if not isinstance(kind, str) or not _TYPE.match(kind):
+                load(path)  # refused, with the reason `load` gives
+            assert isinstance(kind, str)
+            if kind in found:
+                raise LeadTypeError(f"{path.name}: type {kind} is another file's too")
+            found[kind] = path
+    return {key: found[key] for key in sorted(found, key=int)}
+
+
+def shipped(reserved: frozenset[str] = frozenset()) -> list[LeadType]:
+    """Every lead type of `folders()`, by TYPE (LeadTypeError for a broken file, or two files
+    of one TYPE); `reserved` as for `load`."""
+    return [load(path, reserved) for path in files().values()]
