@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from pingpost.fields import LEAD_TYPE, PRODUCTS, TABLES, markdown
+from pingpost.fields import LEAD_TYPE, PRODUCTS, TABLES, LeadType, markdown
 from pingpost_local import client_commands, form, partner_commands, seed, vendor_commands
 
 
@@ -96,6 +96,7 @@ def serve(args: argparse.Namespace) -> None:
     from pingpost_local.cors import CorsError
     from pingpost_local.server import serve as run  # needs the development extras
 
+    _lead_types()
     document = _seed_file(args.seed) if args.seed else None
 
     def load() -> None:
@@ -175,16 +176,22 @@ def fields_command(args: argparse.Namespace) -> None:
     print(markdown(TABLES[args.type]), end="")
 
 
-def leadtypes_list(args: argparse.Namespace) -> None:
-    """Print the lead types the exchange ships: TYPE, name, fields."""
+def _lead_types() -> list[LeadType]:
+    """Every lead type file, checked whole (a function reads the layer's own when first needed:
+    the layer's build and this check refuse a broken one); exits naming what is wrong."""
     from pingpost.fields import RESERVED
     from pingpost.leadtypes import LeadTypeError, shipped
 
     try:
-        for lead_type in shipped(RESERVED):
-            print(f"{lead_type.type:>2}  {lead_type.name}  ({len(lead_type.fields)} fields)")
+        return shipped(RESERVED)
     except LeadTypeError as error:
         raise SystemExit(f"pingpost: {error}") from None
+
+
+def leadtypes_list(args: argparse.Namespace) -> None:
+    """Print the lead types the exchange ships: TYPE, name, fields."""
+    for lead_type in _lead_types():
+        print(f"{lead_type.type:>2}  {lead_type.name}  ({len(lead_type.fields)} fields)")
 
 
 def leadtypes_check(args: argparse.Namespace) -> None:

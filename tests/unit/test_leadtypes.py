@@ -4,6 +4,9 @@ and a broken file is refused naming the file, the field and the fault."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -217,3 +220,42 @@ def test_the_operators_folder_is_read_for_each_files_type_and_checked_whole_when
     assert TABLES["20"] is TABLES["20"] and TABLES["20"].lead_type is TYPES["20"]
     with pytest.raises(KeyError):
         TABLES["19"]
+
+
+LAYER = Path(__file__).resolve().parents[2] / "layers" / "pingpost"
+
+
+def test_a_broken_type_of_the_operator_stops_a_function_and_one_of_the_layer_its_build(
+    tmp_path: Path,
+) -> None:
+    # The layer's own files are read when their type is first needed: its build checks them.
+    written(tmp_path, {"name": "Zip", "ping": "maybe", "post": True})
+    environment = {"PATH": os.environ["PATH"], "LEAD_TYPES_DIR": str(tmp_path)}
+    build = subprocess.run(
+        ["make", "-s", "-C", str(LAYER), "check-types", f"PYTHON={sys.executable}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=environment,
+    )
+    assert build.returncode != 0
+    assert "LeadTypeError: solar.json: field Zip: ping must be yes" in build.stderr
+    # A function reads an operator's folder (never built) whole when it starts.
+    started = subprocess.run(
+        [sys.executable, "-c", "import pingpost.fields"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=environment | {"PYTHONPATH": str(LAYER)},
+    )
+    assert started.returncode != 0
+    assert "LeadTypeError: solar.json: field Zip: ping must be yes" in started.stderr
+    (tmp_path / "solar.json").unlink()
+    assert (
+        subprocess.run(
+            ["make", "-s", "-C", str(LAYER), "check-types", f"PYTHON={sys.executable}"],
+            check=False,
+            env=environment,
+        ).returncode
+        == 0
+    )

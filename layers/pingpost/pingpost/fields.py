@@ -11,7 +11,7 @@ specification's type.
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from pingpost.leadtypes import Field, Kind, LeadType, LeadTypeError, Need, files, load
+from pingpost.leadtypes import FOLDER, Field, Kind, LeadType, LeadTypeError, Need, files, load
 
 __all__ = ["Field", "Kind", "LeadType", "Need"]
 
@@ -226,10 +226,16 @@ class _ByType[V](Mapping[str, V]):
         return len(self._codes)
 
 
-# Every lead type of the exchange (the files of leadtypes/), by TYPE in number order; a type's
-# file is checked whole when the type is first needed (`files` checks each file's TYPE now).
+# Every lead type of the exchange (the files of leadtypes/), by TYPE in number order. The
+# layer's own files are checked whole when the layer is built (`make check-types` in
+# layers/pingpost), and each is read here when its type is first needed; an operator's
+# (LEAD_TYPES_DIR, never built) are read and checked now: a function refuses to start with a
+# broken one. (`files` reads every file's TYPE now.)
 _FILES = files()
 TYPES: Mapping[str, LeadType] = _ByType(_FILES, lambda code: load(_FILES[code], RESERVED))
+for _code, _path in _FILES.items():
+    if _path.parent != FOLDER:
+        TYPES[_code]
 if LEAD_TYPE not in TYPES or TYPES[LEAD_TYPE].name != "Home Improvement":
     raise LeadTypeError(f"home_improvement.json: type must be {LEAD_TYPE} (TYPE's value)")
 TABLES: Mapping[str, Table] = _ByType(_FILES, lambda code: _table(TYPES[code], _PROTOCOL))
