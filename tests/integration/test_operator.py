@@ -271,6 +271,61 @@ def test_a_partner_changed_since_it_was_read_is_not_written_over(added: None) ->
     assert now is not None and (now[0].price, now[0].priority) == (30, 0)
 
 
+def test_a_refused_partner_write_leaves_its_secret_headers_as_they_were(
+    added: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pingpost.models import Partner
+    from pingpost.store import partners, secrets
+
+    def stored_headers(request: str) -> dict[str, str]:
+        secrets._cache.clear()  # as a new container reads them
+        return secrets.headers(7011, request)
+
+    # Given a partner whose delivery and bid send secret headers, read by one operator
+    bidding = {
+        "bid": {"url": "https://buyer.example/bid", "headers": {"X-Bid-Key": "b-old"}},
+        "post": {"url": "https://buyer.example/post"},
+    }
+    partners.put(Partner.model_validate(_partner_document(7011, **bidding)))
+
+    # When another operator changes it while the first one writes new header values, or drops
+    # the headers, over the partner it read (after its secrets, as the write reads the version)
+    version = partners._version
+    for change in (
+        _partner_document(7011, **bidding)
+        | {"delivery": {"url": "https://buyer.example/leads", "headers": {"X-Api-Key": "new"}}},
+        _partner_document(7011) | {"delivery": {"url": "https://buyer.example/leads"}},
+    ):
+        found = partners.read(7011)
+        assert found is not None
+        first, written = found
+
+        def meanwhile(first: Partner = first, written: int = written) -> Any:
+            monkeypatch.setattr(partners, "_version", version)
+            partners.put(first.model_copy(update={"priority": 3}), written=written)
+            return version()
+
+        monkeypatch.setattr(partners, "_version", meanwhile)
+        with pytest.raises(partners.PartnerChanged):
+            partners.put(Partner.model_validate(change), written=written)
+        assert partners._version is version  # the other write came
+
+        # Then the partner as it stands still sends the values it was written with
+        assert stored_headers("delivery") == {"X-Api-Key": "k-secret"}
+        assert stored_headers("bid") == {"X-Bid-Key": "b-old"}
+
+    # And a write that lands drops the values of the headers it no longer has
+    now = partners.read(7011)
+    assert now is not None and now[0].priority == 3
+    partners.put(
+        Partner.model_validate(
+            _partner_document(7011) | {"delivery": {"url": "https://b.example/"}}
+        ),
+        written=now[1],
+    )
+    assert stored_headers("delivery") == stored_headers("bid") == {}
+
+
 def test_a_vendor_key_rotates_with_both_keys_working_until_it_finishes(
     demo: None, capsys: pytest.CaptureFixture[str]
 ) -> None:

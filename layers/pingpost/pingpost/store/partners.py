@@ -299,18 +299,45 @@ def put(partner: Partner, *, new: bool = False, written: int | None = None) -> N
     # Checked before the secrets are written too: the transaction checks it again.
     before = _as_expected(partner.id, new, written)
     item = partner.model_dump(mode="python")
+    sending: dict[str, dict[str, str]] = {}
     gone = []
     for request in secrets.PARAMETERS:  # delivery, bid, post
         endpoint = getattr(partner, request)
         sent = item[request].pop("headers") if endpoint is not None else {}
         if sent:
-            secrets.put(partner.id, sent, request)
+            sending[request] = sent
             item[request]["secret_headers"] = sorted(sent)
         elif endpoint is None or not endpoint.secret_headers:
-            gone.append(request)  # headers removed: their values go too
-    secrets.forget(partner.id, gone)
+            gone.append(request)  # headers removed: their values go too, once it is written
     item = compact(item)
     item["partner_id"] = item.pop("id")
+    # New values are stored before the partner that names them; the partner as it stands sends
+    # the old ones again if this one is not written, and keeps those it drops until it is.
+    kept = {request: secrets.stored(partner.id, request) for request in sending}
+    for request, sent in sending.items():
+        secrets.put(partner.id, sent, request)
+    try:
+        _write(partner, item, before, new=new, written=written)
+    except BaseException:
+        for request, values in kept.items():
+            if values is None:
+                secrets.forget(partner.id, [request])
+            else:
+                secrets.put(partner.id, values, request)
+        raise
+    secrets.forget(partner.id, gone)
+
+
+def _write(
+    partner: Partner,
+    item: dict[str, Any],
+    before: tuple[Partner, int] | None,
+    *,
+    new: bool,
+    written: int | None,
+) -> None:
+    """Write a partner's item, filed in the index, in a transaction with the table's version
+    (`put`'s conditions; PartnerChanged when they fail)."""
     for attempt in range(_ATTEMPTS):
         if attempt:  # another write of it may have come: as it is now
             before = _as_expected(partner.id, new, written)

@@ -59,15 +59,16 @@ def forget(partner_id: int, requests: Sequence[str] = ("delivery",)) -> None:
         _cache.forget((partner_id, request))
 
 
+def stored(partner_id: int, request: str = "delivery") -> dict[str, str] | None:
+    """The secret headers of a partner's request as stored now (None: no parameter)."""
+    try:
+        found = ssm().get_parameter(Name=_name(partner_id, request), WithDecryption=True)
+    except ssm().exceptions.ParameterNotFound:
+        return None
+    values: dict[str, str] = json.loads(found["Parameter"].get("Value", "{}"))
+    return values
+
+
 def headers(partner_id: int, request: str = "delivery") -> dict[str, str]:
     """The secret headers of a partner's request; empty when it has none stored."""
-
-    def load() -> dict[str, str]:
-        try:
-            found = ssm().get_parameter(Name=_name(partner_id, request), WithDecryption=True)
-        except ssm().exceptions.ParameterNotFound:
-            return {}
-        values: dict[str, str] = json.loads(found["Parameter"].get("Value", "{}"))
-        return values
-
-    return _cache.get((partner_id, request), load)
+    return _cache.get((partner_id, request), lambda: stored(partner_id, request) or {})
