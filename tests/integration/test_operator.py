@@ -399,3 +399,119 @@ def test_partners_reindex_files_a_table_written_before_the_index(
     partners.forget()
     assert "510" in buyers(complete("full", Home_Improvement_Product="Gutters"))
     assert partners._kept.indexed and not partners._kept.whole
+
+
+def _with_key(partner_id: int, value: str, **more: Any) -> Any:
+    from pingpost.models import Partner
+
+    delivery = {"url": "https://buyer.example/leads", "headers": {"X-Api-Key": value}}
+    return Partner.model_validate(_partner_document(partner_id, **more) | {"delivery": delivery})
+
+
+def _stored_key(partner_id: int, request: str = "delivery") -> dict[str, str]:
+    from pingpost.store import secrets
+
+    secrets._cache.clear()  # as a new container reads them
+    return secrets.headers(partner_id, request)
+
+
+def test_a_write_that_lost_a_race_leaves_the_winners_secret_values(
+    added: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pingpost.store import partners
+
+    # Given a partner two operators read, and change its key at once
+    partners.put(_with_key(7021, "k-secret"))
+    found = partners.read(7021)
+    assert found is not None
+    written, version = found[1], partners._version
+
+    def meanwhile() -> Any:  # B's write lands after A stored its value
+        monkeypatch.setattr(partners, "_version", version)
+        partners.put(_with_key(7021, "B"), written=written)
+        return version()
+
+    # When A's write is refused
+    monkeypatch.setattr(partners, "_version", meanwhile)
+    with pytest.raises(partners.PartnerChanged):
+        partners.put(_with_key(7021, "A"), written=written)
+
+    # Then the partner as it stands sends B's value (A put its own back over it before)
+    assert _stored_key(7021) == {"X-Api-Key": "B"}
+
+
+def test_a_write_whose_outcome_is_unknown_leaves_its_secret_values(
+    added: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    from pingpost.store import dynamodb, partners
+
+    partners.put(_with_key(7022, "old"))
+    real = dynamodb().transact_write_items
+
+    def written_then_timed_out(**request: Any) -> Any:
+        real(**request)
+        raise ReadTimeoutError(endpoint_url="dynamodb")
+
+    monkeypatch.setattr(dynamodb(), "transact_write_items", written_then_timed_out)
+    with pytest.raises(ReadTimeoutError):
+        partners.put(_with_key(7022, "new"))
+    monkeypatch.undo()
+    # The write landed: the partner sends the values it was written with
+    assert _stored_key(7022) == {"X-Api-Key": "new"}
+
+
+def test_a_write_that_fails_storing_its_secrets_puts_back_those_it_stored(
+    added: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from pingpost.store import partners, secrets
+
+    bid = {"url": "https://buyer.example/bid", "headers": {"X-Bid-Key": "b-old"}}
+    post = {"url": "https://buyer.example/post"}
+    partners.put(_with_key(7023, "k-old", bid=bid, post=post))
+    put = secrets.put
+
+    def throttled_bid(partner_id: int, headers: dict[str, str], request: str = "delivery") -> int:
+        if request == "bid":
+            raise ClientError({"Error": {"Code": "ThrottlingException"}}, "PutParameter")
+        return put(partner_id, headers, request)
+
+    monkeypatch.setattr(secrets, "put", throttled_bid)
+    new_bid = bid | {"headers": {"X-Bid-Key": "b-new"}}
+    with pytest.raises(ClientError, match="Throttling"):
+        partners.put(_with_key(7023, "k-new", bid=new_bid, post=post))
+    monkeypatch.undo()
+    assert _stored_key(7023) == {"X-Api-Key": "k-old"}
+    assert _stored_key(7023, "bid") == {"X-Bid-Key": "b-old"}
+
+
+def test_a_refused_write_says_so_when_its_old_values_cannot_be_put_back(
+    added: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from pingpost.store import partners, secrets
+
+    partners.put(_with_key(7024, "old"))
+    found = partners.read(7024)
+    assert found is not None
+    written, version = found[1], partners._version
+
+    def meanwhile() -> Any:
+        monkeypatch.setattr(partners, "_version", version)
+        partners.put(found[0].model_copy(update={"priority": 2}), written=written)
+        monkeypatch.setattr(secrets, "put", throttled)  # SSM refuses what follows
+        return version()
+
+    def throttled(*args: Any, **named: Any) -> int:
+        raise ClientError({"Error": {"Code": "ThrottlingException"}}, "PutParameter")
+
+    said: list[str] = []
+    monkeypatch.setattr(partners.logger, "error", lambda text, *values: said.append(text % values))
+    monkeypatch.setattr(partners, "_version", meanwhile)
+    with pytest.raises(partners.PartnerChanged):  # the write's error, not SSM's
+        partners.put(_with_key(7024, "new"), written=written)
+    assert said[0].startswith("partner 7024: its delivery headers as they were could not be put")

@@ -40,12 +40,13 @@ from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pingpost.config import settings
 from pingpost.fields import LEAD_TYPE
 from pingpost.matching import Criteria, PartnerSet
 from pingpost.models import STORED, Partner
+from pingpost.observability import logger
 from pingpost.store import Expiring, counters, dynamodb, from_item, secrets, to_item
 from pingpost.store.placings import INDEX, moves, neighbourhood, placings
 
@@ -259,6 +260,10 @@ class PartnerChanged(Exception):
     its ID already (adding), or another write came since it was read (changing)."""
 
 
+class PartnerNotWritten(RuntimeError):
+    """Other writes took every version of the partners table while a partner was written."""
+
+
 def read(partner_id: int) -> tuple[Partner, int] | None:
     """A partner as stored now, with the version that wrote it (for `put(written=...)`)."""
     item = (
@@ -312,20 +317,54 @@ def put(partner: Partner, *, new: bool = False, written: int | None = None) -> N
     item = compact(item)
     item["partner_id"] = item.pop("id")
     # New values are stored before the partner that names them; the partner as it stands sends
-    # the old ones again if this one is not written, and keeps those it drops until it is.
+    # the old ones again if this one is certainly not written, and keeps those it drops until
+    # it is.
     kept = {request: secrets.stored(partner.id, request) for request in sending}
-    for request, sent in sending.items():
-        secrets.put(partner.id, sent, request)
+    versions: dict[str, int] = {}
+    try:
+        for request, sent in sending.items():
+            versions[request] = secrets.put(partner.id, sent, request)
+    except BaseException:
+        _put_back(partner.id, kept, versions)
+        raise
     try:
         _write(partner, item, before, new=new, written=written)
-    except BaseException:
-        for request, values in kept.items():
-            if values is None:
-                secrets.forget(partner.id, [request])
-            else:
-                secrets.put(partner.id, values, request)
+    except (PartnerChanged, PartnerNotWritten):
+        _put_back(partner.id, kept, versions)
+        raise
+    except ClientError as error:  # cancelled: nothing written (a timeout may have written it)
+        if error.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+            _put_back(partner.id, kept, versions)
         raise
     secrets.forget(partner.id, gone)
+
+
+def _put_back(
+    partner_id: int,
+    kept: Mapping[str, tuple[dict[str, str], int] | None],
+    versions: Mapping[str, int],
+) -> None:
+    """Put back the secret headers a partner's write replaced (`kept`, as `secrets.stored`
+    gave them) and it is not written: each while it is still the version that write stored
+    (`versions`), for another write's values stand. One that cannot be put back is logged, and
+    the write's own error is what its caller sees."""
+    for request, version in versions.items():
+        try:
+            now = secrets.stored(partner_id, request)
+            if now is None or now[1] != version:
+                continue  # written again since
+            was = kept[request]
+            if was is None:
+                secrets.forget(partner_id, [request])
+            else:
+                secrets.put(partner_id, was[0], request)
+        except (BotoCoreError, ClientError) as error:
+            logger.error(
+                "partner %s: its %s headers as they were could not be put back: %s",
+                partner_id,
+                request,
+                error,
+            )
 
 
 def _write(
@@ -370,7 +409,7 @@ def _write(
             return
         # Another write took this version (or wrote this partner): again, after a while.
         time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
-    raise RuntimeError(f"partner {partner.id} not written: other writes took every version")
+    raise PartnerNotWritten(f"partner {partner.id} not written: other writes took every version")
 
 
 def _as_expected(partner_id: int, new: bool, written: int | None) -> tuple[Partner, int] | None:

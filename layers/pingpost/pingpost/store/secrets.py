@@ -38,15 +38,17 @@ def _name(partner_id: int, request: str) -> str:
     return f"{path}/{partner_id}/{PARAMETERS[request]}"
 
 
-def put(partner_id: int, headers: dict[str, str], request: str = "delivery") -> None:
-    """Store the secret headers of a partner's request (an operator's call, as the seed makes)."""
-    ssm().put_parameter(
+def put(partner_id: int, headers: dict[str, str], request: str = "delivery") -> int:
+    """Store the secret headers of a partner's request (an operator's call, as the seed makes);
+    the parameter's version that holds them."""
+    made = ssm().put_parameter(
         Name=_name(partner_id, request),
         Value=json.dumps(headers),
         Type="SecureString",
         Overwrite=True,
     )
     _cache.forget((partner_id, request))
+    return int(made["Version"])
 
 
 def forget(partner_id: int, requests: Sequence[str] = ("delivery",)) -> None:
@@ -59,16 +61,22 @@ def forget(partner_id: int, requests: Sequence[str] = ("delivery",)) -> None:
         _cache.forget((partner_id, request))
 
 
-def stored(partner_id: int, request: str = "delivery") -> dict[str, str] | None:
-    """The secret headers of a partner's request as stored now (None: no parameter)."""
+def stored(partner_id: int, request: str = "delivery") -> tuple[dict[str, str], int] | None:
+    """The secret headers of a partner's request as stored now, with the parameter's version
+    (None: no parameter)."""
     try:
         found = ssm().get_parameter(Name=_name(partner_id, request), WithDecryption=True)
     except ssm().exceptions.ParameterNotFound:
         return None
     values: dict[str, str] = json.loads(found["Parameter"].get("Value", "{}"))
-    return values
+    return values, int(found["Parameter"].get("Version", 0))
 
 
 def headers(partner_id: int, request: str = "delivery") -> dict[str, str]:
     """The secret headers of a partner's request; empty when it has none stored."""
-    return _cache.get((partner_id, request), lambda: stored(partner_id, request) or {})
+
+    def load() -> dict[str, str]:
+        found = stored(partner_id, request)
+        return {} if found is None else found[0]
+
+    return _cache.get((partner_id, request), load)
