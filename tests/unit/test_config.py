@@ -35,6 +35,13 @@ def test_what_is_not_set_keeps_its_default() -> None:
         ("POST_WAIT_SECONDS", "nan", "POST_WAIT_SECONDS must be a number from 0 up, not 'nan'"),
         ("USAGE_CACHE_SECONDS", "inf", "must be a number from 0 up, not 'inf'"),
         ("LEAD_ID_BLOCK", "", "LEAD_ID_BLOCK must be a whole number from 1 to 100000, not ''"),
+        (
+            "MAX_REDRIVES",
+            "\u0663",
+            "MAX_REDRIVES must be a whole number from 0 to 20, not '\u0663'",
+        ),
+        ("PARTNERS_HELD", "1" + "0" * 400, "PARTNERS_HELD must be a whole number from 1 up, not"),
+        ("CACHE_SECONDS", "1e400", "CACHE_SECONDS must be a number from 0 up, not '1e400'"),
     ],
 )
 def test_a_number_it_cannot_run_with_is_refused_naming_its_variable(
@@ -42,6 +49,12 @@ def test_a_number_it_cannot_run_with_is_refused_naming_its_variable(
 ) -> None:
     with pytest.raises(SettingsError, match=message):
         read({name: value})
+
+
+def test_a_whole_number_may_be_written_as_cloudformation_may_pass_a_number() -> None:
+    got = read({"MAX_REDRIVES": "3.0", "PING_TTL_HOURS": " 24 "})
+    assert (got.max_redrives, got.ping_ttl_hours) == (3, 24)
+    assert type(got.max_redrives) is int
 
 
 def test_bounds_are_inclusive() -> None:

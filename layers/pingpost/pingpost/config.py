@@ -75,17 +75,21 @@ class SettingsError(ValueError):
 
 
 def _number(name: str, text: str, kind: Callable[[str], float]) -> float:
+    """A number as written in decimal (a whole one may be written 3.0, as CloudFormation may
+    pass a Number parameter), within the setting's bounds."""
     least, most = _BOUNDS.get(name, (0, None))
     what = "a whole number" if kind is int else "a number"
     within = f" from {least}" + (f" to {most}" if most is not None else " up")
     try:
-        value = kind(text.strip())
+        value = float(text) if text.isascii() and len(text) <= 32 else math.nan
     except ValueError:
-        value = None
-    high = most is not None and value is not None and value > most
-    if value is None or not math.isfinite(value) or value < least or high:
+        value = math.nan
+    whole = kind is not int or value.is_integer()
+    if not (
+        math.isfinite(value) and whole and least <= value <= (math.inf if most is None else most)
+    ):
         raise SettingsError(f"{name.upper()} must be {what}{within}, not {text!r}")
-    return value
+    return int(value) if kind is int else value
 
 
 def read(environment: Mapping[str, str]) -> Settings:
