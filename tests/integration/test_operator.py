@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -271,6 +271,21 @@ def test_a_partner_changed_since_it_was_read_is_not_written_over(added: None) ->
     assert now is not None and (now[0].price, now[0].priority) == (30, 0)
 
 
+def _meanwhile(monkeypatch: pytest.MonkeyPatch, other: Callable[[], object]) -> None:
+    """`other` (another operator's write) runs once the next partner write has stored its
+    secrets and reads the table's version: the two race, and the next one loses."""
+    from pingpost.store import partners
+
+    version = partners._version
+
+    def racing() -> Any:
+        monkeypatch.setattr(partners, "_version", version)
+        other()
+        return version()
+
+    monkeypatch.setattr(partners, "_version", racing)
+
+
 def test_a_refused_partner_write_leaves_its_secret_headers_as_they_were(
     added: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -299,13 +314,10 @@ def test_a_refused_partner_write_leaves_its_secret_headers_as_they_were(
         found = partners.read(7011)
         assert found is not None
         first, written = found
-
-        def meanwhile(first: Partner = first, written: int = written) -> Any:
-            monkeypatch.setattr(partners, "_version", version)
-            partners.put(first.model_copy(update={"priority": 3}), written=written)
-            return version()
-
-        monkeypatch.setattr(partners, "_version", meanwhile)
+        other = first.model_copy(update={"priority": 3})
+        _meanwhile(
+            monkeypatch, lambda other=other, written=written: partners.put(other, written=written)
+        )
         with pytest.raises(partners.PartnerChanged):
             partners.put(Partner.model_validate(change), written=written)
         assert partners._version is version  # the other write came
@@ -408,6 +420,16 @@ def _with_key(partner_id: int, value: str, **more: Any) -> Any:
     return Partner.model_validate(_partner_document(partner_id, **more) | {"delivery": delivery})
 
 
+def _added(partner: Any) -> tuple[Any, int]:
+    """The partner written, as an operator then reads it (with the version that wrote it)."""
+    from pingpost.store import partners
+
+    partners.put(partner)
+    found = partners.read(partner.id)
+    assert found is not None
+    return found
+
+
 def _stored_key(partner_id: int, request: str = "delivery") -> dict[str, str]:
     from pingpost.store import secrets
 
@@ -421,18 +443,10 @@ def test_a_write_that_lost_a_race_leaves_the_winners_secret_values(
     from pingpost.store import partners
 
     # Given a partner two operators read, and change its key at once
-    partners.put(_with_key(7021, "k-secret"))
-    found = partners.read(7021)
-    assert found is not None
-    written, version = found[1], partners._version
+    written = _added(_with_key(7021, "k-secret"))[1]
 
-    def meanwhile() -> Any:  # B's write lands after A stored its value
-        monkeypatch.setattr(partners, "_version", version)
-        partners.put(_with_key(7021, "B"), written=written)
-        return version()
-
-    # When A's write is refused
-    monkeypatch.setattr(partners, "_version", meanwhile)
+    # When B's write lands after A stored its value, and A's is refused
+    _meanwhile(monkeypatch, lambda: partners.put(_with_key(7021, "B"), written=written))
     with pytest.raises(partners.PartnerChanged):
         partners.put(_with_key(7021, "A"), written=written)
 
@@ -495,23 +509,18 @@ def test_a_refused_write_says_so_when_its_old_values_cannot_be_put_back(
 
     from pingpost.store import partners, secrets
 
-    partners.put(_with_key(7024, "old"))
-    found = partners.read(7024)
-    assert found is not None
-    written, version = found[1], partners._version
+    first, written = _added(_with_key(7024, "old"))
 
-    def meanwhile() -> Any:
-        monkeypatch.setattr(partners, "_version", version)
-        partners.put(found[0].model_copy(update={"priority": 2}), written=written)
-        monkeypatch.setattr(secrets, "put", throttled)  # SSM refuses what follows
-        return version()
+    def other_write_then_ssm_refuses() -> None:
+        partners.put(first.model_copy(update={"priority": 2}), written=written)
+        monkeypatch.setattr(secrets, "put", throttled)
 
     def throttled(*args: Any, **named: Any) -> int:
         raise ClientError({"Error": {"Code": "ThrottlingException"}}, "PutParameter")
 
     said: list[str] = []
     monkeypatch.setattr(partners.logger, "error", lambda text, *values: said.append(text % values))
-    monkeypatch.setattr(partners, "_version", meanwhile)
+    _meanwhile(monkeypatch, other_write_then_ssm_refuses)
     with pytest.raises(partners.PartnerChanged):  # the write's error, not SSM's
         partners.put(_with_key(7024, "new"), written=written)
     assert said[0].startswith("partner 7024: its delivery headers as they were could not be put")
