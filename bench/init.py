@@ -30,6 +30,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,20 +103,28 @@ def timed(body: str, path: list[str], cwd: Path) -> tuple[float, float]:
     return float(elapsed), float(rss)
 
 
+def _counted(code: str, cwd: Path) -> int:
+    """The instructions a fresh interpreter runs for `code` (callgrind)."""
+    done = subprocess.run(
+        [*VALGRIND, sys.executable, "-S", "-B", "-c", code],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1", "PYTHONHASHSEED": "0"},
+    )
+    return int(done.stderr.split("Collected :")[1].split()[0])
+
+
+@cache
+def _around(path: tuple[str, ...], cwd: Path) -> int:
+    """The instructions of the timing script around a body (counted once for its path)."""
+    return _counted(TIMED.format(path=list(path), body="pass"), cwd)
+
+
 def instructions(body: str, path: list[str], cwd: Path) -> int:
     """The instructions `body` runs, less those of the timing script around it (callgrind)."""
-    counts = []
-    for code in (TIMED.format(path=path, body=body), TIMED.format(path=path, body="pass")):
-        done = subprocess.run(
-            [*VALGRIND, sys.executable, "-S", "-B", "-c", code],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-            env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1", "PYTHONHASHSEED": "0"},
-        )
-        counts.append(int(done.stderr.split("Collected :")[1].split()[0]))
-    return counts[0] - counts[1]
+    return _counted(TIMED.format(path=path, body=body), cwd) - _around(tuple(path), cwd)
 
 
 def count(functions: list[str], built: tuple[Path, Path, Path]) -> str:
