@@ -437,20 +437,25 @@ def _stored_key(partner_id: int, request: str = "delivery") -> dict[str, str]:
     return secrets.headers(partner_id, request)
 
 
+@pytest.mark.parametrize(
+    "race", ["changed, B after A's secrets", "changed, B before them", "added by both"]
+)
 def test_a_write_that_lost_a_race_leaves_the_winners_secret_values(
-    added: None, monkeypatch: pytest.MonkeyPatch
+    added: None, monkeypatch: pytest.MonkeyPatch, race: str
 ) -> None:
     from pingpost.store import partners
 
-    # Given a partner two operators read, and change its key at once
-    written = _added(_with_key(7021, "k-secret"))[1]
+    # Given a partner two operators read, and change its key at once (or both add it)
+    adding = race == "added by both"
+    written = None if adding else _added(_with_key(7021, "k-secret"))[1]
 
-    # When B's write lands after A stored its value, and A's is refused
-    _meanwhile(monkeypatch, lambda: partners.put(_with_key(7021, "B"), written=written))
+    # When B's write lands after A stored its value (or before), and A's is refused
+    lands = _meanwhile if race == "changed, B after A's secrets" else _before_its_secrets
+    lands(monkeypatch, lambda: partners.put(_with_key(7021, "B"), new=adding, written=written))
     with pytest.raises(partners.PartnerChanged):
-        partners.put(_with_key(7021, "A"), written=written)
+        partners.put(_with_key(7021, "A"), new=adding, written=written)
 
-    # Then the partner as it stands sends B's value (A put its own back over it before)
+    # Then the partner as it stands sends B's value (A put back over it what it found first)
     assert _stored_key(7021) == {"X-Api-Key": "B"}
 
 
@@ -524,3 +529,64 @@ def test_a_refused_write_says_so_when_its_old_values_cannot_be_put_back(
     with pytest.raises(partners.PartnerChanged):  # the write's error, not SSM's
         partners.put(_with_key(7024, "new"), written=written)
     assert said[0].startswith("partner 7024: its delivery headers as they were could not be put")
+
+
+def _before_its_secrets(monkeypatch: pytest.MonkeyPatch, other: Callable[[], object]) -> None:
+    """`other` (another operator's whole write) runs just before the next partner write stores
+    its secrets."""
+    from pingpost.store import secrets
+
+    put = secrets.put
+
+    def racing(*args: Any, **named: Any) -> int:
+        monkeypatch.setattr(secrets, "put", put)
+        other()
+        return put(*args, **named)
+
+    monkeypatch.setattr(secrets, "put", racing)
+
+
+def test_dropped_headers_stored_again_by_a_later_write_are_kept(
+    added: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pingpost.models import Partner
+    from pingpost.store import partners
+
+    written = _added(_with_key(7033, "old"))[1]
+    write = partners._write
+
+    def then_another(*args: Any, **named: Any) -> None:
+        # A's write has landed; B reads it and stores headers again before A deletes its own
+        write(*args, **named)
+        monkeypatch.setattr(partners, "_write", write)
+        found = partners.read(7033)
+        assert found is not None
+        partners.put(_with_key(7033, "B"), written=found[1])
+
+    monkeypatch.setattr(partners, "_write", then_another)
+    dropped = _partner_document(7033) | {"delivery": {"url": "https://buyer.example/leads"}}
+    partners.put(Partner.model_validate(dropped), written=written)
+    now = partners.read(7033)
+    assert now is not None and now[0].delivery.secret_headers == ["X-Api-Key"]
+    assert _stored_key(7033) == {"X-Api-Key": "B"}
+
+
+def test_a_write_that_fails_before_its_transaction_puts_its_values_back(
+    added: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from pingpost.store import partners
+
+    written = _added(_with_key(7034, "old"))[1]
+
+    def throttled() -> Any:
+        raise ClientError({"Error": {"Code": "ThrottlingException"}}, "GetItem")
+
+    monkeypatch.setattr(partners, "_version", throttled)
+    with pytest.raises(ClientError):
+        partners.put(_with_key(7034, "new"), written=written)
+    monkeypatch.undo()
+    now = partners.read(7034)
+    assert now is not None and now[1] == written  # certainly not written
+    assert _stored_key(7034) == {"X-Api-Key": "old"}

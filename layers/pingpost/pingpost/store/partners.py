@@ -317,48 +317,53 @@ def put(partner: Partner, *, new: bool = False, written: int | None = None) -> N
     item = compact(item)
     item["partner_id"] = item.pop("id")
     # New values are stored before the partner that names them; the partner as it stands sends
-    # the old ones again if this one is certainly not written, and keeps those it drops until
-    # it is.
-    kept = {request: secrets.stored(partner.id, request) for request in sending}
+    # the values it had again if this one is certainly not written, and keeps those it drops
+    # until it is. (Parameter Store writes no value on a condition: a write between a check
+    # and what follows it may still be undone; these narrow that to one call's time.)
+    dropping = {request: secrets.stored(partner.id, request) for request in gone}
     versions: dict[str, int] = {}
+    outcome = _Outcome()
     try:
         for request, sent in sending.items():
             versions[request] = secrets.put(partner.id, sent, request)
+        _write(partner, item, before, new=new, written=written, outcome=outcome)
     except BaseException:
-        _put_back(partner.id, kept, versions)
+        if not outcome.maybe_written:
+            _put_back(partner.id, versions)
         raise
-    try:
-        _write(partner, item, before, new=new, written=written)
-    except (PartnerChanged, PartnerNotWritten):
-        _put_back(partner.id, kept, versions)
-        raise
-    except ClientError as error:  # cancelled: nothing written (a timeout may have written it)
-        if error.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-            _put_back(partner.id, kept, versions)
-        raise
-    secrets.forget(partner.id, gone)
+    for request, was in dropping.items():  # each unless another write stored it since
+        if was is not None and _version_of(partner.id, request) == was[1]:
+            secrets.forget(partner.id, [request])
 
 
-def _put_back(
-    partner_id: int,
-    kept: Mapping[str, tuple[dict[str, str], int] | None],
-    versions: Mapping[str, int],
-) -> None:
-    """Put back the secret headers a partner's write replaced (`kept`, as `secrets.stored`
-    gave them) and it is not written: each while it is still the version that write stored
-    (`versions`), for another write's values stand. One that cannot be put back is logged, and
-    the write's own error is what its caller sees."""
+class _Outcome:
+    """Whether a partner's transaction may have been written: sent, and not refused (a timeout
+    or a server's error leaves it unknown)."""
+
+    def __init__(self) -> None:
+        self.maybe_written = False
+
+
+def _version_of(partner_id: int, request: str) -> int | None:
+    found = secrets.stored(partner_id, request)
+    return None if found is None else found[1]
+
+
+def _put_back(partner_id: int, versions: Mapping[str, int]) -> None:
+    """Undo the secret headers a partner's write stored (`versions`: the parameters' versions
+    it made) when it is certainly not written: each goes back to the version before it, while
+    it is still that write's (another write's values stand). One that cannot be put back is
+    logged, and the write's own error is what its caller sees."""
     for request, version in versions.items():
         try:
-            now = secrets.stored(partner_id, request)
-            if now is None or now[1] != version:
+            if _version_of(partner_id, request) != version:
                 continue  # written again since
-            was = kept[request]
+            was = secrets.stored(partner_id, request, version - 1) if version > 1 else None
             if was is None:
                 secrets.forget(partner_id, [request])
             else:
                 secrets.put(partner_id, was[0], request)
-        except (BotoCoreError, ClientError) as error:
+        except (BotoCoreError, ClientError, ValueError) as error:  # (ValueError: not JSON)
             logger.error(
                 "partner %s: its %s headers as they were could not be put back: %s",
                 partner_id,
@@ -374,6 +379,7 @@ def _write(
     *,
     new: bool,
     written: int | None,
+    outcome: _Outcome,
 ) -> None:
     """Write a partner's item, filed in the index, in a transaction with the table's version
     (`put`'s conditions; PartnerChanged when they fail)."""
@@ -392,9 +398,12 @@ def _write(
             _next_version(version, logged, fresh=fresh),
             *moves(partner.id, was, placings(partner)),
         ]
+        outcome.maybe_written = True
         try:
             dynamodb().transact_write_items(TransactItems=items)
         except ClientError as error:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
+            outcome.maybe_written = status >= 500  # refused (4xx): nothing of it is written
             if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
             codes = [r.get("Code") for r in error.response.get("CancellationReasons") or [{}]]

@@ -61,11 +61,14 @@ def forget(partner_id: int, requests: Sequence[str] = ("delivery",)) -> None:
         _cache.forget((partner_id, request))
 
 
-def stored(partner_id: int, request: str = "delivery") -> tuple[dict[str, str], int] | None:
-    """The secret headers of a partner's request as stored now, with the parameter's version
-    (None: no parameter)."""
+def stored(
+    partner_id: int, request: str = "delivery", version: int | None = None
+) -> tuple[dict[str, str], int] | None:
+    """The secret headers of a partner's request as stored now (or as `version` of its
+    parameter held them), with the parameter's version (None: no parameter)."""
+    name = _name(partner_id, request) + ("" if version is None else f":{version}")
     try:
-        found = ssm().get_parameter(Name=_name(partner_id, request), WithDecryption=True)
+        found = ssm().get_parameter(Name=name, WithDecryption=True)
     except ssm().exceptions.ParameterNotFound:
         return None
     values: dict[str, str] = json.loads(found["Parameter"].get("Value", "{}"))
