@@ -29,19 +29,45 @@ def test_what_is_not_set_keeps_its_default() -> None:
         ("MAX_REDRIVES", "many", "MAX_REDRIVES must be a whole number from 0 to 20, not 'many'"),
         ("MAX_REDRIVES", "21", "MAX_REDRIVES must be a whole number from 0 to 20, not '21'"),
         ("MAX_REDRIVES", "2.5", "MAX_REDRIVES must be a whole number from 0 to 20, not '2.5'"),
-        ("PING_TTL_HOURS", "0", "PING_TTL_HOURS must be a whole number from 1 up, not '0'"),
-        ("MAX_BODY_BYTES", "100", "MAX_BODY_BYTES must be a whole number from 1024 up, not '100'"),
-        ("CACHE_SECONDS", "-1", "CACHE_SECONDS must be a number from 0 up, not '-1'"),
-        ("POST_WAIT_SECONDS", "nan", "POST_WAIT_SECONDS must be a number from 0 up, not 'nan'"),
-        ("USAGE_CACHE_SECONDS", "inf", "must be a number from 0 up, not 'inf'"),
+        (
+            "PING_TTL_HOURS",
+            "0",
+            "PING_TTL_HOURS must be a whole number from 1 to 1000000000, not '0'",
+        ),
+        (
+            "MAX_BODY_BYTES",
+            "100",
+            "MAX_BODY_BYTES must be a whole number from 1024 to 1000000000, not '100'",
+        ),
+        ("CACHE_SECONDS", "-1", "CACHE_SECONDS must be a number from 0 to 1000000000, not '-1'"),
+        (
+            "POST_WAIT_SECONDS",
+            "nan",
+            "POST_WAIT_SECONDS must be a number from 0 to 1000000000, not 'nan'",
+        ),
+        ("USAGE_CACHE_SECONDS", "inf", "must be a number from 0 to 1000000000, not 'inf'"),
         ("LEAD_ID_BLOCK", "", "LEAD_ID_BLOCK must be a whole number from 1 to 100000, not ''"),
         (
             "MAX_REDRIVES",
             "\u0663",
             "MAX_REDRIVES must be a whole number from 0 to 20, not '\u0663'",
         ),
-        ("PARTNERS_HELD", "1" + "0" * 400, "PARTNERS_HELD must be a whole number from 1 up, not"),
-        ("CACHE_SECONDS", "1e400", "CACHE_SECONDS must be a number from 0 up, not '1e400'"),
+        (
+            "PARTNERS_HELD",
+            "1" + "0" * 400,
+            "PARTNERS_HELD must be a whole number from 1 to 1000000000, not",
+        ),
+        (
+            "CACHE_SECONDS",
+            "1e400",
+            "CACHE_SECONDS must be a number from 0 to 1000000000, not '1e400'",
+        ),
+        ("PING_TTL_HOURS", "1e300", "PING_TTL_HOURS must be a whole number from 1 to 1000000000"),
+        (
+            "REPEAT_SECONDS",
+            "1000000001",
+            "REPEAT_SECONDS must be a whole number from 1 to 1000000000",
+        ),
     ],
 )
 def test_a_number_it_cannot_run_with_is_refused_naming_its_variable(

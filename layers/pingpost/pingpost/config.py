@@ -57,16 +57,18 @@ class Settings(NamedTuple):
         return frozenset(n.strip().lower().rstrip(".") for n in names if n.strip())
 
 
-# The numbers' bounds, least and most (None: none); every number is at least 0.
-_BOUNDS: dict[str, tuple[float, float | None]] = {
+# The numbers' bounds, least and most: at least 0 and at most a billion unless said (a TTL
+# of 1e300 hours would fail every write of a lead).
+MOST = 1_000_000_000
+_BOUNDS: dict[str, tuple[int, int]] = {
     "max_redrives": (0, 20),
     "redrive_base_seconds": (0, 900),
-    "ping_ttl_hours": (1, None),
+    "ping_ttl_hours": (1, MOST),
     "lead_retention_days": (1, 3650),
-    "partners_held": (1, None),
+    "partners_held": (1, MOST),
     "lead_id_block": (1, 100_000),
-    "max_body_bytes": (1024, None),
-    "repeat_seconds": (1, None),
+    "max_body_bytes": (1024, MOST),
+    "repeat_seconds": (1, MOST),
 }
 
 
@@ -77,17 +79,15 @@ class SettingsError(ValueError):
 def _number(name: str, text: str, kind: Callable[[str], float]) -> float:
     """A number as written in decimal (a whole one may be written 3.0, as CloudFormation may
     pass a Number parameter), within the setting's bounds."""
-    least, most = _BOUNDS.get(name, (0, None))
+    least, most = _BOUNDS.get(name, (0, MOST))
     what = "a whole number" if kind is int else "a number"
-    within = f" from {least}" + (f" to {most}" if most is not None else " up")
+    within = f" from {least} to {most}"
     try:
         value = float(text) if text.isascii() and len(text) <= 32 else math.nan
     except ValueError:
         value = math.nan
     whole = kind is not int or value.is_integer()
-    if not (
-        math.isfinite(value) and whole and least <= value <= (math.inf if most is None else most)
-    ):
+    if not (math.isfinite(value) and whole and least <= value <= most):
         raise SettingsError(f"{name.upper()} must be {what}{within}, not {text!r}")
     return int(value) if kind is int else value
 
