@@ -59,16 +59,16 @@ class Settings(NamedTuple):
 
 # The numbers' bounds, least and most: at least 0 and at most a billion unless said (a TTL
 # of 1e300 hours would fail every write of a lead).
-MOST = 1_000_000_000
+_MOST = 1_000_000_000
 _BOUNDS: dict[str, tuple[int, int]] = {
     "max_redrives": (0, 20),
     "redrive_base_seconds": (0, 900),
-    "ping_ttl_hours": (1, MOST),
+    "ping_ttl_hours": (1, _MOST),
     "lead_retention_days": (1, 3650),
-    "partners_held": (1, MOST),
+    "partners_held": (1, _MOST),
     "lead_id_block": (1, 100_000),
-    "max_body_bytes": (1024, MOST),
-    "repeat_seconds": (1, MOST),
+    "max_body_bytes": (1024, _MOST),
+    "repeat_seconds": (1, _MOST),
 }
 
 
@@ -79,11 +79,11 @@ class SettingsError(ValueError):
 def _number(name: str, text: str, kind: Callable[[str], float]) -> float:
     """A number as written in decimal (a whole one may be written 3.0, as CloudFormation may
     pass a Number parameter), within the setting's bounds."""
-    least, most = _BOUNDS.get(name, (0, MOST))
+    least, most = _BOUNDS.get(name, (0, _MOST))
     what = "a whole number" if kind is int else "a number"
     within = f" from {least} to {most}"
     try:
-        value = float(text) if text.isascii() and len(text) <= 32 else math.nan
+        value = float(text) if text.isascii() else math.nan
     except ValueError:
         value = math.nan
     whole = kind is not int or value.is_integer()
