@@ -475,6 +475,7 @@ OPERATOR_ONLY = {
     "deliveries.failed",
     "secrets.put",
     "secrets.forget",
+    "secrets.versions",
 }
 
 

@@ -320,7 +320,7 @@ def put(partner: Partner, *, new: bool = False, written: int | None = None) -> N
     # the values it had again if this one is certainly not written, and keeps those it drops
     # until it is. (Parameter Store writes no value on a condition: a write between a check
     # and what follows it may still be undone; these narrow that to one call's time.)
-    dropping = {request: secrets.stored(partner.id, request) for request in gone}
+    dropping = secrets.versions(partner.id, gone)
     versions: dict[str, int] = {}
     outcome = _Outcome()
     try:
@@ -331,9 +331,9 @@ def put(partner: Partner, *, new: bool = False, written: int | None = None) -> N
         if not outcome.maybe_written:
             _put_back(partner.id, versions)
         raise
-    for request, was in dropping.items():  # each unless another write stored it since
-        if was is not None and _version_of(partner.id, request) == was[1]:
-            secrets.forget(partner.id, [request])
+    now = secrets.versions(partner.id, list(dropping))
+    # Each unless another write stored it since.
+    secrets.forget(partner.id, [r for r, version in dropping.items() if now.get(r) == version])
 
 
 class _Outcome:
@@ -344,11 +344,6 @@ class _Outcome:
         self.maybe_written = False
 
 
-def _version_of(partner_id: int, request: str) -> int | None:
-    found = secrets.stored(partner_id, request)
-    return None if found is None else found[1]
-
-
 def _put_back(partner_id: int, versions: Mapping[str, int]) -> None:
     """Undo the secret headers a partner's write stored (`versions`: the parameters' versions
     it made) when it is certainly not written: each goes back to the version before it, while
@@ -356,7 +351,7 @@ def _put_back(partner_id: int, versions: Mapping[str, int]) -> None:
     logged, and the write's own error is what its caller sees."""
     for request, version in versions.items():
         try:
-            if _version_of(partner_id, request) != version:
+            if secrets.versions(partner_id, [request]).get(request) != version:
                 continue  # written again since
             was = secrets.stored(partner_id, request, version - 1) if version > 1 else None
             if was is None:

@@ -75,6 +75,16 @@ def stored(
     return values, int(found["Parameter"].get("Version", 0))
 
 
+def versions(partner_id: int, requests: Sequence[str]) -> dict[str, int]:
+    """The version of each of a partner's requests' parameters that exists, in one call (an
+    operator's: which values a write would drop, and whether another write stored them since)."""
+    if not requests:
+        return {}
+    names = {_name(partner_id, request): request for request in requests}
+    found = ssm().get_parameters(Names=list(names))["Parameters"]
+    return {names[p["Name"]]: int(p["Version"]) for p in found}
+
+
 def headers(partner_id: int, request: str = "delivery") -> dict[str, str]:
     """The secret headers of a partner's request; empty when it has none stored."""
 
